@@ -1,0 +1,42 @@
+"""embdrop: embedding layers and the dropout family that regularizes them, with exact semantics, on PyTorch.
+
+Tensors are batch first: ids (B, T), sequences (B, T, C). ``p`` is always the probability to drop.
+"""
+
+from embdrop import functional
+from embdrop.layers import (
+    DropConnect,
+    Dropout,
+    Embedding,
+    HashEmbedding,
+    LockedDropout,
+    MCPrediction,
+    SpatialDropout1D,
+    StochasticModule,
+    TokenDropout,
+    WordDropout,
+    embedding_size,
+    is_dropout_layer,
+    mc_dropout,
+    mc_predict,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DropConnect",
+    "Dropout",
+    "Embedding",
+    "HashEmbedding",
+    "LockedDropout",
+    "MCPrediction",
+    "SpatialDropout1D",
+    "StochasticModule",
+    "TokenDropout",
+    "WordDropout",
+    "embedding_size",
+    "functional",
+    "is_dropout_layer",
+    "mc_dropout",
+    "mc_predict",
+]

@@ -1,0 +1,118 @@
+"""Argument and input checks, all raising the one error template of embdrop.
+
+Every user-facing error reads, for example::
+
+    ValueError: Invalid value for argument 'p': expected a float in [0, 1). Received: p=1.5
+
+Arguments are checked in ``__init__``; shapes and ids in ``forward``. Nothing here uses ``assert``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from numbers import Integral, Real
+
+import torch
+from torch import Tensor
+
+
+def invalid(name: str, expected: str, received: object) -> ValueError:
+    """The one error template: names the argument, what was expected and what was received."""
+    return ValueError(f"Invalid value for argument '{name}': expected {expected}. Received: {name}={received}")
+
+
+def describe(t: Tensor) -> str:
+    """A short description of a tensor for an error message (never its full contents)."""
+    return f"tensor of shape {tuple(t.shape)} and dtype {t.dtype}"
+
+
+def probability(name: str, p: object, *, allow_one: bool = False) -> float:
+    """A drop probability in [0, 1) (or [0, 1] where ``allow_one``), returned as a float."""
+    interval = "[0, 1]" if allow_one else "[0, 1)"
+    if isinstance(p, bool) or not isinstance(p, Real):
+        raise invalid(name, f"a float in {interval}", repr(p))
+    value = float(p)
+    upper_ok = value <= 1.0 if allow_one else value < 1.0
+    if not (math.isfinite(value) and value >= 0.0 and upper_ok):
+        raise invalid(name, f"a float in {interval}", repr(p))
+    return value
+
+
+def integer(name: str, value: object, *, low: int | None = None, high: int | None = None) -> int:
+    """An int in [low, high) (either bound may be open), returned as an int. Bools are refused."""
+    if low is not None and high is not None:
+        expected = f"an int in [{low}, {high})"
+    elif low is not None:
+        expected = f"an int >= {low}"
+    else:
+        expected = "an int"
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise invalid(name, expected, repr(value))
+    v = int(value)
+    if (low is not None and v < low) or (high is not None and v >= high):
+        raise invalid(name, expected, repr(value))
+    return v
+
+
+def choice(name: str, value: object, options: Sequence[str]) -> str:
+    """One of a fixed set of strings."""
+    if value not in options:
+        raise invalid(name, "one of " + ", ".join(repr(o) for o in options), repr(value))
+    return value  # type: ignore[return-value]
+
+
+def dims(name: str, value: object) -> tuple[int, ...]:
+    """A tuple of distinct ints (axes); checked against a rank later by :func:`normalize_dims`."""
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        value = (value,)
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise invalid(name, "a tuple of distinct ints", repr(value))
+    if any(isinstance(d, bool) or not isinstance(d, Integral) for d in value) or len(set(value)) != len(value):
+        raise invalid(name, "a tuple of distinct ints", repr(value))
+    return tuple(int(d) for d in value)
+
+
+def normalize_dims(name: str, value: tuple[int, ...], ndim: int) -> tuple[int, ...]:
+    """Axes made non-negative for a tensor of rank ``ndim``; out-of-range or repeated axes are an error."""
+    out = []
+    for d in value:
+        if not -ndim <= d < ndim:
+            raise invalid(name, f"axes in [{-ndim}, {ndim}) for an input of rank {ndim}", repr(value))
+        out.append(d % ndim)
+    if len(set(out)) != len(out):
+        raise invalid(name, f"distinct axes for an input of rank {ndim}", repr(value))
+    return tuple(out)
+
+
+def rank(name: str, x: Tensor, expected_rank: int, letters: str) -> None:
+    """``x`` must have rank ``expected_rank``; ``letters`` names the axes, e.g. '(B, T, C)'."""
+    if not isinstance(x, Tensor):
+        raise invalid(name, f"a tensor of shape {letters}", type(x).__name__)
+    if x.dim() != expected_rank:
+        raise invalid(name, f"a tensor of rank {expected_rank} with shape {letters}", describe(x))
+
+
+def floating(name: str, x: Tensor) -> None:
+    if not x.is_floating_point():
+        raise invalid(name, "a floating-point tensor", describe(x))
+
+
+def ids(name: str, x: Tensor, num_embeddings: int | None = None) -> None:
+    """Integer ids of shape (B, T), each in [0, num_embeddings) when that is given."""
+    rank(name, x, 2, "(B, T)")
+    if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+        raise invalid(name, "an integer tensor of ids (torch.long or torch.int)", describe(x))
+    if x.numel() == 0 or num_embeddings is None:
+        return
+    lo, hi = int(x.min()), int(x.max())
+    if lo < 0:
+        raise invalid(name, f"ids in [0, {num_embeddings})", f"{describe(x)} containing {lo}")
+    if hi >= num_embeddings:
+        raise invalid(name, f"ids in [0, {num_embeddings})", f"{describe(x)} containing {hi}")
+
+
+def mask_shape(name: str, mask: Tensor, expected: tuple[int, ...]) -> None:
+    if not isinstance(mask, Tensor) or tuple(mask.shape) != tuple(expected):
+        got = describe(mask) if isinstance(mask, Tensor) else type(mask).__name__
+        raise invalid(name, f"a mask of shape {tuple(expected)}", got)

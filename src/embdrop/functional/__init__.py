@@ -1,0 +1,25 @@
+"""Stateless maths: mask sampling (every RNG rule lives in :mod:`.masks`) and mask application."""
+
+from embdrop.functional.apply import (
+    apply_mask,
+    dropout,
+    embedding,
+    spatial_dropout1d,
+    token_dropout,
+    word_dropout,
+)
+from embdrop.functional.masks import bernoulli_keep, dropout_mask, shared_shape, word_dropout_mask, word_type_mask
+
+__all__ = [
+    "apply_mask",
+    "bernoulli_keep",
+    "dropout",
+    "dropout_mask",
+    "embedding",
+    "shared_shape",
+    "spatial_dropout1d",
+    "token_dropout",
+    "word_dropout",
+    "word_dropout_mask",
+    "word_type_mask",
+]

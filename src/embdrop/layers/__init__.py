@@ -1,0 +1,25 @@
+"""Thin ``nn.Module`` layers over :mod:`embdrop.functional`."""
+
+from embdrop.layers.base import StochasticModule
+from embdrop.layers.categorical import HashEmbedding, embedding_size
+from embdrop.layers.dropout import Dropout, LockedDropout, SpatialDropout1D, TokenDropout, WordDropout
+from embdrop.layers.embedding import Embedding
+from embdrop.layers.mc import MCPrediction, is_dropout_layer, mc_dropout, mc_predict
+from embdrop.layers.weight_drop import DropConnect
+
+__all__ = [
+    "DropConnect",
+    "Dropout",
+    "Embedding",
+    "HashEmbedding",
+    "LockedDropout",
+    "MCPrediction",
+    "SpatialDropout1D",
+    "StochasticModule",
+    "TokenDropout",
+    "WordDropout",
+    "embedding_size",
+    "is_dropout_layer",
+    "mc_dropout",
+    "mc_predict",
+]
