@@ -1,0 +1,72 @@
+"""The ``embdrop`` command. Thin: it parses arguments, then calls the library.
+
+A user mistake prints one line (``embdrop: error: ...``) and exits with status 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from embdrop import _checks
+from embdrop.viz import show as show_mod
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage block
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise _checks.invalid("shape", "three positive ints B,T,C such as 3,3,4", repr(text)) from None
+    if len(shape) != 3 or min(shape) < 1:
+        raise _checks.invalid("shape", "three positive ints B,T,C such as 3,3,4", repr(text))
+    return shape
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="embdrop", description="Embedding layers and the dropout family that regularizes them.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    s = sub.add_parser(
+        "show",
+        help="show what Dropout, SpatialDropout1D, TokenDropout and embedding dropout drop",
+        description="Print x = arange(1, B*T*C+1).reshape(B, T, C) and, side by side, what each dropout variant "
+        "does to it, marking the dropped entries.",
+    )
+    s.add_argument(
+        "--variant",
+        action="append",
+        choices=["all", *show_mod.VARIANTS],
+        help="variant to show (repeatable; default: all)",
+    )
+    s.add_argument("--p", type=float, default=0.5, help="probability to drop (default 0.5)")
+    s.add_argument("--shape", default="3,3,4", help="B,T,C of the input (default 3,3,4)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the generator each variant uses (default 0)")
+    s.add_argument("--mode", default="sample", help="embedding dropout mode: sample or batch (default sample)")
+    return parser
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    variants = tuple(show_mod.VARIANTS if not args.variant or "all" in args.variant else dict.fromkeys(args.variant))
+    print(show_mod.show(_shape(args.shape), p=args.p, seed=args.seed, variants=variants, mode=args.mode))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return {"show": _cmd_show}[args.command](args)
+    except ValueError as e:
+        print(f"embdrop {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
