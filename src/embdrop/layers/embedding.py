@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from numbers import Real
+
 import torch
 from torch import Tensor, nn
 
@@ -79,7 +81,7 @@ class Embedding(StochasticModule):
         self.padding_idx = padding_idx
         self.dropout = _checks.probability("dropout", dropout)
         self.dropout_mode = _checks.choice("dropout_mode", dropout_mode, DROPOUT_MODES)
-        if max_norm is not None and (isinstance(max_norm, bool) or not float(max_norm) > 0):
+        if max_norm is not None and (isinstance(max_norm, bool) or not isinstance(max_norm, Real) or not max_norm > 0):
             raise _checks.invalid("max_norm", "None or a float > 0", repr(max_norm))
         self.max_norm = None if max_norm is None else float(max_norm)
         self.sparse = bool(sparse)

@@ -60,7 +60,9 @@ class DropConnect(StochasticModule):
         known = dict(module.named_parameters())
         for name in names:
             if name not in known:
-                raise _checks.invalid("names", f"parameter names of {type(module).__name__}: {sorted(known)}", name)
+                raise _checks.invalid(
+                    "names", f"parameter names of {type(module).__name__}: {sorted(known)}", repr(name)
+                )
         self.module = module
         self.names = tuple(names)
         self.register_state_dict_post_hook(_strip_prefix)
@@ -74,7 +76,9 @@ class DropConnect(StochasticModule):
             out[name] = M.bernoulli_keep(tuple(w.shape), self.p, device=w.device, dtype=w.dtype, generator=generator)
         return out
 
-    def forward(self, *args, masks: dict[str, Tensor] | None = None, generator: torch.Generator | None = None, **kwargs):
+    def forward(
+        self, *args, masks: dict[str, Tensor] | None = None, generator: torch.Generator | None = None, **kwargs
+    ):
         if not self.training or (self.p == 0.0 and masks is None):
             return self.module(*args, **kwargs)
         if masks is None:

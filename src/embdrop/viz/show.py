@@ -88,7 +88,10 @@ def make_panels(
 def _cells(values: Tensor, dropped: Tensor, integral: bool) -> list[list[list[str]]]:
     fmt = (lambda v: str(int(round(v)))) if integral else (lambda v: f"{v:.2f}")
     return [
-        [[DROPPED if d else fmt(float(v)) for v, d in zip(row, drow, strict=True)] for row, drow in zip(b, db, strict=True)]
+        [
+            [DROPPED if d else fmt(float(v)) for v, d in zip(row, drow, strict=True)]
+            for row, drow in zip(b, db, strict=True)
+        ]
         for b, db in zip(values.tolist(), dropped.tolist(), strict=True)
     ]
 

@@ -1,0 +1,87 @@
+import math
+
+import pytest
+import torch
+from torch.autograd import gradcheck
+
+import embdrop.functional as F
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_survivors_are_scaled_by_one_over_keep():
+    x = torch.randn(6, 7, 8)
+    p = 0.3
+    y = F.dropout(x, p, generator=gen())
+    kept = y != 0
+    assert torch.allclose(y[kept], x[kept] / (1 - p))
+    assert 0 < kept.float().mean() < 1
+
+
+def test_expectation_is_the_input_within_four_sigma():
+    n, p = 400_000, 0.3
+    y = F.dropout(torch.ones(n), p, generator=gen(0))
+    sigma = math.sqrt(p / (1 - p) / n)  # std of x*m/(1-p) for x = 1 is sqrt(p/(1-p))
+    assert abs(y.mean().item() - 1.0) < 4 * sigma
+
+
+def test_p_zero_and_eval_return_the_input_without_drawing():
+    x = torch.randn(3, 4)
+    g = gen(0)
+    state, global_state = g.get_state(), torch.get_rng_state()
+    assert F.dropout(x, 0.0, generator=g) is x
+    assert F.dropout(x, 0.7, training=False, generator=g) is x
+    assert torch.equal(g.get_state(), state) and torch.equal(torch.get_rng_state(), global_state)
+
+
+def test_p_one_gives_zeros_with_finite_gradients():
+    x = torch.randn(5, 6, requires_grad=True)
+    y = F.dropout(x, 1.0, generator=gen())
+    assert (y == 0).all()
+    y.sum().backward()
+    assert torch.isfinite(x.grad).all() and (x.grad == 0).all()
+
+
+def test_spatial_and_token_masks_have_their_shapes():
+    x = torch.randn(4, 9, 5)
+    s = F.spatial_dropout1d(x, 0.5, generator=gen())
+    assert (((s == 0).all(1)) | ((s != 0).all(1))).all()
+    t = F.token_dropout(x, 0.5, generator=gen())
+    assert (((t == 0).all(2)) | ((t != 0).all(2))).all()
+    with pytest.raises(ValueError, match=r"argument 'x': expected a tensor of rank 3 with shape \(B, T, C\)"):
+        F.spatial_dropout1d(torch.randn(4, 5), 0.5)
+
+
+@pytest.mark.parametrize("fn", [F.dropout, F.spatial_dropout1d, F.token_dropout])
+def test_gradcheck_float64_with_reseeded_generator(fn):
+    x = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
+    assert gradcheck(lambda t: fn(t, 0.4, generator=gen(11)), (x,))
+
+
+def test_embedding_gradcheck_float64_through_the_weight():
+    # No padding_idx here: its row gets zero gradient on purpose (as nn.Embedding), which gradcheck would flag.
+    ids = torch.tensor([[1, 2, 1, 0], [3, 3, 2, 0]])
+    w = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    assert gradcheck(lambda t: F.embedding(ids, t, p=0.5, generator=gen(2)), (w,))
+
+
+def test_embedding_mask_multiplies_lookup_and_spares_padding():
+    w = torch.randn(6, 4)
+    w[0] = 7.0  # a non-zero padding row must come out unscaled
+    ids = torch.tensor([[1, 2, 1, 0, 0], [2, 3, 3, 5, 0]])
+    keep = torch.tensor([[0.0, 1, 0, 1, 1], [1, 1, 1, 0, 1]])
+    y = F.embedding(ids, w, p=0.5, padding_idx=0, mask=keep)
+    assert torch.equal(y[ids == 0], w[0].expand(3, 4))
+    assert torch.allclose(y[0, 1], w[2] * 2) and (y[0, 0] == 0).all() and (y[1, 3] == 0).all()
+
+
+def test_word_dropout_replaces_by_unk_and_never_touches_padding():
+    ids = torch.randint(2, 50, (30, 40), generator=gen(1))
+    ids[:, -5:] = 0
+    out = F.word_dropout(ids, 0.5, unk_id=1, padding_idx=0, generator=gen(0))
+    changed = out != ids
+    assert (out[changed] == 1).all()
+    assert (out[:, -5:] == 0).all()
+    assert 0.4 < changed[:, :-5].float().mean() < 0.6

@@ -1,0 +1,115 @@
+import math
+
+import pytest
+import torch
+
+from embdrop.functional import masks as M
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
+def test_keep_rate_within_four_sigma(p):
+    n = 200_000
+    keep = M.bernoulli_keep((n,), p, generator=gen(0))
+    assert set(keep.unique().tolist()) <= {0.0, 1.0}
+    sigma = math.sqrt(p * (1 - p) / n)
+    assert abs(keep.mean().item() - (1 - p)) < 4 * sigma
+
+
+def test_p_one_is_all_zero_and_dtype_device_follow_input():
+    x = torch.ones(4, 5, dtype=torch.float64)
+    assert M.dropout_mask(x, 1.0, generator=gen()).eq(0).all()
+    m = M.dropout_mask(x, 0.5, generator=gen())
+    assert m.dtype == torch.float64 and m.device == x.device
+
+
+def test_shared_shape():
+    assert M.shared_shape((3, 5, 4), (1,)) == (3, 1, 4)
+    assert M.shared_shape((3, 5, 4), (-1,)) == (3, 5, 1)
+    assert M.shared_shape((3, 5, 4), ()) == (3, 5, 4)
+    assert M.shared_shape((3, 5, 4), (0, 1)) == (1, 1, 4)
+    with pytest.raises(ValueError, match="shared_dims"):
+        M.shared_shape((3, 5), (2,))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_word_type_mask_sample_mode_shares_within_sequence_any_seed(seed):
+    ids = torch.randint(0, 6, (8, 30), generator=gen(100 + seed))
+    keep = M.word_type_mask(ids, 0.5, mode="sample", generator=gen(seed))
+    for b in range(ids.shape[0]):
+        for w in ids[b].unique():
+            vals = keep[b][ids[b] == w]
+            assert (vals == vals[0]).all()
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_word_type_mask_batch_mode_shares_across_batch_any_seed(seed):
+    ids = torch.randint(0, 6, (8, 30), generator=gen(100 + seed))
+    keep = M.word_type_mask(ids, 0.5, mode="batch", generator=gen(seed))
+    for w in ids.unique():
+        vals = keep[ids == w]
+        assert (vals == vals[0]).all()
+
+
+def test_word_type_mask_sample_mode_draws_each_sequence_separately():
+    # Word 3 in every one of 4000 sequences: dropped in about p of them, not all-or-none.
+    ids = torch.full((4000, 5), 3)
+    p = 0.3
+    keep = M.word_type_mask(ids, p, mode="sample", generator=gen(0))[:, 0]
+    sigma = math.sqrt(p * (1 - p) / 4000)
+    assert abs(keep.mean().item() - (1 - p)) < 4 * sigma
+    batch = M.word_type_mask(ids, p, mode="batch", generator=gen(0))
+    assert batch.unique().numel() == 1
+
+
+def test_word_type_mask_draws_one_number_per_type_not_per_vocabulary_entry():
+    # ids from a vocabulary of ten million: only the types present are drawn.
+    ids = torch.tensor([[5, 9_999_999, 5, 42], [42, 42, 7, 5]])
+    g = gen(3)
+    M.word_type_mask(ids, 0.5, mode="batch", generator=g)
+    ref = gen(3)
+    torch.empty(4).bernoulli_(0.5, generator=ref)  # 4 types: 5, 7, 42, 9_999_999
+    assert torch.equal(g.get_state(), ref.get_state())
+    g = gen(3)
+    M.word_type_mask(ids, 0.5, mode="sample", generator=g)
+    ref = gen(3)
+    torch.empty(6).bernoulli_(0.5, generator=ref)  # (0,5) (0,42) (0,9999999) (1,5) (1,7) (1,42)
+    assert torch.equal(g.get_state(), ref.get_state())
+
+
+def test_word_type_mask_does_not_depend_on_position_order():
+    ids = torch.randint(0, 20, (4, 12), generator=gen(1))
+    perm = torch.randperm(12, generator=gen(2))
+    a = M.word_type_mask(ids, 0.5, generator=gen(7))
+    b = M.word_type_mask(ids[:, perm], 0.5, generator=gen(7))
+    assert torch.equal(a[:, perm], b)
+
+
+def test_word_type_mask_keeps_padding_always():
+    ids = torch.randint(0, 3, (50, 20), generator=gen(4))
+    for seed in range(5):
+        keep = M.word_type_mask(ids, 0.9, padding_idx=0, generator=gen(seed))
+        assert (keep[ids == 0] == 1).all()
+
+
+def test_word_type_mask_keep_rate_over_types():
+    ids = torch.arange(100_000).reshape(100, 1000)
+    p = 0.4
+    keep = M.word_type_mask(ids, p, mode="batch", generator=gen(0))
+    sigma = math.sqrt(p * (1 - p) / ids.numel())
+    assert abs(keep.mean().item() - (1 - p)) < 4 * sigma
+
+
+def test_word_dropout_mask_rate_and_padding():
+    ids = torch.randint(0, 5, (400, 500), generator=gen(5))
+    p = 0.25
+    drop = M.word_dropout_mask(ids, p, padding_idx=0, generator=gen(0))
+    assert drop.dtype == torch.bool
+    assert not drop[ids == 0].any()
+    real = ids != 0
+    n = int(real.sum())
+    sigma = math.sqrt(p * (1 - p) / n)
+    assert abs(drop[real].float().mean().item() - p) < 4 * sigma
