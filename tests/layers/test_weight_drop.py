@@ -111,3 +111,16 @@ def test_errors():
         DropConnect(lambda x: x, 0.5)
     with pytest.raises(ValueError, match=r"argument 'masks': expected a mask of shape \(2, 2\)"):
         DropConnect(nn.Linear(2, 2), 0.5)(torch.randn(1, 2), masks={"weight": torch.ones(3)})
+
+
+def test_gradcheck_float64_with_reseeded_generator():
+    lin = nn.Linear(3, 2).double()
+    dc = DropConnect(lin, 0.5)
+    x = torch.randn(4, 3, dtype=torch.float64)
+
+    def f(w):
+        masks = dc.sample_masks(generator=gen(6))
+        return torch.func.functional_call(dc, {"module.weight": w}, (x,), {"masks": masks})
+
+    w = lin.weight.detach().clone().requires_grad_()
+    assert torch.autograd.gradcheck(f, (w,))

@@ -68,11 +68,16 @@ class DropConnect(StochasticModule):
         self.register_state_dict_post_hook(_strip_prefix)
         self.register_load_state_dict_pre_hook(_add_prefix)
 
+    def _weight(self, name: str) -> Tensor:
+        # By attribute, not get_parameter: inside an outer torch.func.functional_call the entry is a plain tensor.
+        owner, _, attr = name.rpartition(".")
+        return getattr(self.module.get_submodule(owner) if owner else self.module, attr)
+
     def sample_masks(self, *, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """The keep-masks (0/1, each of its parameter's shape) a training forward would apply."""
         out = {}
         for name in self.names:
-            w = self.module.get_parameter(name)
+            w = self._weight(name)
             out[name] = M.bernoulli_keep(tuple(w.shape), self.p, device=w.device, dtype=w.dtype, generator=generator)
         return out
 
@@ -85,7 +90,7 @@ class DropConnect(StochasticModule):
             masks = self.sample_masks(generator=generator)
         dropped = {}
         for name in self.names:
-            w = self.module.get_parameter(name)
+            w = self._weight(name)
             if name not in masks:
                 raise _checks.invalid("masks", f"a dict with keys {list(self.names)}", sorted(masks))
             _checks.mask_shape("masks", masks[name], tuple(w.shape))
