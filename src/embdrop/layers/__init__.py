@@ -4,6 +4,7 @@ from embdrop.layers.base import StochasticModule
 from embdrop.layers.categorical import HashEmbedding, embedding_size
 from embdrop.layers.dropout import Dropout, LockedDropout, SpatialDropout1D, TokenDropout, WordDropout
 from embdrop.layers.embedding import Embedding
+from embdrop.layers.recurrent import GRU, LSTM, RecurrentMasks
 from embdrop.layers.mc import MCPrediction, is_dropout_layer, mc_dropout, mc_predict
 from embdrop.layers.weight_drop import DropConnect
 
@@ -11,9 +12,12 @@ __all__ = [
     "DropConnect",
     "Dropout",
     "Embedding",
+    "GRU",
     "HashEmbedding",
+    "LSTM",
     "LockedDropout",
     "MCPrediction",
+    "RecurrentMasks",
     "SpatialDropout1D",
     "StochasticModule",
     "TokenDropout",

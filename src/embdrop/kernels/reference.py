@@ -1,0 +1,100 @@
+"""Reference recurrences: plain PyTorch, one step at a time, differentiated by autograd.
+
+Conventions shared with :mod:`embdrop.kernels.cpu`:
+
+- ``xw`` (T, G, B, H): input projection per gate, biases of the input side included (for LSTM both biases).
+  LSTM gate order here is i, f, o, g (sigmoids first, so one call covers them); GRU is r, z, n.
+- ``w_hh`` (G*H, H) in the same gate order; ``rmask`` (G, B, H), already scaled by 1/(1-p), or None.
+- ``step_mask`` (T, B) bool or None: where False, the step leaves h (and c) untouched and outputs zero.
+- Returns ``out`` (T, B, H) and the final state.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def _recurrent(h: Tensor, w: Tensor, rmask: Tensor | None, gates: int) -> Tensor:
+    """(G, B, H): gate k gets (h * rmask[k]) @ W_k^T; one shared h when there is no mask."""
+    H = h.shape[-1]
+    wk = w.view(gates, H, H)  # (G, H_out, H_in)
+    hm = h.unsqueeze(0) * rmask if rmask is not None else h.unsqueeze(0).expand(gates, -1, -1)  # (G, B, H)
+    return torch.bmm(hm, wk.transpose(1, 2))  # (G, B, H)
+
+
+def _zone(new: Tensor, old: Tensor, update: Tensor | float) -> Tensor:
+    """Zoneout with an update keep-mask: the new value where ``update`` is 1, the old one where it is 0
+    (training); a float ``update`` = 1 - p mixes them by their expectation (eval)."""
+    if isinstance(update, Tensor):
+        return torch.where(update.bool(), new, old)
+    return old + (new - old) * update
+
+
+def lstm_recurrence(
+    xw: Tensor,
+    w_hh: Tensor,
+    rmask: Tensor | None,
+    h0: Tensor,
+    c0: Tensor,
+    step_mask: Tensor | None = None,
+    zoneout_h: Tensor | float | None = None,
+    zoneout_c: Tensor | float | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """LSTM over T steps. zoneout_h/zoneout_c: (T, B, H) update keep-masks in training (1: take the new value,
+    0: keep the previous one), the float 1 - p at eval, or None."""
+    T = xw.shape[0]
+    h, c = h0, c0
+    outs = []
+    for t in range(T):
+        pre = xw[t] + _recurrent(h, w_hh, rmask, 4)  # (4, B, H): i, f, o, g
+        i, f, o = torch.sigmoid(pre[:3]).unbind(0)
+        g = torch.tanh(pre[3])
+        c_new = f * c + i * g
+        h_new = o * torch.tanh(c_new)
+        if zoneout_c is not None:
+            c_new = _zone(c_new, c, zoneout_c[t] if isinstance(zoneout_c, Tensor) else zoneout_c)
+            h_new = _zone(h_new, h, zoneout_h[t] if isinstance(zoneout_h, Tensor) else zoneout_h)
+        if step_mask is not None:
+            v = step_mask[t].unsqueeze(1)  # (B, 1)
+            c_new = torch.where(v, c_new, c)
+            h_new = torch.where(v, h_new, h)
+            outs.append(h_new * v)
+        else:
+            outs.append(h_new)
+        h, c = h_new, c_new
+    return torch.stack(outs), h, c
+
+
+def gru_recurrence(
+    xw: Tensor,
+    w_hh: Tensor,
+    b_hh: Tensor | None,
+    rmask: Tensor | None,
+    h0: Tensor,
+    step_mask: Tensor | None = None,
+    zoneout_h: Tensor | float | None = None,
+) -> tuple[Tensor, Tensor]:
+    """GRU (PyTorch's form, Keras' ``reset_after=True``): n = tanh(x_n + r * (U_n (h*m_n) + b_hn)),
+    h = (1 - z) * n + z * h(t-1), where the last h(t-1) is the undropped one."""
+    T = xw.shape[0]
+    H = h0.shape[-1]
+    h = h0
+    outs = []
+    for t in range(T):
+        hp = _recurrent(h, w_hh, rmask, 3)  # (3, B, H)
+        if b_hh is not None:
+            hp = hp + b_hh.view(3, 1, H)
+        r, z = torch.sigmoid(xw[t, :2] + hp[:2]).unbind(0)
+        n = torch.tanh(xw[t, 2] + r * hp[2])
+        h_new = (1 - z) * n + z * h
+        if zoneout_h is not None:
+            h_new = _zone(h_new, h, zoneout_h[t] if isinstance(zoneout_h, Tensor) else zoneout_h)
+        if step_mask is not None:
+            v = step_mask[t].unsqueeze(1)
+            h_new = torch.where(v, h_new, h)
+            outs.append(h_new * v)
+        else:
+            outs.append(h_new)
+        h = h_new
+    return torch.stack(outs), h

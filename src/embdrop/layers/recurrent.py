@@ -1,0 +1,435 @@
+"""``LSTM`` and ``GRU`` with Keras' ``dropout``/``recurrent_dropout``, weight drop, zoneout and naive dropout.
+
+Parameters are named and shaped as in ``nn.LSTM``/``nn.GRU`` (``weight_ih_l0`` (G*H, C), ``weight_hh_l0`` (G*H, H),
+``bias_ih_l0``, ``bias_hh_l0``, ``..._reverse``; gate order i, f, g, o and r, z, n), so ``load_state_dict`` from
+torch's layers works and, with every dropout at zero, outputs and gradients equal theirs.
+
+Which implementation runs (the result is the same; only the speed differs):
+
+- no recurrent mask and no zoneout: the input mask is applied up front and the weight-drop mask to the weight once
+  per call, then PyTorch's fused ``torch.lstm``/``torch.gru`` runs (oneDNN on CPU, cuDNN on GPU);
+- recurrent masks on CPU: the fused C++ kernel of :mod:`embdrop.kernels.cpu` (reference loop if it cannot build);
+- zoneout, or recurrent masks on another device: the reference loop of :mod:`embdrop.kernels.reference`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from embdrop import _checks
+from embdrop.functional import masks as M
+from embdrop.kernels import cpu as cpu_kernel
+from embdrop.kernels import reference
+from embdrop.layers.base import StochasticModule
+
+# The kernels take LSTM gates as i, f, o, g (the three sigmoids first); nn.LSTM stores i, f, g, o.
+_LSTM_KERNEL_ORDER = [0, 1, 3, 2]
+
+
+@dataclass
+class RecurrentMasks:
+    """The keep-masks (0/1, unscaled) one call applies, indexed ``[layer][direction]``; None where unused.
+
+    Attributes:
+        input: (G, B, C) per-gate masks when recurrent_dropout > 0, else (1, B, C), fixed across T (variational);
+            (B, T, C), one per step, when ``variational=False``. C is the layer's input size.
+        recurrent: (G, B, H) per-gate masks on h(t-1), fixed across T.
+        weight: (G*H, H) weight-drop mask on ``weight_hh``, shared by the batch.
+        zoneout_h, zoneout_c: (B, T, H) update masks: 1 takes the new value, 0 keeps the previous one.
+    """
+
+    input: list[list[Tensor | None]]
+    recurrent: list[list[Tensor | None]]
+    weight: list[list[Tensor | None]]
+    zoneout_h: list[list[Tensor | None]]
+    zoneout_c: list[list[Tensor | None]]
+
+
+def _scale(p: float) -> float:
+    return 1.0 / (1.0 - p)
+
+
+class _Recurrent(StochasticModule):
+    _gates = 0
+    _kind = ""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        weight_dropout: float = 0.0,
+        zoneout: float = 0.0,
+        variational: bool = True,
+        bidirectional: bool = False,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        self.input_size = _checks.integer("input_size", input_size, low=1)
+        self.hidden_size = _checks.integer("hidden_size", hidden_size, low=1)
+        self.num_layers = _checks.integer("num_layers", num_layers, low=1)
+        self.dropout = _checks.probability("dropout", dropout)
+        self.recurrent_dropout = _checks.probability("recurrent_dropout", recurrent_dropout)
+        self.weight_dropout = _checks.probability("weight_dropout", weight_dropout)
+        self.zoneout = _checks.probability("zoneout", zoneout)
+        for name, value in (("variational", variational), ("bidirectional", bidirectional), ("bias", bias)):
+            if not isinstance(value, bool):
+                raise _checks.invalid(name, "a bool", repr(value))
+        if not variational and self.recurrent_dropout > 0:
+            raise _checks.invalid(
+                "recurrent_dropout",
+                "0.0 when variational=False (naive dropout has no mask on the recurrent connections)",
+                repr(recurrent_dropout),
+            )
+        if not variational and self.dropout == 0:
+            warnings.warn(
+                "variational=False changes only how the `dropout` masks are drawn; with dropout=0.0 it does nothing.",
+                stacklevel=2,
+            )
+        self.variational = variational
+        self.bidirectional = bidirectional
+        self.bias = bias
+        G, H = self._gates, self.hidden_size
+        for layer in range(self.num_layers):
+            c_in = self.input_size if layer == 0 else H * self.directions
+            for suffix in self._suffixes():
+                self.register_parameter(f"weight_ih_l{layer}{suffix}", nn.Parameter(torch.empty(G * H, c_in)))
+                self.register_parameter(f"weight_hh_l{layer}{suffix}", nn.Parameter(torch.empty(G * H, H)))
+                if bias:
+                    self.register_parameter(f"bias_ih_l{layer}{suffix}", nn.Parameter(torch.empty(G * H)))
+                    self.register_parameter(f"bias_hh_l{layer}{suffix}", nn.Parameter(torch.empty(G * H)))
+        self.reset_parameters()
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def _suffixes(self) -> list[str]:
+        return ["", "_reverse"][: self.directions]
+
+    def reset_parameters(self) -> None:
+        """U(-1/sqrt(H), 1/sqrt(H)) for every weight and bias, as ``nn.LSTM``/``nn.GRU``."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for w in self.parameters():
+            nn.init.uniform_(w, -bound, bound)
+
+    def _weights(self, layer: int, d: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        s = self._suffixes()[d]
+        get = lambda kind: getattr(self, f"{kind}_l{layer}{s}", None)  # noqa: E731
+        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
+
+    # ----------------------------------------------------------------------------------------------- masks
+    def sample_masks(self, x: Tensor, *, generator: torch.Generator | None = None) -> RecurrentMasks:
+        """The masks a training call on ``x`` (B, T, C) would draw (see :class:`RecurrentMasks`)."""
+        self._check_input(x)
+        B, T, _ = x.shape
+        G, H = self._gates, self.hidden_size
+        kw = {"device": x.device, "dtype": x.dtype, "generator": generator}
+        out = RecurrentMasks([], [], [], [], [])
+        for layer in range(self.num_layers):
+            c_in = self.input_size if layer == 0 else H * self.directions
+            rows = {k: [] for k in ("input", "recurrent", "weight", "zoneout_h", "zoneout_c")}
+            for _ in range(self.directions):
+                if self.dropout > 0:
+                    shape = (G if self.recurrent_dropout > 0 else 1, B, c_in) if self.variational else (B, T, c_in)
+                    rows["input"].append(M.bernoulli_keep(shape, self.dropout, **kw))
+                else:
+                    rows["input"].append(None)
+                rd = self.recurrent_dropout > 0
+                rows["recurrent"].append(M.bernoulli_keep((G, B, H), self.recurrent_dropout, **kw) if rd else None)
+                wd = self.weight_dropout > 0
+                rows["weight"].append(M.bernoulli_keep((G * H, H), self.weight_dropout, **kw) if wd else None)
+                zo = self.zoneout > 0
+                rows["zoneout_h"].append(M.bernoulli_keep((B, T, H), self.zoneout, **kw) if zo else None)
+                lstm_zo = zo and self._kind == "lstm"
+                rows["zoneout_c"].append(M.bernoulli_keep((B, T, H), self.zoneout, **kw) if lstm_zo else None)
+            for k, v in rows.items():
+                getattr(out, k).append(v)
+        return out
+
+    @property
+    def _random(self) -> bool:
+        return any(p > 0 for p in (self.dropout, self.recurrent_dropout, self.weight_dropout, self.zoneout))
+
+    # ----------------------------------------------------------------------------------------------- forward
+    def _check_input(self, x: Tensor) -> None:
+        _checks.rank("x", x, 3, "(B, T, C)")
+        _checks.floating("x", x)
+        if x.shape[-1] != self.input_size:
+            raise _checks.invalid("x", f"a tensor of shape (B, T, {self.input_size})", _checks.describe(x))
+
+    def _lengths(self, lengths: Tensor | None, B: int, T: int) -> tuple[Tensor | None, Tensor | None]:
+        """(start, length) per sequence from (B,) lengths or a (B, T) padding mask; None, None if nothing is padded."""
+        if lengths is None:
+            return None, None
+        if not isinstance(lengths, Tensor):
+            lengths = torch.as_tensor(lengths)
+        if lengths.dtype == torch.bool and tuple(lengths.shape) == (B, T):
+            valid = lengths.cpu()
+            n = valid.sum(1)
+            start = valid.int().argmax(1)
+            t = torch.arange(T).unsqueeze(0)
+            contiguous = valid == ((t >= start.unsqueeze(1)) & (t < (start + n).unsqueeze(1)))
+            if not bool(contiguous.all()) or bool((n == 0).any()):
+                raise _checks.invalid(
+                    "lengths",
+                    "a padding mask (B, T) whose True entries form one non-empty run per row (pre- or post-padding)",
+                    _checks.describe(lengths),
+                )
+        elif lengths.dim() == 1 and lengths.shape[0] == B and not lengths.is_floating_point():
+            n = lengths.cpu().long()
+            if bool((n < 1).any()) or bool((n > T).any()):
+                raise _checks.invalid("lengths", f"lengths in [1, {T}]", f"{_checks.describe(lengths)} {n.tolist()}")
+            start = torch.zeros_like(n)
+        else:
+            raise _checks.invalid("lengths", f"an int tensor (B,) = ({B},) or a bool mask (B, T) = ({B}, {T})",
+                                  _checks.describe(lengths))
+        if bool((start == 0).all()) and bool((n == T).all()):
+            return None, None
+        return start, n
+
+    def _initial_state(self, state, x: Tensor):
+        shape = (self.num_layers * self.directions, x.shape[0], self.hidden_size)
+        zeros = lambda: x.new_zeros(shape)  # noqa: E731
+        if state is None:
+            return (zeros(), zeros()) if self._kind == "lstm" else zeros()
+        parts = state if self._kind == "lstm" else (state,)
+        if self._kind == "lstm" and (not isinstance(state, (tuple, list)) or len(state) != 2):
+            raise _checks.invalid("state", "a tuple (h, c) of tensors (L * directions, B, H)", type(state).__name__)
+        for s in parts:
+            if not isinstance(s, Tensor) or tuple(s.shape) != shape:
+                got = _checks.describe(s) if isinstance(s, Tensor) else type(s).__name__
+                raise _checks.invalid("state", f"tensors of shape {shape}", got)
+        return state
+
+    def forward(
+        self,
+        x: Tensor,
+        state: Tensor | tuple[Tensor, Tensor] | None = None,
+        *,
+        lengths: Tensor | None = None,
+        masks: RecurrentMasks | None = None,
+        generator: torch.Generator | None = None,
+    ):
+        self._check_input(x)
+        B, T, _ = x.shape
+        start, n = self._lengths(lengths, B, T)
+        if masks is None and self.training and self._random:
+            masks = self.sample_masks(x, generator=generator)
+        st = self._initial_state(state, x)
+        h0, c0 = st if self._kind == "lstm" else (st, None)
+        rolled = start is not None and bool((start > 0).any())
+        if rolled:
+            x = _roll(x, start)  # pre-padded rows moved to the front: every row is post-padded from here on
+        inp = x
+        hs, cs = [], []
+        for layer in range(self.num_layers):
+            outs = []
+            for d in range(self.directions):
+                k = layer * self.directions + d
+                o, h, c = self._run(layer, d, inp, h0[k], None if c0 is None else c0[k], masks, n)
+                outs.append(o)
+                hs.append(h)
+                cs.append(c)
+            inp = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)  # (B, T, H * directions)
+        out = _roll(inp, -start) if rolled else inp
+        h = torch.stack(hs)
+        return (out, (h, torch.stack(cs))) if self._kind == "lstm" else (out, h)
+
+    def _run(self, layer, d, inp, h0, c0, masks, n):
+        """One layer, one direction: (B, T, C) -> (B, T, H), final h, final c."""
+        w_ih, w_hh, b_ih, b_hh = self._weights(layer, d)
+        pick = lambda field: None if masks is None else getattr(masks, field)[layer][d]  # noqa: E731
+        m_in, m_rec, m_w = pick("input"), pick("recurrent"), pick("weight")
+        zo_h, zo_c = pick("zoneout_h"), pick("zoneout_c")
+        if m_w is not None:
+            w_hh = w_hh * (m_w * _scale(self.weight_dropout))  # (G*H, H): one mask for the call, the batch shares it
+        if d == 1:
+            inp = _reverse(inp, n)
+        zoneout_eval = self.zoneout > 0 and not self.training and masks is None
+        if m_rec is None and zo_h is None and not zoneout_eval:
+            if m_in is not None:
+                mask = m_in[0].unsqueeze(1) if m_in.dim() == 3 and m_in.shape[0] == 1 and self.variational else m_in
+                inp = inp * (mask * _scale(self.dropout))  # (B, T, C) * (B, 1, C) or (B, T, C)
+            out, h, c = self._fused(inp, h0, c0, w_ih, w_hh, b_ih, b_hh, n)
+        else:
+            out, h, c = self._loop(inp, h0, c0, w_ih, w_hh, b_ih, b_hh, m_in, m_rec, zo_h, zo_c, n, zoneout_eval)
+        if d == 1:
+            out = _reverse(out, n)
+        return out, h, c
+
+    def _fused(self, inp, h0, c0, w_ih, w_hh, b_ih, b_hh, n):
+        params = [w_ih, w_hh] + ([b_ih, b_hh] if self.bias else [])
+        hx = (h0.unsqueeze(0), c0.unsqueeze(0)) if self._kind == "lstm" else h0.unsqueeze(0)
+        fn = torch.lstm if self._kind == "lstm" else torch.gru
+        if n is None:
+            res = fn(inp, hx, params, self.bias, 1, 0.0, self.training, False, True)
+            out = res[0]
+        else:
+            packed = pack_padded_sequence(inp, n, batch_first=True, enforce_sorted=False)
+            idx = packed.sorted_indices
+            hx = tuple(s.index_select(1, idx) for s in hx) if self._kind == "lstm" else hx.index_select(1, idx)
+            res = fn(packed.data, packed.batch_sizes, hx, params, self.bias, 1, 0.0, self.training, False)
+            seq = PackedSequence(res[0], packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
+            out = pad_packed_sequence(seq, batch_first=True, total_length=inp.shape[1])[0]
+            res = (res[0],) + tuple(s.index_select(1, packed.unsorted_indices) for s in res[1:])
+        h = res[1][0]
+        c = res[2][0] if self._kind == "lstm" else None
+        return out, h, c
+
+    def _loop(self, inp, h0, c0, w_ih, w_hh, b_ih, b_hh, m_in, m_rec, zo_h, zo_c, n, zoneout_eval):
+        G, H = self._gates, self.hidden_size
+        T = inp.shape[1]
+        order = _LSTM_KERNEL_ORDER if self._kind == "lstm" else list(range(G))
+        perm = lambda w: w.view(G, H, *w.shape[1:])[order].reshape(w.shape)  # noqa: E731  gate blocks reordered
+        w_ih, w_hh = perm(w_ih), perm(w_hh)
+        b_in = None
+        if self.bias:
+            b_ih, b_hh = perm(b_ih), perm(b_hh)
+            b_in = b_ih + b_hh if self._kind == "lstm" else b_ih
+        if m_in is not None and m_in.dim() == 3 and m_in.shape[0] == G:
+            m_in = m_in[order]
+        xw = _project(inp, m_in, w_ih, b_in, G, self.dropout, self.variational)  # (T, G, B, H)
+        rm = None if m_rec is None else m_rec[order] * _scale(self.recurrent_dropout)
+        step = None
+        if n is not None:
+            step = torch.arange(T, device=inp.device).unsqueeze(1) < n.to(inp.device).unsqueeze(0)  # (T, B)
+        if zoneout_eval:
+            zh = zc = 1.0 - self.zoneout
+        else:
+            zh = None if zo_h is None else zo_h.transpose(0, 1)  # (T, B, H)
+            zc = None if zo_c is None else zo_c.transpose(0, 1)
+        use_cpp = zh is None and rm is not None and inp.device.type == "cpu" and cpu_kernel.available()
+        if self._kind == "lstm":
+            if use_cpp:
+                out, h, c = cpu_kernel.lstm_recurrence(xw, w_hh, rm, h0, c0, step)
+            else:
+                out, h, c = reference.lstm_recurrence(xw, w_hh, rm, h0, c0, step, zh, zc)
+        else:
+            b_rec = b_hh if self.bias else None
+            if use_cpp:
+                out, h = cpu_kernel.gru_recurrence(xw, w_hh, b_rec, rm, h0, step)
+            else:
+                out, h = reference.gru_recurrence(xw, w_hh, b_rec, rm, h0, step, zh)
+            c = None
+        return out.transpose(0, 1), h, c  # (B, T, H)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        defaults = {"num_layers": 1, "dropout": 0.0, "recurrent_dropout": 0.0, "weight_dropout": 0.0, "zoneout": 0.0,
+                    "variational": True, "bidirectional": False, "bias": True}
+        for k, v in defaults.items():
+            if getattr(self, k) != v:
+                s += f", {k}={getattr(self, k)}"
+        return s
+
+
+def _project(inp, m_in, w_ih, b_in, G, p, variational):
+    """Input projection (T, G, B, H): one matmul for all T (per gate when each gate has its own input mask)."""
+    B, T, C = inp.shape
+    H = w_ih.shape[0] // G
+    xt = inp.transpose(0, 1)  # (T, B, C)
+    if m_in is not None and m_in.dim() == 3 and m_in.shape[0] == G and G > 1 and variational:
+        xm = xt.unsqueeze(0) * (m_in * _scale(p)).unsqueeze(1)  # (G, T, B, C): gate k sees x * m_k
+        xw = torch.bmm(xm.reshape(G, T * B, C), w_ih.view(G, H, C).transpose(1, 2))  # (G, T*B, H)
+        if b_in is not None:
+            xw = xw + b_in.view(G, 1, H)
+        return xw.view(G, T, B, H).permute(1, 0, 2, 3).contiguous()
+    if m_in is not None:
+        mask = m_in[0].unsqueeze(0) if variational else m_in.transpose(0, 1)  # (1, B, C) or (T, B, C)
+        xt = xt * (mask * _scale(p))
+    xw = xt.reshape(T * B, C) @ w_ih.t()  # (T*B, G*H)
+    if b_in is not None:
+        xw = xw + b_in
+    return xw.view(T, B, G, H).permute(0, 2, 1, 3).contiguous()
+
+
+def _roll(x: Tensor, shift: Tensor) -> Tensor:
+    """Row b of (B, T, C) rotated left by shift[b] along T."""
+    B, T = x.shape[:2]
+    idx = (torch.arange(T).unsqueeze(0) + shift.unsqueeze(1)) % T  # (B, T)
+    return x.gather(1, idx.to(x.device).unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def _reverse(x: Tensor, n: Tensor | None) -> Tensor:
+    """Each sequence reversed within its length (B, T, C); the padding stays at the end."""
+    if n is None:
+        return x.flip(1)
+    B, T = x.shape[:2]
+    t = torch.arange(T).unsqueeze(0)
+    n = n.unsqueeze(1)
+    idx = torch.where(t < n, n - 1 - t, t)  # (B, T)
+    return x.gather(1, idx.to(x.device).unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+_DOC = """{name} with Keras' ``dropout`` and ``recurrent_dropout``, weight drop, zoneout and naive dropout; batch first.
+
+    A stack of ``num_layers`` layers, each like one Keras ``{name}(return_sequences=True)`` layer: the input of
+    every layer (the previous layer's output for layers above the first) gets the ``dropout`` masks, so between
+    layers this is variational (locked) dropout with a mask fixed across T. With every rate at 0 the layer
+    computes exactly what ``nn.{name}(..., batch_first=True)`` computes with the same weights.
+
+    Args:
+        input_size: C, features of the input.
+        hidden_size: H.
+        num_layers: L, stacked layers.
+        dropout: probability to drop an input unit, one mask per sample fixed across T (Keras ``dropout``); with
+            ``recurrent_dropout > 0`` each of the {G} gates gets its own mask (Keras' implementation 1).
+        recurrent_dropout: probability to drop a unit of h(t-1), one mask per sample and gate, fixed across T
+            (Keras ``recurrent_dropout``, Gal & Ghahramani 2016). {cell_note}
+        weight_dropout: DropConnect on ``weight_hh``: one mask per call, shared by the batch (AWD-LSTM).
+        zoneout: probability that a unit of h{zo_c} keeps its previous value at a step (training); at eval the
+            expectation ``p * previous + (1 - p) * new`` (Krueger et al. 2017). Runs on the reference loop.
+        variational: False gives naive dropout (Zaremba et al. 2014): a new input mask at every step, nothing on
+            the recurrent connections (``recurrent_dropout`` must then be 0).
+        bidirectional: a second, reverse direction with its own weights and masks; outputs are concatenated.
+        bias: learn the biases ``bias_ih`` and ``bias_hh``.
+
+    Shape:
+        Input: x (B, T, C); state {state_shape}; lengths (B,) ints, or a (B, T) bool padding mask (True at real
+        steps; pre- or post-padding). Output: (B, T, H * directions), and the final state shaped as the input state.
+        Padded steps leave the state untouched and output zeros, as Keras masking and packed sequences do.
+
+    Mask: input (G or 1, B, C) per layer and direction, fixed across T, redrawn every call ((B, T, C), redrawn
+    every step, when ``variational=False``); recurrent (G, B, H), fixed across T, redrawn every call; weight
+    (G*H, H), shared by the batch, redrawn every call; zoneout (B, T, H), redrawn every step. G = {G}.
+    ``sample_masks(x)`` returns them and ``forward(..., masks=...)`` applies given ones.
+
+    Reference: Gal & Ghahramani, "A Theoretically Grounded Application of Dropout in Recurrent Neural Networks",
+    2016; Zaremba et al., "Recurrent Neural Network Regularization", 2014; Merity et al., "Regularizing and
+    Optimizing LSTM Language Models", 2017; Krueger et al., "Zoneout", 2017.
+
+    Example:
+        >>> rnn = {name}(16, 32, dropout=0.5, recurrent_dropout=0.5)
+        >>> out, state = rnn(torch.randn(4, 10, 16), lengths=torch.tensor([10, 7, 3, 1]))
+        >>> out.shape, bool((out[3, 1:] == 0).all())
+        (torch.Size([4, 10, 32]), True)
+    """
+
+
+class LSTM(_Recurrent):
+    _gates = 4
+    _kind = "lstm"
+
+
+class GRU(_Recurrent):
+    _gates = 3
+    _kind = "gru"
+
+
+LSTM.__doc__ = _DOC.format(
+    name="LSTM", G=4, zo_c=" and c", state_shape="(h, c), each (L * directions, B, H)",
+    cell_note="The cell state c is never masked.",
+)
+GRU.__doc__ = _DOC.format(
+    name="GRU", G=3, zo_c="", state_shape="h (L * directions, B, H)",
+    cell_note="The update ``h = z * h(t-1) + (1 - z) * n`` uses the undropped h(t-1).",
+)
