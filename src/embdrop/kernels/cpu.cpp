@@ -1,0 +1,259 @@
+// Fused CPU recurrences for embdrop.LSTM / embdrop.GRU with per-gate recurrent dropout masks.
+//
+// Layouts (all contiguous): xw (T, G, B, H) input projections per gate; w_hh (G*H, H); rmask (G, B, H), already
+// scaled by 1/(1-p); h0, c0 (B, H); step (T, B) bool, or an empty tensor when no step is padded.
+// LSTM gates are ordered i, f, o, g here; GRU gates r, z, n.
+//
+// Per step the forward does one batched GEMM for the G masked recurrent products, ATen's vectorised sigmoid/tanh,
+// and one pass of plain arithmetic; the backward needs no transcendental (activations are saved) and one batched
+// GEMM per step. Weight gradients are one large batched GEMM after the time loop. Buffers are allocated once.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <vector>
+
+using at::Tensor;
+
+namespace {
+
+constexpr int64_t kGrain = 1 << 15;  // element-wise passes below this size run on the calling thread
+
+template <typename F>
+inline void for_each(int64_t n, const F& f) {
+  at::parallel_for(0, n, kGrain, [&](int64_t s, int64_t e) {
+    for (int64_t j = s; j < e; ++j) f(j);
+  });
+}
+
+// ------------------------------------------------------------------------------------------------------------ LSTM
+template <typename scalar_t>
+void lstm_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& rmask, const Tensor& step, Tensor& hs,
+                       Tensor& cs, Tensor& gates, Tensor& tcs, Tensor& out) {
+  const int64_t T = xw.size(0), B = xw.size(2), H = xw.size(3), BH = B * H;
+  Tensor hm = at::empty({4, B, H}, xw.options());
+  Tensor pre = at::empty({4, B, H}, xw.options());
+  const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
+  for (int64_t t = 0; t < T; ++t) {
+    Tensor h = hs[t];
+    at::mul_out(hm, rmask, h.unsqueeze(0));           // (4, B, H): h(t-1) * m_k
+    at::baddbmm_out(pre, xw[t], hm, wt);               // (4, B, H): x-part + (h * m_k) @ W_k^T
+    Tensor g = gates[t];
+    Tensor ifo = g.narrow(0, 0, 3);
+    at::sigmoid_out(ifo, pre.narrow(0, 0, 3));  // i, f, o
+    Tensor gg = g[3];
+    at::tanh_out(gg, pre[3]);                           // g
+    const scalar_t* gp = g.data_ptr<scalar_t>();
+    const scalar_t* cprev = cs[t].data_ptr<scalar_t>();
+    scalar_t* cnew = cs[t + 1].data_ptr<scalar_t>();
+    for_each(BH, [&](int64_t j) { cnew[j] = gp[BH + j] * cprev[j] + gp[j] * gp[3 * BH + j]; });
+    Tensor tc = tcs[t];
+    at::tanh_out(tc, cs[t + 1]);
+    const scalar_t* tcp = tc.data_ptr<scalar_t>();
+    const scalar_t* hprev = h.data_ptr<scalar_t>();
+    scalar_t* hnew = hs[t + 1].data_ptr<scalar_t>();
+    scalar_t* op = out[t].data_ptr<scalar_t>();
+    const bool* vt = sp ? sp + t * B : nullptr;
+    for_each(BH, [&](int64_t j) {
+      const scalar_t hc = gp[2 * BH + j] * tcp[j];
+      const bool v = vt ? vt[j / H] : true;
+      hnew[j] = v ? hc : hprev[j];
+      op[j] = v ? hc : scalar_t(0);
+      if (!v) cnew[j] = cprev[j];
+    });
+  }
+}
+
+std::vector<Tensor> lstm_forward(Tensor xw, Tensor w_hh, Tensor rmask, Tensor h0, Tensor c0, Tensor step) {
+  const int64_t T = xw.size(0), B = xw.size(2), H = xw.size(3);
+  auto opts = xw.options();
+  Tensor wt = w_hh.view({4, H, H}).transpose(1, 2);  // (4, H_in, H_out)
+  Tensor hs = at::empty({T + 1, B, H}, opts), cs = at::empty({T + 1, B, H}, opts);
+  hs[0].copy_(h0);
+  cs[0].copy_(c0);
+  Tensor gates = at::empty({T, 4, B, H}, opts), tcs = at::empty({T, B, H}, opts), out = at::empty({T, B, H}, opts);
+  Tensor st = step.numel() ? step : Tensor();
+  AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "embdrop_lstm_forward", [&] {
+    lstm_forward_loop<scalar_t>(xw, wt, rmask, st, hs, cs, gates, tcs, out);
+  });
+  return {out, hs, cs, gates, tcs};
+}
+
+template <typename scalar_t>
+void lstm_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmask, const Tensor& step,
+                        const Tensor& cs, const Tensor& gates, const Tensor& tcs, Tensor& dh, Tensor& dc,
+                        Tensor& dpre) {
+  const int64_t T = gates.size(0), B = gates.size(2), H = gates.size(3), BH = B * H;
+  Tensor dhm = at::empty({4, B, H}, dh.options());
+  const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
+  scalar_t* dhp = dh.data_ptr<scalar_t>();
+  scalar_t* dcp = dc.data_ptr<scalar_t>();
+  const scalar_t* rp = rmask.data_ptr<scalar_t>();
+  for (int64_t t = T - 1; t >= 0; --t) {
+    const scalar_t* gp = gates[t].data_ptr<scalar_t>();
+    const scalar_t* tcp = tcs[t].data_ptr<scalar_t>();
+    const scalar_t* cprev = cs[t].data_ptr<scalar_t>();
+    const scalar_t* dop = dout[t].data_ptr<scalar_t>();
+    scalar_t* dp = dpre[t].data_ptr<scalar_t>();
+    const bool* vt = sp ? sp + t * B : nullptr;
+    for_each(BH, [&](int64_t j) {
+      const bool v = vt ? vt[j / H] : true;
+      const scalar_t i = gp[j], f = gp[BH + j], o = gp[2 * BH + j], g = gp[3 * BH + j], tc = tcp[j];
+      const scalar_t dhc = v ? dhp[j] + dop[j] : scalar_t(0);
+      scalar_t dcc = v ? dcp[j] : scalar_t(0);
+      dcc += dhc * o * (scalar_t(1) - tc * tc);
+      dp[j] = dcc * g * i * (scalar_t(1) - i);                  // d pre_i
+      dp[BH + j] = dcc * cprev[j] * f * (scalar_t(1) - f);      // d pre_f
+      dp[2 * BH + j] = dhc * tc * o * (scalar_t(1) - o);        // d pre_o
+      dp[3 * BH + j] = dcc * i * (scalar_t(1) - g * g);         // d pre_g
+      dcp[j] = v ? dcc * f : dcp[j];                            // padded step: the gradient passes through
+      dhp[j] = v ? scalar_t(0) : dhp[j];
+    });
+    at::bmm_out(dhm, dpre[t], w3);  // (4, B, H_in): d(h * m_k) for each gate
+    const scalar_t* dmp = dhm.data_ptr<scalar_t>();
+    for_each(BH, [&](int64_t j) {
+      dhp[j] += dmp[j] * rp[j] + dmp[BH + j] * rp[BH + j] + dmp[2 * BH + j] * rp[2 * BH + j] +
+                dmp[3 * BH + j] * rp[3 * BH + j];
+    });
+  }
+}
+
+std::vector<Tensor> lstm_backward(Tensor dout, Tensor dhT, Tensor dcT, Tensor w_hh, Tensor rmask, Tensor hs,
+                                  Tensor cs, Tensor gates, Tensor tcs, Tensor step) {
+  const int64_t T = gates.size(0), B = gates.size(2), H = gates.size(3);
+  Tensor w3 = w_hh.view({4, H, H});
+  Tensor dh = dhT.clone(), dc = dcT.clone();
+  Tensor dpre = at::empty({T, 4, B, H}, gates.options());
+  Tensor st = step.numel() ? step : Tensor();
+  AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "embdrop_lstm_backward", [&] {
+    lstm_backward_loop<scalar_t>(dout, w3, rmask, st, cs, gates, tcs, dh, dc, dpre);
+  });
+  // dW_k = sum over t, b of dpre[t, k, b]^T (h(t-1) * m_k)[b]: one batched GEMM over all steps.
+  Tensor hm = hs.narrow(0, 0, T).unsqueeze(1) * rmask.unsqueeze(0);  // (T, 4, B, H)
+  Tensor dw = at::bmm(dpre.permute({1, 3, 0, 2}).reshape({4, H, T * B}), hm.permute({1, 0, 2, 3}).reshape({4, T * B, H}));
+  return {dpre, dw.reshape({4 * H, H}), dh, dc};
+}
+
+// ------------------------------------------------------------------------------------------------------------- GRU
+template <typename scalar_t>
+void gru_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& bias, const Tensor& rmask,
+                      const Tensor& step, Tensor& hs, Tensor& gates, Tensor& hpn, Tensor& out) {
+  const int64_t T = xw.size(0), B = xw.size(2), H = xw.size(3), BH = B * H;
+  Tensor hm = at::empty({3, B, H}, xw.options());
+  Tensor hp = at::empty({3, B, H}, xw.options());
+  const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
+  for (int64_t t = 0; t < T; ++t) {
+    Tensor h = hs[t];
+    at::mul_out(hm, rmask, h.unsqueeze(0));
+    if (bias.defined()) {
+      at::baddbmm_out(hp, bias, hm, wt);  // (3, B, H): (h * m_k) @ U_k^T + b_hk
+    } else {
+      at::bmm_out(hp, hm, wt);
+    }
+    Tensor g = gates[t];
+    Tensor rz = g.narrow(0, 0, 2);
+    at::add_out(rz, xw[t].narrow(0, 0, 2), hp.narrow(0, 0, 2));
+    at::sigmoid_(rz);  // r, z
+    const scalar_t* gp = g.data_ptr<scalar_t>();
+    const scalar_t* xp = xw[t].data_ptr<scalar_t>();
+    const scalar_t* hpp = hp.data_ptr<scalar_t>();
+    scalar_t* np = g[2].data_ptr<scalar_t>();
+    scalar_t* hnp = hpn[t].data_ptr<scalar_t>();
+    for_each(BH, [&](int64_t j) {
+      np[j] = xp[2 * BH + j] + gp[j] * hpp[2 * BH + j];
+      hnp[j] = hpp[2 * BH + j];
+    });
+    Tensor n = g[2];
+    at::tanh_(n);
+    const scalar_t* hprev = h.data_ptr<scalar_t>();
+    scalar_t* hnew = hs[t + 1].data_ptr<scalar_t>();
+    scalar_t* op = out[t].data_ptr<scalar_t>();
+    const bool* vt = sp ? sp + t * B : nullptr;
+    for_each(BH, [&](int64_t j) {
+      const scalar_t z = gp[BH + j];
+      const scalar_t hc = (scalar_t(1) - z) * np[j] + z * hprev[j];
+      const bool v = vt ? vt[j / H] : true;
+      hnew[j] = v ? hc : hprev[j];
+      op[j] = v ? hc : scalar_t(0);
+    });
+  }
+}
+
+std::vector<Tensor> gru_forward(Tensor xw, Tensor w_hh, Tensor b_hh, Tensor rmask, Tensor h0, Tensor step) {
+  const int64_t T = xw.size(0), B = xw.size(2), H = xw.size(3);
+  auto opts = xw.options();
+  Tensor wt = w_hh.view({3, H, H}).transpose(1, 2);
+  Tensor bias = b_hh.numel() ? b_hh.view({3, 1, H}).expand({3, B, H}) : Tensor();
+  Tensor hs = at::empty({T + 1, B, H}, opts);
+  hs[0].copy_(h0);
+  Tensor gates = at::empty({T, 3, B, H}, opts), hpn = at::empty({T, B, H}, opts), out = at::empty({T, B, H}, opts);
+  Tensor st = step.numel() ? step : Tensor();
+  AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "embdrop_gru_forward", [&] {
+    gru_forward_loop<scalar_t>(xw, wt, bias, rmask, st, hs, gates, hpn, out);
+  });
+  return {out, hs, gates, hpn};
+}
+
+template <typename scalar_t>
+void gru_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmask, const Tensor& step,
+                       const Tensor& hs, const Tensor& gates, const Tensor& hpn, Tensor& dh, Tensor& dxw,
+                       Tensor& dhp) {
+  const int64_t T = gates.size(0), B = gates.size(2), H = gates.size(3), BH = B * H;
+  Tensor dhm = at::empty({3, B, H}, dh.options());
+  const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
+  scalar_t* dhptr = dh.data_ptr<scalar_t>();
+  const scalar_t* rp = rmask.data_ptr<scalar_t>();
+  for (int64_t t = T - 1; t >= 0; --t) {
+    const scalar_t* gp = gates[t].data_ptr<scalar_t>();
+    const scalar_t* hnp = hpn[t].data_ptr<scalar_t>();
+    const scalar_t* hprev = hs[t].data_ptr<scalar_t>();
+    const scalar_t* dop = dout[t].data_ptr<scalar_t>();
+    scalar_t* dx = dxw[t].data_ptr<scalar_t>();
+    scalar_t* dr = dhp[t].data_ptr<scalar_t>();
+    const bool* vt = sp ? sp + t * B : nullptr;
+    for_each(BH, [&](int64_t j) {
+      const bool v = vt ? vt[j / H] : true;
+      const scalar_t r = gp[j], z = gp[BH + j], n = gp[2 * BH + j];
+      const scalar_t dhc = v ? dhptr[j] + dop[j] : scalar_t(0);
+      const scalar_t dnp = dhc * (scalar_t(1) - z) * (scalar_t(1) - n * n);
+      const scalar_t drp = dnp * hnp[j] * r * (scalar_t(1) - r);
+      const scalar_t dzp = dhc * (hprev[j] - n) * z * (scalar_t(1) - z);
+      dx[j] = drp;
+      dx[BH + j] = dzp;
+      dx[2 * BH + j] = dnp;
+      dr[j] = drp;
+      dr[BH + j] = dzp;
+      dr[2 * BH + j] = dnp * r;
+      dhptr[j] = v ? dhc * z : dhptr[j];  // the direct path through z * h(t-1); a padded step passes dh on
+    });
+    at::bmm_out(dhm, dhp[t], w3);
+    const scalar_t* dmp = dhm.data_ptr<scalar_t>();
+    for_each(BH, [&](int64_t j) {
+      dhptr[j] += dmp[j] * rp[j] + dmp[BH + j] * rp[BH + j] + dmp[2 * BH + j] * rp[2 * BH + j];
+    });
+  }
+}
+
+std::vector<Tensor> gru_backward(Tensor dout, Tensor dhT, Tensor w_hh, Tensor rmask, Tensor hs, Tensor gates,
+                                 Tensor hpn, Tensor step) {
+  const int64_t T = gates.size(0), B = gates.size(2), H = gates.size(3);
+  Tensor w3 = w_hh.view({3, H, H});
+  Tensor dh = dhT.clone();
+  Tensor dxw = at::empty({T, 3, B, H}, gates.options()), dhp = at::empty({T, 3, B, H}, gates.options());
+  Tensor st = step.numel() ? step : Tensor();
+  AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "embdrop_gru_backward", [&] {
+    gru_backward_loop<scalar_t>(dout, w3, rmask, st, hs, gates, hpn, dh, dxw, dhp);
+  });
+  Tensor hm = hs.narrow(0, 0, T).unsqueeze(1) * rmask.unsqueeze(0);  // (T, 3, B, H)
+  Tensor dw = at::bmm(dhp.permute({1, 3, 0, 2}).reshape({3, H, T * B}), hm.permute({1, 0, 2, 3}).reshape({3, T * B, H}));
+  Tensor db = dhp.sum({0, 2}).reshape({3 * H});
+  return {dxw, dw.reshape({3 * H, H}), db, dh};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("lstm_forward", &lstm_forward);
+  m.def("lstm_backward", &lstm_backward);
+  m.def("gru_forward", &gru_forward);
+  m.def("gru_backward", &gru_backward);
+}
