@@ -1,6 +1,6 @@
 """Recurrent implementations behind ``embdrop.LSTM`` / ``embdrop.GRU``.
 
-All share one interface, on time-major, gate-major input projections ``xw`` of shape (T, G, B, H):
+All share one interface, on gate-major, time-major input projections ``xw`` of shape (G, T, B, H):
 
 - :mod:`.reference`: a plain PyTorch loop, differentiated by autograd; every feature (zoneout included).
 - :mod:`.cpu`: the same recurrence as a C++ extension compiled on first use, with a hand-written backward;

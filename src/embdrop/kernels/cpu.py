@@ -29,7 +29,7 @@ def _extension():
         try:
             from torch.utils.cpp_extension import load
 
-            _state["ext"] = load(name="embdrop_cpu_v1", sources=[str(_SOURCE)], extra_cflags=["-O3"], verbose=False)
+            _state["ext"] = load(name="embdrop_cpu_v2", sources=[str(_SOURCE)], extra_cflags=["-O3"], verbose=False)
         except Exception as e:  # no compiler, no ninja, a failed build: all mean "use the reference loop"
             _state["why"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
             warnings.warn(
@@ -54,21 +54,21 @@ class _LSTM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xw, w_hh, rmask, h0, c0, step):
         ext = _extension()
-        out, hs, cs, gates, tcs = ext.lstm_forward(
+        out, hs, cs, hm, gates, tcs = ext.lstm_forward(
             xw.contiguous(), w_hh.contiguous(), rmask.contiguous(), h0.contiguous(), c0.contiguous(), step
         )
-        ctx.save_for_backward(w_hh, rmask, hs, cs, gates, tcs, step)
+        ctx.save_for_backward(w_hh, rmask, cs, hm, gates, tcs, step)
         return out, hs[-1].clone(), cs[-1].clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dout, dh, dc):
-        w_hh, rmask, hs, cs, gates, tcs, step = ctx.saved_tensors
-        dout = torch.zeros_like(hs[1:]) if dout is None else dout.contiguous()
-        dh = torch.zeros_like(hs[0]) if dh is None else dh.contiguous()
+        w_hh, rmask, cs, hm, gates, tcs, step = ctx.saved_tensors
+        dout = torch.zeros_like(cs[1:]) if dout is None else dout.contiguous()
+        dh = torch.zeros_like(cs[0]) if dh is None else dh.contiguous()
         dc = torch.zeros_like(cs[0]) if dc is None else dc.contiguous()
         dxw, dw, dh0, dc0 = _extension().lstm_backward(
-            dout, dh, dc, w_hh.contiguous(), rmask.contiguous(), hs, cs, gates, tcs, step
+            dout, dh, dc, w_hh.contiguous(), rmask.contiguous(), cs, hm, gates, tcs, step
         )
         return dxw, dw, None, dh0, dc0, None
 
@@ -77,20 +77,20 @@ class _GRU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xw, w_hh, b_hh, rmask, h0, step):
         ext = _extension()
-        out, hs, gates, hpn = ext.gru_forward(
+        out, hs, hm, gates, hpn = ext.gru_forward(
             xw.contiguous(), w_hh.contiguous(), b_hh.contiguous(), rmask.contiguous(), h0.contiguous(), step
         )
-        ctx.save_for_backward(w_hh, b_hh, rmask, hs, gates, hpn, step)
+        ctx.save_for_backward(w_hh, b_hh, rmask, hs, hm, gates, hpn, step)
         return out, hs[-1].clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dout, dh):
-        w_hh, b_hh, rmask, hs, gates, hpn, step = ctx.saved_tensors
+        w_hh, b_hh, rmask, hs, hm, gates, hpn, step = ctx.saved_tensors
         dout = torch.zeros_like(hs[1:]) if dout is None else dout.contiguous()
         dh = torch.zeros_like(hs[0]) if dh is None else dh.contiguous()
-        dxw, dw, db, dh0 = _extension().gru_backward(dout, dh, w_hh.contiguous(), rmask.contiguous(), hs, gates,
-                                                      hpn, step)
+        dxw, dw, db, dh0 = _extension().gru_backward(dout, dh, w_hh.contiguous(), rmask.contiguous(), hs, hm,
+                                                      gates, hpn, step)
         return dxw, dw, (db if b_hh.numel() else None), None, dh0, None
 
 

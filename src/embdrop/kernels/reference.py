@@ -2,7 +2,7 @@
 
 Conventions shared with :mod:`embdrop.kernels.cpu`:
 
-- ``xw`` (T, G, B, H): input projection per gate, biases of the input side included (for LSTM both biases).
+- ``xw`` (G, T, B, H): input projection per gate, biases of the input side included (for LSTM both biases).
   LSTM gate order here is i, f, o, g (sigmoids first, so one call covers them); GRU is r, z, n.
 - ``w_hh`` (G*H, H) in the same gate order; ``rmask`` (G, B, H), already scaled by 1/(1-p), or None.
 - ``step_mask`` (T, B) bool or None: where False, the step leaves h (and c) untouched and outputs zero.
@@ -43,11 +43,11 @@ def lstm_recurrence(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """LSTM over T steps. zoneout_h/zoneout_c: (T, B, H) update keep-masks in training (1: take the new value,
     0: keep the previous one), the float 1 - p at eval, or None."""
-    T = xw.shape[0]
+    T = xw.shape[1]
     h, c = h0, c0
     outs = []
     for t in range(T):
-        pre = xw[t] + _recurrent(h, w_hh, rmask, 4)  # (4, B, H): i, f, o, g
+        pre = xw[:, t] + _recurrent(h, w_hh, rmask, 4)  # (4, B, H): i, f, o, g
         i, f, o = torch.sigmoid(pre[:3]).unbind(0)
         g = torch.tanh(pre[3])
         c_new = f * c + i * g
@@ -77,7 +77,7 @@ def gru_recurrence(
 ) -> tuple[Tensor, Tensor]:
     """GRU (PyTorch's form, Keras' ``reset_after=True``): n = tanh(x_n + r * (U_n (h*m_n) + b_hn)),
     h = (1 - z) * n + z * h(t-1), where the last h(t-1) is the undropped one."""
-    T = xw.shape[0]
+    T = xw.shape[1]
     H = h0.shape[-1]
     h = h0
     outs = []
@@ -85,8 +85,8 @@ def gru_recurrence(
         hp = _recurrent(h, w_hh, rmask, 3)  # (3, B, H)
         if b_hh is not None:
             hp = hp + b_hh.view(3, 1, H)
-        r, z = torch.sigmoid(xw[t, :2] + hp[:2]).unbind(0)
-        n = torch.tanh(xw[t, 2] + r * hp[2])
+        r, z = torch.sigmoid(xw[:2, t] + hp[:2]).unbind(0)
+        n = torch.tanh(xw[2, t] + r * hp[2])
         h_new = (1 - z) * n + z * h
         if zoneout_h is not None:
             h_new = _zone(h_new, h, zoneout_h[t] if isinstance(zoneout_h, Tensor) else zoneout_h)

@@ -297,7 +297,7 @@ class _Recurrent(StochasticModule):
             b_in = b_ih + b_hh if self._kind == "lstm" else b_ih
         if m_in is not None and m_in.dim() == 3 and m_in.shape[0] == G:
             m_in = m_in[order]
-        xw = _project(inp, m_in, w_ih, b_in, G, self.dropout, self.variational)  # (T, G, B, H)
+        xw = _project(inp, m_in, w_ih, b_in, G, self.dropout, self.variational)  # (G, T, B, H)
         rm = None if m_rec is None else m_rec[order] * _scale(self.recurrent_dropout)
         step = None
         if n is not None:
@@ -333,23 +333,21 @@ class _Recurrent(StochasticModule):
 
 
 def _project(inp, m_in, w_ih, b_in, G, p, variational):
-    """Input projection (T, G, B, H): one matmul for all T (per gate when each gate has its own input mask)."""
+    """Input projection (G, T, B, H) as one batched GEMM over all T; gate k sees its own input mask if it has one."""
     B, T, C = inp.shape
     H = w_ih.shape[0] // G
     xt = inp.transpose(0, 1)  # (T, B, C)
     if m_in is not None and m_in.dim() == 3 and m_in.shape[0] == G and G > 1 and variational:
         xm = xt.unsqueeze(0) * (m_in * _scale(p)).unsqueeze(1)  # (G, T, B, C): gate k sees x * m_k
-        xw = torch.bmm(xm.reshape(G, T * B, C), w_ih.view(G, H, C).transpose(1, 2))  # (G, T*B, H)
-        if b_in is not None:
-            xw = xw + b_in.view(G, 1, H)
-        return xw.view(G, T, B, H).permute(1, 0, 2, 3).contiguous()
-    if m_in is not None:
-        mask = m_in[0].unsqueeze(0) if variational else m_in.transpose(0, 1)  # (1, B, C) or (T, B, C)
-        xt = xt * (mask * _scale(p))
-    xw = xt.reshape(T * B, C) @ w_ih.t()  # (T*B, G*H)
+    else:
+        if m_in is not None:
+            mask = m_in[0].unsqueeze(0) if variational else m_in.transpose(0, 1)  # (1, B, C) or (T, B, C)
+            xt = xt * (mask * _scale(p))
+        xm = xt.unsqueeze(0).expand(G, T, B, C)  # one input for every gate, no copy
+    xw = torch.bmm(xm.reshape(G, T * B, C), w_ih.view(G, H, C).transpose(1, 2))  # (G, T*B, H)
     if b_in is not None:
-        xw = xw + b_in
-    return xw.view(T, B, G, H).permute(0, 2, 1, 3).contiguous()
+        xw = xw + b_in.view(G, 1, H)
+    return xw.view(G, T, B, H)
 
 
 def _roll(x: Tensor, shift: Tensor) -> Tensor:
