@@ -19,6 +19,14 @@ def test_keep_rate_within_four_sigma(p):
     assert abs(keep.mean().item() - (1 - p)) < 4 * sigma
 
 
+def test_one_uniform_draw_per_entry_and_extremes():
+    g, ref = gen(4), gen(4)
+    M.bernoulli_keep((10, 3), 0.3, generator=g)
+    torch.empty(30).uniform_(generator=ref)
+    assert torch.equal(g.get_state(), ref.get_state())
+    assert M.bernoulli_keep((1000,), 0.0, generator=gen()).eq(1).all()
+
+
 def test_p_one_is_all_zero_and_dtype_device_follow_input():
     x = torch.ones(4, 5, dtype=torch.float64)
     assert M.dropout_mask(x, 1.0, generator=gen()).eq(0).all()
@@ -71,12 +79,12 @@ def test_word_type_mask_draws_one_number_per_type_not_per_vocabulary_entry():
     g = gen(3)
     M.word_type_mask(ids, 0.5, mode="batch", generator=g)
     ref = gen(3)
-    torch.empty(4).bernoulli_(0.5, generator=ref)  # 4 types: 5, 7, 42, 9_999_999
+    M.bernoulli_keep((4,), 0.5, generator=ref)  # 4 types: 5, 7, 42, 9_999_999
     assert torch.equal(g.get_state(), ref.get_state())
     g = gen(3)
     M.word_type_mask(ids, 0.5, mode="sample", generator=g)
     ref = gen(3)
-    torch.empty(6).bernoulli_(0.5, generator=ref)  # (0,5) (0,42) (0,9999999) (1,5) (1,7) (1,42)
+    M.bernoulli_keep((6,), 0.5, generator=ref)  # (0,5) (0,42) (0,9999999) (1,5) (1,7) (1,42)
     assert torch.equal(g.get_state(), ref.get_state())
 
 

@@ -160,7 +160,7 @@ class WordDropout(StochasticModule):
     Example:
         >>> ids = torch.tensor([[5, 6, 7, 8, 0]])
         >>> WordDropout(0.5, unk_id=1, padding_idx=0)(ids, generator=torch.Generator().manual_seed(4))
-        tensor([[1, 6, 1, 8, 0]])
+        tensor([[5, 6, 1, 1, 0]])
     """
 
     def __init__(self, p: float, unk_id: int, padding_idx: int | None = None) -> None:

@@ -1,0 +1,329 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import embdrop
+from contract import check_layer_contract
+from embdrop.kernels import cpu as cpu_kernel
+from embdrop.layers import recurrent as R
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def torch_twin(layer):
+    kind = "LSTM" if isinstance(layer, embdrop.LSTM) else "GRU"
+    ref = getattr(nn, kind)(layer.input_size, layer.hidden_size, num_layers=layer.num_layers,
+                            bidirectional=layer.bidirectional, bias=layer.bias, batch_first=True)
+    ref.load_state_dict(layer.state_dict())
+    return ref.to(next(layer.parameters()).dtype)
+
+
+def run_torch(ref, x, lengths):
+    if lengths is None:
+        return ref(x)
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    out, st = ref(packed)
+    return nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0], st
+
+
+def ones_recurrent_masks(layer, x):
+    """Masks of ones on the recurrent connections: the same maths as no dropout, but through the fused C++ path."""
+    m = layer.sample_masks(x) if layer._random else R.RecurrentMasks(
+        *[[[None] * layer.directions for _ in range(layer.num_layers)] for _ in range(5)])
+    m.recurrent = [[torch.ones(layer._gates, x.shape[0], layer.hidden_size, dtype=x.dtype)
+                    for _ in range(layer.directions)] for _ in range(layer.num_layers)]
+    return m
+
+
+def flat(st):
+    return list(st) if isinstance(st, tuple) else [st]
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("use_lengths", [False, True])
+@pytest.mark.parametrize("path", ["fused", "kernel"])
+def test_zero_dropout_equals_torch(kind, num_layers, bidirectional, use_lengths, path):
+    torch.manual_seed(0)
+    layer = getattr(embdrop, kind)(5, 7, num_layers=num_layers, bidirectional=bidirectional)
+    ref = torch_twin(layer)
+    x = torch.randn(4, 6, 5)
+    lengths = torch.tensor([6, 3, 1, 5]) if use_lengths else None
+    masks = ones_recurrent_masks(layer, x) if path == "kernel" else None
+    out, st = layer(x, lengths=lengths, masks=masks)
+    rout, rst = run_torch(ref, x, lengths)
+    assert torch.allclose(out, rout, atol=1e-5)
+    for a, b in zip(flat(st), flat(rst), strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+    w = torch.randn_like(out)
+    grads = torch.autograd.grad((out * w).sum() + sum(s.sum() for s in flat(st)), list(layer.parameters()))
+    rgrads = torch.autograd.grad((rout * w).sum() + sum(s.sum() for s in flat(rst)), list(ref.parameters()))
+    for a, b in zip(grads, rgrads, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_kernel_equals_reference_given_the_same_masks(kind, bidirectional, monkeypatch):
+    if not cpu_kernel.available():
+        pytest.skip("the fused CPU kernel could not be built here: " + str(cpu_kernel._state.get("why")))
+    torch.manual_seed(1)
+    layer = getattr(embdrop, kind)(6, 8, num_layers=2, dropout=0.3, recurrent_dropout=0.4, weight_dropout=0.2,
+                                   bidirectional=bidirectional)
+    x = torch.randn(5, 9, 6, requires_grad=True)
+    lengths = torch.tensor([9, 4, 1, 7, 9])
+    masks = layer.sample_masks(x, generator=gen(3))
+    h0 = torch.randn(2 * layer.directions, 5, 8, requires_grad=True)
+    state = (h0, torch.randn_like(h0)) if kind == "LSTM" else h0
+
+    def run():
+        out, st = layer(x, state, lengths=lengths, masks=masks)
+        w = torch.linspace(-1, 1, out.numel()).view_as(out)
+        loss = (out * w).sum() + sum((s * s).sum() for s in flat(st))
+        return [out, *flat(st), *torch.autograd.grad(loss, [x, h0, *layer.parameters()])]
+
+    fast = run()
+    monkeypatch.setattr(cpu_kernel, "available", lambda: False)
+    slow = run()
+    for a, b in zip(fast, slow, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def keras_lstm_reference(layer, x, masks, p_in, p_rec):
+    """Keras' LSTMCell, implementation 1, written out gate by gate in nn.LSTM's order (i, f, g, o)."""
+    H = layer.hidden_size
+    W, U, b = layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0 + layer.bias_hh_l0
+    mi, mr = masks.input[0][0] / (1 - p_in), masks.recurrent[0][0] / (1 - p_rec)
+    h = c = x.new_zeros(x.shape[0], H)
+    outs = []
+    for t in range(x.shape[1]):
+        xt = x[:, t]
+        pre = [(xt * mi[k]) @ W[k * H:(k + 1) * H].T + (h * mr[k]) @ U[k * H:(k + 1) * H].T + b[k * H:(k + 1) * H]
+               for k in range(4)]
+        i, f, g, o = torch.sigmoid(pre[0]), torch.sigmoid(pre[1]), torch.tanh(pre[2]), torch.sigmoid(pre[3])
+        c = f * c + i * g  # the cell state is never masked
+        h = o * torch.tanh(c)
+        outs.append(h)
+    return torch.stack(outs, 1), h, c
+
+
+def test_lstm_semantics_equal_a_hand_written_keras_cell():
+    torch.manual_seed(2)
+    layer = embdrop.LSTM(4, 6, dropout=0.3, recurrent_dropout=0.5)
+    x = torch.randn(3, 5, 4)
+    masks = layer.sample_masks(x, generator=gen(0))
+    assert masks.input[0][0].shape == (4, 3, 4) and masks.recurrent[0][0].shape == (4, 3, 6)
+    out, (h, c) = layer(x, masks=masks)
+    rout, rh, rc = keras_lstm_reference(layer, x, masks, 0.3, 0.5)
+    assert torch.allclose(out, rout, atol=1e-5) and torch.allclose(c[0], rc, atol=1e-5)
+
+
+def test_gru_semantics_equal_a_hand_written_keras_cell():
+    torch.manual_seed(3)
+    layer = embdrop.GRU(4, 6, dropout=0.3, recurrent_dropout=0.5)
+    x = torch.randn(3, 5, 4)
+    m = layer.sample_masks(x, generator=gen(0))
+    H = 6
+    W, U, bi, bh = layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0
+    mi, mr = m.input[0][0] / 0.7, m.recurrent[0][0] / 0.5
+    h = x.new_zeros(3, H)
+    sl = lambda k: slice(k * H, (k + 1) * H)  # noqa: E731
+    for t in range(5):
+        xs = [(x[:, t] * mi[k]) @ W[sl(k)].T + bi[sl(k)] for k in range(3)]
+        hs = [(h * mr[k]) @ U[sl(k)].T + bh[sl(k)] for k in range(3)]
+        r, z = torch.sigmoid(xs[0] + hs[0]), torch.sigmoid(xs[1] + hs[1])
+        n = torch.tanh(xs[2] + r * hs[2])
+        h = z * h + (1 - z) * n  # the undropped h(t-1)
+    out, hT = layer(x, masks=m)
+    assert torch.allclose(hT[0], h, atol=1e-5) and torch.allclose(out[:, -1], h, atol=1e-5)
+
+
+def test_dropout_only_is_one_mask_for_all_gates_fixed_across_T():
+    torch.manual_seed(4)
+    layer = embdrop.LSTM(5, 7, dropout=0.5)
+    x = torch.randn(3, 6, 5)
+    m = layer.sample_masks(x, generator=gen(1))
+    assert m.input[0][0].shape == (1, 3, 5) and m.recurrent[0][0] is None
+    ref = torch_twin(layer)
+    out, _ = layer(x, masks=m)
+    rout, _ = ref(x * m.input[0][0][0].unsqueeze(1) / 0.5)  # the same (B, 1, C) mask at every step
+    assert torch.allclose(out, rout, atol=1e-6)
+
+
+def test_per_gate_masks_are_independent_and_per_sample():
+    layer = embdrop.LSTM(200, 300, dropout=0.5, recurrent_dropout=0.5)
+    m = layer.sample_masks(torch.zeros(64, 2, 200), generator=gen(0))
+    for masks in (m.input[0][0], m.recurrent[0][0]):
+        G, B, C = masks.shape
+        assert G == 4
+        agree = (masks[0] == masks[1]).double().mean().item()  # independent halves agree half the time
+        n = B * C
+        assert abs(agree - 0.5) < 4 * math.sqrt(0.25 / n)
+        assert not torch.equal(masks[:, 0], masks[:, 1])  # each sample its own
+
+
+def test_naive_masks_are_new_at_every_step_and_need_no_recurrent_dropout():
+    layer = embdrop.LSTM(8, 4, dropout=0.5, variational=False)
+    x = torch.randn(2, 10, 8)
+    m = layer.sample_masks(x, generator=gen(0))
+    mi = m.input[0][0]
+    assert mi.shape == (2, 10, 8) and m.recurrent[0][0] is None
+    assert any(not torch.equal(mi[:, 0], mi[:, t]) for t in range(1, 10))
+    ref = torch_twin(layer)
+    out, _ = layer(x, masks=m)
+    assert torch.allclose(out, ref(x * mi / 0.5)[0], atol=1e-6)
+    with pytest.raises(ValueError, match=r"argument 'recurrent_dropout': expected 0.0 when variational=False"):
+        embdrop.GRU(8, 4, dropout=0.5, recurrent_dropout=0.2, variational=False)
+    with pytest.warns(UserWarning, match="variational=False .* does nothing"):
+        embdrop.LSTM(8, 4, variational=False)
+
+
+def test_between_layers_the_mask_is_fixed_across_T():
+    layer = embdrop.GRU(3, 5, num_layers=3, dropout=0.5, recurrent_dropout=0.5, bidirectional=True)
+    m = layer.sample_masks(torch.zeros(4, 7, 3), generator=gen(0))
+    assert [mm[0].shape for mm in m.input] == [(3, 4, 3), (3, 4, 10), (3, 4, 10)]
+    assert len(m.input[0]) == 2  # each direction draws its own
+
+
+def test_weight_dropout_masks_weight_hh_once_for_the_batch():
+    torch.manual_seed(5)
+    layer = embdrop.LSTM(4, 6, weight_dropout=0.5)
+    x = torch.randn(3, 5, 4)
+    m = layer.sample_masks(x, generator=gen(2))
+    ref = torch_twin(layer)
+    with torch.no_grad():
+        ref.weight_hh_l0.mul_(m.weight[0][0] / 0.5)
+    assert torch.allclose(layer(x, masks=m)[0], ref(x)[0], atol=1e-6)
+
+
+def test_zoneout_keeps_previous_units_in_training_and_mixes_at_eval():
+    torch.manual_seed(6)
+    layer = embdrop.LSTM(3, 5, zoneout=0.5)
+    x = torch.randn(2, 6, 3)
+    m = layer.sample_masks(x, generator=gen(1))
+    out, _ = layer(x, masks=m)
+    kept = m.zoneout_h[0][0][:, 1:] == 0  # (B, T-1, H): these units keep h(t-1)
+    assert kept.any() and torch.equal(out[:, 1:][kept], out[:, :-1][kept])
+    layer.eval()
+    out_eval, (h, c) = layer(x[:, :1])
+    cell = nn.LSTMCell(3, 5)
+    cell.load_state_dict({k.replace("_l0", ""): v for k, v in layer.state_dict().items()})
+    h_new, c_new = cell(x[:, 0])
+    assert torch.allclose(out_eval[:, 0], 0.5 * h_new, atol=1e-6)  # p * h0 + (1 - p) * new, h0 = 0
+    assert torch.allclose(c[0], 0.5 * c_new, atol=1e-6)
+
+
+def test_lengths_leave_padded_steps_untouched():
+    torch.manual_seed(7)
+    layer = embdrop.GRU(4, 6, dropout=0.3, recurrent_dropout=0.3)
+    x = torch.randn(3, 8, 4)
+    lengths = torch.tensor([8, 5, 2])
+    m = layer.sample_masks(x, generator=gen(0))
+    out, h = layer(x, lengths=lengths, masks=m)
+    assert (out[1, 5:] == 0).all() and (out[2, 2:] == 0).all()
+    # the masks of sequence 1 alone: input (G, B, C) and recurrent (G, B, H) sliced on B
+    one = R.RecurrentMasks([[m.input[0][0][:, 1:2]]], [[m.recurrent[0][0][:, 1:2]]], [[None]], [[None]], [[None]])
+    out1, h1 = layer(x[1:2, :5], masks=one)  # sequence 1 alone, cut to its length
+    assert torch.allclose(h[:, 1], h1[:, 0], atol=1e-6) and torch.allclose(out[1, :5], out1[0], atol=1e-6)
+
+
+def test_pre_padding_mask_gives_the_same_result_as_post_padding():
+    torch.manual_seed(8)
+    layer = embdrop.LSTM(4, 6, bidirectional=True)
+    x = torch.randn(2, 7, 4)
+    post_mask = torch.tensor([[1, 1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1, 1]], dtype=torch.bool)
+    pre = torch.zeros_like(x)
+    pre[0, 3:] = x[0, :4]
+    pre[1] = x[1]
+    pre_mask = torch.tensor([[0, 0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]], dtype=torch.bool)
+    out_post, (h_post, _) = layer(x, lengths=post_mask)
+    out_pre, (h_pre, _) = layer(pre, lengths=pre_mask)
+    assert torch.allclose(h_post, h_pre, atol=1e-6)
+    assert torch.allclose(out_pre[0, 3:], out_post[0, :4], atol=1e-6) and (out_pre[0, :3] == 0).all()
+
+
+def test_mask_keep_rates_within_four_sigma():
+    layer = embdrop.LSTM(100, 100, dropout=0.3, recurrent_dropout=0.6)
+    m = layer.sample_masks(torch.zeros(500, 3, 100), generator=gen(0))
+    for masks, p in ((m.input[0][0], 0.3), (m.recurrent[0][0], 0.6)):
+        n = masks.numel()
+        assert abs(masks.mean().item() - (1 - p)) < 4 * math.sqrt(p * (1 - p) / n)
+
+
+def test_eval_is_deterministic_and_is_torch():
+    layer = embdrop.LSTM(4, 5, dropout=0.5, recurrent_dropout=0.5, weight_dropout=0.5).eval()
+    x = torch.randn(2, 6, 4)
+    state = torch.get_rng_state()
+    a, b = layer(x)[0], layer(x)[0]
+    assert torch.equal(a, b) and torch.equal(torch.get_rng_state(), state)
+    assert torch.allclose(a, torch_twin(layer)(x)[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_layer_contract(kind):
+    check_layer_contract(
+        lambda: getattr(embdrop, kind)(4, 5, dropout=0.3, recurrent_dropout=0.3, weight_dropout=0.2),
+        lambda dt: (torch.randn(3, 6, 4, generator=gen(1)).to(dt),),
+        eval_reference=lambda layer, inputs: torch_twin(layer)(inputs[0])[0],
+    )
+
+
+def test_gradcheck_float64_through_the_kernel_path():
+    layer = embdrop.GRU(3, 4, dropout=0.3, recurrent_dropout=0.4).double()
+    x = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
+    masks = layer.sample_masks(x, generator=gen(5))
+    assert torch.autograd.gradcheck(lambda t: layer(t, masks=masks)[0], (x,))
+    layer = embdrop.LSTM(3, 4, dropout=0.3, recurrent_dropout=0.4).double()
+    masks = layer.sample_masks(x, generator=gen(5))
+    assert torch.autograd.gradcheck(lambda t: layer(t, lengths=torch.tensor([5, 3]), masks=masks)[0], (x,))
+
+
+def test_torch_compile_of_a_model_using_them():
+    model = nn.Sequential()
+    emb = embdrop.Embedding(50, 8, padding_idx=0, dropout=0.1)
+    lstm = embdrop.LSTM(8, 16, dropout=0.5, recurrent_dropout=0.5)
+    head = nn.Linear(16, 1)
+
+    def forward(ids):
+        out, _ = lstm(emb(ids))
+        return head(out[:, -1])
+
+    compiled = torch.compile(forward)
+    ids = torch.randint(1, 50, (4, 12))
+    y = compiled(ids)
+    y.sum().backward()
+    assert y.shape == (4, 1) and lstm.weight_hh_l0.grad is not None
+    del model
+
+
+def test_state_dict_loads_from_torch():
+    ref = nn.LSTM(4, 5, num_layers=2, bidirectional=True, batch_first=True)
+    ours = embdrop.LSTM(4, 5, num_layers=2, bidirectional=True)
+    ours.load_state_dict(ref.state_dict())
+    assert list(ours.state_dict()) == list(ref.state_dict())
+
+
+def test_errors():
+    with pytest.raises(ValueError, match=r"argument 'recurrent_dropout': expected a float in \[0, 1\)\. Received: "
+                                         r"recurrent_dropout=1.0"):
+        embdrop.LSTM(3, 4, recurrent_dropout=1.0)
+    with pytest.raises(ValueError, match=r"argument 'hidden_size': expected an int >= 1"):
+        embdrop.GRU(3, 0)
+    layer = embdrop.LSTM(3, 4)
+    with pytest.raises(ValueError, match=r"argument 'x': expected a tensor of shape \(B, T, 3\)"):
+        layer(torch.randn(2, 5, 4))
+    with pytest.raises(ValueError, match=r"argument 'x': expected a tensor of rank 3"):
+        layer(torch.randn(5, 3))
+    with pytest.raises(ValueError, match=r"argument 'lengths': expected lengths in \[1, 5\]"):
+        layer(torch.randn(2, 5, 3), lengths=torch.tensor([5, 0]))
+    with pytest.raises(ValueError, match=r"argument 'lengths': expected a padding mask \(B, T\) whose True entries"):
+        layer(torch.randn(2, 5, 3), lengths=torch.tensor([[1, 0, 1, 1, 1], [1, 1, 1, 1, 1]], dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"argument 'state': expected tensors of shape \(1, 2, 4\)"):
+        layer(torch.randn(2, 5, 3), (torch.zeros(1, 3, 4), torch.zeros(1, 3, 4)))
+    with pytest.raises(ValueError, match=r"argument 'bidirectional': expected a bool"):
+        embdrop.GRU(3, 4, bidirectional="yes")
