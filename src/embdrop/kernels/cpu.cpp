@@ -1,69 +1,249 @@
 // Fused CPU recurrences for embdrop.LSTM / embdrop.GRU with per-gate recurrent dropout masks.
 //
-// Layouts: xw (G, T, B, H) input projections per gate (a view per step, no copies); w_hh (G*H, H); rmask
-// (G, B, H), already scaled by 1/(1-p); h0, c0 (B, H); step (T, B) bool, or an empty tensor when no step is
+// Layouts: xw (G, T, B, H) input projections per gate (biases included, for GRU only b_ih); w_hh (G*H, H);
+// rmask (G, B, H), already scaled by 1/(1-p); h0, c0 (B, H); step (T, B) bool, or an empty tensor when no step is
 // padded. LSTM gates are ordered i, f, o, g here; GRU gates r, z, n.
 //
-// Per step the forward does one batched GEMM for the G masked recurrent products, ATen's vectorised sigmoid/tanh
-// and plain arithmetic passes; the masked states h(t-1) * m_k are written once into a (G, T, B, H) buffer that the
-// backward reuses for the weight gradient, which is then one batched GEMM over all steps on views (no copies).
-// The backward needs no transcendental (activations are saved) and one batched GEMM per step.
+// One step of the forward is one batched GEMM, (h(t-1) * m_k) @ W_k^T for the G gates, and one fused element-wise
+// pass that adds the input part, applies the activations, updates the state and writes h(t) * m_k for the next
+// step into a (G, T, B, H) buffer. The backward reuses that buffer: the weight gradient is one batched GEMM over all
+// steps, on views. The backward needs no transcendental (activations are saved) and one batched GEMM per step.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <vector>
 
 using at::Tensor;
 
 namespace {
 
-constexpr int64_t kGrain = 1 << 15;  // element-wise passes below this size run on the calling thread
+constexpr int64_t kGrain = 1 << 14;  // element-wise passes below this size run on the calling thread
 
+// exp for float in plain arithmetic so that the compiler vectorises the loops that call it (Cephes expf:
+// Cody-Waite reduction by ln 2, a degree-6 polynomial, the exponent set by bit manipulation; about 2 ulp).
+inline float exp_approx(float x) {
+  x = std::min(std::max(x, -87.0f), 88.0f);
+  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln 2)
+  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+
+template <typename T>
+inline T sigm(T x) { return T(1) / (T(1) + std::exp(-x)); }
+template <>
+inline float sigm<float>(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
+template <typename T>
+inline T tanh_(T x) { return std::tanh(x); }
+template <>
+inline float tanh_<float>(float x) { return 1.0f - 2.0f / (1.0f + exp_approx(2.0f * x)); }
+
+template <typename scalar_t>
+inline scalar_t* ptr(const Tensor& t) { return t.data_ptr<scalar_t>(); }
+
+// Element-wise passes are functions over [s, e) with __restrict__ pointer arguments, called from parallel_for:
+// written inside a lambda that captures pointers by reference, the compiler loses the no-alias facts and does not
+// vectorise them.
 template <typename F>
-inline void for_each(int64_t n, const F& f) {
-  at::parallel_for(0, n, kGrain, [&](int64_t s, int64_t e) {
-    for (int64_t j = s; j < e; ++j) f(j);
-  });
+inline void for_range(int64_t n, const F& f) {
+  at::parallel_for(0, n, kGrain, [&](int64_t s, int64_t e) { f(s, e); });
+}
+
+// h * m_k for every gate k, written to the (G, T, B, H) buffer at step t.
+template <typename scalar_t>
+__attribute__((noinline)) void masked_range(int64_t s, int64_t e, scalar_t* __restrict__ dst, const scalar_t* __restrict__ h,
+                  const scalar_t* __restrict__ rk) {
+  for (int64_t j = s; j < e; ++j) dst[j] = h[j] * rk[j];
+}
+
+template <typename scalar_t>
+void write_masked(scalar_t* hm, const scalar_t* h, const scalar_t* r, int64_t G, int64_t t, int64_t T, int64_t BH) {
+  for (int64_t k = 0; k < G; ++k) {
+    scalar_t* dst = hm + k * T * BH + t * BH;
+    const scalar_t* rk = r + k * BH;
+    for_range(BH, [&](int64_t s, int64_t e) { masked_range(s, e, dst, h, rk); });
+  }
+}
+
+// The passes below run over rows b in [bs, be) (one row = one sequence, H units), so that the padding flag is the
+// same for a whole inner loop and every operand is loaded unconditionally: the inner loops then vectorise.
+template <typename scalar_t>
+__attribute__((noinline)) void lstm_fwd_rows(int64_t bs, int64_t be, int64_t BH, int64_t TBH, int64_t H,
+                                             const scalar_t* __restrict__ pp, const scalar_t* __restrict__ x,
+                                             scalar_t* __restrict__ g, const scalar_t* __restrict__ hprev,
+                                             const scalar_t* __restrict__ cprev, scalar_t* __restrict__ hnew,
+                                             scalar_t* __restrict__ cnew, scalar_t* __restrict__ tc,
+                                             scalar_t* __restrict__ o, const bool* __restrict__ vt) {
+  for (int64_t b = bs; b < be; ++b) {
+    // 1 at a real step, 0 at a padded one; a blend by multiplication vectorises where a select of bools does not,
+    // and is exact for finite values (x * 1 + y * 0 == x)
+    const scalar_t vf = (vt ? vt[b] : true) ? scalar_t(1) : scalar_t(0);
+    for (int64_t j = b * H; j < (b + 1) * H; ++j) {
+      const scalar_t i = sigm(pp[j] + x[j]);
+      const scalar_t f = sigm(pp[BH + j] + x[TBH + j]);
+      const scalar_t og = sigm(pp[2 * BH + j] + x[2 * TBH + j]);
+      const scalar_t gg = tanh_(pp[3 * BH + j] + x[3 * TBH + j]);
+      g[j] = i;
+      g[BH + j] = f;
+      g[2 * BH + j] = og;
+      g[3 * BH + j] = gg;
+      const scalar_t cp = cprev[j], hp = hprev[j];
+      const scalar_t c = f * cp + i * gg;
+      const scalar_t th = tanh_(c);
+      tc[j] = th;
+      const scalar_t h = og * th;
+      cnew[j] = vf * c + (scalar_t(1) - vf) * cp;
+      hnew[j] = vf * h + (scalar_t(1) - vf) * hp;
+      o[j] = vf * h;
+    }
+  }
+}
+
+template <typename scalar_t>
+__attribute__((noinline)) void lstm_bwd_rows(int64_t bs, int64_t be, int64_t BH, int64_t TBH, int64_t H,
+                                             const scalar_t* __restrict__ g, const scalar_t* __restrict__ tcp,
+                                             const scalar_t* __restrict__ cprev, const scalar_t* __restrict__ dop,
+                                             const scalar_t* __restrict__ dm, const scalar_t* __restrict__ rp,
+                                             scalar_t* __restrict__ dhp, scalar_t* __restrict__ dcp,
+                                             scalar_t* __restrict__ dp, const bool* __restrict__ vt) {
+  for (int64_t b = bs; b < be; ++b) {
+    const scalar_t vf = (vt ? vt[b] : true) ? scalar_t(1) : scalar_t(0);  // 1 at a real step, 0 at a padded one
+    for (int64_t j = b * H; j < (b + 1) * H; ++j) {
+      // dh(t) = what passed through + the recurrent part from step t + 1 (zero at the last step)
+      const scalar_t dht = dhp[j] + dm[j] * rp[j] + dm[BH + j] * rp[BH + j] + dm[2 * BH + j] * rp[2 * BH + j] +
+                           dm[3 * BH + j] * rp[3 * BH + j];
+      const scalar_t i = g[j], f = g[BH + j], o = g[2 * BH + j], gg = g[3 * BH + j], tc = tcp[j];
+      const scalar_t dcin = dcp[j];
+      const scalar_t dhc = vf * (dht + dop[j]);
+      const scalar_t dcc = vf * dcin + dhc * o * (scalar_t(1) - tc * tc);
+      dp[j] = dcc * gg * i * (scalar_t(1) - i);               // d pre_i
+      dp[TBH + j] = dcc * cprev[j] * f * (scalar_t(1) - f);   // d pre_f
+      dp[2 * TBH + j] = dhc * tc * o * (scalar_t(1) - o);     // d pre_o
+      dp[3 * TBH + j] = dcc * i * (scalar_t(1) - gg * gg);    // d pre_g
+      // a padded step passes dh and dc on unchanged
+      dcp[j] = vf * (dcc * f) + (scalar_t(1) - vf) * dcin;
+      dhp[j] = (scalar_t(1) - vf) * dht;
+    }
+  }
+}
+
+template <typename scalar_t>
+__attribute__((noinline)) void gru_fwd_rows(int64_t bs, int64_t be, int64_t BH, int64_t TBH, int64_t H,
+                                            const scalar_t* __restrict__ hpp, const scalar_t* __restrict__ bp,
+                                            const scalar_t* __restrict__ x, scalar_t* __restrict__ g,
+                                            const scalar_t* __restrict__ hprev, scalar_t* __restrict__ hnew,
+                                            scalar_t* __restrict__ hn, scalar_t* __restrict__ o,
+                                            const bool* __restrict__ vt) {
+  for (int64_t b = bs; b < be; ++b) {
+    const scalar_t vf = (vt ? vt[b] : true) ? scalar_t(1) : scalar_t(0);  // see lstm_fwd_rows
+    const int64_t base = b * H;
+    for (int64_t u = 0; u < H; ++u) {
+      const int64_t j = base + u;
+      const scalar_t r = sigm(x[j] + hpp[j] + bp[u]);
+      const scalar_t z = sigm(x[TBH + j] + hpp[BH + j] + bp[H + u]);
+      const scalar_t hnj = hpp[2 * BH + j] + bp[2 * H + u];
+      const scalar_t n = tanh_(x[2 * TBH + j] + r * hnj);
+      g[j] = r;
+      g[BH + j] = z;
+      g[2 * BH + j] = n;
+      hn[j] = hnj;
+      const scalar_t hp = hprev[j];
+      const scalar_t h = (scalar_t(1) - z) * n + z * hp;
+      hnew[j] = vf * h + (scalar_t(1) - vf) * hp;
+      o[j] = vf * h;
+    }
+  }
+}
+
+template <typename scalar_t>
+__attribute__((noinline)) void gru_bwd_rows(int64_t bs, int64_t be, int64_t BH, int64_t TBH, int64_t H,
+                                            const scalar_t* __restrict__ g, const scalar_t* __restrict__ hnp,
+                                            const scalar_t* __restrict__ hprev, const scalar_t* __restrict__ dop,
+                                            const scalar_t* __restrict__ dm, const scalar_t* __restrict__ rp,
+                                            scalar_t* __restrict__ dhptr, scalar_t* __restrict__ dx,
+                                            scalar_t* __restrict__ dr, const bool* __restrict__ vt) {
+  for (int64_t b = bs; b < be; ++b) {
+    const scalar_t vf = (vt ? vt[b] : true) ? scalar_t(1) : scalar_t(0);
+    for (int64_t j = b * H; j < (b + 1) * H; ++j) {
+      const scalar_t dht = dhptr[j] + dm[j] * rp[j] + dm[BH + j] * rp[BH + j] + dm[2 * BH + j] * rp[2 * BH + j];
+      const scalar_t r = g[j], z = g[BH + j], n = g[2 * BH + j];
+      const scalar_t dhc = vf * (dht + dop[j]);
+      const scalar_t dnp = dhc * (scalar_t(1) - z) * (scalar_t(1) - n * n);
+      const scalar_t drp = dnp * hnp[j] * r * (scalar_t(1) - r);
+      const scalar_t dzp = dhc * (hprev[j] - n) * z * (scalar_t(1) - z);
+      dx[j] = drp;
+      dx[TBH + j] = dzp;
+      dx[2 * TBH + j] = dnp;
+      dr[j] = drp;
+      dr[TBH + j] = dzp;
+      dr[2 * TBH + j] = dnp * r;
+      dhptr[j] = dhc * z + (scalar_t(1) - vf) * dht;  // the direct path through z * h(t-1); padding passes dh on
+    }
+  }
+}
+
+// Rows of B in parallel when a step is big enough to be worth it.
+template <typename F>
+inline void for_rows(int64_t B, int64_t H, const F& f) {
+  at::parallel_for(0, B, std::max<int64_t>(1, kGrain / H), [&](int64_t s, int64_t e) { f(s, e); });
+}
+
+// dh(0) after the loop: add the recurrent part of the first step.
+template <typename scalar_t>
+__attribute__((noinline)) void final_dh_range(int64_t s, int64_t e, int64_t BH, int64_t G, const scalar_t* __restrict__ dm,
+                    const scalar_t* __restrict__ rp, scalar_t* __restrict__ dh) {
+  for (int64_t j = s; j < e; ++j) {
+    scalar_t acc = dh[j];
+    for (int64_t k = 0; k < G; ++k) acc += dm[k * BH + j] * rp[k * BH + j];
+    dh[j] = acc;
+  }
 }
 
 // ------------------------------------------------------------------------------------------------------------ LSTM
 template <typename scalar_t>
 void lstm_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& rmask, const Tensor& step, Tensor& hs,
                        Tensor& cs, Tensor& hm, Tensor& gates, Tensor& tcs, Tensor& out) {
-  const int64_t T = xw.size(1), B = xw.size(2), H = xw.size(3), BH = B * H;
+  const int64_t T = xw.size(1), B = xw.size(2), H = xw.size(3), BH = B * H, TBH = T * BH;
   Tensor pre = at::empty({4, B, H}, xw.options());
   const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
+  const scalar_t* __restrict__ x0 = ptr<scalar_t>(xw);
+  const scalar_t* __restrict__ rp = ptr<scalar_t>(rmask);
+  scalar_t* __restrict__ pp = ptr<scalar_t>(pre);
+  scalar_t* __restrict__ hs0 = ptr<scalar_t>(hs);
+  scalar_t* __restrict__ cs0 = ptr<scalar_t>(cs);
+  scalar_t* __restrict__ hm0 = ptr<scalar_t>(hm);
+  scalar_t* __restrict__ g0 = ptr<scalar_t>(gates);
+  scalar_t* __restrict__ tc0 = ptr<scalar_t>(tcs);
+  scalar_t* __restrict__ o0 = ptr<scalar_t>(out);
+  write_masked(hm0, hs0, rp, 4, 0, T, BH);
   for (int64_t t = 0; t < T; ++t) {
-    Tensor hmt = hm.select(1, t);                          // (4, B, H) view, saved for the weight gradient
-    at::mul_out(hmt, rmask, hs[t].unsqueeze(0));           // h(t-1) * m_k
-    at::baddbmm_out(pre, xw.select(1, t), hmt, wt);        // x-part + (h * m_k) @ W_k^T
-    Tensor g = gates[t];
-    Tensor ifo = g.narrow(0, 0, 3);
-    at::sigmoid_out(ifo, pre.narrow(0, 0, 3));             // i, f, o
-    Tensor gg = g[3];
-    at::tanh_out(gg, pre[3]);                              // g
-    const scalar_t* gp = g.data_ptr<scalar_t>();
-    const scalar_t* cprev = cs[t].data_ptr<scalar_t>();
-    scalar_t* cnew = cs[t + 1].data_ptr<scalar_t>();
-    for_each(BH, [&](int64_t j) { cnew[j] = gp[BH + j] * cprev[j] + gp[j] * gp[3 * BH + j]; });
-    Tensor tc = tcs[t];
-    at::tanh_out(tc, cs[t + 1]);
-    const scalar_t* tcp = tc.data_ptr<scalar_t>();
-    const scalar_t* hprev = hs[t].data_ptr<scalar_t>();
-    scalar_t* hnew = hs[t + 1].data_ptr<scalar_t>();
-    scalar_t* op = out[t].data_ptr<scalar_t>();
-    if (!sp) {
-      for_each(BH, [&](int64_t j) { op[j] = hnew[j] = gp[2 * BH + j] * tcp[j]; });
-    } else {
-      const bool* vt = sp + t * B;
-      for_each(BH, [&](int64_t j) {
-        const scalar_t hc = gp[2 * BH + j] * tcp[j];
-        const bool v = vt[j / H];
-        hnew[j] = v ? hc : hprev[j];
-        op[j] = v ? hc : scalar_t(0);
-        if (!v) cnew[j] = cprev[j];
-      });
-    }
+    at::bmm_out(pre, hm.select(1, t), wt);  // (4, B, H): (h(t-1) * m_k) @ W_k^T
+    const scalar_t* __restrict__ x = x0 + t * BH;  // gate k at x + k * TBH
+    scalar_t* __restrict__ g = g0 + t * 4 * BH;
+    const scalar_t* __restrict__ hprev = hs0 + t * BH;
+    const scalar_t* __restrict__ cprev = cs0 + t * BH;
+    scalar_t* __restrict__ hnew = hs0 + (t + 1) * BH;
+    scalar_t* __restrict__ cnew = cs0 + (t + 1) * BH;
+    scalar_t* __restrict__ tc = tc0 + t * BH;
+    scalar_t* __restrict__ o = o0 + t * BH;
+    const bool* vt = sp ? sp + t * B : nullptr;
+    for_rows(B, H, [&](int64_t s0, int64_t e0) {
+      lstm_fwd_rows<scalar_t>(s0, e0, BH, TBH, H, pp, x, g, hprev, cprev, hnew, cnew, tc, o, vt);
+    });
+    if (t + 1 < T) write_masked(hm0, hnew, rp, 4, t + 1, T, BH);
   }
 }
 
@@ -88,45 +268,30 @@ void lstm_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmas
                         const Tensor& cs, const Tensor& gates, const Tensor& tcs, Tensor& dh, Tensor& dc,
                         Tensor& dpre) {
   const int64_t T = gates.size(0), B = gates.size(2), H = gates.size(3), BH = B * H, TBH = T * BH;
-  Tensor dhm = at::empty({4, B, H}, dh.options());
+  Tensor dhm = at::zeros({4, B, H}, dh.options());
   const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
-  scalar_t* dhp = dh.data_ptr<scalar_t>();
-  scalar_t* dcp = dc.data_ptr<scalar_t>();
-  const scalar_t* rp = rmask.data_ptr<scalar_t>();
-  scalar_t* dpre0 = dpre.data_ptr<scalar_t>();
+  scalar_t* __restrict__ dhp = ptr<scalar_t>(dh);
+  scalar_t* __restrict__ dcp = ptr<scalar_t>(dc);
+  const scalar_t* __restrict__ rp = ptr<scalar_t>(rmask);
+  const scalar_t* __restrict__ dm = ptr<scalar_t>(dhm);
+  scalar_t* __restrict__ dpre0 = ptr<scalar_t>(dpre);
+  const scalar_t* __restrict__ g0 = ptr<scalar_t>(gates);
+  const scalar_t* __restrict__ tc0 = ptr<scalar_t>(tcs);
+  const scalar_t* __restrict__ cs0 = ptr<scalar_t>(cs);
+  const scalar_t* __restrict__ do0 = ptr<scalar_t>(dout);
   for (int64_t t = T - 1; t >= 0; --t) {
-    const scalar_t* gp = gates[t].data_ptr<scalar_t>();
-    const scalar_t* tcp = tcs[t].data_ptr<scalar_t>();
-    const scalar_t* cprev = cs[t].data_ptr<scalar_t>();
-    const scalar_t* dop = dout[t].data_ptr<scalar_t>();
-    scalar_t* dp = dpre0 + t * BH;  // gate k of step t at dp + k * TBH
+    const scalar_t* __restrict__ g = g0 + t * 4 * BH;
+    const scalar_t* __restrict__ tcp = tc0 + t * BH;
+    const scalar_t* __restrict__ cprev = cs0 + t * BH;
+    const scalar_t* __restrict__ dop = do0 + t * BH;
+    scalar_t* __restrict__ dp = dpre0 + t * BH;  // gate k of step t at dp + k * TBH
     const bool* vt = sp ? sp + t * B : nullptr;
-    auto cell = [&](int64_t j, bool v) {
-      const scalar_t i = gp[j], f = gp[BH + j], o = gp[2 * BH + j], g = gp[3 * BH + j], tc = tcp[j];
-      const scalar_t dhc = v ? dhp[j] + dop[j] : scalar_t(0);
-      scalar_t dcc = v ? dcp[j] : scalar_t(0);
-      dcc += dhc * o * (scalar_t(1) - tc * tc);
-      dp[j] = dcc * g * i * (scalar_t(1) - i);                // d pre_i
-      dp[TBH + j] = dcc * cprev[j] * f * (scalar_t(1) - f);   // d pre_f
-      dp[2 * TBH + j] = dhc * tc * o * (scalar_t(1) - o);     // d pre_o
-      dp[3 * TBH + j] = dcc * i * (scalar_t(1) - g * g);      // d pre_g
-      if (v) {
-        dcp[j] = dcc * f;
-        dhp[j] = scalar_t(0);
-      }  // a padded step passes dh and dc on unchanged
-    };
-    if (!vt) {
-      for_each(BH, [&](int64_t j) { cell(j, true); });
-    } else {
-      for_each(BH, [&](int64_t j) { cell(j, vt[j / H]); });
-    }
-    at::bmm_out(dhm, dpre.select(1, t), w3);  // (4, B, H_in): d(h * m_k) for each gate
-    const scalar_t* dmp = dhm.data_ptr<scalar_t>();
-    for_each(BH, [&](int64_t j) {
-      dhp[j] += dmp[j] * rp[j] + dmp[BH + j] * rp[BH + j] + dmp[2 * BH + j] * rp[2 * BH + j] +
-                dmp[3 * BH + j] * rp[3 * BH + j];
+    for_rows(B, H, [&](int64_t s0, int64_t e0) {
+      lstm_bwd_rows<scalar_t>(s0, e0, BH, TBH, H, g, tcp, cprev, dop, dm, rp, dhp, dcp, dp, vt);
     });
+    at::bmm_out(dhm, dpre.select(1, t), w3);  // (4, B, H_in): d(h(t-1) * m_k) for each gate
   }
+  for_range(BH, [&](int64_t s0, int64_t e0) { final_dh_range<scalar_t>(s0, e0, BH, 4, dm, rp, dhp); });
 }
 
 std::vector<Tensor> lstm_backward(Tensor dout, Tensor dhT, Tensor dcT, Tensor w_hh, Tensor rmask, Tensor cs,
@@ -146,53 +311,35 @@ std::vector<Tensor> lstm_backward(Tensor dout, Tensor dhT, Tensor dcT, Tensor w_
 
 // ------------------------------------------------------------------------------------------------------------- GRU
 template <typename scalar_t>
-void gru_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& bias, const Tensor& rmask,
+void gru_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& b_hh, const Tensor& rmask,
                       const Tensor& step, Tensor& hs, Tensor& hm, Tensor& gates, Tensor& hpn, Tensor& out) {
   const int64_t T = xw.size(1), B = xw.size(2), H = xw.size(3), BH = B * H, TBH = T * BH;
   Tensor hp = at::empty({3, B, H}, xw.options());
   const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
-  const scalar_t* x0 = xw.data_ptr<scalar_t>();
+  Tensor bias = b_hh.numel() ? b_hh.contiguous() : at::zeros({3 * H}, xw.options());  // (3H,)
+  const scalar_t* __restrict__ bp = ptr<scalar_t>(bias);
+  const scalar_t* __restrict__ x0 = ptr<scalar_t>(xw);
+  const scalar_t* __restrict__ rp = ptr<scalar_t>(rmask);
+  const scalar_t* __restrict__ hpp = ptr<scalar_t>(hp);
+  scalar_t* __restrict__ hs0 = ptr<scalar_t>(hs);
+  scalar_t* __restrict__ hm0 = ptr<scalar_t>(hm);
+  scalar_t* __restrict__ g0 = ptr<scalar_t>(gates);
+  scalar_t* __restrict__ hn0 = ptr<scalar_t>(hpn);
+  scalar_t* __restrict__ o0 = ptr<scalar_t>(out);
+  write_masked(hm0, hs0, rp, 3, 0, T, BH);
   for (int64_t t = 0; t < T; ++t) {
-    Tensor hmt = hm.select(1, t);
-    at::mul_out(hmt, rmask, hs[t].unsqueeze(0));
-    if (bias.defined()) {
-      at::baddbmm_out(hp, bias, hmt, wt);  // (3, B, H): (h * m_k) @ U_k^T + b_hk
-    } else {
-      at::bmm_out(hp, hmt, wt);
-    }
-    Tensor g = gates[t];
-    Tensor rz = g.narrow(0, 0, 2);
-    at::add_out(rz, xw.select(1, t).narrow(0, 0, 2), hp.narrow(0, 0, 2));
-    at::sigmoid_(rz);  // r, z
-    const scalar_t* gp = g.data_ptr<scalar_t>();
-    const scalar_t* xn = x0 + 2 * TBH + t * BH;
-    const scalar_t* hpp = hp.data_ptr<scalar_t>();
-    scalar_t* np = g[2].data_ptr<scalar_t>();
-    scalar_t* hnp = hpn[t].data_ptr<scalar_t>();
-    for_each(BH, [&](int64_t j) {
-      np[j] = xn[j] + gp[j] * hpp[2 * BH + j];
-      hnp[j] = hpp[2 * BH + j];
+    at::bmm_out(hp, hm.select(1, t), wt);  // (3, B, H): (h(t-1) * m_k) @ U_k^T
+    const scalar_t* __restrict__ x = x0 + t * BH;
+    scalar_t* __restrict__ g = g0 + t * 3 * BH;
+    const scalar_t* __restrict__ hprev = hs0 + t * BH;
+    scalar_t* __restrict__ hnew = hs0 + (t + 1) * BH;
+    scalar_t* __restrict__ hn = hn0 + t * BH;
+    scalar_t* __restrict__ o = o0 + t * BH;
+    const bool* vt = sp ? sp + t * B : nullptr;
+    for_rows(B, H, [&](int64_t s0, int64_t e0) {
+      gru_fwd_rows<scalar_t>(s0, e0, BH, TBH, H, hpp, bp, x, g, hprev, hnew, hn, o, vt);
     });
-    Tensor n = g[2];
-    at::tanh_(n);
-    const scalar_t* hprev = hs[t].data_ptr<scalar_t>();
-    scalar_t* hnew = hs[t + 1].data_ptr<scalar_t>();
-    scalar_t* op = out[t].data_ptr<scalar_t>();
-    if (!sp) {
-      for_each(BH, [&](int64_t j) {
-        const scalar_t z = gp[BH + j];
-        op[j] = hnew[j] = (scalar_t(1) - z) * np[j] + z * hprev[j];
-      });
-    } else {
-      const bool* vt = sp + t * B;
-      for_each(BH, [&](int64_t j) {
-        const scalar_t z = gp[BH + j];
-        const scalar_t hc = (scalar_t(1) - z) * np[j] + z * hprev[j];
-        const bool v = vt[j / H];
-        hnew[j] = v ? hc : hprev[j];
-        op[j] = v ? hc : scalar_t(0);
-      });
-    }
+    if (t + 1 < T) write_masked(hm0, hnew, rp, 3, t + 1, T, BH);
   }
 }
 
@@ -200,14 +347,13 @@ std::vector<Tensor> gru_forward(Tensor xw, Tensor w_hh, Tensor b_hh, Tensor rmas
   const int64_t T = xw.size(1), B = xw.size(2), H = xw.size(3);
   auto opts = xw.options();
   Tensor wt = w_hh.view({3, H, H}).transpose(1, 2);
-  Tensor bias = b_hh.numel() ? b_hh.view({3, 1, H}).expand({3, B, H}) : Tensor();
   Tensor hs = at::empty({T + 1, B, H}, opts);
   hs[0].copy_(h0);
   Tensor hm = at::empty({3, T, B, H}, opts);
   Tensor gates = at::empty({T, 3, B, H}, opts), hpn = at::empty({T, B, H}, opts), out = at::empty({T, B, H}, opts);
   Tensor st = step.numel() ? step : Tensor();
   AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "embdrop_gru_forward", [&] {
-    gru_forward_loop<scalar_t>(xw, wt, bias, rmask, st, hs, hm, gates, hpn, out);
+    gru_forward_loop<scalar_t>(xw, wt, b_hh, rmask, st, hs, hm, gates, hpn, out);
   });
   return {out, hs, hm, gates, hpn};
 }
@@ -217,45 +363,31 @@ void gru_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmask
                        const Tensor& hs, const Tensor& gates, const Tensor& hpn, Tensor& dh, Tensor& dxw,
                        Tensor& dhp) {
   const int64_t T = gates.size(0), B = gates.size(2), H = gates.size(3), BH = B * H, TBH = T * BH;
-  Tensor dhm = at::empty({3, B, H}, dh.options());
+  Tensor dhm = at::zeros({3, B, H}, dh.options());
   const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
-  scalar_t* dhptr = dh.data_ptr<scalar_t>();
-  const scalar_t* rp = rmask.data_ptr<scalar_t>();
-  scalar_t* dx0 = dxw.data_ptr<scalar_t>();
-  scalar_t* dr0 = dhp.data_ptr<scalar_t>();
+  scalar_t* __restrict__ dhptr = ptr<scalar_t>(dh);
+  const scalar_t* __restrict__ rp = ptr<scalar_t>(rmask);
+  const scalar_t* __restrict__ dm = ptr<scalar_t>(dhm);
+  scalar_t* __restrict__ dx0 = ptr<scalar_t>(dxw);
+  scalar_t* __restrict__ dr0 = ptr<scalar_t>(dhp);
+  const scalar_t* __restrict__ g0 = ptr<scalar_t>(gates);
+  const scalar_t* __restrict__ hn0 = ptr<scalar_t>(hpn);
+  const scalar_t* __restrict__ hs0 = ptr<scalar_t>(hs);
+  const scalar_t* __restrict__ do0 = ptr<scalar_t>(dout);
   for (int64_t t = T - 1; t >= 0; --t) {
-    const scalar_t* gp = gates[t].data_ptr<scalar_t>();
-    const scalar_t* hnp = hpn[t].data_ptr<scalar_t>();
-    const scalar_t* hprev = hs[t].data_ptr<scalar_t>();
-    const scalar_t* dop = dout[t].data_ptr<scalar_t>();
-    scalar_t* dx = dx0 + t * BH;
-    scalar_t* dr = dr0 + t * BH;
+    const scalar_t* __restrict__ g = g0 + t * 3 * BH;
+    const scalar_t* __restrict__ hnp = hn0 + t * BH;
+    const scalar_t* __restrict__ hprev = hs0 + t * BH;
+    const scalar_t* __restrict__ dop = do0 + t * BH;
+    scalar_t* __restrict__ dx = dx0 + t * BH;
+    scalar_t* __restrict__ dr = dr0 + t * BH;
     const bool* vt = sp ? sp + t * B : nullptr;
-    auto cell = [&](int64_t j, bool v) {
-      const scalar_t r = gp[j], z = gp[BH + j], n = gp[2 * BH + j];
-      const scalar_t dhc = v ? dhptr[j] + dop[j] : scalar_t(0);
-      const scalar_t dnp = dhc * (scalar_t(1) - z) * (scalar_t(1) - n * n);
-      const scalar_t drp = dnp * hnp[j] * r * (scalar_t(1) - r);
-      const scalar_t dzp = dhc * (hprev[j] - n) * z * (scalar_t(1) - z);
-      dx[j] = drp;
-      dx[TBH + j] = dzp;
-      dx[2 * TBH + j] = dnp;
-      dr[j] = drp;
-      dr[TBH + j] = dzp;
-      dr[2 * TBH + j] = dnp * r;
-      if (v) dhptr[j] = dhc * z;  // the direct path through z * h(t-1); a padded step passes dh on
-    };
-    if (!vt) {
-      for_each(BH, [&](int64_t j) { cell(j, true); });
-    } else {
-      for_each(BH, [&](int64_t j) { cell(j, vt[j / H]); });
-    }
-    at::bmm_out(dhm, dhp.select(1, t), w3);
-    const scalar_t* dmp = dhm.data_ptr<scalar_t>();
-    for_each(BH, [&](int64_t j) {
-      dhptr[j] += dmp[j] * rp[j] + dmp[BH + j] * rp[BH + j] + dmp[2 * BH + j] * rp[2 * BH + j];
+    for_rows(B, H, [&](int64_t s0, int64_t e0) {
+      gru_bwd_rows<scalar_t>(s0, e0, BH, TBH, H, g, hnp, hprev, dop, dm, rp, dhptr, dx, dr, vt);
     });
+    at::bmm_out(dhm, dhp.select(1, t), w3);
   }
+  for_range(BH, [&](int64_t s0, int64_t e0) { final_dh_range<scalar_t>(s0, e0, BH, 3, dm, rp, dhptr); });
 }
 
 std::vector<Tensor> gru_backward(Tensor dout, Tensor dhT, Tensor w_hh, Tensor rmask, Tensor hs, Tensor hm,

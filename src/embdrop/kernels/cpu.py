@@ -8,7 +8,9 @@ loop, which gives the same results more slowly. ``EMBDROP_KERNEL=reference`` cho
 
 from __future__ import annotations
 
+import hashlib
 import os
+import platform
 import warnings
 from pathlib import Path
 
@@ -17,7 +19,21 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 _SOURCE = Path(__file__).with_name("cpu.cpp")
+# Built for the CPU it runs on (the build happens there); the name below keeps builds for different CPUs apart
+# in a shared cache directory.
+_FLAGS = ["-O3", "-march=native"]
 _state: dict = {}
+
+
+def _build_name() -> str:
+    """Extension name from the source, the flags and the CPU's features, so a changed one never loads stale."""
+    h = hashlib.sha256(_SOURCE.read_bytes() + " ".join(_FLAGS).encode())
+    try:
+        with open("/proc/cpuinfo") as f:
+            h.update(next((line for line in f if line.startswith("flags")), "").encode())
+    except OSError:
+        h.update(platform.machine().encode())
+    return "embdrop_cpu_" + h.hexdigest()[:12]
 
 
 def _extension():
@@ -29,7 +45,7 @@ def _extension():
         try:
             from torch.utils.cpp_extension import load
 
-            _state["ext"] = load(name="embdrop_cpu_v2", sources=[str(_SOURCE)], extra_cflags=["-O3"], verbose=False)
+            _state["ext"] = load(name=_build_name(), sources=[str(_SOURCE)], extra_cflags=_FLAGS, verbose=False)
         except Exception as e:  # no compiler, no ninja, a failed build: all mean "use the reference loop"
             _state["why"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
             warnings.warn(
