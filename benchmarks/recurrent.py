@@ -76,8 +76,10 @@ def main() -> None:
     ap.add_argument("--shapes", nargs="+", default=None, help="B,T,C,H")
     args = ap.parse_args()
     shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes] if args.shapes else SHAPES
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, kernel available: "
-          f"{embdrop.kernels.cpu.available()}; ratio = nn.{{LSTM,GRU}} without dropout time / variant time")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, kernel available: "
+        f"{embdrop.kernels.cpu.available()}; ratio = nn.{{LSTM,GRU}} without dropout time / variant time"
+    )
     header = ["kind", "B,T,C,H", "baseline ms", *VARIANTS]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))

@@ -5,12 +5,12 @@ Tensors are batch first: ids (B, T), sequences (B, T, C). ``p`` is always the pr
 
 from embdrop import functional
 from embdrop.layers import (
+    GRU,
+    LSTM,
     DropConnect,
     Dropout,
     Embedding,
-    GRU,
     HashEmbedding,
-    LSTM,
     LockedDropout,
     MCPrediction,
     RecurrentMasks,

@@ -16,8 +16,14 @@ def gen(seed=0):
 
 def torch_twin(layer):
     kind = "LSTM" if isinstance(layer, embdrop.LSTM) else "GRU"
-    ref = getattr(nn, kind)(layer.input_size, layer.hidden_size, num_layers=layer.num_layers,
-                            bidirectional=layer.bidirectional, bias=layer.bias, batch_first=True)
+    ref = getattr(nn, kind)(
+        layer.input_size,
+        layer.hidden_size,
+        num_layers=layer.num_layers,
+        bidirectional=layer.bidirectional,
+        bias=layer.bias,
+        batch_first=True,
+    )
     ref.load_state_dict(layer.state_dict())
     return ref.to(next(layer.parameters()).dtype)
 
@@ -32,10 +38,15 @@ def run_torch(ref, x, lengths):
 
 def ones_recurrent_masks(layer, x):
     """Masks of ones on the recurrent connections: the same maths as no dropout, but through the fused C++ path."""
-    m = layer.sample_masks(x) if layer._random else R.RecurrentMasks(
-        *[[[None] * layer.directions for _ in range(layer.num_layers)] for _ in range(5)])
-    m.recurrent = [[torch.ones(layer._gates, x.shape[0], layer.hidden_size, dtype=x.dtype)
-                    for _ in range(layer.directions)] for _ in range(layer.num_layers)]
+    m = (
+        layer.sample_masks(x)
+        if layer._random
+        else R.RecurrentMasks(*[[[None] * layer.directions for _ in range(layer.num_layers)] for _ in range(5)])
+    )
+    m.recurrent = [
+        [torch.ones(layer._gates, x.shape[0], layer.hidden_size, dtype=x.dtype) for _ in range(layer.directions)]
+        for _ in range(layer.num_layers)
+    ]
     return m
 
 
@@ -73,8 +84,9 @@ def test_kernel_equals_reference_given_the_same_masks(kind, bidirectional, monke
     if not cpu_kernel.available():
         pytest.skip("the fused CPU kernel could not be built here: " + str(cpu_kernel._state.get("why")))
     torch.manual_seed(1)
-    layer = getattr(embdrop, kind)(6, 8, num_layers=2, dropout=0.3, recurrent_dropout=0.4, weight_dropout=0.2,
-                                   bidirectional=bidirectional)
+    layer = getattr(embdrop, kind)(
+        6, 8, num_layers=2, dropout=0.3, recurrent_dropout=0.4, weight_dropout=0.2, bidirectional=bidirectional
+    )
     x = torch.randn(5, 9, 6, requires_grad=True)
     lengths = torch.tensor([9, 4, 1, 7, 9])
     masks = layer.sample_masks(x, generator=gen(3))
@@ -103,8 +115,10 @@ def keras_lstm_reference(layer, x, masks, p_in, p_rec):
     outs = []
     for t in range(x.shape[1]):
         xt = x[:, t]
-        pre = [(xt * mi[k]) @ W[k * H:(k + 1) * H].T + (h * mr[k]) @ U[k * H:(k + 1) * H].T + b[k * H:(k + 1) * H]
-               for k in range(4)]
+        pre = [
+            (xt * mi[k]) @ W[k * H : (k + 1) * H].T + (h * mr[k]) @ U[k * H : (k + 1) * H].T + b[k * H : (k + 1) * H]
+            for k in range(4)
+        ]
         i, f, g, o = torch.sigmoid(pre[0]), torch.sigmoid(pre[1]), torch.tanh(pre[2]), torch.sigmoid(pre[3])
         c = f * c + i * g  # the cell state is never masked
         h = o * torch.tanh(c)
@@ -309,8 +323,11 @@ def test_state_dict_loads_from_torch():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match=r"argument 'recurrent_dropout': expected a float in \[0, 1\)\. Received: "
-                                         r"recurrent_dropout=1.0"):
+    with pytest.raises(
+        ValueError,
+        match=r"argument 'recurrent_dropout': expected a float in \[0, 1\)\. Received: "
+        r"recurrent_dropout=1.0",
+    ):
         embdrop.LSTM(3, 4, recurrent_dropout=1.0)
     with pytest.raises(ValueError, match=r"argument 'hidden_size': expected an int >= 1"):
         embdrop.GRU(3, 0)

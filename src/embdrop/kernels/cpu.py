@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 _SOURCE = Path(__file__).with_name("cpu.cpp")
 # Built for the CPU it runs on (the build happens there); the name below keeps builds for different CPUs apart
@@ -62,60 +61,152 @@ def available() -> bool:
     return _extension() is not None
 
 
-def _step(step: Tensor | None, like: Tensor) -> Tensor:
+def _step(step: Tensor | None) -> Tensor:
     return torch.empty(0, dtype=torch.bool) if step is None else step.contiguous()
 
 
-class _LSTM(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, xw, w_hh, rmask, h0, c0, step):
-        ext = _extension()
-        out, hs, cs, hm, gates, tcs = ext.lstm_forward(
-            xw.contiguous(), w_hh.contiguous(), rmask.contiguous(), h0.contiguous(), c0.contiguous(), step
-        )
-        ctx.save_for_backward(w_hh, rmask, cs, hm, gates, tcs, step)
-        return out, hs[-1].clone(), cs[-1].clone()
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dout, dh, dc):
-        w_hh, rmask, cs, hm, gates, tcs, step = ctx.saved_tensors
-        dout = torch.zeros_like(cs[1:]) if dout is None else dout.contiguous()
-        dh = torch.zeros_like(cs[0]) if dh is None else dh.contiguous()
-        dc = torch.zeros_like(cs[0]) if dc is None else dc.contiguous()
-        dxw, dw, dh0, dc0 = _extension().lstm_backward(
-            dout, dh, dc, w_hh.contiguous(), rmask.contiguous(), cs, hm, gates, tcs, step
-        )
-        return dxw, dw, None, dh0, dc0, None
+# The kernel is registered as torch.library custom ops (with fake implementations for tracing and an autograd
+# formula), so torch.compile keeps models that use it in one graph instead of breaking at a pybind call.
+# Outputs of the forward ops: the layer's outputs first, then what the backward needs.
 
 
-class _GRU(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, xw, w_hh, b_hh, rmask, h0, step):
-        ext = _extension()
-        out, hs, hm, gates, hpn = ext.gru_forward(
-            xw.contiguous(), w_hh.contiguous(), b_hh.contiguous(), rmask.contiguous(), h0.contiguous(), step
-        )
-        ctx.save_for_backward(w_hh, b_hh, rmask, hs, hm, gates, hpn, step)
-        return out, hs[-1].clone()
+@torch.library.custom_op("embdrop::lstm_forward", mutates_args=())
+def _lstm_forward(
+    xw: Tensor, w_hh: Tensor, rmask: Tensor, h0: Tensor, c0: Tensor, step: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    out, hs, cs, hm, gates, tcs = _extension().lstm_forward(
+        xw.contiguous(), w_hh.contiguous(), rmask.contiguous(), h0.contiguous(), c0.contiguous(), step
+    )
+    return out, hs, cs, hm, gates, tcs
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dout, dh):
-        w_hh, b_hh, rmask, hs, hm, gates, hpn, step = ctx.saved_tensors
-        dout = torch.zeros_like(hs[1:]) if dout is None else dout.contiguous()
-        dh = torch.zeros_like(hs[0]) if dh is None else dh.contiguous()
-        dxw, dw, db, dh0 = _extension().gru_backward(dout, dh, w_hh.contiguous(), rmask.contiguous(), hs, hm,
-                                                      gates, hpn, step)
-        return dxw, dw, (db if b_hh.numel() else None), None, dh0, None
+
+@_lstm_forward.register_fake
+def _(xw, w_hh, rmask, h0, c0, step):
+    G, T, B, H = xw.shape
+    e = xw.new_empty
+    return e(T, B, H), e(T + 1, B, H), e(T + 1, B, H), e(4, T, B, H), e(T, 4, B, H), e(T, B, H)
+
+
+@torch.library.custom_op("embdrop::lstm_backward", mutates_args=())
+def _lstm_backward(
+    dout: Tensor,
+    dh: Tensor,
+    dc: Tensor,
+    w_hh: Tensor,
+    rmask: Tensor,
+    cs: Tensor,
+    hm: Tensor,
+    gates: Tensor,
+    tcs: Tensor,
+    step: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    dxw, dw, dh0, dc0 = _extension().lstm_backward(
+        dout.contiguous(),
+        dh.contiguous(),
+        dc.contiguous(),
+        w_hh.contiguous(),
+        rmask.contiguous(),
+        cs,
+        hm,
+        gates,
+        tcs,
+        step,
+    )
+    return dxw, dw, dh0, dc0
+
+
+@_lstm_backward.register_fake
+def _(dout, dh, dc, w_hh, rmask, cs, hm, gates, tcs, step):
+    return hm.new_empty(hm.shape), w_hh.new_empty(w_hh.shape), dh.new_empty(dh.shape), dc.new_empty(dc.shape)
+
+
+def _lstm_setup(ctx, inputs, output):
+    xw, w_hh, rmask, h0, c0, step = inputs
+    out, hs, cs, hm, gates, tcs = output
+    ctx.save_for_backward(w_hh, rmask, cs, hm, gates, tcs, step)
+
+
+def _lstm_grad(ctx, dout, dhs, dcs, *unused):
+    w_hh, rmask, cs, hm, gates, tcs, step = ctx.saved_tensors
+    dout = torch.zeros_like(cs[1:]) if dout is None else dout
+    dh = torch.zeros_like(cs[0]) if dhs is None else dhs[-1]  # only the final h and c are layer outputs
+    dc = torch.zeros_like(cs[0]) if dcs is None else dcs[-1]
+    dxw, dw, dh0, dc0 = _lstm_backward(dout, dh, dc, w_hh, rmask, cs, hm, gates, tcs, step)
+    return dxw, dw, None, dh0, dc0, None
+
+
+_lstm_forward.register_autograd(_lstm_grad, setup_context=_lstm_setup)
+
+
+@torch.library.custom_op("embdrop::gru_forward", mutates_args=())
+def _gru_forward(
+    xw: Tensor, w_hh: Tensor, b_hh: Tensor, rmask: Tensor, h0: Tensor, step: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    out, hs, hm, gates, hpn = _extension().gru_forward(
+        xw.contiguous(), w_hh.contiguous(), b_hh.contiguous(), rmask.contiguous(), h0.contiguous(), step
+    )
+    return out, hs, hm, gates, hpn
+
+
+@_gru_forward.register_fake
+def _(xw, w_hh, b_hh, rmask, h0, step):
+    G, T, B, H = xw.shape
+    e = xw.new_empty
+    return e(T, B, H), e(T + 1, B, H), e(3, T, B, H), e(T, 3, B, H), e(T, B, H)
+
+
+@torch.library.custom_op("embdrop::gru_backward", mutates_args=())
+def _gru_backward(
+    dout: Tensor,
+    dh: Tensor,
+    w_hh: Tensor,
+    rmask: Tensor,
+    hs: Tensor,
+    hm: Tensor,
+    gates: Tensor,
+    hpn: Tensor,
+    step: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    dxw, dw, db, dh0 = _extension().gru_backward(
+        dout.contiguous(), dh.contiguous(), w_hh.contiguous(), rmask.contiguous(), hs, hm, gates, hpn, step
+    )
+    return dxw, dw, db, dh0
+
+
+@_gru_backward.register_fake
+def _(dout, dh, w_hh, rmask, hs, hm, gates, hpn, step):
+    H = dh.shape[-1]
+    return hm.new_empty(hm.shape), w_hh.new_empty(w_hh.shape), w_hh.new_empty(3 * H), dh.new_empty(dh.shape)
+
+
+def _gru_setup(ctx, inputs, output):
+    xw, w_hh, b_hh, rmask, h0, step = inputs
+    out, hs, hm, gates, hpn = output
+    ctx.has_bias = b_hh.numel() > 0
+    ctx.save_for_backward(w_hh, rmask, hs, hm, gates, hpn, step)
+
+
+def _gru_grad(ctx, dout, dhs, *unused):
+    w_hh, rmask, hs, hm, gates, hpn, step = ctx.saved_tensors
+    dout = torch.zeros_like(hs[1:]) if dout is None else dout
+    dh = torch.zeros_like(hs[0]) if dhs is None else dhs[-1]
+    dxw, dw, db, dh0 = _gru_backward(dout, dh, w_hh, rmask, hs, hm, gates, hpn, step)
+    return dxw, dw, (db if ctx.has_bias else None), None, dh0, None
+
+
+_gru_forward.register_autograd(_gru_grad, setup_context=_gru_setup)
 
 
 def lstm_recurrence(xw: Tensor, w_hh: Tensor, rmask: Tensor, h0: Tensor, c0: Tensor, step: Tensor | None = None):
     """Same contract as :func:`embdrop.kernels.reference.lstm_recurrence` (no zoneout); ``rmask`` is required."""
-    return _LSTM.apply(xw, w_hh, rmask, h0, c0, _step(step, xw))
+    out, hs, cs, *_ = _lstm_forward(xw, w_hh, rmask, h0, c0, _step(step))
+    return out, hs[-1], cs[-1]
 
 
-def gru_recurrence(xw: Tensor, w_hh: Tensor, b_hh: Tensor | None, rmask: Tensor, h0: Tensor, step: Tensor | None = None):
+def gru_recurrence(
+    xw: Tensor, w_hh: Tensor, b_hh: Tensor | None, rmask: Tensor, h0: Tensor, step: Tensor | None = None
+):
     """Same contract as :func:`embdrop.kernels.reference.gru_recurrence` (no zoneout); ``rmask`` is required."""
     b = b_hh if b_hh is not None else xw.new_empty(0)
-    return _GRU.apply(xw, w_hh, b, rmask, h0, _step(step, xw))
+    out, hs, *_ = _gru_forward(xw, w_hh, b, rmask, h0, _step(step))
+    return out, hs[-1]

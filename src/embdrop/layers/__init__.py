@@ -4,8 +4,8 @@ from embdrop.layers.base import StochasticModule
 from embdrop.layers.categorical import HashEmbedding, embedding_size
 from embdrop.layers.dropout import Dropout, LockedDropout, SpatialDropout1D, TokenDropout, WordDropout
 from embdrop.layers.embedding import Embedding
-from embdrop.layers.recurrent import GRU, LSTM, RecurrentMasks
 from embdrop.layers.mc import MCPrediction, is_dropout_layer, mc_dropout, mc_predict
+from embdrop.layers.recurrent import GRU, LSTM, RecurrentMasks
 from embdrop.layers.weight_drop import DropConnect
 
 __all__ = [

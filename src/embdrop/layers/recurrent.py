@@ -190,8 +190,9 @@ class _Recurrent(StochasticModule):
                 raise _checks.invalid("lengths", f"lengths in [1, {T}]", f"{_checks.describe(lengths)} {n.tolist()}")
             start = torch.zeros_like(n)
         else:
-            raise _checks.invalid("lengths", f"an int tensor (B,) = ({B},) or a bool mask (B, T) = ({B}, {T})",
-                                  _checks.describe(lengths))
+            raise _checks.invalid(
+                "lengths", f"an int tensor (B,) = ({B},) or a bool mask (B, T) = ({B}, {T})", _checks.describe(lengths)
+            )
         if bool((start == 0).all()) and bool((n == T).all()):
             return None, None
         return start, n
@@ -324,8 +325,16 @@ class _Recurrent(StochasticModule):
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
-        defaults = {"num_layers": 1, "dropout": 0.0, "recurrent_dropout": 0.0, "weight_dropout": 0.0, "zoneout": 0.0,
-                    "variational": True, "bidirectional": False, "bias": True}
+        defaults = {
+            "num_layers": 1,
+            "dropout": 0.0,
+            "recurrent_dropout": 0.0,
+            "weight_dropout": 0.0,
+            "zoneout": 0.0,
+            "variational": True,
+            "bidirectional": False,
+            "bias": True,
+        }
         for k, v in defaults.items():
             if getattr(self, k) != v:
                 s += f", {k}={getattr(self, k)}"
@@ -424,10 +433,16 @@ class GRU(_Recurrent):
 
 
 LSTM.__doc__ = _DOC.format(
-    name="LSTM", G=4, zo_c=" and c", state_shape="(h, c), each (L * directions, B, H)",
+    name="LSTM",
+    G=4,
+    zo_c=" and c",
+    state_shape="(h, c), each (L * directions, B, H)",
     cell_note="The cell state c is never masked.",
 )
 GRU.__doc__ = _DOC.format(
-    name="GRU", G=3, zo_c="", state_shape="h (L * directions, B, H)",
+    name="GRU",
+    G=3,
+    zo_c="",
+    state_shape="h (L * directions, B, H)",
     cell_note="The update ``h = z * h(t-1) + (1 - z) * n`` uses the undropped h(t-1).",
 )

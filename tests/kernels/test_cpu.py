@@ -1,0 +1,78 @@
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+
+from embdrop.kernels import cpu, reference
+
+needs_kernel = pytest.mark.skipif(not cpu.available(), reason=f"fused CPU kernel not built: {cpu._state.get('why')}")
+
+
+def inputs(kind, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    G, T, B, H = (4 if kind == "lstm" else 3), 7, 3, 5
+    r = lambda *s: torch.randn(*s, generator=g, dtype=dtype).requires_grad_()  # noqa: E731
+    xw, w, b, h0, c0 = r(G, T, B, H), r(G * H, H), r(G * H), r(B, H), r(B, H)
+    rm = (torch.rand(G, B, H, generator=g) > 0.4).to(dtype) / 0.6
+    step = torch.arange(T).unsqueeze(1) < torch.tensor([7, 4, 1]).unsqueeze(0)  # (T, B)
+    return xw, w, b, rm, h0, c0, step
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("padded", [False, True])
+def test_kernel_equals_reference_outputs_and_gradients(kind, dtype, padded):
+    xw, w, b, rm, h0, c0, step = inputs(kind, dtype)
+    st = step if padded else None
+    if kind == "lstm":
+        fast, slow = cpu.lstm_recurrence(xw, w, rm, h0, c0, st), reference.lstm_recurrence(xw, w, rm, h0, c0, st)
+        leaves = [xw, w, h0, c0]
+    else:
+        fast, slow = cpu.gru_recurrence(xw, w, b, rm, h0, st), reference.gru_recurrence(xw, w, b, rm, h0, st)
+        leaves = [xw, w, b, h0]
+    weights = [torch.randn_like(o) for o in fast]
+    g_fast = torch.autograd.grad(sum((o * q).sum() for o, q in zip(fast, weights, strict=True)), leaves)
+    g_slow = torch.autograd.grad(sum((o * q).sum() for o, q in zip(slow, weights, strict=True)), leaves)
+    for a, s in zip([*fast, *g_fast], [*slow, *g_slow], strict=True):
+        assert torch.allclose(a, s, atol=1e-5)
+    if padded:
+        assert (fast[0][4:, 1] == 0).all() and (fast[0][1:, 2] == 0).all()
+
+
+@needs_kernel
+def test_gradcheck_float64():
+    xw, w, b, rm, h0, c0, step = inputs("lstm", torch.float64, seed=1)
+    assert torch.autograd.gradcheck(lambda *a: cpu.lstm_recurrence(*a[:2], rm, *a[2:], step), (xw, w, h0, c0))
+    xw, w, b, rm, h0, c0, step = inputs("gru", torch.float64, seed=2)
+    assert torch.autograd.gradcheck(lambda x, ww, bb, h: cpu.gru_recurrence(x, ww, bb, rm, h, step), (xw, w, b, h0))
+
+
+def test_failed_build_warns_once_and_falls_back(monkeypatch):
+    import torch.utils.cpp_extension as ce
+
+    def broken(**kwargs):
+        raise RuntimeError("Ninja is required to load C++ extensions")
+
+    monkeypatch.setattr(ce, "load", broken)
+    monkeypatch.setattr(cpu, "_state", {})
+    monkeypatch.delenv("EMBDROP_KERNEL", raising=False)
+    with pytest.warns(RuntimeWarning, match="could not be built .*Ninja is required.*reference loop"):
+        assert not cpu.available()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not cpu.available()  # decided once, no second warning
+
+
+def test_env_var_chooses_the_reference_and_the_layer_still_works():
+    code = (
+        "import torch, embdrop; from embdrop.kernels import cpu;"
+        "m = embdrop.LSTM(3, 4, dropout=0.5, recurrent_dropout=0.5);"
+        "out, _ = m(torch.randn(2, 5, 3)); out.sum().backward();"
+        "print(cpu.available(), tuple(out.shape))"
+    )
+    env = {"EMBDROP_KERNEL": "reference", "PATH": "/usr/bin:/bin"}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "False (2, 5, 4)"
