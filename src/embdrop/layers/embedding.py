@@ -119,7 +119,15 @@ class Embedding(StochasticModule):
         if mask is not None:
             _checks.mask_shape("mask", mask, tuple(ids.shape))
         elif self.training and self.dropout > 0.0:
-            mask = self.sample_mask(ids, generator=generator)
+            # ids were checked above; sample_mask would check them again (a second pass over the batch)
+            mask = M.word_type_mask(
+                ids,
+                self.dropout,
+                mode=self.dropout_mode,
+                padding_idx=self.padding_idx,
+                dtype=self.weight.dtype,
+                generator=generator,
+            )
         return FD.embedding(
             ids,
             self.weight,
