@@ -105,6 +105,10 @@ class Embedding(StochasticModule):
     def sample_mask(self, ids: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         """The keep-mask (B, T) (0/1, float) a training call on ``ids`` would apply; padding positions are 1."""
         _checks.ids("ids", ids, self.num_embeddings)
+        return self._draw_mask(ids, generator)
+
+    def _draw_mask(self, ids: Tensor, generator: torch.Generator | None) -> Tensor:
+        """The mask for ids already checked (forward checks them once; sample_mask checks them for a caller)."""
         return M.word_type_mask(
             ids,
             self.dropout,
@@ -119,15 +123,7 @@ class Embedding(StochasticModule):
         if mask is not None:
             _checks.mask_shape("mask", mask, tuple(ids.shape))
         elif self.training and self.dropout > 0.0:
-            # ids were checked above; sample_mask would check them again (a second pass over the batch)
-            mask = M.word_type_mask(
-                ids,
-                self.dropout,
-                mode=self.dropout_mode,
-                padding_idx=self.padding_idx,
-                dtype=self.weight.dtype,
-                generator=generator,
-            )
+            mask = self._draw_mask(ids, generator)
         return FD.embedding(
             ids,
             self.weight,
