@@ -26,8 +26,10 @@ def main() -> None:
             f()
             acc.append(time.perf_counter() - t0)
     ratio = statistics.median(b / o for b, o in zip(t_base, t_ours, strict=True))
-    print(f"mask {shape}: bernoulli_ {statistics.median(t_base) * 1e3:.1f} ms, "
-          f"bernoulli_keep {statistics.median(t_ours) * 1e3:.1f} ms, ratio {ratio:.2f}x")
+    print(
+        f"mask {shape}: bernoulli_ {statistics.median(t_base) * 1e3:.1f} ms, "
+        f"bernoulli_keep {statistics.median(t_ours) * 1e3:.1f} ms, ratio {ratio:.2f}x"
+    )
 
 
 if __name__ == "__main__":
