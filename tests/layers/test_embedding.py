@@ -192,3 +192,77 @@ def test_extra_repr():
     assert repr(Embedding(10, 3, padding_idx=0, dropout=0.1, dropout_mode="batch")) == (
         "Embedding(10, 3, padding_idx=0, dropout=0.1, dropout_mode='batch')"
     )
+
+
+# ---- from_pretrained ----------------------------------------------------------------------------------------------
+
+
+def pretrained():
+    from embdrop.data import Vectors, Vocab
+
+    words = ["the", "cat", "sat", "paris"]
+    vecs = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 10.0], [0.5, -1.0, 2.0]])
+    vocab = Vocab.build([["the", "the", "the", "Paris", "Paris", "cat", "dog"]], eos=True)
+    return Vectors(words, vecs), vocab
+
+
+def test_from_pretrained_aligns_exact_then_lower_case():
+    vectors, vocab = pretrained()
+    assert vocab.itos == ["<pad>", "<unk>", "<eos>", "the", "Paris", "cat", "dog"]
+    emb = Embedding.from_pretrained(vectors, vocab, oov="zeros")
+    w = emb.weight
+    assert (
+        torch.equal(w[3], vectors["the"]) and torch.equal(w[4], vectors["paris"]) and torch.equal(w[5], vectors["cat"])
+    )
+    assert not w[[0, 1, 2, 6]].any()
+    assert emb.padding_idx == 0 and not emb.weight.requires_grad
+    cov = emb.coverage
+    assert (cov.types, cov.exact, cov.lower, cov.tokens, cov.tokens_found) == (4, 2, 1, 7, 6)
+    assert cov.missing == ("dog",)
+    assert str(cov) == (
+        "pretrained vectors cover 3 of 4 word types (75.0%; 1 by lower case) and 85.7% of 7 tokens; "
+        "most frequent missing: dog"
+    )
+
+
+def test_from_pretrained_random_rows_follow_the_vectors_statistics():
+    from embdrop.data import Vectors, Vocab
+
+    g = gen(3)
+    src = torch.randn(50, 4, generator=g) * torch.tensor([0.1, 1.0, 3.0, 0.5]) + torch.tensor([5.0, 0.0, -2.0, 1.0])
+    vectors = Vectors([f"w{i}" for i in range(50)], src)
+    vocab = Vocab.build([[f"new{i}" for i in range(4000)] + ["w1"]])
+    emb = Embedding.from_pretrained(vectors, vocab, freeze=False, generator=gen(4), dropout=0.1)
+    new = emb.weight[2:-1].detach()  # the 4000 unmatched words
+    mean, std = src.mean(0), src.std(0)
+    assert torch.allclose(new.mean(0), mean, atol=4 * (std / 4000**0.5).max().item())
+    assert torch.allclose(new.std(0), std, rtol=4 * (1 / (2 * 4000) ** 0.5))
+    assert torch.equal(emb.weight[-1], src[1]) and not emb.weight[0].any()
+    assert emb.weight.requires_grad and emb.dropout == 0.1
+    again = Embedding.from_pretrained(vectors, vocab, generator=gen(4))
+    assert torch.equal(again.weight, emb.weight)
+
+
+def test_from_pretrained_tensor_like_nn_embedding():
+    w = torch.randn(5, 3)
+    emb = Embedding.from_pretrained(w)
+    ref = nn.Embedding.from_pretrained(w)
+    ids = torch.tensor([[0, 4, 2]])
+    assert torch.equal(emb(ids), ref(ids)) and emb.coverage is None and not emb.weight.requires_grad
+    assert emb.padding_idx is None
+    emb.weight.data.zero_()
+    assert w.abs().sum() > 0  # a copy, not a view of the caller's tensor
+
+
+def test_from_pretrained_errors():
+    vectors, vocab = pretrained()
+    with pytest.raises(ValueError, match="argument 'vocab': expected the Vocab to align the vectors to"):
+        Embedding.from_pretrained(vectors)
+    with pytest.raises(ValueError, match="argument 'vocab': expected None with a tensor"):
+        Embedding.from_pretrained(torch.ones(2, 2), vocab)
+    with pytest.raises(ValueError, match="argument 'vectors': expected a \\(V, E\\) float tensor"):
+        Embedding.from_pretrained(torch.ones(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="argument 'vectors'.*Received: vectors=dict"):
+        Embedding.from_pretrained({"a": 1}, vocab)
+    with pytest.raises(ValueError, match="argument 'oov': expected one of 'random', 'zeros'"):
+        Embedding.from_pretrained(vectors, vocab, oov="mean")

@@ -86,7 +86,70 @@ class Embedding(StochasticModule):
         self.max_norm = None if max_norm is None else float(max_norm)
         self.sparse = bool(sparse)
         self.weight = nn.Parameter(torch.empty(self.num_embeddings, self.embedding_dim))
+        self.coverage = None  # set by from_pretrained when it aligns vectors to a vocabulary
         self.reset_parameters()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        vectors,
+        vocab=None,
+        freeze: bool = True,
+        oov: str = "random",
+        *,
+        padding_idx: int | None = None,
+        generator: torch.Generator | None = None,
+        **kwargs,
+    ) -> Embedding:
+        """An Embedding initialised from pretrained vectors (seed 003: GloVe in an Embedding layer).
+
+        With a (V, E) tensor, its rows are the weight (as ``nn.Embedding.from_pretrained``). With
+        :class:`embdrop.data.Vectors` and a :class:`embdrop.data.Vocab`, each vocabulary word gets the vector of the
+        same word, else of its lower-cased form; rows with neither (specials included) are drawn from the vectors'
+        own per-dimension mean and std (``oov="random"``) or are zero (``oov="zeros"``); the ``<pad>`` row is zero.
+        The result's ``coverage`` attribute (None for a tensor) counts the words found by type and by token.
+
+        Args:
+            vectors: :class:`embdrop.data.Vectors`, or a (V, E) float tensor.
+            vocab: the :class:`embdrop.data.Vocab` to align to (required with Vectors).
+            freeze: if True the weight gets no gradient (Keras' ``trainable=False``).
+            oov: "random" or "zeros", for rows without a pretrained vector.
+            padding_idx: defaults to ``vocab.pad_id`` (0) when aligning, None for a tensor.
+            generator: the random source of the "random" rows.
+            kwargs: the other ``Embedding`` arguments (``dropout``, ``dropout_mode``, ``max_norm``, ``sparse``).
+
+        Example:
+            >>> from embdrop.data import Vectors, Vocab
+            >>> vecs = Vectors(["the", "cat"], torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+            >>> emb = Embedding.from_pretrained(vecs, Vocab.build([["the", "Cat", "sat"]]), oov="zeros")
+            >>> emb.weight.tolist()
+            [[0.0, 0.0], [0.0, 0.0], [1.0, 2.0], [3.0, 4.0], [0.0, 0.0]]
+            >>> print(emb.coverage)  # doctest: +ELLIPSIS
+            pretrained vectors cover 2 of 3 word types (66.7%; 1 by lower case) and 66.7% of 3 tokens; ...
+        """
+        coverage = None
+        expected = "a (V, E) float tensor or embdrop.data.Vectors"
+        if isinstance(vectors, Tensor):
+            if vectors.dim() != 2 or not vectors.dtype.is_floating_point:
+                raise _checks.invalid("vectors", expected, _checks.describe(vectors))
+            if vocab is not None:
+                raise _checks.invalid("vocab", "None with a tensor of vectors (nothing to align)", repr(vocab))
+            weight = vectors.detach().clone()
+        else:
+            from embdrop.data.vectors import Vectors, align
+
+            if not isinstance(vectors, Vectors):
+                raise _checks.invalid("vectors", expected, type(vectors).__name__)
+            if vocab is None:
+                raise _checks.invalid("vocab", "the Vocab to align the vectors to", None)
+            weight, coverage = align(vectors, vocab, oov=oov, generator=generator)
+            padding_idx = vocab.pad_id if padding_idx is None else padding_idx
+        emb = cls(weight.shape[0], weight.shape[1], padding_idx=padding_idx, **kwargs)
+        with torch.no_grad():
+            emb.weight.copy_(weight)
+        emb.weight.requires_grad_(not freeze)
+        emb.coverage = coverage
+        return emb
 
     def reset_parameters(self) -> None:
         """N(0, 1) rows as ``nn.Embedding``; the padding row is zero."""
