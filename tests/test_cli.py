@@ -42,3 +42,32 @@ def test_user_mistakes_give_one_line_and_status_2(args, message):
     assert "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert message in r.stderr
+
+
+def test_recipes_lists_one_line_each(capsys):
+    assert main(["recipes"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["reviews-cnn-lstm", "reviews-lstm"]
+
+
+def test_train_end_to_end_prints_the_summary(tmp_path):
+    r = run("train", "--out", str(tmp_path / "run"), "--set", "train.epochs=1", "--set", "data.maxlen=30")
+    assert r.returncode == 0, r.stderr
+    assert "test: loss" in r.stdout and "time per epoch" in r.stdout and "parameters: " in r.stdout
+    assert "epoch 1/1: train loss" in r.stderr
+    assert (tmp_path / "run" / "best.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "nope"], "embdrop train: error: Invalid value for argument 'recipe': expected one of"),
+        (["train", "--set", "train.lr=fast"], "Invalid value for argument '--set': expected train.lr to be float"),
+        (["train", "--set", "model.size=3"], "Invalid value for argument '--set': expected FIELD=VALUE with FIELD"),
+        (["train", "--resume", "/nonexistent"], "Invalid value for argument '--resume'"),
+    ],
+)
+def test_train_user_mistakes_are_one_line(args, message, tmp_path):
+    r = run(*args, "--out", str(tmp_path / "never")) if "--resume" not in args else run(*args)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "never").exists()

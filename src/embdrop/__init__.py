@@ -7,11 +7,15 @@ from embdrop import functional
 from embdrop.layers import (
     GRU,
     LSTM,
+    Conv1D,
     DropConnect,
     Dropout,
     Embedding,
+    GlobalAveragePool1D,
+    GlobalMaxPool1D,
     HashEmbedding,
     LockedDropout,
+    MaxPool1D,
     MCPrediction,
     RecurrentMasks,
     SpatialDropout1D,
@@ -27,6 +31,10 @@ from embdrop.layers import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Conv1D",
+    "GlobalAveragePool1D",
+    "GlobalMaxPool1D",
+    "MaxPool1D",
     "DropConnect",
     "Dropout",
     "Embedding",

@@ -46,12 +46,50 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shape", default="3,3,4", help="B,T,C of the input (default 3,3,4)")
     s.add_argument("--seed", type=int, default=0, help="seed of the generator each variant uses (default 0)")
     s.add_argument("--mode", default="sample", help="embedding dropout mode: sample or batch (default sample)")
+
+    t = sub.add_parser(
+        "train",
+        help="train a recipe on real data (default: reviews-cnn-lstm on the packaged reviews)",
+        description="Train a recipe, writing config.json, vocab.json, metrics.jsonl, curve.png and safetensors "
+        "checkpoints to the run directory.",
+    )
+    t.add_argument(
+        "recipe", nargs="?", default=None, help="recipe name (see 'embdrop recipes'; default reviews-cnn-lstm)"
+    )
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a config field, e.g. --set model.dropout=0.3 (repeatable)")  # fmt: skip
+    t.add_argument("--out", default=None, help="run directory (default runs/RECIPE-TIME); must be new or empty")
+    t.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR from its last epoch")
+    sub.add_parser("recipes", help="list the recipes", description="List the recipes, one line each.")
     return parser
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
     variants = tuple(show_mod.VARIANTS if not args.variant or "all" in args.variant else dict.fromkeys(args.variant))
     print(show_mod.show(_shape(args.shape), p=args.p, seed=args.seed, variants=variants, mode=args.mode))
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from embdrop import recipes
+
+    try:
+        summary = recipes.train(args.recipe, args.overrides, args.out, resume=args.resume)
+    except KeyboardInterrupt:
+        print(
+            "embdrop train: interrupted; the last complete epoch is saved (continue with --resume DIR)", file=sys.stderr
+        )
+        return 130
+    print(summary)
+    return 0
+
+
+def _cmd_recipes(args: argparse.Namespace) -> int:
+    from embdrop import recipes
+
+    width = max(map(len, recipes.RECIPES))
+    for name, module in recipes.RECIPES.items():
+        print(f"{name:{width}}  {module.DESCRIPTION}")
     return 0
 
 
@@ -62,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return {"show": _cmd_show}[args.command](args)
-    except ValueError as e:
+        return {"show": _cmd_show, "train": _cmd_train, "recipes": _cmd_recipes}[args.command](args)
+    except (ValueError, ModuleNotFoundError) as e:
         print(f"embdrop {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -2,6 +2,7 @@
 
 from embdrop.layers.base import StochasticModule
 from embdrop.layers.categorical import HashEmbedding, embedding_size
+from embdrop.layers.conv import Conv1D, GlobalAveragePool1D, GlobalMaxPool1D, MaxPool1D
 from embdrop.layers.dropout import Dropout, LockedDropout, SpatialDropout1D, TokenDropout, WordDropout
 from embdrop.layers.embedding import Embedding
 from embdrop.layers.mc import MCPrediction, is_dropout_layer, mc_dropout, mc_predict
@@ -9,6 +10,10 @@ from embdrop.layers.recurrent import GRU, LSTM, RecurrentMasks
 from embdrop.layers.weight_drop import DropConnect
 
 __all__ = [
+    "Conv1D",
+    "GlobalAveragePool1D",
+    "GlobalMaxPool1D",
+    "MaxPool1D",
     "DropConnect",
     "Dropout",
     "Embedding",

@@ -1,0 +1,126 @@
+"""Typed configs: a recipe is a function returning a :class:`Config`; ``--set a.b=value`` overrides any field.
+
+No DSL and no inheritance between recipes: a config is nested dataclasses, converted to and from JSON, and an
+override is parsed by the type of the field it names (int, float, bool, str, or None for an optional field).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from embdrop import _checks
+
+
+@dataclass
+class DataConfig:
+    """Where the examples come from and how text becomes ids."""
+
+    name: str = "reviews"
+    root: str | None = None  # the dataset directory, for datasets that are not packaged
+    max_tokens: int = 10_000  # vocabulary size, specials included (Keras' max_tokens)
+    maxlen: int = 200  # pad / truncate to this many tokens (Keras' pad_sequences)
+    padding: str = "pre"  # "pre" (Keras' default) or "post"
+    punctuation: str = "strip"  # Keras' TextVectorization default: lower case, punctuation deleted
+
+
+@dataclass
+class TrainConfig:
+    """The loop: optimizer, schedule, stopping, seed."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    optimizer: str = "adam"  # "adam", "rmsprop" or "sgd"
+    lr: float = 1e-3
+    clip: float | None = 5.0  # gradient norm clipping (None: off)
+    patience: int | None = None  # early stopping after this many epochs without a better validation metric
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    """One run: the recipe's name, its data, its model (a recipe-specific dataclass) and the loop."""
+
+    recipe: str
+    data: DataConfig = field(default_factory=DataConfig)
+    model: Any = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls, data: dict):
+    """Rebuild a dataclass of type ``cls`` from :func:`to_dict` output (nested dataclasses by their field types)."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        sub = hints[f.name]
+        kwargs[f.name] = from_dict(sub, value) if dataclasses.is_dataclass(sub) and isinstance(value, dict) else value
+    return cls(**kwargs)
+
+
+def fields(config, prefix: str = "") -> dict[str, Any]:
+    """Every leaf field as ``{"a.b": type}``."""
+    out = {}
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(fields(value, f"{prefix}{f.name}."))
+        elif f.name != "recipe":
+            out[prefix + f.name] = hints[f.name]
+    return out
+
+
+def _parse(kind, text: str, name: str, item: str):
+    args = typing.get_args(kind)
+    optional = (typing.get_origin(kind) in (typing.Union, types.UnionType)) and type(None) in args
+    if optional:
+        if text.lower() in ("none", "null"):
+            return None
+        kind = next(a for a in args if a is not type(None))
+    try:
+        if kind is bool:
+            if text.lower() in ("true", "1", "yes"):
+                return True
+            if text.lower() in ("false", "0", "no"):
+                return False
+            raise ValueError(text)
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+        if kind is str:
+            return text
+    except ValueError:
+        pass
+    expected = f"{name} to be {getattr(kind, '__name__', kind)}" + (" or None" if optional else "")
+    raise _checks.invalid("--set", expected, item)
+
+
+def apply_overrides(config, items: list[str]):
+    """Apply ``["model.dropout=0.3", ...]`` to ``config`` in place; returns it. Unknown fields and values of the
+    wrong type raise the one error template, naming the accepted fields."""
+    known = fields(config)
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or name not in known:
+            raise _checks.invalid(
+                "--set", f"FIELD=VALUE with FIELD one of {', '.join(known)} (recipe {config.recipe})", item
+            )
+        value = _parse(known[name], text.strip(), name, item)
+        target = config
+        *path, last = name.split(".")
+        for part in path:
+            target = getattr(target, part)
+        setattr(target, last, value)
+    return config

@@ -1,0 +1,226 @@
+"""The one training loop: epochs with a progress bar, clipping, evaluation, early stopping, checkpoints, resume.
+
+A run directory holds ``config.json`` (the resolved config), ``vocab.json``, ``metrics.jsonl`` (one line per
+epoch), ``curve.png`` (the learning curve), ``checkpoint.safetensors`` + ``checkpoint.json`` (model, optimizer and
+RNG state after the last complete epoch) and ``best.safetensors`` (the weights of the best validation epoch, which
+the test metric is computed with). Every file is written to a temporary name and renamed, so a killed run never
+leaves a half-written file, and ``resume`` continues from the last complete epoch to the same final numbers as an
+uninterrupted run: the shuffling of epoch k is seeded by (seed, k) and the global RNG state is saved.
+Nothing is ever unpickled: tensors are safetensors, everything else JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from embdrop import _checks
+from embdrop.recipes.config import Config, to_dict
+
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` then rename onto ``path``: readers see the old file or the new one, never half."""
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path: Path, data) -> None:
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1)
+
+    atomic_write(path, write)
+
+
+def make_optimizer(config: Config, params) -> torch.optim.Optimizer:
+    t = config.train
+    _checks.choice("train.optimizer", t.optimizer, OPTIMIZERS)
+    if t.optimizer == "adam":
+        return torch.optim.Adam(params, lr=t.lr)
+    if t.optimizer == "rmsprop":  # Keras' RMSprop: rho 0.9, epsilon 1e-7
+        return torch.optim.RMSprop(params, lr=t.lr, alpha=0.9, eps=1e-7)
+    return torch.optim.SGD(params, lr=t.lr)
+
+
+def _save_checkpoint(run: Path, model: nn.Module, opt: torch.optim.Optimizer, state: dict) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    osd = opt.state_dict()
+    for idx, st in osd["state"].items():
+        for name, value in st.items():
+            tensors[f"optim.{idx}.{name}"] = torch.as_tensor(value).contiguous()
+    tensors["rng.torch"] = torch.get_rng_state()
+    atomic_write(run / "checkpoint.safetensors", lambda tmp: save_file(tensors, tmp))
+    write_json(run / "checkpoint.json", {**state, "param_groups": osd["param_groups"]})
+
+
+def _load_checkpoint(run: Path, model: nn.Module, opt: torch.optim.Optimizer) -> dict:
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(run / "checkpoint.safetensors")
+        with open(run / "checkpoint.json", encoding="utf-8") as f:
+            state = json.load(f)
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        optim_state: dict = {}
+        for k, v in tensors.items():
+            if k.startswith("optim."):
+                _, idx, name = k.split(".", 2)
+                optim_state.setdefault(int(idx), {})[name] = v
+        opt.load_state_dict({"state": optim_state, "param_groups": state.pop("param_groups")})
+        torch.set_rng_state(tensors["rng.torch"])
+    except Exception as e:  # a missing, truncated or foreign file: one line, nothing changed in the run directory
+        raise _checks.invalid(
+            "--resume", "a run directory with a readable checkpoint", f"{str(run)!r} ({type(e).__name__}: {e})"
+        ) from None
+    return state
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@dataclass
+class Summary:
+    test: dict
+    best_epoch: int
+    seconds_per_epoch: float
+    parameters: int
+    run: Path
+
+    def __str__(self) -> str:
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in self.test.items())
+        return (
+            f"test: {metrics} (weights of epoch {self.best_epoch}, the best on validation)\n"
+            f"time per epoch: {self.seconds_per_epoch:.1f} s, parameters: {self.parameters:,}, run: {self.run}"
+        )
+
+
+def plot_curve(run: Path, history: list[dict], metric: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, key in zip(axes, ("loss", metric), strict=True):
+        ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", label="train")
+        ax.plot(epochs, [h[f"valid_{key}"] for h in history], "o-", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(run.name)
+    fig.tight_layout()
+    atomic_write(run / "curve.png", lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = False, console=None) -> Summary:
+    """Train ``model`` on ``task`` as ``config.train`` says, writing the run directory ``run``."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = console or Console(stderr=True)
+    t = config.train
+    opt = make_optimizer(config, model.parameters())
+    history: list[dict] = []
+    best = {"epoch": 0, "value": -math.inf if task.higher_is_better else math.inf}
+    start_epoch = 1
+    if resume:
+        state = _load_checkpoint(run, model, opt)
+        start_epoch, best = state["epoch"] + 1, state["best"]
+        with open(run / "metrics.jsonl", encoding="utf-8") as f:
+            history = [h for h in map(json.loads, f) if h["epoch"] < start_epoch]
+        console.print(f"resuming {run} after epoch {state['epoch']}", soft_wrap=True)
+    else:
+        write_json(run / "config.json", to_dict(config))
+        task.vocab.save(run / "vocab.json")
+    metric = task.metric
+    bad_epochs = 0 if not history else history[-1].get("bad_epochs", 0)
+    for epoch in range(start_epoch, t.epochs + 1):
+        model.train()
+        g = torch.Generator().manual_seed(t.seed * 100_003 + epoch)  # the order of epoch k depends on (seed, k)
+        t0 = time.perf_counter()
+        sums, n = {"loss": 0.0, metric: 0.0}, 0
+        columns = (TextColumn(f"epoch {epoch}/{t.epochs}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(
+            *columns,
+            TextColumn("{task.fields[info]}"),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        ) as bar:
+            job = bar.add_task("train", total=task.num_batches("train", t.batch_size), info="")
+            for batch in task.batches("train", t.batch_size, generator=g):
+                loss, extra = task.loss(model, batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if t.clip is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), t.clip)
+                opt.step()
+                sums["loss"] += loss.item()
+                sums[metric] += extra[metric]
+                n += 1
+                bar.update(job, advance=1, info=f"loss {sums['loss'] / n:.4f} {metric} {sums[metric] / n:.4f}")
+        seconds = time.perf_counter() - t0
+        valid = task.evaluate(model, "valid")
+        row = {"epoch": epoch, "train_loss": sums["loss"] / n, f"train_{metric}": sums[metric] / n}
+        row.update({f"valid_{k}": v for k, v in valid.items()})
+        row["seconds"] = seconds
+        value = valid[metric]
+        better = value > best["value"] if task.higher_is_better else value < best["value"]
+        if better:
+            best = {"epoch": epoch, "value": value}
+            bad_epochs = 0
+            from safetensors.torch import save_file
+
+            weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+            atomic_write(run / "best.safetensors", lambda tmp, w=weights: save_file(w, tmp))
+        else:
+            bad_epochs += 1
+        row["bad_epochs"] = bad_epochs
+        history.append(row)
+        _save_checkpoint(run, model, opt, {"epoch": epoch, "best": best})
+
+        def write_metrics(tmp):
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(h) + "\n" for h in history)
+
+        atomic_write(run / "metrics.jsonl", write_metrics)
+        plot_curve(run, history, metric)
+        console.print(
+            f"epoch {epoch}/{t.epochs}: train loss {row['train_loss']:.4f} {metric} {row[f'train_{metric}']:.4f}, "
+            f"valid loss {valid['loss']:.4f} {metric} {value:.4f}, {seconds:.1f} s" + (" *" if better else ""),
+            soft_wrap=True,
+        )
+        if t.patience is not None and bad_epochs >= t.patience:
+            console.print(f"early stop: no better validation {metric} for {t.patience} epochs")
+            break
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(run / "best.safetensors"))
+    test = task.evaluate(model, "test")
+    per_epoch = sum(h["seconds"] for h in history) / max(len(history), 1)
+    summary = Summary(test, best["epoch"], per_epoch, parameter_count(model), run)
+    write_json(run / "summary.json", {"test": test, "best_epoch": best["epoch"], "seconds_per_epoch": per_epoch,
+                                      "parameters": summary.parameters})  # fmt: skip
+    return summary

@@ -1,0 +1,69 @@
+"""``reviews-cnn-lstm``: seed 001's model, Embedding(V, 16) -> Dropout(0.2) -> Conv1D(64, 5, relu) ->
+MaxPooling1D(4) -> LSTM(64) -> Dense(1, sigmoid), binary cross-entropy, Adam, on the packaged reviews."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from embdrop import LSTM, Conv1D, Dropout, Embedding, MaxPool1D, SpatialDropout1D
+from embdrop.recipes.config import Config, DataConfig, TrainConfig
+
+DESCRIPTION = "seed 001: Embedding -> Dropout -> Conv1D -> MaxPool1D -> LSTM -> Dense on Amazon reviews"
+
+
+@dataclass
+class CnnLstmModel:
+    embedding_dim: int = 16
+    dropout: float = 0.2  # a Dropout layer after the embedding (entries)
+    spatial_dropout: float = 0.0  # SpatialDropout1D after the embedding (whole channels)
+    embedding_dropout: float = 0.0  # embedding dropout (whole words)
+    filters: int = 64
+    kernel_size: int = 5
+    pool_size: int = 4
+    hidden: int = 64
+    lstm_dropout: float = 0.0  # the LSTM's own dropout (inputs)
+    recurrent_dropout: float = 0.0  # the LSTM's recurrent_dropout (states)
+
+
+def config() -> Config:
+    return Config(
+        "reviews-cnn-lstm",
+        DataConfig(name="reviews", max_tokens=10_000, maxlen=200),
+        CnnLstmModel(),
+        TrainConfig(epochs=10, batch_size=32, optimizer="adam", lr=1e-3),
+    )
+
+
+def real_steps(ids: Tensor, padding: str) -> Tensor:
+    """Padding mask (B, T) of ids, with one step kept in rows that are all padding (an empty text)."""
+    mask = ids != 0
+    empty = ~mask.any(dim=1)
+    mask[:, -1 if padding == "pre" else 0] |= empty
+    return mask
+
+
+class CnnLstm(nn.Module):
+    def __init__(self, vocab_size: int, m: CnnLstmModel, padding: str = "pre") -> None:
+        super().__init__()
+        self.padding = padding
+        self.embedding = Embedding(vocab_size, m.embedding_dim, padding_idx=0, dropout=m.embedding_dropout)
+        self.dropout = Dropout(m.dropout)
+        self.spatial_dropout = SpatialDropout1D(m.spatial_dropout)
+        self.conv = Conv1D(m.embedding_dim, m.filters, m.kernel_size, activation="relu")
+        self.pool = MaxPool1D(m.pool_size)
+        self.lstm = LSTM(m.filters, m.hidden, dropout=m.lstm_dropout, recurrent_dropout=m.recurrent_dropout)
+        self.dense = nn.Linear(m.hidden, 1)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        mask = real_steps(ids, self.padding)  # (B, T)
+        x = self.spatial_dropout(self.dropout(self.embedding(ids)))  # (B, T, E)
+        x = self.pool(self.conv(x))  # (B, T', filters), T' = (T - kernel_size + 1) // pool_size
+        mask = self.pool.output_mask(self.conv.output_mask(mask))  # (B, T')
+        _, (h, _) = self.lstm(x, lengths=mask)  # h: (1, B, H), the state after each row's last real step
+        return self.dense(h[-1]).squeeze(-1)  # (B,) logits; sigmoid is in the loss
+
+
+def build(config: Config, vocab_size: int) -> nn.Module:
+    return CnnLstm(vocab_size, config.model, config.data.padding)

@@ -1,0 +1,55 @@
+"""``reviews-lstm``: seed 002's model, Embedding(V, 64) -> Dropout(0.25) -> LSTM(100, dropout=0.5,
+recurrent_dropout=0.5) -> Dense(1, sigmoid), binary cross-entropy, RMSprop, on the packaged reviews."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from embdrop import LSTM, Dropout, Embedding, SpatialDropout1D
+from embdrop.recipes.config import Config, DataConfig, TrainConfig
+from embdrop.recipes.reviews_cnn_lstm import real_steps
+
+DESCRIPTION = "seed 002: Embedding -> Dropout -> LSTM(dropout, recurrent_dropout) -> Dense on Amazon reviews"
+
+
+@dataclass
+class LstmModel:
+    embedding_dim: int = 64
+    dropout: float = 0.25  # a Dropout layer after the embedding (entries)
+    spatial_dropout: float = 0.0  # SpatialDropout1D after the embedding (whole channels)
+    embedding_dropout: float = 0.0  # embedding dropout (whole words)
+    hidden: int = 100
+    lstm_dropout: float = 0.5  # the LSTM's own dropout (inputs)
+    recurrent_dropout: float = 0.5  # the LSTM's recurrent_dropout (states)
+
+
+def config() -> Config:
+    return Config(
+        "reviews-lstm",
+        DataConfig(name="reviews", max_tokens=10_000, maxlen=200),
+        LstmModel(),
+        TrainConfig(epochs=10, batch_size=32, optimizer="rmsprop", lr=1e-3),
+    )
+
+
+class EmbeddingLstm(nn.Module):
+    def __init__(self, vocab_size: int, m: LstmModel, padding: str = "pre") -> None:
+        super().__init__()
+        self.padding = padding
+        self.embedding = Embedding(vocab_size, m.embedding_dim, padding_idx=0, dropout=m.embedding_dropout)
+        self.dropout = Dropout(m.dropout)
+        self.spatial_dropout = SpatialDropout1D(m.spatial_dropout)
+        self.lstm = LSTM(m.embedding_dim, m.hidden, dropout=m.lstm_dropout, recurrent_dropout=m.recurrent_dropout)
+        self.dense = nn.Linear(m.hidden, 1)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        mask = real_steps(ids, self.padding)  # (B, T)
+        x = self.spatial_dropout(self.dropout(self.embedding(ids)))  # (B, T, E)
+        _, (h, _) = self.lstm(x, lengths=mask)  # h: (1, B, H) after each row's last real step
+        return self.dense(h[-1]).squeeze(-1)  # (B,) logits
+
+
+def build(config: Config, vocab_size: int) -> nn.Module:
+    return EmbeddingLstm(vocab_size, config.model, config.data.padding)

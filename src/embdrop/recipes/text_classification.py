@@ -1,0 +1,77 @@
+"""Binary text classification data and task, shared by the ``reviews-*`` and ``imdb-*`` recipes.
+
+Text becomes ids as Keras' ``TextVectorization`` + ``pad_sequences`` would by default: lower case, punctuation
+deleted, a vocabulary of ``max_tokens`` built on the training split, padding and truncation in front. The padding
+mask goes with every batch, so the recurrent layers skip the padded steps (``lengths``) instead of reading a
+hundred pad vectors before the review.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from embdrop.data import Tokenizer, Vocab, load_dataset, pad_sequences
+from embdrop.recipes.config import Config
+
+
+@dataclass
+class Encoded:
+    ids: Tensor  # (N, T) int64, pad id 0
+    labels: Tensor  # (N,) float32 in {0, 1}
+
+
+class TextClassification:
+    """Holds the vocabulary and the padded splits; ``loss`` and ``evaluate`` for a model ids (B, T) -> logits (B,)."""
+
+    metric = "accuracy"
+    higher_is_better = True
+
+    def __init__(self, config: Config) -> None:
+        d = config.data
+        ds = load_dataset(d.name, d.root)
+        if ds.task != "text-classification" or len(ds.classes) != 2:
+            raise ValueError(
+                f"Invalid value for argument 'data.name': expected a two-class text dataset. Received: {d.name!r}"
+            )
+        self.dataset = ds
+        self.tokenizer = Tokenizer(punctuation=d.punctuation)
+        self.vocab = Vocab.from_counts(self.tokenizer.count(ds["train"].texts), max_size=d.max_tokens)
+        self.splits = {name: self.encode(ds[name].texts, ds[name].labels, d) for name in ("train", "valid", "test")}
+
+    def encode(self, texts, labels, d) -> Encoded:
+        ids = pad_sequences(self.tokenizer.encode(texts, self.vocab), d.maxlen, padding=d.padding, truncating="pre")
+        return Encoded(ids, labels.float())
+
+    def batches(self, split: str, batch_size: int, generator: torch.Generator | None = None):
+        """(ids, labels) batches; shuffled when a generator is given."""
+        data = self.splits[split]
+        n = len(data.labels)
+        order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+        for idx in order.split(batch_size):
+            yield data.ids[idx], data.labels[idx]
+
+    def num_batches(self, split: str, batch_size: int) -> int:
+        return -(-len(self.splits[split].labels) // batch_size)
+
+    @staticmethod
+    def loss(model: nn.Module, batch) -> tuple[Tensor, dict]:
+        ids, y = batch
+        logits = model(ids)
+        loss = F.binary_cross_entropy_with_logits(logits, y)
+        acc = ((logits > 0).float() == y).float().mean()
+        return loss, {"accuracy": acc.item()}
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: str, batch_size: int = 256) -> dict:
+        model.eval()
+        total = correct = loss = 0.0
+        for ids, y in self.batches(split, batch_size):
+            logits = model(ids)
+            loss += F.binary_cross_entropy_with_logits(logits, y, reduction="sum").item()
+            correct += ((logits > 0).float() == y).sum().item()
+            total += len(y)
+        return {"loss": loss / total, "accuracy": correct / total}

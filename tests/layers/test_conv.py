@@ -1,0 +1,49 @@
+import pytest
+import torch
+from torch import nn
+
+from embdrop import Conv1D, GlobalAveragePool1D, GlobalMaxPool1D, MaxPool1D
+
+
+def test_conv1d_is_nn_conv1d_batch_first():
+    torch.manual_seed(0)
+    conv = Conv1D(16, 8, 5, activation="relu")
+    x = torch.randn(3, 40, 16)
+    ref = torch.relu(conv.conv(x.transpose(1, 2))).transpose(1, 2)
+    assert torch.equal(conv(x), ref) and conv(x).shape == (3, 36, 8)
+    same = Conv1D(16, 8, 3, padding="same")
+    assert same(x).shape == (3, 40, 8)
+    assert isinstance(conv.conv, nn.Conv1d)
+
+
+def test_pooling_shapes_and_values():
+    x = torch.arange(2 * 9 * 2, dtype=torch.float32).view(2, 9, 2)
+    y = MaxPool1D(4)(x)
+    assert y.shape == (2, 2, 2) and torch.equal(y[0, 0], x[0, 3]) and torch.equal(y[1, 1], x[1, 7])
+    assert MaxPool1D(2, strides=1)(x).shape == (2, 8, 2)
+
+
+def test_masks_follow_the_receptive_fields():
+    mask = torch.tensor([[False] * 6 + [True] * 4, [True] * 10])  # pre-padded: real tokens last
+    conv = Conv1D(1, 1, 3)
+    m = conv.output_mask(mask)  # output step j reads inputs j..j+2
+    assert m.tolist() == [[False, False, False, False, True, True, True, True], [True] * 8]
+    p = MaxPool1D(4).output_mask(m)
+    assert p.tolist() == [[False, True], [True, True]]
+
+
+def test_global_pools_leave_padding_out():
+    x = torch.tensor([[[5.0], [1.0], [3.0]], [[9.0], [2.0], [4.0]]])
+    mask = torch.tensor([[False, True, True], [True, True, True]])
+    assert GlobalMaxPool1D()(x, mask).flatten().tolist() == [3.0, 9.0]
+    assert GlobalAveragePool1D()(x, mask).flatten().tolist() == [2.0, 5.0]
+    assert GlobalMaxPool1D()(x).flatten().tolist() == [5.0, 9.0]
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="argument 'activation': expected one of 'linear', 'relu'"):
+        Conv1D(4, 4, 3, activation="gelu")
+    with pytest.raises(ValueError, match="argument 'kernel_size': expected an odd size with padding='same'"):
+        Conv1D(4, 4, 4, padding="same")
+    with pytest.raises(ValueError, match="argument 'x'"):
+        MaxPool1D(2)(torch.randn(3, 4))

@@ -1,0 +1,83 @@
+import json
+
+import pytest
+from rich.console import Console
+
+from embdrop import recipes
+from embdrop.recipes import text_classification
+from embdrop.recipes.config import apply_overrides
+
+FAST = ["train.epochs=3", "data.maxlen=40", "train.batch_size=64", "model.hidden=16"]
+
+
+def quiet():
+    return Console(file=open("/dev/null", "w"), width=120)  # noqa: SIM115
+
+
+def metrics(run):
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def test_run_directory_and_same_seed_same_numbers(tmp_path):
+    a = recipes.train("reviews-cnn-lstm", FAST + ["model.filters=16"], tmp_path / "a", console=quiet())
+    b = recipes.train("reviews-cnn-lstm", FAST + ["model.filters=16"], tmp_path / "b", console=quiet())
+    names = {p.name for p in (tmp_path / "a").iterdir()}
+    assert names == {"config.json", "vocab.json", "metrics.jsonl", "curve.png", "checkpoint.safetensors",
+                     "checkpoint.json", "best.safetensors", "summary.json"}  # fmt: skip
+    assert (tmp_path / "a" / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["recipe"] == "reviews-cnn-lstm" and config["data"]["maxlen"] == 40 and config["train"]["epochs"] == 3
+    assert metrics(tmp_path / "a") == metrics(tmp_path / "b") and a.test == b.test
+    assert len(metrics(tmp_path / "a")) == 3 and 0.5 < a.test["accuracy"] <= 1.0
+    assert a.parameters == sum(p.numel() for p in recipes.recipe("reviews-cnn-lstm").build(
+        recipes.resolve("reviews-cnn-lstm", FAST + ["model.filters=16"]), 10_000).parameters())  # fmt: skip
+
+
+def test_resume_after_an_interrupt_ends_like_an_uninterrupted_run(tmp_path, monkeypatch):
+    full = recipes.train("reviews-lstm", FAST + ["model.hidden=8"], tmp_path / "full", console=quiet())
+    calls = {"n": 0}
+    real_loss = text_classification.TextClassification.loss
+
+    def interrupt_in_epoch_3(model, batch):
+        calls["n"] += 1
+        if calls["n"] == 2 * 57 + 5:  # 3600 / 64 -> 57 batches per epoch: the 5th batch of epoch 3
+            raise KeyboardInterrupt
+        return real_loss(model, batch)
+
+    monkeypatch.setattr(text_classification.TextClassification, "loss", staticmethod(interrupt_in_epoch_3))
+    with pytest.raises(KeyboardInterrupt):
+        recipes.train("reviews-lstm", FAST + ["model.hidden=8"], tmp_path / "cut", console=quiet())
+    monkeypatch.undo()
+    assert json.loads((tmp_path / "cut" / "checkpoint.json").read_text())["epoch"] == 2
+    assert len(metrics(tmp_path / "cut")) == 2
+    resumed = recipes.train(resume=tmp_path / "cut", console=quiet())
+    assert metrics(tmp_path / "cut") == metrics(tmp_path / "full")
+    assert resumed.test == full.test
+
+
+def test_overrides_are_typed():
+    c = apply_overrides(recipes.resolve("reviews-lstm"), ["model.dropout=0.3", "train.clip=None", "data.root=/x"])
+    assert c.model.dropout == 0.3 and c.train.clip is None and c.data.root == "/x"
+    with pytest.raises(ValueError, match=r"'--set': expected FIELD=VALUE with FIELD one of data.name, .*model.dropou"):
+        recipes.resolve("reviews-lstm", ["model.dropuot=0.3"])
+    with pytest.raises(ValueError, match=r"'--set': expected train.epochs to be int. Received: --set=train.epochs=ten"):
+        recipes.resolve("reviews-lstm", ["train.epochs=ten"])
+    with pytest.raises(ValueError, match=r"'recipe': expected one of 'reviews-cnn-lstm', 'reviews-lstm'"):
+        recipes.resolve("mnist-mlp")
+
+
+def test_bad_runs_write_nothing(tmp_path):
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "x").write_text("keep")
+    with pytest.raises(ValueError, match="'--out': expected a new or empty directory"):
+        recipes.train(out=tmp_path / "used", console=quiet())
+    with pytest.raises(ValueError, match="'root': expected None for the packaged dataset"):
+        recipes.train(overrides=["data.root=/nope"], out=tmp_path / "new", console=quiet())
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(ValueError, match="'--resume': expected a run directory written by embdrop train"):
+        recipes.train(resume=tmp_path / "used", console=quiet())
+    (tmp_path / "used" / "config.json").write_text(json.dumps({"recipe": "reviews-lstm"}))
+    with pytest.raises(ValueError, match="'--resume': expected a run directory with a readable checkpoint"):
+        recipes.train(resume=tmp_path / "used", console=quiet())
+    assert sorted(p.name for p in (tmp_path / "used").iterdir()) == ["config.json", "x"]
