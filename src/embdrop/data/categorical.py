@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from embdrop import _checks
+from embdrop._io import read_json, write_json
 from embdrop.functional.hashing import string_to_int64
 
 UNKNOWN = 0
@@ -102,26 +100,13 @@ class CategoryEncoder:
     def save(self, path: str | os.PathLike) -> None:
         """Write the categories as JSON, atomically."""
         self._fitted()
-        path = Path(path)
-        data = {"format": _FORMAT, "columns": self.columns, "categories": self.categories}
-        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, ensure_ascii=False)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        write_json(path, {"format": _FORMAT, "columns": self.columns, "categories": self.categories})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> CategoryEncoder:
         """Read an encoder written by :meth:`save`."""
         expected = f"a JSON file written by CategoryEncoder.save (format {_FORMAT!r})"
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise _checks.invalid("path", expected, f"{str(path)!r} ({type(e).__name__}: {e})") from None
+        data = read_json(path, expected)
         if not (isinstance(data, dict) and data.get("format") == _FORMAT and isinstance(data.get("categories"), dict)):
             raise _checks.invalid("path", expected, f"{str(path)!r} (not in that format)")
         enc = cls(data["columns"])

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
-from pathlib import Path
 
 from embdrop import _checks
+from embdrop._io import read_json, write_json
 
 PAD, UNK, EOS = "<pad>", "<unk>", "<eos>"
 _FORMAT = "embdrop.vocab/1"
@@ -131,26 +129,13 @@ class Vocab:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write JSON (``{"format", "itos", "counts"}``) atomically: a reader never sees a half-written file."""
-        path = Path(path)
-        data = {"format": _FORMAT, "itos": self.itos, "counts": [self.counts.get(t, 0) for t in self.itos]}
-        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, ensure_ascii=False)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        write_json(path, {"format": _FORMAT, "itos": self.itos, "counts": [self.counts.get(t, 0) for t in self.itos]})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocab:
         """Read a vocabulary written by :meth:`save`."""
         expected = f"a JSON vocabulary written by Vocab.save (format {_FORMAT!r})"
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise _checks.invalid("path", expected, f"{str(path)!r} ({type(e).__name__}: {e})") from None
+        data = read_json(path, expected)
         ok = isinstance(data, dict) and data.get("format") == _FORMAT
         itos, counts = (data.get("itos"), data.get("counts")) if ok else (None, None)
         if not (isinstance(itos, list) and isinstance(counts, list) and len(itos) == len(counts)):

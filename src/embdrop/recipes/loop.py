@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,29 +21,10 @@ import torch
 from torch import nn
 
 from embdrop import _checks
+from embdrop._io import atomic_write, write_json
 from embdrop.recipes.config import Config, to_dict
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``: readers see the old file or the new one, never half."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_json(path: Path, data) -> None:
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-
-    atomic_write(path, write)
 
 
 def make_optimizer(config: Config, params) -> torch.optim.Optimizer:
@@ -152,7 +131,7 @@ def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = Fal
             history = [h for h in map(json.loads, f) if h["epoch"] < start_epoch]
         console.print(f"resuming {run} after epoch {state['epoch']}", soft_wrap=True)
     else:
-        write_json(run / "config.json", to_dict(config))
+        write_json(run / "config.json", to_dict(config), indent=1)
         task.vocab.save(run / "vocab.json")
     metric = task.metric
     bad_epochs = 0 if not history else history[-1].get("bad_epochs", 0)

@@ -1,0 +1,41 @@
+"""Files written atomically (a temporary file renamed onto the target) and JSON read with one clear error."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from embdrop import _checks
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)``, then rename onto ``path``: readers see the old file or the new one, never half."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path: str | os.PathLike, data, *, indent: int | None = None) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, ensure_ascii=False, indent=indent)
+
+    atomic_write(path, write)
+
+
+def read_json(path: str | os.PathLike, expected: str, *, argument: str = "path"):
+    """Parsed JSON of ``path``; an unreadable file raises the error template naming ``argument``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _checks.invalid(argument, expected, f"{str(path)!r} ({type(e).__name__}: {e})") from None
