@@ -5,7 +5,6 @@ A recipe module has ``DESCRIPTION``, ``config() -> Config`` and ``build(config, 
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ from types import ModuleType
 import torch
 
 from embdrop import _checks
+from embdrop._io import read_json
 from embdrop.recipes import reviews_cnn_lstm, reviews_lstm
 from embdrop.recipes.config import Config, apply_overrides, to_dict
 from embdrop.recipes.loop import Summary, fit
@@ -48,12 +48,7 @@ def train(
     """Train a recipe into a new run directory (``out``, default ``runs/<recipe>-<time>``), or continue ``resume``."""
     if resume is not None:
         run = Path(resume)
-        try:
-            saved = json.loads((run / "config.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise _checks.invalid(
-                "--resume", "a run directory written by embdrop train", f"{str(run)!r} ({e})"
-            ) from None
+        saved = read_json(run / "config.json", "a run directory written by embdrop train", argument="--resume")
         if name is not None and name != saved.get("recipe"):
             raise _checks.invalid("recipe", f"{saved.get('recipe')!r} (the recipe of {run}) or none", repr(name))
         config = resolve(saved["recipe"], [f"{k}={v}" for k, v in _flatten(saved).items()] + list(overrides))
