@@ -47,7 +47,9 @@ def test_user_mistakes_give_one_line_and_status_2(args, message):
 def test_recipes_lists_one_line_each(capsys):
     assert main(["recipes"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == ["reviews-cnn-lstm", "reviews-lstm"]
+    assert [line.split()[0] for line in lines] == [
+        "reviews-cnn-lstm", "reviews-lstm", "imdb-cnn-lstm", "imdb-lstm", "ptb-lm", "wikitext2-lm", "flights-entity",
+        "movielens-mf"]  # fmt: skip
 
 
 def test_train_end_to_end_prints_the_summary(tmp_path):
@@ -65,9 +67,29 @@ def test_train_end_to_end_prints_the_summary(tmp_path):
         (["train", "--set", "train.lr=fast"], "Invalid value for argument '--set': expected train.lr to be float"),
         (["train", "--set", "model.size=3"], "Invalid value for argument '--set': expected FIELD=VALUE with FIELD"),
         (["train", "--resume", "/nonexistent"], "Invalid value for argument '--resume'"),
+        (["train", "ptb-lm"], "Invalid value for argument 'root'"),
+        (["train", "ptb-lm", "--set", "variant=huge"], "Invalid value for argument 'variant': expected one of"),
+        (["train", "--set", "embedding.pretrained=/no/such.txt"], "Invalid value for argument 'embedding.pretrained'"),
+        (["compare", "movielens-mf", "--vary", "model.factors=a,b"], "expected model.factors to be int"),
+        (["compare", "movielens-mf", "--cell", "x"], "Invalid value for argument '--cell'"),
+        (["predict", "/nonexistent", "text"], "Invalid value for argument 'RUN_DIR'"),
     ],
 )
 def test_train_user_mistakes_are_one_line(args, message, tmp_path):
-    r = run(*args, "--out", str(tmp_path / "never")) if "--resume" not in args else run(*args)
+    r = run(*args, "--out", str(tmp_path / "never")) if args[0] != "predict" and "--resume" not in args else run(*args)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "never").exists()
+
+
+def test_predict_and_compare_from_the_command_line(tmp_path):
+    r = run("train", "reviews-lstm", "--out", str(tmp_path / "run"), "--set", "train.epochs=1", "--set",
+            "data.maxlen=30", "--set", "model.hidden=8")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = run("predict", str(tmp_path / "run"), "lovely tea", "awful", "--mc", "10")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2 and all(line.startswith("P(great) = ") and "MC std" in line for line in lines)
+    r = run("compare", "movielens-mf", "--vary", "model.factors=4,8", "--seeds", "2", "--set", "train.epochs=1",
+            "--out", str(tmp_path / "cmp"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "| model.factors=4 |" in r.stdout and (tmp_path / "cmp" / "table.md").exists()

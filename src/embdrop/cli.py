@@ -60,6 +60,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config field, e.g. --set model.dropout=0.3 (repeatable)")  # fmt: skip
     t.add_argument("--out", default=None, help="run directory (default runs/RECIPE-TIME); must be new or empty")
     t.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR from its last epoch")
+    t.add_argument("--mc", type=int, default=None, metavar="N",
+                   help="also evaluate the test split with MC dropout over N samples (sets train.mc)")  # fmt: skip
+    c = sub.add_parser(
+        "compare",
+        help="train a grid of variants over several seeds and tabulate the test metrics",
+        description="Train RECIPE for every combination of the --vary values and every seed (one process per core), "
+        "then write runs.csv (raw metrics), table.md (mean, std, 95%% interval) and compare.png to --out.",
+    )
+    c.add_argument("recipe", help="recipe name (see 'embdrop recipes')")
+    c.add_argument("--vary", action="append", default=[], metavar="FIELD=V1,V2",
+                   help="a field and the values to compare, e.g. --vary model.dropout=0,0.25 (repeatable)")  # fmt: skip
+    c.add_argument("--cell", action="append", default=[], metavar="NAME:F=V;F=V",
+                   help="a named cell setting several fields, e.g. 'both:model.dropout=0.25;model.lstm_dropout=0.5' "
+                   "(repeatable; crossed with --vary)")  # fmt: skip
+    c.add_argument("--seeds", type=int, default=5, help="seeds per cell (default 5)")
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help="a field set in every run (repeatable)")  # fmt: skip
+    c.add_argument("--out", default=None, help="output directory (default runs/compare-RECIPE); new or empty")
+    c.add_argument("--jobs", type=int, default=None, help="processes (default: one per core)")
+    p = sub.add_parser(
+        "predict",
+        help="class probability of a text from a trained text-classification run",
+        description="Print P(class) for each text with the run's best weights; with --mc N also the standard "
+        "deviation over N MC-dropout passes and the mutual information (model uncertainty).",
+    )
+    p.add_argument("run", metavar="RUN_DIR", help="a run directory written by 'embdrop train'")
+    p.add_argument("texts", nargs="+", metavar="TEXT", help="text(s) to classify")
+    p.add_argument("--mc", type=int, default=0, metavar="N", help="MC-dropout passes (default 0: dropout off)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the MC-dropout masks (default 0)")
     sub.add_parser("recipes", help="list the recipes", description="List the recipes, one line each.")
     return parser
 
@@ -74,13 +103,38 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from embdrop import recipes
 
     try:
-        summary = recipes.train(args.recipe, args.overrides, args.out, resume=args.resume)
+        overrides = args.overrides + ([f"train.mc={args.mc}"] if args.mc is not None else [])
+        summary = recipes.train(args.recipe, overrides, args.out, resume=args.resume)
     except KeyboardInterrupt:
         print(
             "embdrop train: interrupted; the last complete epoch is saved (continue with --resume DIR)", file=sys.stderr
         )
         return 130
     print(summary)
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from embdrop.recipes.compare import compare
+
+    out = compare(
+        args.recipe,
+        args.vary,
+        cells=args.cell,
+        seeds=args.seeds,
+        overrides=args.overrides,
+        out=args.out,
+        jobs=args.jobs,
+    )
+    print(f"written: {out / 'table.md'}, {out / 'runs.csv'}, {out / 'compare.png'}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from embdrop.recipes.predict import predict
+
+    for prediction in predict(args.run, args.texts, mc=args.mc, seed=args.seed):
+        print(f"{prediction}  {prediction.text[:60]!r}")
     return 0
 
 
@@ -100,7 +154,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return {"show": _cmd_show, "train": _cmd_train, "recipes": _cmd_recipes}[args.command](args)
+        return {
+            "show": _cmd_show,
+            "train": _cmd_train,
+            "compare": _cmd_compare,
+            "predict": _cmd_predict,
+            "recipes": _cmd_recipes,
+        }[args.command](args)
     except (ValueError, ModuleNotFoundError) as e:
         print(f"embdrop {args.command}: error: {e}", file=sys.stderr)
         return 2

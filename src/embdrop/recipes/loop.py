@@ -30,17 +30,36 @@ OPTIMIZERS = ("adam", "rmsprop", "sgd")
 def make_optimizer(config: Config, params) -> torch.optim.Optimizer:
     t = config.train
     _checks.choice("train.optimizer", t.optimizer, OPTIMIZERS)
+    wd = t.weight_decay
     if t.optimizer == "adam":
-        return torch.optim.Adam(params, lr=t.lr)
+        return torch.optim.Adam(params, lr=t.lr, weight_decay=wd)
     if t.optimizer == "rmsprop":  # Keras' RMSprop: rho 0.9, epsilon 1e-7
-        return torch.optim.RMSprop(params, lr=t.lr, alpha=0.9, eps=1e-7)
-    return torch.optim.SGD(params, lr=t.lr)
+        return torch.optim.RMSprop(params, lr=t.lr, alpha=0.9, eps=1e-7, weight_decay=wd)
+    return torch.optim.SGD(params, lr=t.lr, weight_decay=wd)
+
+
+def epoch_lr(config: Config, epoch: int) -> float:
+    """The schedule: ``lr * lr_decay ** max(0, epoch - decay_after)`` (a function of the epoch, so resume-safe)."""
+    t = config.train
+    return t.lr * t.lr_decay ** max(0, epoch - t.decay_after)
+
+
+def weights_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict as safetensors takes it: contiguous, and tied weights (one tensor under two names, as a tied
+    embedding and softmax) written as copies, which ``load_state_dict`` puts back into the one shared tensor."""
+    seen: set[int] = set()
+    out = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().contiguous()
+        out[k] = v.clone() if v.data_ptr() in seen else v
+        seen.add(v.data_ptr())
+    return out
 
 
 def _save_checkpoint(run: Path, model: nn.Module, opt: torch.optim.Optimizer, state: dict) -> None:
     from safetensors.torch import save_file
 
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v for k, v in weights_of(model).items()}
     osd = opt.state_dict()
     for idx, st in osd["state"].items():
         for name, value in st.items():
@@ -132,11 +151,15 @@ def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = Fal
         console.print(f"resuming {run} after epoch {state['epoch']}", soft_wrap=True)
     else:
         write_json(run / "config.json", to_dict(config), indent=1)
-        task.vocab.save(run / "vocab.json")
+        task.save(run)
     metric = task.metric
     bad_epochs = 0 if not history else history[-1].get("bad_epochs", 0)
     for epoch in range(start_epoch, t.epochs + 1):
         model.train()
+        for group in opt.param_groups:
+            group["lr"] = epoch_lr(config, epoch)
+        if hasattr(task, "start_epoch"):
+            task.start_epoch(opt)
         g = torch.Generator().manual_seed(t.seed * 100_003 + epoch)  # the order of epoch k depends on (seed, k)
         t0 = time.perf_counter()
         sums, n = {"loss": 0.0, metric: 0.0}, 0
@@ -162,7 +185,13 @@ def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = Fal
                 bar.update(job, advance=1, info=f"loss {sums['loss'] / n:.4f} {metric} {sums[metric] / n:.4f}")
         seconds = time.perf_counter() - t0
         valid = task.evaluate(model, "valid")
-        row = {"epoch": epoch, "train_loss": sums["loss"] / n, f"train_{metric}": sums[metric] / n}
+        train_metric = task.train_metric(sums["loss"] / n) if hasattr(task, "train_metric") else sums[metric] / n
+        row = {
+            "epoch": epoch,
+            "train_loss": sums["loss"] / n,
+            f"train_{metric}": train_metric,
+            "lr": epoch_lr(config, epoch),
+        }
         row.update({f"valid_{k}": v for k, v in valid.items()})
         row["seconds"] = seconds
         value = valid[metric]
@@ -172,7 +201,7 @@ def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = Fal
             bad_epochs = 0
             from safetensors.torch import save_file
 
-            weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+            weights = weights_of(model)
             atomic_write(run / "best.safetensors", lambda tmp, w=weights: save_file(w, tmp))
         else:
             bad_epochs += 1
@@ -198,6 +227,9 @@ def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = Fal
 
     model.load_state_dict(load_file(run / "best.safetensors"))
     test = task.evaluate(model, "test")
+    if t.mc > 0:
+        torch.manual_seed(t.seed)
+        test.update(task.evaluate(model, "test", mc=t.mc))
     per_epoch = sum(h["seconds"] for h in history) / max(len(history), 1)
     summary = Summary(test, best["epoch"], per_epoch, parameter_count(model), run)
     write_json(run / "summary.json", {"test": test, "best_epoch": best["epoch"], "seconds_per_epoch": per_epoch,

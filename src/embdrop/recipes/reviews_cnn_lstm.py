@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from embdrop import LSTM, Conv1D, Dropout, Embedding, MaxPool1D, SpatialDropout1D
-from embdrop.recipes.config import Config, DataConfig, TrainConfig
+from embdrop.recipes.config import Config, DataConfig, EmbeddingConfig, TrainConfig
+from embdrop.recipes.text_classification import TextClassification, text_embedding
+from embdrop.recipes.text_classification import task as task
 
 DESCRIPTION = "seed 001: Embedding -> Dropout -> Conv1D -> MaxPool1D -> LSTM -> Dense on Amazon reviews"
 
@@ -33,6 +35,7 @@ def config() -> Config:
         DataConfig(name="reviews", max_tokens=10_000, maxlen=200),
         CnnLstmModel(),
         TrainConfig(epochs=10, batch_size=32, optimizer="adam", lr=1e-3),
+        EmbeddingConfig(),
     )
 
 
@@ -45,13 +48,13 @@ def real_steps(ids: Tensor, padding: str) -> Tensor:
 
 
 class CnnLstm(nn.Module):
-    def __init__(self, vocab_size: int, m: CnnLstmModel, padding: str = "pre") -> None:
+    def __init__(self, embedding: Embedding, m: CnnLstmModel, padding: str = "pre") -> None:
         super().__init__()
         self.padding = padding
-        self.embedding = Embedding(vocab_size, m.embedding_dim, padding_idx=0, dropout=m.embedding_dropout)
+        self.embedding = embedding
         self.dropout = Dropout(m.dropout)
         self.spatial_dropout = SpatialDropout1D(m.spatial_dropout)
-        self.conv = Conv1D(m.embedding_dim, m.filters, m.kernel_size, activation="relu")
+        self.conv = Conv1D(embedding.embedding_dim, m.filters, m.kernel_size, activation="relu")
         self.pool = MaxPool1D(m.pool_size)
         self.lstm = LSTM(m.filters, m.hidden, dropout=m.lstm_dropout, recurrent_dropout=m.recurrent_dropout)
         self.dense = nn.Linear(m.hidden, 1)
@@ -65,5 +68,7 @@ class CnnLstm(nn.Module):
         return self.dense(h[-1]).squeeze(-1)  # (B,) logits; sigmoid is in the loss
 
 
-def build(config: Config, vocab_size: int) -> nn.Module:
-    return CnnLstm(vocab_size, config.model, config.data.padding)
+def build(config: Config, data: TextClassification) -> nn.Module:
+    m = config.model
+    embedding = text_embedding(config, data.vocab, m.embedding_dim, m.embedding_dropout)
+    return CnnLstm(embedding, m, config.data.padding)

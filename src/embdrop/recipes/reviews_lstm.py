@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from embdrop import LSTM, Dropout, Embedding, SpatialDropout1D
-from embdrop.recipes.config import Config, DataConfig, TrainConfig
+from embdrop.recipes.config import Config, DataConfig, EmbeddingConfig, TrainConfig
 from embdrop.recipes.reviews_cnn_lstm import real_steps
+from embdrop.recipes.text_classification import TextClassification, text_embedding
+from embdrop.recipes.text_classification import task as task
 
 DESCRIPTION = "seed 002: Embedding -> Dropout -> LSTM(dropout, recurrent_dropout) -> Dense on Amazon reviews"
 
@@ -31,17 +33,20 @@ def config() -> Config:
         DataConfig(name="reviews", max_tokens=10_000, maxlen=200),
         LstmModel(),
         TrainConfig(epochs=10, batch_size=32, optimizer="rmsprop", lr=1e-3),
+        EmbeddingConfig(),
     )
 
 
 class EmbeddingLstm(nn.Module):
-    def __init__(self, vocab_size: int, m: LstmModel, padding: str = "pre") -> None:
+    def __init__(self, embedding: Embedding, m: LstmModel, padding: str = "pre") -> None:
         super().__init__()
         self.padding = padding
-        self.embedding = Embedding(vocab_size, m.embedding_dim, padding_idx=0, dropout=m.embedding_dropout)
+        self.embedding = embedding
         self.dropout = Dropout(m.dropout)
         self.spatial_dropout = SpatialDropout1D(m.spatial_dropout)
-        self.lstm = LSTM(m.embedding_dim, m.hidden, dropout=m.lstm_dropout, recurrent_dropout=m.recurrent_dropout)
+        self.lstm = LSTM(
+            embedding.embedding_dim, m.hidden, dropout=m.lstm_dropout, recurrent_dropout=m.recurrent_dropout
+        )
         self.dense = nn.Linear(m.hidden, 1)
 
     def forward(self, ids: Tensor) -> Tensor:
@@ -51,5 +56,7 @@ class EmbeddingLstm(nn.Module):
         return self.dense(h[-1]).squeeze(-1)  # (B,) logits
 
 
-def build(config: Config, vocab_size: int) -> nn.Module:
-    return EmbeddingLstm(vocab_size, config.model, config.data.padding)
+def build(config: Config, data: TextClassification) -> nn.Module:
+    m = config.model
+    embedding = text_embedding(config, data.vocab, m.embedding_dim, m.embedding_dropout)
+    return EmbeddingLstm(embedding, m, config.data.padding)

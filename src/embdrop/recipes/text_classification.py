@@ -14,8 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from embdrop import _checks
 from embdrop.data import Tokenizer, Vocab, load_dataset, pad_sequences
+from embdrop.layers import Embedding
 from embdrop.recipes.config import Config
+
+PRETRAINED = {"glove": "glove-6b-50d"}  # short names for --set embedding.pretrained=...
 
 
 @dataclass
@@ -42,6 +46,12 @@ class TextClassification:
         self.vocab = Vocab.from_counts(self.tokenizer.count(ds["train"].texts), max_size=d.max_tokens)
         self.splits = {name: self.encode(ds[name].texts, ds[name].labels, d) for name in ("train", "valid", "test")}
 
+    def save(self, run) -> None:
+        from embdrop._io import write_json
+
+        self.vocab.save(run / "vocab.json")
+        write_json(run / "classes.json", list(self.dataset.classes))
+
     def encode(self, texts, labels, d) -> Encoded:
         ids = pad_sequences(self.tokenizer.encode(texts, self.vocab), d.maxlen, padding=d.padding, truncating="pre")
         return Encoded(ids, labels.float())
@@ -66,12 +76,60 @@ class TextClassification:
         return loss, {"accuracy": acc.item()}
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, split: str, batch_size: int = 256) -> dict:
+    def evaluate(self, model: nn.Module, split: str, batch_size: int = 256, mc: int = 0) -> dict:
+        """Loss and accuracy; with ``mc`` > 0, of the probability averaged over ``mc`` dropout samples."""
+        from embdrop.layers import mc_predict
+
         model.eval()
         total = correct = loss = 0.0
         for ids, y in self.batches(split, batch_size):
-            logits = model(ids)
-            loss += F.binary_cross_entropy_with_logits(logits, y, reduction="sum").item()
-            correct += ((logits > 0).float() == y).sum().item()
+            if mc > 0:
+                p = mc_predict(_Probability(model), ids, samples=mc).mean.clamp(1e-7, 1 - 1e-7)
+                loss += F.binary_cross_entropy(p, y, reduction="sum").item()
+                correct += ((p > 0.5).float() == y).sum().item()
+            else:
+                logits = model(ids)
+                loss += F.binary_cross_entropy_with_logits(logits, y, reduction="sum").item()
+                correct += ((logits > 0).float() == y).sum().item()
             total += len(y)
-        return {"loss": loss / total, "accuracy": correct / total}
+        key = "mc_" if mc > 0 else ""
+        return {f"{key}loss": loss / total, f"{key}accuracy": correct / total}
+
+
+class _Probability(nn.Module):
+    """The model's sigmoid output P(y = 1), for MC averaging (the mean of probabilities, not of logits)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return torch.sigmoid(self.model(ids))
+
+
+def text_embedding(config: Config, vocab: Vocab, dim: int, dropout: float = 0.0) -> Embedding:
+    """The word embedding of a text recipe: random (V, ``dim``), or from ``config.embedding.pretrained``.
+
+    With pretrained vectors the width is the vectors' (50 for ``glove``), whatever ``dim`` says; the coverage of
+    the vocabulary is printed once.
+    """
+    e = config.embedding
+    if e is None or e.pretrained is None:
+        return Embedding(len(vocab), dim, padding_idx=0, dropout=dropout)
+    from embdrop.data import load_vectors
+
+    source = PRETRAINED.get(e.pretrained, e.pretrained)
+    try:
+        vectors = load_vectors(source)
+    except (FileNotFoundError, ValueError) as err:
+        reason = str(err).split("Received: ")[-1]
+        raise _checks.invalid(
+            "embedding.pretrained", f"one of {', '.join(PRETRAINED)} or a vectors file", f"{e.pretrained!r} ({reason})"
+        ) from None
+    emb = Embedding.from_pretrained(vectors, vocab, freeze=e.freeze, oov=e.oov, dropout=dropout)
+    print(f"embedding: {e.pretrained}, {emb.coverage}", flush=True)
+    return emb
+
+
+def task(config: Config) -> TextClassification:
+    return TextClassification(config)

@@ -1,0 +1,230 @@
+"""Word-level LSTM language models (``ptb-lm``, ``wikitext2-lm``): the task, the model and the four variants.
+
+``variant`` picks a preset (sizes, dropouts, schedule); any field can then be changed with ``--set``:
+
+- ``none``: Zaremba et al. 2014 "small": 2 x 200, no dropout, SGD halved each epoch after the 4th, 13 epochs,
+  batch 20, BPTT 20, clipping 5, init U(-0.1, 0.1). Paper: 114.5 test perplexity on PTB.
+- ``naive``: Zaremba "medium": 2 x 650, dropout 0.5 on the non-recurrent connections with a new mask at every
+  step (the LSTM's ``variational=False``), none on the recurrent ones; 39 epochs, lr / 1.2 after the 6th, BPTT 35,
+  init U(-0.05, 0.05). Paper: 82.7.
+- ``variational``: Gal & Ghahramani 2016 "medium", untied: the same size and schedule, masks fixed over time on the
+  inputs, the recurrent state and the outputs (p = 0.35) and embedding dropout on word types (p = 0.2); weight decay
+  1e-7. Paper: 79.7 (78.6 with MC dropout).
+- ``awd``: AWD-LSTM (Merity et al. 2017) at a size this machine can train: embedding dropout 0.1 (per batch),
+  locked dropout 0.4 on the embedding, 0.25 between layers and 0.4 on the output, weight drop 0.5 on the recurrent
+  weights, AR 2 / TAR 1, tied weights, SGD lr 30, clipping 0.25, variable BPTT 70, batch 40.
+
+The model carries its (h, c) state from one BPTT window to the next (detached), as all four papers do.
+
+Zaremba's loss sums the T steps of a window (and averages over the batch) with lr 1 and gradient-norm clipping at 5;
+here the loss is the mean over all B*T tokens, so the presets use lr = T and clip = 5 / T: the same updates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from embdrop import LSTM, Dropout, Embedding, LockedDropout, _checks
+from embdrop.data import Vocab, batchify, bptt_batches, load_dataset, num_bptt_batches
+from embdrop.recipes.config import Config, DataConfig, TrainConfig
+
+VARIANTS = ("none", "naive", "variational", "awd")
+
+
+@dataclass
+class LmModel:
+    embedding_dim: int = 200
+    hidden: int = 200
+    layers: int = 2
+    tie: bool = False  # share the embedding and the softmax weight (the last layer then has embedding_dim units)
+    embedding_dropout: float = 0.0  # embedding dropout on word types
+    embedding_dropout_mode: str = "sample"  # "sample" (Gal: per sequence) or "batch" (AWD-LSTM)
+    input_dropout: float = 0.0  # on the embedding output (the first layer's input)
+    hidden_dropout: float = 0.0  # on the input of every further layer
+    recurrent_dropout: float = 0.0  # on the recurrent state (variational only)
+    weight_dropout: float = 0.0  # DropConnect on the recurrent weights (weight drop)
+    output_dropout: float = 0.0  # on the last layer's output, before the softmax
+    variational: bool = True  # True: masks fixed over time (locked); False: a new mask each step (naive)
+    init_range: float = 0.1  # U(-r, r) initialisation of every weight (Zaremba); 0: AWD-LSTM's (see LstmLm)
+    ar: float = 0.0  # activation regularisation (AWD-LSTM alpha)
+    tar: float = 0.0  # temporal activation regularisation (AWD-LSTM beta)
+
+
+@dataclass
+class LmData(DataConfig):
+    bptt: int = 20
+    variable_bptt: bool = False  # AWD-LSTM's random window lengths (with the learning rate scaled by t / bptt)
+    eval_batch_size: int = 10
+
+
+def config(recipe: str, dataset: str, variant: str) -> Config:
+    """The preset of ``variant`` (see the module docstring) for ``dataset``."""
+    _checks.choice("variant", variant, VARIANTS)
+    data = LmData(name=dataset, root=None, max_tokens=0, maxlen=0, padding="post", punctuation="split")
+    if variant == "none":
+        model = LmModel(init_range=0.1)
+        train = TrainConfig(epochs=13, batch_size=20, optimizer="sgd", lr=20.0, clip=0.25, lr_decay=0.5, decay_after=4)
+    elif variant in ("naive", "variational"):
+        data.bptt = 35
+        naive = variant == "naive"
+        p, pe = (0.5, 0.0) if naive else (0.35, 0.2)
+        model = LmModel(embedding_dim=650, hidden=650, embedding_dropout=pe, input_dropout=p, hidden_dropout=p,
+                        recurrent_dropout=pe, output_dropout=p, variational=not naive, init_range=0.05)  # fmt: skip
+        train = TrainConfig(epochs=39, batch_size=20, optimizer="sgd", lr=35.0, clip=5 / 35, lr_decay=1 / 1.2,
+                            decay_after=6, weight_decay=0.0 if naive else 1e-7)  # fmt: skip
+    else:
+        data.bptt, data.variable_bptt = 70, True
+        model = LmModel(embedding_dim=400, hidden=650, layers=3, tie=True, embedding_dropout=0.1,
+                        embedding_dropout_mode="batch", input_dropout=0.4, hidden_dropout=0.25, weight_dropout=0.5,
+                        output_dropout=0.4, init_range=0.0, ar=2.0, tar=1.0)  # fmt: skip
+        train = TrainConfig(epochs=40, batch_size=40, optimizer="sgd", lr=30.0, clip=0.25, weight_decay=1.2e-6)
+    return Config(recipe, data, model, train, variant=variant)
+
+
+class LstmLm(nn.Module):
+    """Embedding -> [dropout] -> L x LSTM (each with its input dropout) -> [dropout] -> Linear(V)."""
+
+    def __init__(self, vocab_size: int, m: LmModel) -> None:
+        super().__init__()
+        _checks.choice("model.embedding_dropout_mode", m.embedding_dropout_mode, ("sample", "batch"))
+        if m.recurrent_dropout > 0 and not m.variational:
+            raise _checks.invalid("model.recurrent_dropout", "0.0 with model.variational=false", m.recurrent_dropout)
+        self.embedding = Embedding(
+            vocab_size, m.embedding_dim, dropout=m.embedding_dropout, dropout_mode=m.embedding_dropout_mode
+        )
+        # The first layer's input dropout and the output dropout are layers of their own; between layers it is the
+        # next LSTM's `dropout` (locked when variational, a fresh mask per step when not).
+        drop = LockedDropout if m.variational else Dropout
+        self.input_dropout = drop(m.input_dropout)
+        sizes = [m.hidden] * m.layers
+        if m.tie:
+            sizes[-1] = m.embedding_dim
+        inputs = [m.embedding_dim, *sizes[:-1]]
+        drops = [0.0] + [m.hidden_dropout] * (m.layers - 1)
+        self.rnns = nn.ModuleList(
+            LSTM(c, h, dropout=p, recurrent_dropout=m.recurrent_dropout, weight_dropout=m.weight_dropout,
+                 variational=m.variational or p == 0)
+            for c, h, p in zip(inputs, sizes, drops, strict=True)
+        )  # fmt: skip
+        self.output_dropout = drop(m.output_dropout)
+        self.decoder = nn.Linear(sizes[-1], vocab_size)
+        if m.init_range > 0:  # Zaremba: every weight U(-r, r)
+            for p in self.parameters():
+                nn.init.uniform_(p, -m.init_range, m.init_range)
+        else:  # AWD-LSTM: embedding U(-0.1, 0.1), softmax bias 0, the LSTMs their own init
+            nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+            nn.init.zeros_(self.decoder.bias)
+        if m.tie:
+            self.decoder.weight = self.embedding.weight
+        self.ar, self.tar = m.ar, m.tar
+
+    def forward(self, ids: Tensor, state: list | None = None) -> tuple[Tensor, list, Tensor, Tensor]:
+        """ids (B, T) -> logits (B, T, V), the new state per layer, and the last layer's output without and with
+        its dropout (B, T, H), which AR and TAR need."""
+        x = self.input_dropout(self.embedding(ids))  # (B, T, E)
+        new_state = []
+        for i, rnn in enumerate(self.rnns):
+            x, s = rnn(x, None if state is None else state[i])  # (B, T, H_i)
+            new_state.append(s)
+        dropped = self.output_dropout(x)
+        return self.decoder(dropped), new_state, x, dropped
+
+
+def _detach(state: list) -> list:
+    return [tuple(t.detach() for t in s) for s in state]
+
+
+class LanguageModelling:
+    """The stream task: batchified splits, windows of ``bptt`` steps, perplexity. The hidden state is carried."""
+
+    metric = "perplexity"
+    higher_is_better = False
+
+    def __init__(self, config: Config) -> None:
+        d = config.data
+        ds = load_dataset(d.name, d.root)
+        if ds.task != "language-model":
+            raise _checks.invalid("data.name", "a language-modelling corpus (ptb, wikitext2)", repr(d.name))
+        self.vocab = Vocab.build([ds["train"]], eos=True, max_size=d.max_tokens or None)
+        t = config.train
+        self.bptt, self.variable = d.bptt, d.variable_bptt
+        self.base_lr = t.lr
+        self.streams = {
+            s: batchify(torch.tensor(self.vocab.encode(ds[s]), dtype=torch.long), t.batch_size if s == "train"
+                        else d.eval_batch_size) for s in ("train", "valid", "test")
+        }  # fmt: skip
+        self.state = None
+        self.optimizer = None
+        self.epoch_lrs: list[float] = []
+
+    def save(self, run) -> None:
+        self.vocab.save(run / "vocab.json")
+
+    def start_epoch(self, optimizer) -> None:
+        self.state = None
+        self.optimizer = optimizer
+        self.epoch_lrs = [g["lr"] for g in optimizer.param_groups]
+
+    def batches(self, split: str, batch_size: int, generator: torch.Generator | None = None):
+        yield from bptt_batches(self.streams[split], self.bptt, variable=self.variable, generator=generator)
+
+    def num_batches(self, split: str, batch_size: int) -> int:
+        return num_bptt_batches(self.streams[split], self.bptt)
+
+    @staticmethod
+    def train_metric(mean_loss: float) -> float:
+        return math.exp(min(mean_loss, 50.0))
+
+    def loss(self, model: LstmLm, batch) -> tuple[Tensor, dict]:
+        x, y = batch
+        if self.variable and self.optimizer is not None:  # AWD-LSTM: a longer window takes a larger step
+            for group, lr in zip(self.optimizer.param_groups, self.epoch_lrs, strict=True):
+                group["lr"] = lr * x.shape[1] / self.bptt
+        logits, state, raw, dropped = model(x, self.state)
+        self.state = _detach(state)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        total = loss
+        if model.ar > 0:
+            total = total + model.ar * dropped.pow(2).mean()
+        if model.tar > 0:
+            total = total + model.tar * (raw[:, 1:] - raw[:, :-1]).pow(2).mean()
+        return total, {"perplexity": math.exp(min(loss.item(), 50.0))}
+
+    @torch.no_grad()
+    def evaluate(self, model: LstmLm, split: str, batch_size: int = 0, mc: int = 0) -> dict:
+        """Perplexity over the whole split; with ``mc`` > 0 the word probabilities are averaged over ``mc``
+        dropout samples (each with its own masks and its own carried state, as rows of one batch)."""
+        from embdrop.layers import mc_dropout
+
+        model.eval()
+        nll, n, state = 0.0, 0, None
+        stream = self.streams[split]
+        B = stream.shape[0]
+        ctx = mc_dropout(model) if mc > 0 else torch.no_grad()
+        with ctx:
+            for x, y in bptt_batches(stream, self.bptt):
+                if mc > 0:  # (mc*B, t): sample k is rows k*B .. k*B+B-1, each row its own masks
+                    logits, state, _, _ = model(x.repeat(mc, 1), state)
+                    logp = torch.log_softmax(logits, -1).view(mc, B, x.shape[1], -1)
+                    logp = torch.logsumexp(logp, 0) - math.log(mc)  # log of the mean probability
+                    nll -= logp.gather(-1, y.unsqueeze(-1)).sum().item()
+                else:
+                    logits, state, _, _ = model(x, state)
+                    nll += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum").item()
+                n += y.numel()
+        loss = nll / n
+        key = "mc_" if mc > 0 else ""
+        return {f"{key}loss": loss, f"{key}perplexity": math.exp(loss)}
+
+
+def task(config: Config) -> LanguageModelling:
+    return LanguageModelling(config)
+
+
+def build(config: Config, data: LanguageModelling) -> nn.Module:
+    return LstmLm(len(data.vocab), config.model)

@@ -1,0 +1,87 @@
+"""``embdrop predict RUN_DIR "text"``: the class probability from a trained text-classification run.
+
+With ``mc`` > 0 the dropout layers stay on and the probability is averaged over ``mc`` passes (MC dropout, Gal &
+Ghahramani 2016); the standard deviation over the passes and the mutual information between the prediction and
+the weights (BALD: predictive entropy minus the mean entropy of the passes, in nats) say how unsure the model is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from embdrop import _checks
+from embdrop._io import read_json
+from embdrop.data import Tokenizer, Vocab, pad_sequences
+from embdrop.layers import mc_predict
+from embdrop.recipes.text_classification import TextClassification, _Probability
+
+
+@dataclass
+class Prediction:
+    text: str
+    probability: float  # P(classes[1])
+    classes: tuple[str, str]
+    std: float | None = None
+    mutual_information: float | None = None
+
+    def __str__(self) -> str:
+        label = self.classes[int(self.probability > 0.5)]
+        s = f"P({self.classes[1]}) = {self.probability:.4f} -> {label}"
+        if self.std is not None:
+            s += f"  (MC std {self.std:.4f}, mutual information {self.mutual_information:.4f} nats)"
+        return s
+
+
+def load_model(run: str | Path):
+    """(config, vocab, classes, model in eval mode with the best weights) of a text-classification run."""
+    from safetensors.torch import load_file
+
+    from embdrop import recipes
+
+    run = Path(run)
+    config = recipes.load_config(run, "RUN_DIR")
+    module = recipes.recipe(config.recipe)
+    if getattr(module, "task", None) is not recipes.text_classification.task:
+        text = ", ".join(n for n, m in recipes.RECIPES.items() if getattr(m, "task", None) is module.task)
+        raise _checks.invalid("RUN_DIR", "a run of a text-classification recipe (reviews-*, imdb-*)",
+                              f"{str(run)!r} (recipe {config.recipe}{'; ' + text if text else ''})")  # fmt: skip
+    try:
+        vocab = Vocab.load(run / "vocab.json")
+        weights = load_file(run / "best.safetensors")
+    except Exception as e:
+        raise _checks.invalid("RUN_DIR", "a run directory with vocab.json and best.safetensors",
+                              f"{str(run)!r} ({type(e).__name__}: {e})") from None  # fmt: skip
+    classes = tuple(read_json(run / "classes.json", "a JSON list", argument="RUN_DIR")) if (
+        run / "classes.json").exists() else ("0", "1")  # fmt: skip
+    if config.embedding is not None and config.embedding.pretrained is not None:
+        config.embedding.pretrained = None  # the trained weights replace the vectors: no need to read them again
+        config.model.embedding_dim = weights["embedding.weight"].shape[1]
+    model = module.build(config, SimpleNamespace(vocab=vocab))
+    model.load_state_dict(weights)
+    model.eval()
+    return config, vocab, classes, model
+
+
+def predict(run: str | Path, texts: list[str], *, mc: int = 0, seed: int = 0) -> list[Prediction]:
+    """Predictions for ``texts`` with the run's best weights; ``mc`` > 0 for MC dropout over that many passes."""
+    mc = _checks.integer("--mc", mc, low=0)
+    config, vocab, classes, model = load_model(run)
+    d = config.data
+    ids = pad_sequences(Tokenizer(punctuation=d.punctuation).encode(texts, vocab), d.maxlen, padding=d.padding,
+                        truncating="pre")  # fmt: skip
+    if mc == 0:
+        with torch.no_grad():
+            p = torch.sigmoid(model(ids))
+        return [Prediction(t, float(q), classes) for t, q in zip(texts, p, strict=True)]
+    r = mc_predict(_Probability(model), ids, samples=mc, probs="binary", generator=torch.Generator().manual_seed(seed))
+    return [
+        Prediction(t, float(m), classes, float(s), float(mi))
+        for t, m, s, mi in zip(texts, r.mean, r.std, r.mutual_information, strict=True)
+    ]
+
+
+__all__ = ["Prediction", "TextClassification", "load_model", "predict"]

@@ -1,0 +1,44 @@
+import csv
+import statistics
+
+import pytest
+
+from embdrop.recipes.compare import compare, interval, summary_table
+
+
+def test_interval_is_the_student_t_interval_of_the_mean():
+    mean, std, low, high = interval([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert mean == 3.0 and std == pytest.approx(statistics.stdev([1, 2, 3, 4, 5]))
+    assert high - mean == pytest.approx(2.776 * std / 5**0.5)  # t(0.975, 4 df) = 2.776
+    assert interval([2.0])[0] == 2.0
+
+
+def test_best_is_marked_only_where_intervals_separate():
+    rows = [{"cell": c, "seed": s, "accuracy": v} for c, vals in (("a", [0.90, 0.91, 0.92]), ("b", [0.80, 0.81, 0.82]))
+            for s, v in enumerate(vals)]  # fmt: skip
+    assert "0.9100 ± 0.0100 [0.8852, 0.9348] *" in summary_table(rows, "accuracy", True)
+    close = [dict(r, accuracy=r["accuracy"] + (0.09 if r["cell"] == "b" else 0)) for r in rows]
+    table = summary_table(close, "accuracy", True)
+    assert "*" not in table.split("\n\n")[0] and "none does here" in table
+    assert "[0.7852, 0.8348] *" in summary_table(rows, "accuracy", False)  # lower is better: b wins
+
+
+def test_compare_writes_the_raw_runs_the_table_and_the_plot(tmp_path):
+    out = compare("movielens-mf", ["model.factors=4,8"], seeds=2, overrides=["train.epochs=1"], out=tmp_path / "c",
+                  jobs=2, log=lambda *a: None)  # fmt: skip
+    with open(out / "runs.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["cell"], r["seed"]) for r in rows] == [("model.factors=4", "0"), ("model.factors=4", "1"),
+                                                      ("model.factors=8", "0"), ("model.factors=8", "1")]  # fmt: skip
+    assert (out / "factors-8" / "seed-1" / "best.safetensors").exists()
+    assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    table = (out / "table.md").read_text()
+    assert table.count("| model.factors=") == 2 and "over 2 seeds" in table
+
+
+def test_bad_vary_fails_before_anything_runs(tmp_path):
+    with pytest.raises(ValueError, match="--set"):
+        compare("movielens-mf", ["model.nothing=1,2"], out=tmp_path / "c", log=lambda *a: None)
+    with pytest.raises(ValueError, match="--vary"):
+        compare("movielens-mf", ["model.factors"], out=tmp_path / "c", log=lambda *a: None)
+    assert not (tmp_path / "c").exists()

@@ -1,0 +1,99 @@
+import math
+
+import pytest
+import torch
+from tests.recipes.test_train import metrics, quiet
+
+from embdrop import recipes
+from embdrop.recipes import language_model as lm
+
+TINY = ["model.embedding_dim=16", "model.hidden=16", "train.epochs=3", "data.bptt=8", "train.batch_size=4",
+        "data.eval_batch_size=2", "train.optimizer=adam", "train.lr=0.01", "train.clip=1"]  # fmt: skip
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """A PTB-layout corpus with real structure (a repeating grammar), small enough to train in seconds."""
+    rng = torch.Generator().manual_seed(0)
+    words = ["the", "cat", "dog", "sat", "ran", "on", "mat", "rug", "a", "big", "small"]
+    root = tmp_path / "ptb"
+    root.mkdir()
+    for split, n in (("train", 240), ("valid", 40), ("test", 40)):
+        lines = []
+        for _ in range(n):
+            idx = torch.randint(0, len(words), (3,), generator=rng).tolist()
+            lines.append(f"the {words[idx[0]]} sat on a {words[idx[1]]} {words[idx[2]]}")
+        (root / f"ptb.{split}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_variant_presets_match_the_papers():
+    none = recipes.resolve("ptb-lm")
+    got = (none.variant, none.model.hidden, none.model.layers, none.train.epochs, none.data.bptt)
+    assert got == ("none", 200, 2, 13, 20)
+    # Zaremba: loss summed over the window with lr 1 and clip 5 == mean loss with lr T and clip 5 / T
+    assert none.train.lr == none.data.bptt and none.train.clip == pytest.approx(5 / none.data.bptt)
+    naive = recipes.resolve("ptb-lm", ["variant=naive"])
+    assert not naive.model.variational and naive.model.input_dropout == 0.5 and naive.model.recurrent_dropout == 0
+    var = recipes.resolve("ptb-lm", ["model.hidden=64", "variant=variational"])  # variant first, whatever its place
+    assert var.model.variational and var.model.recurrent_dropout == 0.2 and var.model.hidden == 64
+    awd = recipes.resolve("wikitext2-lm", ["variant=awd"])
+    assert awd.model.tie and awd.model.weight_dropout == 0.5 and awd.data.variable_bptt and awd.data.name == "wikitext2"
+    with pytest.raises(ValueError, match="argument 'variant'"):
+        recipes.resolve("ptb-lm", ["variant=large"])
+    with pytest.raises(ValueError, match="has no variants"):
+        recipes.resolve("reviews-lstm", ["variant=naive"])
+
+
+@pytest.mark.parametrize("variant", ["none", "naive", "variational", "awd"])
+def test_each_variant_learns_the_tiny_corpus(corpus, tmp_path, variant):
+    items = [f"variant={variant}", f"data.root={corpus}", *TINY, "model.layers=2", "data.variable_bptt=false"]
+    s = recipes.train("ptb-lm", items, tmp_path / "run", console=quiet())
+    rows = metrics(tmp_path / "run")
+    # the unigram rate is ~9.8; the grammar's own entropy gives 11 ** (3/8) = 2.46
+    assert s.test["perplexity"] < 6 and rows[-1]["valid_perplexity"] < rows[0]["train_perplexity"]
+    assert math.isclose(s.test["perplexity"], math.exp(s.test["loss"]), rel_tol=1e-9)
+
+
+def test_learning_rate_schedule_is_applied_per_epoch(corpus, tmp_path):
+    items = [f"data.root={corpus}", *TINY, "train.epochs=3", "train.lr=8", "train.lr_decay=0.5", "train.decay_after=1"]
+    recipes.train("ptb-lm", items, tmp_path / "run", console=quiet())
+    assert [r["lr"] for r in metrics(tmp_path / "run")] == [8.0, 4.0, 2.0]
+
+
+def test_mc_evaluation_averages_probabilities_and_keeps_dropout_on(corpus, tmp_path):
+    items = [f"data.root={corpus}", *TINY, "model.output_dropout=0.3", "train.mc=8"]
+    s = recipes.train("ptb-lm", items, tmp_path / "run", console=quiet())
+    assert set(s.test) == {"loss", "perplexity", "mc_loss", "mc_perplexity"}
+    assert s.test["mc_perplexity"] != s.test["perplexity"] and s.test["mc_perplexity"] < 6
+
+
+def test_naive_masks_change_every_step_variational_ones_do_not():
+    cfg = recipes.resolve("ptb-lm", ["variant=naive", "model.embedding_dim=8", "model.hidden=8"])
+    naive = lm.LstmLm(20, cfg.model)
+    x = torch.ones(1, 50, 8)
+    y = naive.input_dropout(x)
+    assert not ((y == 0).all(1) | (y != 0).all(1)).all()  # some channel dropped at some steps only
+    cfg = recipes.resolve("ptb-lm", ["variant=variational", "model.embedding_dim=8", "model.hidden=8"])
+    y = lm.LstmLm(20, cfg.model).input_dropout(x)
+    assert ((y == 0).all(1) | (y != 0).all(1)).all()  # each channel dropped at every step or at none
+
+
+def test_tied_weights_share_one_tensor_and_survive_a_checkpoint(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from embdrop.recipes.loop import weights_of
+
+    cfg = recipes.resolve("ptb-lm", ["variant=awd", "model.embedding_dim=8", "model.hidden=12", "model.layers=3"])
+    m = lm.LstmLm(30, cfg.model)
+    assert m.decoder.weight is m.embedding.weight and m.rnns[-1].hidden_size == 8 and m.rnns[0].hidden_size == 12
+    save_file(weights_of(m), tmp_path / "w.safetensors")
+    fresh = lm.LstmLm(30, cfg.model)
+    fresh.load_state_dict(load_file(tmp_path / "w.safetensors"))
+    assert fresh.decoder.weight is fresh.embedding.weight and torch.equal(fresh.embedding.weight, m.embedding.weight)
+
+
+def test_missing_root_names_the_argument(tmp_path):
+    with pytest.raises(ValueError, match="root"):
+        recipes.train("ptb-lm", [], tmp_path / "run", console=quiet())
+    assert not (tmp_path / "run").exists()
