@@ -49,7 +49,7 @@ def test_recipes_lists_one_line_each(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == [
         "reviews-cnn-lstm", "reviews-lstm", "imdb-cnn-lstm", "imdb-lstm", "ptb-lm", "wikitext2-lm", "flights-entity",
-        "movielens-mf"]  # fmt: skip
+        "movielens-mf", "translate-fr-en"]  # fmt: skip
 
 
 def test_train_end_to_end_prints_the_summary(tmp_path):

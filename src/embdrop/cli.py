@@ -110,7 +110,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             "embdrop train: interrupted; the last complete epoch is saved (continue with --resume DIR)", file=sys.stderr
         )
         return 130
-    print(summary)
+    if summary is not None:  # under torchrun only rank 0 has one
+        print(summary)
     return 0
 
 

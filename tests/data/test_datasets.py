@@ -145,3 +145,12 @@ def test_bad_names_roots_and_layouts(tmp_path):
     (tmp_path / "ptb.test.txt").write_bytes(b"ok\n")
     with pytest.raises(ValueError, match="expected UTF-8 text files.*ptb.valid.txt"):
         load_dataset("ptb", tmp_path)
+
+
+def test_tatoeba_pairs_split_by_english_sentence():
+    ds = load_dataset("tatoeba-fra-eng", shared("tatoeba-fra-eng"))
+    assert ds.task == "translation" and sum(ds.sizes().values()) == 167_130
+    english = {s: {e for e, _ in ds[s]} for s in ("train", "valid", "test")}
+    assert not english["train"] & english["test"] and not english["train"] & english["valid"]
+    assert abs(len(english["test"]) - 0.05 * 116_830) <= 1
+    assert ds["train"][0] == ("Go.", "Va !")

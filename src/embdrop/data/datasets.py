@@ -379,12 +379,43 @@ PACKAGED: dict[str, Callable[[], Dataset]] = {
     "flights": _flights,
     "movielens": _movielens,
 }
+
+
+def _tatoeba(root) -> Dataset:
+    (path,) = _find(_need_root("tatoeba-fra-eng", root, "fra.txt"), [["fra.txt"]], "fra.txt (English<TAB>French)")
+    pairs = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            cols = line.rstrip("\n").split("\t")
+            if len(cols) < 2:
+                raise _checks.invalid("root", "lines English<TAB>French", f"{str(path)!r} line {n}: {line[:60]!r}")
+            pairs.append((cols[0], cols[1]))
+    # Split by English sentence, so no held-out English sentence is seen in training under another translation.
+    english = list(dict.fromkeys(e for e, _ in pairs))
+    perm = np.random.default_rng(SEED).permutation(len(english))
+    k = int(round(0.05 * len(english)))
+    part = np.zeros(len(english), dtype=np.int64)
+    part[perm[:k]], part[perm[k : 2 * k]] = 2, 1  # 5% test, 5% valid
+    which = dict(zip(english, part.tolist(), strict=True))
+    splits: dict[str, list] = {"train": [], "valid": [], "test": []}
+    for e, fr in pairs:
+        splits[("train", "valid", "test")[which[e]]].append((e, fr))
+    return Dataset(
+        "tatoeba-fra-eng",
+        "translation",
+        splits,
+        "Tatoeba English-French sentence pairs (manythings.org/anki fra-eng, CC BY 2.0, tatoeba.org): (English, "
+        "French) tuples. Split by distinct English sentence, 90/5/5 with seed 0, in file order within a split.",
+    )
+
+
 FROM_ROOT: dict[str, Callable[..., Dataset]] = {
     "ptb": _ptb,
     "wikitext2": _wikitext2,
     "imdb": _imdb,
     "tiny-shakespeare": _tiny_shakespeare,
     "adult": _adult,
+    "tatoeba-fra-eng": _tatoeba,
 }
 NAMES = (*PACKAGED, *FROM_ROOT)
 
@@ -394,7 +425,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, **options) ->
 
     Args:
         name: one of ``reviews``, ``tweets``, ``flights``, ``movielens`` (packaged) or ``ptb``, ``wikitext2``,
-            ``imdb``, ``tiny-shakespeare``, ``adult`` (from ``root``).
+            ``imdb``, ``tiny-shakespeare``, ``adult``, ``tatoeba-fra-eng`` (from ``root``).
         root: the dataset's directory (e.g. ``../shared/data/ptb``); not used by the packaged ones.
         options: ``level="char"|"word"`` for ``tiny-shakespeare``; no other dataset takes options.
 

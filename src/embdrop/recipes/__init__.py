@@ -24,6 +24,7 @@ from embdrop.recipes import (
     ptb_lm,
     reviews_cnn_lstm,
     reviews_lstm,
+    translate_fr_en,
     wikitext2_lm,
 )
 from embdrop.recipes.config import Config, apply_overrides, fields, to_dict
@@ -38,6 +39,7 @@ RECIPES: dict[str, ModuleType] = {
     "wikitext2-lm": wikitext2_lm,
     "flights-entity": flights_entity,
     "movielens-mf": movielens_mf,
+    "translate-fr-en": translate_fr_en,
 }
 DEFAULT = "reviews-cnn-lstm"
 
@@ -82,7 +84,11 @@ def train(
     resume: str | Path | None = None,
     console=None,
 ) -> Summary:
-    """Train a recipe into a new run directory (``out``, default ``runs/<recipe>-<time>``), or continue ``resume``."""
+    """Train a recipe into a new run directory (``out``, default ``runs/<recipe>-<time>``), or continue ``resume``.
+
+    Started by ``torchrun --nproc_per_node N`` it trains on N processes (DDP over gloo); see :func:`loop.fit`.
+    """
+    _start_distributed()
     if resume is not None:
         run = Path(resume)
         config = load_config(run, "--resume", overrides)
@@ -91,20 +97,57 @@ def train(
     else:
         config = resolve(name or DEFAULT, overrides)
         run = Path(out) if out is not None else Path("runs") / f"{config.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if run.exists() and (not run.is_dir() or any(run.iterdir())):
+        run = _same_on_every_rank(run)
+        if run.exists() and (not run.is_dir() or any(run.iterdir())) and _rank() == 0:
             raise _checks.invalid("--out", "a new or empty directory (continue a run with --resume)", repr(str(run)))
     torch.manual_seed(config.train.seed)
     module = recipe(config.recipe)
     task = module.task(config)  # reads the data: a wrong data.root fails here, before anything is written
     model = module.build(config, task)
     created = not run.exists()
-    run.mkdir(parents=True, exist_ok=True)
+    if _rank() == 0:
+        run.mkdir(parents=True, exist_ok=True)
+    _barrier()
     try:
         return fit(config, task, model, run, resume=resume is not None, console=console)
     except BaseException:
         if created and not (run / "checkpoint.json").exists():
             shutil.rmtree(run, ignore_errors=True)  # nothing worth keeping: leave no half-made run behind
         raise
+
+
+def _start_distributed() -> None:
+    """Under torchrun (WORLD_SIZE > 1 in the environment), start the gloo process group once."""
+    import os
+
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+
+
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _same_on_every_rank(run: Path) -> Path:
+    """Rank 0's run directory (a default name holds the time, which the ranks may see differently)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return run
+    box = [str(run)]
+    dist.broadcast_object_list(box, src=0)
+    return Path(box[0])
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, str]:

@@ -189,10 +189,11 @@ class LanguageModelling:
         self.state = _detach(state)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
         total = loss
-        if model.ar > 0:
-            total = total + model.ar * dropped.pow(2).mean()
-        if model.tar > 0:
-            total = total + model.tar * (raw[:, 1:] - raw[:, :-1]).pow(2).mean()
+        m = getattr(model, "module", model)  # under DDP the wrapper holds the model
+        if m.ar > 0:
+            total = total + m.ar * dropped.pow(2).mean()
+        if m.tar > 0:
+            total = total + m.tar * (raw[:, 1:] - raw[:, :-1]).pow(2).mean()
         return total, {"perplexity": math.exp(min(loss.item(), 50.0))}
 
     @torch.no_grad()

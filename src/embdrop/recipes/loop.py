@@ -11,6 +11,7 @@ Nothing is ever unpickled: tensors are safetensors, everything else JSON.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import time
@@ -132,13 +133,37 @@ def plot_curve(run: Path, history: list[dict], metric: str) -> None:
     plt.close(fig)
 
 
-def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = False, console=None) -> Summary:
-    """Train ``model`` on ``task`` as ``config.train`` says, writing the run directory ``run``."""
+def _distributed() -> tuple[int, int]:
+    """(world size, rank): (1, 0) unless a process group is up (``embdrop train`` under ``torchrun``)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = False, console=None) -> Summary | None:
+    """Train ``model`` on ``task`` as ``config.train`` says, writing the run directory ``run``.
+
+    Under ``torchrun --nproc_per_node N`` (a gloo process group, see :func:`embdrop.recipes.train`) the model is
+    wrapped in DistributedDataParallel: each global batch of ``train.batch_size`` is split by rows across the N
+    processes, so the update is that of one process with the same batch; rank 0 writes and returns the summary,
+    the other ranks return None.
+    """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = console or Console(stderr=True)
     t = config.train
+    world, rank = _distributed()
+    writer = rank == 0  # under torchrun only rank 0 writes the run directory and prints
+    if not writer:
+        console = Console(file=io.StringIO())
+    net = model
+    if world > 1:  # DDP: every rank takes rows rank::world of each global batch; gradients are averaged
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model)
     opt = make_optimizer(config, model.parameters())
     history: list[dict] = []
     best = {"epoch": 0, "value": -math.inf if task.higher_is_better else math.inf}
@@ -149,7 +174,7 @@ def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = Fal
         with open(run / "metrics.jsonl", encoding="utf-8") as f:
             history = [h for h in map(json.loads, f) if h["epoch"] < start_epoch]
         console.print(f"resuming {run} after epoch {state['epoch']}", soft_wrap=True)
-    else:
+    elif writer:
         write_json(run / "config.json", to_dict(config), indent=1)
         task.save(run)
     metric = task.metric
@@ -161,6 +186,8 @@ def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = Fal
         if hasattr(task, "start_epoch"):
             task.start_epoch(opt)
         g = torch.Generator().manual_seed(t.seed * 100_003 + epoch)  # the order of epoch k depends on (seed, k)
+        if world > 1:  # each rank its own dropout masks, reproducible from (seed, epoch, rank)
+            torch.manual_seed((t.seed * 100_003 + epoch) * 1_009 + rank)
         t0 = time.perf_counter()
         sums, n = {"loss": 0.0, metric: 0.0}, 0
         columns = (TextColumn(f"epoch {epoch}/{t.epochs}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -173,7 +200,9 @@ def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = Fal
         ) as bar:
             job = bar.add_task("train", total=task.num_batches("train", t.batch_size), info="")
             for batch in task.batches("train", t.batch_size, generator=g):
-                loss, extra = task.loss(model, batch)
+                if world > 1:
+                    batch = tuple(x[rank::world] for x in batch)
+                loss, extra = task.loss(net, batch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if t.clip is not None:
@@ -184,6 +213,12 @@ def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = Fal
                 n += 1
                 bar.update(job, advance=1, info=f"loss {sums['loss'] / n:.4f} {metric} {sums[metric] / n:.4f}")
         seconds = time.perf_counter() - t0
+        if world > 1:  # the logged train loss and metric: the mean over ranks
+            import torch.distributed as dist
+
+            totals = torch.tensor([sums["loss"], sums[metric]], dtype=torch.float64)
+            dist.all_reduce(totals)
+            sums["loss"], sums[metric] = (totals / world).tolist()
         valid = task.evaluate(model, "valid")
         train_metric = task.train_metric(sums["loss"] / n) if hasattr(task, "train_metric") else sums[metric] / n
         row = {
@@ -202,11 +237,14 @@ def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = Fal
             from safetensors.torch import save_file
 
             weights = weights_of(model)
-            atomic_write(run / "best.safetensors", lambda tmp, w=weights: save_file(w, tmp))
+            if writer:
+                atomic_write(run / "best.safetensors", lambda tmp, w=weights: save_file(w, tmp))
         else:
             bad_epochs += 1
         row["bad_epochs"] = bad_epochs
         history.append(row)
+        if not writer:
+            continue
         _save_checkpoint(run, model, opt, {"epoch": epoch, "best": best})
 
         def write_metrics(tmp):
@@ -223,6 +261,12 @@ def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = Fal
         if t.patience is not None and bad_epochs >= t.patience:
             console.print(f"early stop: no better validation {metric} for {t.patience} epochs")
             break
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()  # rank 0 has written best.safetensors
+        if not writer:
+            return None
     from safetensors.torch import load_file
 
     model.load_state_dict(load_file(run / "best.safetensors"))
