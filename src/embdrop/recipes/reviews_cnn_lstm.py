@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from embdrop import LSTM, Conv1D, Dropout, Embedding, MaxPool1D, SpatialDropout1D
+from embdrop import LSTM, Conv1D, Dropout, Embedding, MaxPool1D, SpatialDropout1D, _checks
 from embdrop.recipes.config import Config, DataConfig, EmbeddingConfig, TrainConfig
-from embdrop.recipes.text_classification import TextClassification, text_embedding
+from embdrop.recipes.text_classification import TextClassification, keras_init, text_embedding
 from embdrop.recipes.text_classification import task as task
 
 DESCRIPTION = "seed 001: Embedding -> Dropout -> Conv1D -> MaxPool1D -> LSTM -> Dense on Amazon reviews"
@@ -21,6 +21,7 @@ class CnnLstmModel:
     dropout: float = 0.2  # a Dropout layer after the embedding (entries)
     spatial_dropout: float = 0.0  # SpatialDropout1D after the embedding (whole channels)
     embedding_dropout: float = 0.0  # embedding dropout (whole words)
+    init: str = "keras"  # "keras" (the initialisers of the Keras model this mirrors) or "torch" (PyTorch's)
     filters: int = 64
     kernel_size: int = 5
     pool_size: int = 4
@@ -71,4 +72,8 @@ class CnnLstm(nn.Module):
 def build(config: Config, data: TextClassification) -> nn.Module:
     m = config.model
     embedding = text_embedding(config, data.vocab, m.embedding_dim, m.embedding_dropout)
-    return CnnLstm(embedding, m, config.data.padding)
+    model = CnnLstm(embedding, m, config.data.padding)
+    _checks.choice("model.init", m.init, ("keras", "torch"))
+    if m.init == "keras":
+        keras_init(model, embedding=config.embedding is None or config.embedding.pretrained is None)
+    return model

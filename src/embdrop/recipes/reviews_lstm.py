@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from embdrop import LSTM, Dropout, Embedding, SpatialDropout1D
+from embdrop import LSTM, Dropout, Embedding, SpatialDropout1D, _checks
 from embdrop.recipes.config import Config, DataConfig, EmbeddingConfig, TrainConfig
 from embdrop.recipes.reviews_cnn_lstm import real_steps
-from embdrop.recipes.text_classification import TextClassification, text_embedding
+from embdrop.recipes.text_classification import TextClassification, keras_init, text_embedding
 from embdrop.recipes.text_classification import task as task
 
 DESCRIPTION = "seed 002: Embedding -> Dropout -> LSTM(dropout, recurrent_dropout) -> Dense on Amazon reviews"
@@ -22,6 +22,7 @@ class LstmModel:
     dropout: float = 0.25  # a Dropout layer after the embedding (entries)
     spatial_dropout: float = 0.0  # SpatialDropout1D after the embedding (whole channels)
     embedding_dropout: float = 0.0  # embedding dropout (whole words)
+    init: str = "keras"  # "keras" (the initialisers of the Keras model this mirrors) or "torch" (PyTorch's)
     hidden: int = 100
     lstm_dropout: float = 0.5  # the LSTM's own dropout (inputs)
     recurrent_dropout: float = 0.5  # the LSTM's recurrent_dropout (states)
@@ -59,4 +60,8 @@ class EmbeddingLstm(nn.Module):
 def build(config: Config, data: TextClassification) -> nn.Module:
     m = config.model
     embedding = text_embedding(config, data.vocab, m.embedding_dim, m.embedding_dropout)
-    return EmbeddingLstm(embedding, m, config.data.padding)
+    model = EmbeddingLstm(embedding, m, config.data.padding)
+    _checks.choice("model.init", m.init, ("keras", "torch"))
+    if m.init == "keras":
+        keras_init(model, embedding=config.embedding is None or config.embedding.pretrained is None)
+    return model
