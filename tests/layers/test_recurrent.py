@@ -344,3 +344,19 @@ def test_errors():
         layer(torch.randn(2, 5, 3), (torch.zeros(1, 3, 4), torch.zeros(1, 3, 4)))
     with pytest.raises(ValueError, match=r"argument 'bidirectional': expected a bool"):
         embdrop.GRU(3, 4, bidirectional="yes")
+
+
+@pytest.mark.parametrize("cls", [embdrop.LSTM, embdrop.GRU])
+def test_eval_with_lengths_ignores_the_training_rates(cls):
+    # eval runs every rate's expectation: no mask and no rescaling, with or without lengths (the lengths path on
+    # CPU goes through the fused kernel with a unit state mask, which must not be scaled by 1/(1-p))
+    torch.manual_seed(0)
+    plain = cls(5, 7).eval()
+    noisy = cls(5, 7, dropout=0.3, recurrent_dropout=0.5).eval()
+    noisy.load_state_dict(plain.state_dict())
+    x, lengths = torch.randn(3, 6, 5), torch.tensor([6, 2, 4])
+    for a, b in zip(plain(x, lengths=lengths), noisy(x, lengths=lengths), strict=True):
+        a, b = (a, b) if isinstance(a, torch.Tensor) else (a[0], b[0])
+        torch.testing.assert_close(a, b)
+    out, _ = plain(x, lengths=lengths)
+    torch.testing.assert_close(out[1, :2], plain(x[1:2, :2])[0][0])

@@ -261,7 +261,8 @@ class _Recurrent(StochasticModule):
         # torch.lstm/gru on a packed batch leave oneDNN for a slow generic path on CPU (2.4x slower than the fused
         # kernel on the reviews-lstm model): with lengths, the CPU kernel runs instead, with an all-ones state mask.
         packed_cpu = n is not None and inp.device.type == "cpu" and zo_h is None and cpu_kernel.available()
-        if packed_cpu and m_rec is None and not zoneout_eval:
+        unit = packed_cpu and m_rec is None and not zoneout_eval  # an all-ones mask, not to be rescaled
+        if unit:
             m_rec = torch.ones(self._gates, inp.shape[0], self.hidden_size, dtype=inp.dtype, device=inp.device)
         if m_rec is None and zo_h is None and not zoneout_eval:
             if m_in is not None:
@@ -269,7 +270,7 @@ class _Recurrent(StochasticModule):
                 inp = inp * (mask * _scale(self.dropout))  # (B, T, C) * (B, 1, C) or (B, T, C)
             out, h, c = self._fused(inp, h0, c0, w_ih, w_hh, b_ih, b_hh, n)
         else:
-            out, h, c = self._loop(inp, h0, c0, w_ih, w_hh, b_ih, b_hh, m_in, m_rec, zo_h, zo_c, n, zoneout_eval)
+            out, h, c = self._loop(inp, h0, c0, w_ih, w_hh, b_ih, b_hh, m_in, m_rec, zo_h, zo_c, n, zoneout_eval, unit)
         if d == 1:
             out = _reverse(out, n)
         return out, h, c
@@ -293,7 +294,7 @@ class _Recurrent(StochasticModule):
         c = res[2][0] if self._kind == "lstm" else None
         return out, h, c
 
-    def _loop(self, inp, h0, c0, w_ih, w_hh, b_ih, b_hh, m_in, m_rec, zo_h, zo_c, n, zoneout_eval):
+    def _loop(self, inp, h0, c0, w_ih, w_hh, b_ih, b_hh, m_in, m_rec, zo_h, zo_c, n, zoneout_eval, unit=False):
         G, H = self._gates, self.hidden_size
         T = inp.shape[1]
         order = _LSTM_KERNEL_ORDER if self._kind == "lstm" else list(range(G))
@@ -306,7 +307,7 @@ class _Recurrent(StochasticModule):
         if m_in is not None and m_in.dim() == 3 and m_in.shape[0] == G:
             m_in = m_in[order]
         xw = _project(inp, m_in, w_ih, b_in, G, self.dropout, self.variational)  # (G, T, B, H)
-        rm = None if m_rec is None else m_rec[order] * _scale(self.recurrent_dropout)
+        rm = None if m_rec is None else m_rec if unit else m_rec[order] * _scale(self.recurrent_dropout)
         step = None
         if n is not None:
             step = torch.arange(T, device=inp.device).unsqueeze(1) < n.to(inp.device).unsqueeze(0)  # (T, B)
