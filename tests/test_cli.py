@@ -93,3 +93,10 @@ def test_predict_and_compare_from_the_command_line(tmp_path):
             "--out", str(tmp_path / "cmp"))  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "| model.factors=4 |" in r.stdout and (tmp_path / "cmp" / "table.md").exists()
+
+
+def test_compare_help_prints_a_plain_percent_sign(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["compare", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert e.value.code == 0 and "95% interval" in out and "%%" not in out

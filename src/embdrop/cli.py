@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         "compare",
         help="train a grid of variants over several seeds and tabulate the test metrics",
         description="Train RECIPE for every combination of the --vary values and every seed (one process per core), "
-        "then write runs.csv (raw metrics), table.md (mean, std, 95%% interval) and compare.png to --out.",
+        "then write runs.csv (raw metrics), table.md (mean, std, 95% interval) and compare.png to --out.",
     )
     c.add_argument("recipe", help="recipe name (see 'embdrop recipes')")
     c.add_argument("--vary", action="append", default=[], metavar="FIELD=V1,V2",

@@ -29,6 +29,7 @@ from embdrop.recipes import (
 )
 from embdrop.recipes.config import Config, apply_overrides, fields, to_dict
 from embdrop.recipes.loop import Summary, fit
+from embdrop.recipes.losses import keep_freed_memory
 
 RECIPES: dict[str, ModuleType] = {
     "reviews-cnn-lstm": reviews_cnn_lstm,
@@ -100,6 +101,7 @@ def train(
         run = _same_on_every_rank(run)
         if run.exists() and (not run.is_dir() or any(run.iterdir())) and _rank() == 0:
             raise _checks.invalid("--out", "a new or empty directory (continue a run with --resume)", repr(str(run)))
+    keep_freed_memory()  # no page faults on every step's fresh activations (see recipes/losses.py)
     torch.manual_seed(config.train.seed)
     module = recipe(config.recipe)
     task = module.task(config)  # reads the data: a wrong data.root fails here, before anything is written

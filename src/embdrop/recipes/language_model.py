@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from embdrop import LSTM, Dropout, Embedding, LockedDropout, _checks
 from embdrop.data import Vocab, batchify, bptt_batches, load_dataset, num_bptt_batches
 from embdrop.recipes.config import Config, DataConfig, TrainConfig
+from embdrop.recipes.losses import linear_cross_entropy
 
 VARIANTS = ("none", "naive", "variational", "awd")
 
@@ -123,16 +124,19 @@ class LstmLm(nn.Module):
             self.decoder.weight = self.embedding.weight
         self.ar, self.tar = m.ar, m.tar
 
-    def forward(self, ids: Tensor, state: list | None = None) -> tuple[Tensor, list, Tensor, Tensor]:
+    def forward(
+        self, ids: Tensor, state: list | None = None, *, decode: bool = True
+    ) -> tuple[Tensor, list, Tensor, Tensor]:
         """ids (B, T) -> logits (B, T, V), the new state per layer, and the last layer's output without and with
-        its dropout (B, T, H), which AR and TAR need."""
+        its dropout (B, T, H), which AR and TAR need. With ``decode=False`` the first item is the dropped output
+        (B, T, H) itself, for :func:`embdrop.recipes.losses.linear_cross_entropy`."""
         x = self.input_dropout(self.embedding(ids))  # (B, T, E)
         new_state = []
         for i, rnn in enumerate(self.rnns):
             x, s = rnn(x, None if state is None else state[i])  # (B, T, H_i)
             new_state.append(s)
         dropped = self.output_dropout(x)
-        return self.decoder(dropped), new_state, x, dropped
+        return self.decoder(dropped) if decode else dropped, new_state, x, dropped
 
 
 def _detach(state: list) -> list:
@@ -185,11 +189,13 @@ class LanguageModelling:
         if self.variable and self.optimizer is not None:  # AWD-LSTM: a longer window takes a larger step
             for group, lr in zip(self.optimizer.param_groups, self.epoch_lrs, strict=True):
                 group["lr"] = lr * x.shape[1] / self.bptt
-        logits, state, raw, dropped = model(x, self.state)
+        _, state, raw, dropped = model(x, self.state, decode=False)
         self.state = _detach(state)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-        total = loss
         m = getattr(model, "module", model)  # under DDP the wrapper holds the model
+        # The softmax and the loss in one step (the same value and gradients as decoder + cross_entropy)
+        loss = linear_cross_entropy(dropped.reshape(-1, dropped.shape[-1]), m.decoder.weight, m.decoder.bias,
+                                    y.reshape(-1))  # fmt: skip
+        total = loss
         if m.ar > 0:
             total = total + m.ar * dropped.pow(2).mean()
         if m.tar > 0:

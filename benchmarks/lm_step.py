@@ -1,0 +1,73 @@
+"""One training step of the PTB language model (``ptb-lm --set variant=none``: 2 x 200 LSTM, V = 10,000, batch 20,
+BPTT 20, SGD, clipping): the decoder + ``F.cross_entropy`` against embdrop's fused ``linear_cross_entropy``.
+
+The ids are random (the step time does not depend on the text), so no corpus is needed. Rounds alternate between
+the two losses on the same model; the ratio printed is the median of baseline time / fused time.
+
+Run: python benchmarks/lm_step.py [--keep-freed-memory] [--variant none|naive|variational]
+(``--keep-freed-memory`` applies the glibc setting that ``embdrop train`` applies; run once with and once without.)
+"""
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from embdrop.recipes.language_model import LmModel, LstmLm, config
+from embdrop.recipes.losses import keep_freed_memory, linear_cross_entropy
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--keep-freed-memory", action="store_true")
+    ap.add_argument("--variant", default="none", choices=("none", "naive", "variational"))
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--steps", type=int, default=20)
+    args = ap.parse_args()
+    if args.keep_freed_memory:
+        print("keep_freed_memory:", keep_freed_memory())
+    cfg = config("ptb-lm", "ptb", args.variant)
+    m: LmModel = cfg.model
+    V, B, T = 10_000, cfg.train.batch_size, cfg.data.bptt
+    torch.manual_seed(0)
+    model = LstmLm(V, m)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    ids = torch.randint(0, V, (args.steps, B, T + 1))
+
+    def step(x, y, fused):
+        out, _, _, _ = model(x, decode=not fused)
+        if fused:
+            loss = linear_cross_entropy(out.reshape(-1, out.shape[-1]), model.decoder.weight, model.decoder.bias,
+                                        y.reshape(-1))  # fmt: skip
+        else:
+            loss = F.cross_entropy(out.reshape(-1, V), y.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip)
+        opt.step()
+        return loss.item()
+
+    def run(fused):
+        t0 = time.perf_counter()
+        for k in range(args.steps):
+            step(ids[k, :, :-1], ids[k, :, 1:], fused)
+        return (time.perf_counter() - t0) / args.steps
+
+    model.train()
+    run(False), run(True)  # warm-up
+    base, ours = [], []
+    for _ in range(args.rounds):
+        base.append(run(False))
+        ours.append(run(True))
+    ratio = statistics.median(b / o for b, o in zip(base, ours, strict=True))
+    print(
+        f"ptb-lm {args.variant} step (B={B}, T={T}, V={V}): decoder + cross_entropy "
+        f"{statistics.median(base) * 1e3:.1f} ms, fused {statistics.median(ours) * 1e3:.1f} ms, ratio {ratio:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
