@@ -4,8 +4,10 @@ BPTT 20, SGD, clipping): the decoder + ``F.cross_entropy`` against embdrop's fus
 The ids are random (the step time does not depend on the text), so no corpus is needed. Rounds alternate between
 the two losses on the same model; the ratio printed is the median of baseline time / fused time.
 
-Run: python benchmarks/lm_step.py [--keep-freed-memory] [--variant none|naive|variational]
+Run: python benchmarks/lm_step.py [--keep-freed-memory] [--variant none|naive|variational] [--bfloat16]
 (``--keep-freed-memory`` applies the glibc setting that ``embdrop train`` applies; run once with and once without.)
+With ``--bfloat16`` both sides use the fused loss and the comparison is ``train.precision``: float32 against the
+step under ``torch.autocast`` to bfloat16 (what ``--set train.precision=bfloat16`` does).
 """
 
 import argparse
@@ -26,6 +28,7 @@ def main() -> None:
     ap.add_argument("--variant", default="none", choices=("none", "naive", "variational"))
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--bfloat16", action="store_true", help="compare float32 with bfloat16 autocast (both fused)")
     args = ap.parse_args()
     if args.keep_freed_memory:
         print("keep_freed_memory:", keep_freed_memory())
@@ -37,13 +40,15 @@ def main() -> None:
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     ids = torch.randint(0, V, (args.steps, B, T + 1))
 
-    def step(x, y, fused):
-        out, _, _, _ = model(x, decode=not fused)
-        if fused:
-            loss = linear_cross_entropy(out.reshape(-1, out.shape[-1]), model.decoder.weight, model.decoder.bias,
-                                        y.reshape(-1))  # fmt: skip
-        else:
-            loss = F.cross_entropy(out.reshape(-1, V), y.reshape(-1))
+    def step(x, y, ours):
+        fused = ours or args.bfloat16
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bfloat16 and ours):
+            out, _, _, _ = model(x, decode=not fused)
+            if fused:
+                loss = linear_cross_entropy(out.reshape(-1, out.shape[-1]), model.decoder.weight, model.decoder.bias,
+                                            y.reshape(-1))  # fmt: skip
+            else:
+                loss = F.cross_entropy(out.reshape(-1, V), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip)
@@ -63,9 +68,10 @@ def main() -> None:
         base.append(run(False))
         ours.append(run(True))
     ratio = statistics.median(b / o for b, o in zip(base, ours, strict=True))
+    names = ("float32", "bfloat16") if args.bfloat16 else ("decoder + cross_entropy", "fused")
     print(
-        f"ptb-lm {args.variant} step (B={B}, T={T}, V={V}): decoder + cross_entropy "
-        f"{statistics.median(base) * 1e3:.1f} ms, fused {statistics.median(ours) * 1e3:.1f} ms, ratio {ratio:.2f}x"
+        f"ptb-lm {args.variant} step (B={B}, T={T}, V={V}): {names[0]} "
+        f"{statistics.median(base) * 1e3:.1f} ms, {names[1]} {statistics.median(ours) * 1e3:.1f} ms, ratio {ratio:.2f}x"
     )
 
 

@@ -76,3 +76,25 @@ def test_env_var_chooses_the_reference_and_the_layer_still_works():
     env = {"EMBDROP_KERNEL": "reference", "PATH": "/usr/bin:/bin"}
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False (2, 5, 4)"
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_bfloat16_weight_runs_the_recurrent_products_in_bfloat16_and_the_rest_in_float32(kind):
+    xw, w, b, rm, h0, c0, step = inputs(kind, torch.float32, seed=3)
+    w16 = w.detach().bfloat16().requires_grad_()  # what the layer passes under torch.autocast
+    if kind == "lstm":
+        mixed, exact = cpu.lstm_recurrence(xw, w16, rm, h0, c0, step), cpu.lstm_recurrence(xw, w, rm, h0, c0, step)
+    else:
+        mixed, exact = cpu.gru_recurrence(xw, w16, b, rm, h0, step), cpu.gru_recurrence(xw, w, b, rm, h0, step)
+    assert all(o.dtype == torch.float32 for o in mixed)
+    for m, e in zip(mixed, exact, strict=True):
+        # the state is float32: the mixed result is within bfloat16 rounding (2^-8 relative) of the exact one
+        assert (m - e).abs().max() < 0.05 * e.abs().max()
+        assert not torch.equal(m, e)  # the products really ran in bfloat16
+    leaves_m, leaves_e = [xw, w16, h0], [xw, w, h0]
+    gm = torch.autograd.grad(sum(o.sum() for o in mixed), leaves_m)
+    ge = torch.autograd.grad(sum(o.sum() for o in exact), leaves_e)
+    assert gm[1].dtype == torch.bfloat16 and gm[0].dtype == torch.float32  # dW in the weight's dtype
+    for a, e in zip(gm, ge, strict=True):
+        assert (a.float() - e).norm() < 0.03 * e.norm()

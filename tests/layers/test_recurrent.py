@@ -106,6 +106,30 @@ def test_kernel_equals_reference_given_the_same_masks(kind, bidirectional, monke
         assert torch.allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_under_bfloat16_autocast_kernel_and_reference_agree_and_gradients_stay_float32(kind, monkeypatch):
+    torch.manual_seed(2)
+    layer = getattr(embdrop, kind)(6, 8, num_layers=2, dropout=0.3, recurrent_dropout=0.4)
+    x = torch.randn(5, 9, 6)
+    masks = layer.sample_masks(x, generator=gen(4))
+
+    def run(autocast):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out, _ = layer(x, masks=masks)
+        return [out, *torch.autograd.grad(out.square().sum(), list(layer.parameters()))]
+
+    exact = run(False)
+    mixed = run(True)
+    assert all(t.dtype == torch.float32 for t in mixed)  # the state, the output and the gradients
+    assert not torch.equal(mixed[0], exact[0])  # the products were rounded
+    for m, e in zip(mixed, exact, strict=True):
+        assert (m - e).norm() < 0.03 * e.norm()
+    monkeypatch.setattr(cpu_kernel, "available", lambda: False)
+    reference = run(True)  # the reference loop under autocast: torch's own mixed-precision matmuls
+    for m, r in zip(mixed, reference, strict=True):
+        assert (m - r).norm() < 0.03 * r.norm()
+
+
 def keras_lstm_reference(layer, x, masks, p_in, p_rec):
     """Keras' LSTMCell, implementation 1, written out gate by gate in nn.LSTM's order (i, f, g, o)."""
     H = layer.hidden_size

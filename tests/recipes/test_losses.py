@@ -53,3 +53,28 @@ def test_keep_freed_memory_sets_glibc_or_says_it_did_not():
     import sys
 
     assert keep_freed_memory() is sys.platform.startswith("linux")
+
+
+def test_under_autocast_the_products_run_in_bfloat16_and_the_gradients_keep_the_inputs_dtype():
+    x, w, b, y = (t.detach().float().requires_grad_() if t.is_floating_point() else t for t in _inputs())
+    ref = F.cross_entropy(F.linear(x, w, b), y)
+    expected = torch.autograd.grad(ref, [x, w, b])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = linear_cross_entropy(x, w, b, y)
+    grads = torch.autograd.grad(ours, [x, w, b])
+    assert ours.dtype == torch.float32 and ours != ref  # rounded products, float32 loss
+    assert abs(ours.item() - ref.item()) < 0.02 * ref.item()
+    for a, e in zip(grads, expected, strict=True):
+        assert a.dtype == torch.float32
+        assert (a - e).norm() < 0.03 * e.norm()
+
+
+def test_a_bfloat16_input_still_gets_a_float32_softmax_and_loss():
+    x, w, b, y = (t.detach().float().requires_grad_() if t.is_floating_point() else t for t in _inputs())
+    x16 = x.detach().bfloat16().requires_grad_()  # what torch.lstm hands on under autocast
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = linear_cross_entropy(x16, w, b, y)
+    ref = F.cross_entropy(F.linear(x16.float(), w, b), y)
+    assert ours.dtype == torch.float32 and abs(ours.item() - ref.item()) < 0.02 * ref.item()
+    dx, dw = torch.autograd.grad(ours, [x16, w])
+    assert dx.dtype == torch.bfloat16 and dw.dtype == torch.float32

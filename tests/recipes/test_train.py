@@ -78,6 +78,8 @@ def test_bad_runs_write_nothing(tmp_path):
         recipes.train(out=tmp_path / "used", console=quiet())
     with pytest.raises(ValueError, match="'root': expected None for the packaged dataset"):
         recipes.train(overrides=["data.root=/nope"], out=tmp_path / "new", console=quiet())
+    with pytest.raises(ValueError, match="'train.precision': expected one of 'float32', 'bfloat16'"):
+        recipes.train(overrides=["train.precision=float16"], out=tmp_path / "new", console=quiet())
     assert not (tmp_path / "new").exists()
     with pytest.raises(ValueError, match="'--resume': expected a run directory written by embdrop train"):
         recipes.train(resume=tmp_path / "used", console=quiet())

@@ -8,6 +8,11 @@
 // pass that adds the input part, applies the activations, updates the state and writes h(t) * m_k for the next
 // step into a (G, T, B, H) buffer. The backward reuses that buffer: the weight gradient is one batched GEMM over all
 // steps, on views. The backward needs no transcendental (activations are saved) and one batched GEMM per step.
+//
+// Mixed precision: when w_hh comes in a lower precision than xw (bfloat16 under torch.autocast), the per-step
+// GEMMs and the weight-gradient GEMM run in w_hh's dtype (their inputs rounded to it, fp32 accumulation inside the
+// GEMM), everything else (gates, state, masks, the element-wise passes) stays in xw's dtype. dW is returned in
+// w_hh's dtype, as autograd expects for that input.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
@@ -228,9 +233,16 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& rmask, 
   scalar_t* __restrict__ g0 = ptr<scalar_t>(gates);
   scalar_t* __restrict__ tc0 = ptr<scalar_t>(tcs);
   scalar_t* __restrict__ o0 = ptr<scalar_t>(out);
+  const bool lp = wt.scalar_type() != xw.scalar_type();
+  Tensor pre_lp = lp ? at::empty({4, B, H}, wt.options()) : Tensor();
   write_masked(hm0, hs0, rp, 4, 0, T, BH);
   for (int64_t t = 0; t < T; ++t) {
-    at::bmm_out(pre, hm.select(1, t), wt);  // (4, B, H): (h(t-1) * m_k) @ W_k^T
+    if (lp) {
+      at::bmm_out(pre_lp, hm.select(1, t).to(wt.scalar_type()), wt);
+      pre.copy_(pre_lp);
+    } else {
+      at::bmm_out(pre, hm.select(1, t), wt);  // (4, B, H): (h(t-1) * m_k) @ W_k^T
+    }
     const scalar_t* __restrict__ x = x0 + t * BH;  // gate k at x + k * TBH
     scalar_t* __restrict__ g = g0 + t * 4 * BH;
     const scalar_t* __restrict__ hprev = hs0 + t * BH;
@@ -269,6 +281,8 @@ void lstm_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmas
                         Tensor& dpre) {
   const int64_t T = gates.size(0), B = gates.size(2), H = gates.size(3), BH = B * H, TBH = T * BH;
   Tensor dhm = at::zeros({4, B, H}, dh.options());
+  const bool lp = w3.scalar_type() != dh.scalar_type();
+  Tensor dhm_lp = lp ? at::empty({4, B, H}, w3.options()) : Tensor();
   const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
   scalar_t* __restrict__ dhp = ptr<scalar_t>(dh);
   scalar_t* __restrict__ dcp = ptr<scalar_t>(dc);
@@ -289,7 +303,12 @@ void lstm_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmas
     for_rows(B, H, [&](int64_t s0, int64_t e0) {
       lstm_bwd_rows<scalar_t>(s0, e0, BH, TBH, H, g, tcp, cprev, dop, dm, rp, dhp, dcp, dp, vt);
     });
-    at::bmm_out(dhm, dpre.select(1, t), w3);  // (4, B, H_in): d(h(t-1) * m_k) for each gate
+    if (lp) {
+      at::bmm_out(dhm_lp, dpre.select(1, t).to(w3.scalar_type()), w3);
+      dhm.copy_(dhm_lp);
+    } else {
+      at::bmm_out(dhm, dpre.select(1, t), w3);  // (4, B, H_in): d(h(t-1) * m_k) for each gate
+    }
   }
   for_range(BH, [&](int64_t s0, int64_t e0) { final_dh_range<scalar_t>(s0, e0, BH, 4, dm, rp, dhp); });
 }
@@ -305,7 +324,8 @@ std::vector<Tensor> lstm_backward(Tensor dout, Tensor dhT, Tensor dcT, Tensor w_
     lstm_backward_loop<scalar_t>(dout, w3, rmask, st, cs, gates, tcs, dh, dc, dpre);
   });
   // dW_k = sum over t, b of dpre_k[t, b]^T (h(t-1) * m_k)[b]: one batched GEMM over all steps, on views.
-  Tensor dw = at::bmm(dpre.view({4, T * B, H}).transpose(1, 2), hm.view({4, T * B, H}));
+  const auto wtype = w_hh.scalar_type();  // the GEMM's dtype and dW's (see the top of the file)
+  Tensor dw = at::bmm(dpre.view({4, T * B, H}).transpose(1, 2).to(wtype), hm.view({4, T * B, H}).to(wtype));
   return {dpre, dw.reshape({4 * H, H}), dh, dc};
 }
 
@@ -326,9 +346,16 @@ void gru_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& b_hh, co
   scalar_t* __restrict__ g0 = ptr<scalar_t>(gates);
   scalar_t* __restrict__ hn0 = ptr<scalar_t>(hpn);
   scalar_t* __restrict__ o0 = ptr<scalar_t>(out);
+  const bool lp = wt.scalar_type() != xw.scalar_type();
+  Tensor hp_lp = lp ? at::empty({3, B, H}, wt.options()) : Tensor();
   write_masked(hm0, hs0, rp, 3, 0, T, BH);
   for (int64_t t = 0; t < T; ++t) {
-    at::bmm_out(hp, hm.select(1, t), wt);  // (3, B, H): (h(t-1) * m_k) @ U_k^T
+    if (lp) {
+      at::bmm_out(hp_lp, hm.select(1, t).to(wt.scalar_type()), wt);
+      hp.copy_(hp_lp);
+    } else {
+      at::bmm_out(hp, hm.select(1, t), wt);  // (3, B, H): (h(t-1) * m_k) @ U_k^T
+    }
     const scalar_t* __restrict__ x = x0 + t * BH;
     scalar_t* __restrict__ g = g0 + t * 3 * BH;
     const scalar_t* __restrict__ hprev = hs0 + t * BH;
@@ -364,6 +391,8 @@ void gru_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmask
                        Tensor& dhp) {
   const int64_t T = gates.size(0), B = gates.size(2), H = gates.size(3), BH = B * H, TBH = T * BH;
   Tensor dhm = at::zeros({3, B, H}, dh.options());
+  const bool lp = w3.scalar_type() != dh.scalar_type();
+  Tensor dhm_lp = lp ? at::empty({3, B, H}, w3.options()) : Tensor();
   const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
   scalar_t* __restrict__ dhptr = ptr<scalar_t>(dh);
   const scalar_t* __restrict__ rp = ptr<scalar_t>(rmask);
@@ -385,7 +414,12 @@ void gru_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmask
     for_rows(B, H, [&](int64_t s0, int64_t e0) {
       gru_bwd_rows<scalar_t>(s0, e0, BH, TBH, H, g, hnp, hprev, dop, dm, rp, dhptr, dx, dr, vt);
     });
-    at::bmm_out(dhm, dhp.select(1, t), w3);
+    if (lp) {
+      at::bmm_out(dhm_lp, dhp.select(1, t).to(w3.scalar_type()), w3);
+      dhm.copy_(dhm_lp);
+    } else {
+      at::bmm_out(dhm, dhp.select(1, t), w3);
+    }
   }
   for_range(BH, [&](int64_t s0, int64_t e0) { final_dh_range<scalar_t>(s0, e0, BH, 3, dm, rp, dhptr); });
 }
@@ -400,7 +434,8 @@ std::vector<Tensor> gru_backward(Tensor dout, Tensor dhT, Tensor w_hh, Tensor rm
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "embdrop_gru_backward", [&] {
     gru_backward_loop<scalar_t>(dout, w3, rmask, st, hs, gates, hpn, dh, dxw, dhp);
   });
-  Tensor dw = at::bmm(dhp.view({3, T * B, H}).transpose(1, 2), hm.view({3, T * B, H}));
+  const auto wtype = w_hh.scalar_type();
+  Tensor dw = at::bmm(dhp.view({3, T * B, H}).transpose(1, 2).to(wtype), hm.view({3, T * B, H}).to(wtype));
   Tensor db = dhp.sum({1, 2}).reshape({3 * H});
   return {dxw, dw.reshape({3 * H, H}), db, dh};
 }

@@ -176,7 +176,7 @@ def _gru_backward(
 @_gru_backward.register_fake
 def _(dout, dh, w_hh, rmask, hs, hm, gates, hpn, step):
     H = dh.shape[-1]
-    return hm.new_empty(hm.shape), w_hh.new_empty(w_hh.shape), w_hh.new_empty(3 * H), dh.new_empty(dh.shape)
+    return hm.new_empty(hm.shape), w_hh.new_empty(w_hh.shape), hm.new_empty(3 * H), dh.new_empty(dh.shape)
 
 
 def _gru_setup(ctx, inputs, output):
@@ -198,7 +198,10 @@ _gru_forward.register_autograd(_gru_grad, setup_context=_gru_setup)
 
 
 def lstm_recurrence(xw: Tensor, w_hh: Tensor, rmask: Tensor, h0: Tensor, c0: Tensor, step: Tensor | None = None):
-    """Same contract as :func:`embdrop.kernels.reference.lstm_recurrence` (no zoneout); ``rmask`` is required."""
+    """Same contract as :func:`embdrop.kernels.reference.lstm_recurrence` (no zoneout); ``rmask`` is required.
+
+    ``w_hh`` may come in a lower precision than ``xw`` (bfloat16 under ``torch.autocast``): the recurrent matrix
+    products then run in that precision and the rest in ``xw``'s (see ``cpu.cpp``)."""
     out, hs, cs, *_ = _lstm_forward(xw, w_hh, rmask, h0, c0, _step(step))
     return out, hs[-1], cs[-1]
 

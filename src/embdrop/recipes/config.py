@@ -42,6 +42,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     mc: int = 0  # > 0: also evaluate the test split with MC dropout over this many samples
     seed: int = 0
+    # "bfloat16": the training step's matrix products under torch.autocast (CPUs with AMX or AVX512-BF16 run them
+    # several times faster); weights, optimizer, state and the evaluation stay float32
+    precision: str = "float32"
 
 
 @dataclass

@@ -39,6 +39,15 @@ def make_optimizer(config: Config, params) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=t.lr, weight_decay=wd)
 
 
+PRECISIONS = ("float32", "bfloat16")
+
+
+def autocast(config: Config, device: str = "cpu"):
+    """The context the training step runs in: ``torch.autocast`` to bfloat16 when ``train.precision`` says so."""
+    p = _checks.choice("train.precision", config.train.precision, PRECISIONS)
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=p == "bfloat16")
+
+
 def epoch_lr(config: Config, epoch: int) -> float:
     """The schedule: ``lr * lr_decay ** max(0, epoch - decay_after)`` (a function of the epoch, so resume-safe)."""
     t = config.train
@@ -165,6 +174,7 @@ def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = Fal
 
         net = DistributedDataParallel(model)
     opt = make_optimizer(config, model.parameters())
+    step_context = autocast(config)
     history: list[dict] = []
     best = {"epoch": 0, "value": -math.inf if task.higher_is_better else math.inf}
     start_epoch = 1
@@ -202,7 +212,8 @@ def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = Fal
             for batch in task.batches("train", t.batch_size, generator=g):
                 if world > 1:
                     batch = tuple(x[rank::world] for x in batch)
-                loss, extra = task.loss(net, batch)
+                with step_context:
+                    loss, extra = task.loss(net, batch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if t.clip is not None:

@@ -20,17 +20,27 @@ from embdrop import _checks
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
+    # The buffer is the transposed logits (V, N): w @ x.T, g @ x and g.T @ w are the layouts oneDNN's bfloat16
+    # GEMMs run fastest (3.8 / 3.7 / 6.9 ms against 7.4 / 7.1 / 9.3 ms for x @ w.T, g.T @ x, g @ w at N = 700,
+    # H = 650, V = 10,000), and no slower in float32. The softmax then runs down the columns.
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor) -> Tensor:
-        logits = x @ weight.t() if bias is None else torch.addmm(bias, x, weight.t())  # (N, V)
-        picked = logits.gather(1, target[:, None])  # (N, 1)
-        top = logits.amax(1, keepdim=True)  # (N, 1): for a stable exp
-        probs = logits.sub_(top).exp_()  # (N, V): unnormalised, in place
-        total = probs.sum(1, keepdim=True)  # (N, 1)
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, lowp) -> Tensor:
+        # lowp: None, or the dtype (autocast's) in which the three matrix products run; the softmax, the loss and
+        # the buffer are in the weight's dtype (float32 under autocast, even where x came out of an op in bfloat16)
+        xm, wm = (x, weight) if lowp is None else (x.to(lowp), weight.to(lowp))
+        with torch.autocast(x.device.type, enabled=False):
+            logits = (wm @ xm.t()).to(weight.dtype)  # (V, N)
+        if bias is not None:
+            logits.add_(bias[:, None])
+        picked = logits.gather(0, target[None, :])  # (1, N)
+        top = logits.amax(0, keepdim=True)  # (1, N): for a stable exp
+        probs = logits.sub_(top).exp_()  # (V, N): unnormalised, in place
+        total = probs.sum(0, keepdim=True)  # (1, N)
         probs.div_(total)
         loss = (top + total.log() - picked).mean()
-        ctx.save_for_backward(x, weight, probs, target)
+        ctx.save_for_backward(xm, wm, probs, target)
         ctx.has_bias = bias is not None
+        ctx.dtypes = (x.dtype, weight.dtype)
         ctx.used = False
         return loss
 
@@ -39,14 +49,15 @@ class _LinearCrossEntropy(torch.autograd.Function):
         if ctx.used:  # the saved softmax became the gradient in place the first time
             raise RuntimeError("linear_cross_entropy: backward through the same graph twice is not supported")
         ctx.used = True
-        x, weight, probs, target = ctx.saved_tensors
-        g = probs  # d loss / d logits = (softmax - one_hot) / N, built in place
-        g.scatter_add_(1, target[:, None], torch.full_like(target[:, None], -1, dtype=g.dtype))
-        g.mul_(grad / g.shape[0])
-        dx = g @ weight if ctx.needs_input_grad[0] else None  # (N, H)
-        dw = g.t() @ x if ctx.needs_input_grad[1] else None  # (V, H)
-        db = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None  # (V,)
-        return dx, dw, db, None
+        xm, wm, probs, target = ctx.saved_tensors
+        g = probs  # (V, N): d loss / d logits = (softmax - one_hot) / N, built in place
+        g.scatter_add_(0, target[None, :], torch.full_like(target[None, :], -1, dtype=g.dtype))
+        g.mul_(grad / g.shape[1])
+        gm = g.to(wm.dtype)  # the products in the forward's precision
+        dx = (gm.t() @ wm).to(ctx.dtypes[0]) if ctx.needs_input_grad[0] else None  # (N, H)
+        dw = (gm @ xm).to(ctx.dtypes[1]) if ctx.needs_input_grad[1] else None  # (V, H)
+        db = g.sum(1) if ctx.has_bias and ctx.needs_input_grad[2] else None  # (V,)
+        return dx, dw, db, None, None
 
 
 def linear_cross_entropy(x: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor) -> Tensor:
@@ -61,13 +72,16 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, bias: Tensor | None, target:
     Shape:
         x (N, H), weight (V, H), bias (V,), target (N,) -> a scalar.
 
-    Backward may run once per forward (the softmax is turned into the gradient in place).
+    Backward may run once per forward (the softmax is turned into the gradient in place). Under ``torch.autocast``
+    the matrix products run in autocast's dtype and the softmax and the loss in ``weight``'s.
     """
     if x.dim() != 2 or target.shape != x.shape[:1]:
         raise _checks.invalid("target", f"shape ({x.shape[0]},) for x of shape (N, H)", tuple(target.shape))
     if target.dtype != torch.long:
         raise _checks.invalid("target", "a torch.long tensor", target.dtype)
-    return _LinearCrossEntropy.apply(x, weight, bias, target)
+    t = x.device.type
+    lowp = torch.get_autocast_dtype(t) if torch.is_autocast_enabled(t) else None
+    return _LinearCrossEntropy.apply(x, weight, bias, target, lowp)
 
 
 def keep_freed_memory() -> bool:
