@@ -297,18 +297,19 @@ class _Recurrent(StochasticModule):
     def _loop(self, inp, h0, c0, w_ih, w_hh, b_ih, b_hh, m_in, m_rec, zo_h, zo_c, n, zoneout_eval, unit=False):
         G, H = self._gates, self.hidden_size
         T = inp.shape[1]
-        order = _LSTM_KERNEL_ORDER if self._kind == "lstm" else list(range(G))
-        idx = torch.tensor(order, device=inp.device)
-        # gate blocks reordered; index_select, whose backward is one index_add_, where indexing's backward (an
-        # accumulating index_put_) took 19 ms of a 167 ms ptb-lm medium step
-        perm = lambda w: w.view(G, H, -1).index_select(0, idx).reshape(w.shape)  # noqa: E731
-        b_in = None
-        if order != list(range(G)):
+        lstm = self._kind == "lstm"
+        order = _LSTM_KERNEL_ORDER if lstm else list(range(G))  # GRU: the kernel's order is torch's
+        if lstm:
+            # gate blocks reordered by index_select, whose backward is one index_add_ (indexing's backward, an
+            # accumulating index_put_, took 19 ms of a 167 ms ptb-lm medium step)
+            idx = torch.tensor(order, device=inp.device)
+            perm = lambda w: w.view(G, H, -1).index_select(0, idx).reshape(w.shape)  # noqa: E731
             w_ih, w_hh = perm(w_ih), perm(w_hh)
-        if self.bias:
-            if order != list(range(G)):
+            if self.bias:
                 b_ih, b_hh = perm(b_ih), perm(b_hh)
-            b_in = b_ih + b_hh if self._kind == "lstm" else b_ih
+        b_in = None
+        if self.bias:
+            b_in = b_ih + b_hh if lstm else b_ih
         if m_in is not None and m_in.dim() == 3 and m_in.shape[0] == G:
             m_in = m_in[order]
         xw = _project(inp, m_in, w_ih, b_in, G, self.dropout, self.variational)  # (G, T, B, H)
