@@ -130,6 +130,36 @@ def test_under_bfloat16_autocast_kernel_and_reference_agree_and_gradients_stay_f
         assert (m - r).norm() < 0.03 * r.norm()
 
 
+@pytest.mark.parametrize("variational", [True, False])
+def test_lstm_under_bfloat16_autocast_runs_in_float32_where_onednn_has_no_bfloat16_lstm(variational, monkeypatch):
+    # AVX2-only CPUs: nn.LSTM itself raises there under autocast ("could not create a primitive descriptor")
+    monkeypatch.setattr(cpu_kernel, "onednn_supports", lambda dtype: dtype not in (torch.bfloat16, torch.float16))
+    torch.manual_seed(3)
+    layer = embdrop.LSTM(6, 8, num_layers=2, dropout=0.3, variational=variational)  # the torch.lstm path
+    x = torch.randn(5, 9, 6)
+    lengths = torch.tensor([9, 4, 1, 7, 9])
+    masks = layer.sample_masks(x, generator=gen(0))
+    for n in (None, lengths):
+        exact = layer(x, lengths=n, masks=masks)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = layer(x.bfloat16(), lengths=n, masks=masks)  # an input from a bfloat16 op before it
+        out, (h, c) = mixed
+        assert out.dtype == h.dtype == c.dtype == torch.float32
+        if n is None:  # torch.lstm in float32: x rounded to bfloat16 is the only difference
+            ref = layer(x.bfloat16().float(), lengths=n, masks=masks)
+            assert torch.equal(out, ref[0]) and torch.equal(h, ref[1][0])
+        # with lengths the fused C++ kernel runs, its products in bfloat16 (as on any CPU)
+        assert (out - exact[0]).norm() < 0.03 * exact[0].norm()
+
+
+def test_onednn_support_query_answers_for_float32_and_bfloat16():
+    assert cpu_kernel.onednn_supports(torch.float32) is True
+    assert isinstance(cpu_kernel.onednn_supports(torch.bfloat16), bool)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # whatever this CPU is, the layer runs
+        out, _ = embdrop.LSTM(4, 5)(torch.randn(2, 3, 4))
+    assert torch.isfinite(out).all()
+
+
 def keras_lstm_reference(layer, x, masks, p_in, p_rec):
     """Keras' LSTMCell, implementation 1, written out gate by gate in nn.LSTM's order (i, f, g, o)."""
     H = layer.hidden_size

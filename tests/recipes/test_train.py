@@ -108,3 +108,17 @@ def test_imdb_recipe_reads_the_shared_corpus(tmp_path):
     items = ["data.maxlen=20", "train.epochs=1", "model.hidden=8", "model.filters=8", f"data.root={root}"]
     s = recipes.train("imdb-cnn-lstm", items, tmp_path / "run", console=quiet())
     assert s.test["accuracy"] > 0.55  # 25,000 balanced test reviews, chance 0.5, from their last 20 words
+
+
+def test_bfloat16_trains_a_conv_into_lstm_model_and_warns_where_onednn_has_no_bfloat16(tmp_path, monkeypatch):
+    import io
+
+    from embdrop.kernels import cpu as cpu_kernel
+
+    # the Conv1D hands the LSTM a bfloat16 (B, T, C) under autocast; the LSTM keeps its state in float32
+    monkeypatch.setattr(cpu_kernel, "onednn_supports", lambda dtype: dtype == torch.float32)
+    out = io.StringIO()
+    items = FAST + ["train.epochs=1", "model.filters=16", "train.precision=bfloat16"]
+    s = recipes.train("reviews-cnn-lstm", items, tmp_path / "run", console=Console(file=out, width=200))
+    assert "warning: train.precision=bfloat16, but oneDNN has no bfloat16 on this CPU" in out.getvalue()
+    assert 0.5 < s.test["accuracy"] <= 1.0 and torch.isfinite(torch.tensor(s.test["loss"]))

@@ -61,6 +61,20 @@ def available() -> bool:
     return _extension() is not None
 
 
+def onednn_supports(dtype: torch.dtype) -> bool:
+    """Whether oneDNN has ``dtype`` on this CPU (bfloat16 needs AVX-512; AMX or AVX512-BF16 make it fast).
+
+    Where it has not, oneDNN's LSTM refuses the dtype (nn.LSTM raises under autocast) and bfloat16 matrix products
+    are emulated: 11-16x slower than float32 for a ptb-lm medium step on a 2-core AVX2 CPU
+    (``benchmarks/lm_step.py --bfloat16``).
+    """
+    query = {torch.bfloat16: "_is_mkldnn_bf16_supported", torch.float16: "_is_mkldnn_fp16_supported"}.get(dtype)
+    try:
+        return query is None or bool(getattr(torch.ops.mkldnn, query)())
+    except (AttributeError, RuntimeError):  # a torch without the query: assume it can, as before
+        return True
+
+
 def _step(step: Tensor | None) -> Tensor:
     return torch.empty(0, dtype=torch.bool) if step is None else step.contiguous()
 

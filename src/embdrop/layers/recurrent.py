@@ -223,6 +223,8 @@ class _Recurrent(StochasticModule):
         generator: torch.Generator | None = None,
     ):
         self._check_input(x)
+        if x.dtype != self.weight_ih_l0.dtype and torch.is_autocast_enabled(x.device.type):
+            x = x.to(self.weight_ih_l0.dtype)  # a lower-precision op's output: the state stays in the weights' dtype
         B, T, _ = x.shape
         start, n = self._lengths(lengths, B, T)
         if masks is None and self.training and self._random:
@@ -276,6 +278,13 @@ class _Recurrent(StochasticModule):
         return out, h, c
 
     def _fused(self, inp, h0, c0, w_ih, w_hh, b_ih, b_hh, n):
+        lowp = torch.is_autocast_enabled("cpu") and inp.device.type == "cpu"
+        if lowp and self._kind == "lstm" and not cpu_kernel.onednn_supports(torch.get_autocast_dtype("cpu")):
+            # oneDNN's LSTM has no bfloat16 primitive on CPUs without native bfloat16 (AVX2-only: nn.LSTM itself
+            # fails there under autocast): this layer runs in float32 instead, as autocast does for ops it skips
+            with torch.autocast("cpu", enabled=False):
+                f = lambda t: None if t is None else t.float()  # noqa: E731
+                return self._fused(f(inp), f(h0), f(c0), f(w_ih), f(w_hh), f(b_ih), f(b_hh), n)
         params = [w_ih, w_hh] + ([b_ih, b_hh] if self.bias else [])
         hx = (h0.unsqueeze(0), c0.unsqueeze(0)) if self._kind == "lstm" else h0.unsqueeze(0)
         fn = torch.lstm if self._kind == "lstm" else torch.gru
@@ -295,15 +304,13 @@ class _Recurrent(StochasticModule):
         return out, h, c
 
     def _loop(self, inp, h0, c0, w_ih, w_hh, b_ih, b_hh, m_in, m_rec, zo_h, zo_c, n, zoneout_eval, unit=False):
-        G, H = self._gates, self.hidden_size
+        G = self._gates
         T = inp.shape[1]
         lstm = self._kind == "lstm"
         order = _LSTM_KERNEL_ORDER if lstm else list(range(G))  # GRU: the kernel's order is torch's
         if lstm:
-            # gate blocks reordered by index_select, whose backward is one index_add_ (indexing's backward, an
-            # accumulating index_put_, took 19 ms of a 167 ms ptb-lm medium step)
-            idx = torch.tensor(order, device=inp.device)
-            perm = lambda w: w.view(G, H, -1).index_select(0, idx).reshape(w.shape)  # noqa: E731
+            idx = torch.tensor(order, device=inp.device)  # its own inverse: the backward gathers with it too
+            perm = lambda w: _PermuteBlocks.apply(w, idx, idx)  # noqa: E731
             w_ih, w_hh = perm(w_ih), perm(w_hh)
             if self.bias:
                 b_ih, b_hh = perm(b_ih), perm(b_hh)
@@ -356,6 +363,25 @@ class _Recurrent(StochasticModule):
             if getattr(self, k) != v:
                 s += f", {k}={getattr(self, k)}"
         return s
+
+
+class _PermuteBlocks(torch.autograd.Function):
+    """Rows of ``w`` taken as ``idx.numel()`` equal blocks, reordered: block k of the result is block idx[k].
+
+    The backward is the inverse gather, not the scatter-add of indexing (an accumulating index_put_ took 19 ms of a
+    167 ms ptb-lm medium step) or of index_select (an index_add_, which torch.compile's AVX2 code generator fused
+    into a backward kernel that corrupted the heap: "free(): corrupted unsorted chunks", torch 2.13, AMD EPYC).
+    """
+
+    @staticmethod
+    def forward(ctx, w: Tensor, idx: Tensor, inverse: Tensor) -> Tensor:
+        ctx.save_for_backward(inverse)
+        return w.reshape(idx.numel(), -1).index_select(0, idx).view(w.shape)  # (G, H*C) blocks -> (G*H, C)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (inverse,) = ctx.saved_tensors
+        return grad.reshape(inverse.numel(), -1).index_select(0, inverse).view(grad.shape), None, None
 
 
 def _project(inp, m_in, w_ih, b_in, G, p, variational):

@@ -23,6 +23,7 @@ from torch import nn
 
 from embdrop import _checks
 from embdrop._io import atomic_write, write_json
+from embdrop.kernels import cpu as cpu_kernel
 from embdrop.recipes.config import Config, to_dict
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
@@ -175,6 +176,12 @@ def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = Fal
         net = DistributedDataParallel(model)
     opt = make_optimizer(config, model.parameters())
     step_context = autocast(config)
+    if t.precision == "bfloat16" and not cpu_kernel.onednn_supports(torch.bfloat16):
+        console.print(
+            "warning: train.precision=bfloat16, but oneDNN has no bfloat16 on this CPU (it needs AVX-512; AMX or "
+            "AVX512-BF16 make it fast): the products are emulated, many times slower than float32",
+            soft_wrap=True,
+        )
     history: list[dict] = []
     best = {"epoch": 0, "value": -math.inf if task.higher_is_better else math.inf}
     start_epoch = 1
