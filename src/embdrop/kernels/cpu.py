@@ -8,6 +8,7 @@ loop, which gives the same results more slowly. ``EMBDROP_KERNEL=reference`` cho
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import platform
@@ -19,8 +20,11 @@ from torch import Tensor
 
 _SOURCE = Path(__file__).with_name("cpu.cpp")
 # Built for the CPU it runs on (the build happens there); the name below keeps builds for different CPUs apart
-# in a shared cache directory.
-_FLAGS = ["-O3", "-march=native"]
+# in a shared cache directory. -fno-trapping-math lets GCC vectorise the element-wise passes for AVX2 (it changes
+# no result: no reassociation, no finite-math assumption): without it GCC 12 reports "control flow in loop" and
+# emits scalar code there, and the LSTM forward kernel at (B, T, H) = (32, 200, 100) takes 28.4 ms, with it 16.5 ms
+# (AMD EPYC, 2 threads); AVX-512's masked instructions had vectorised them anyway.
+_FLAGS = ["-O3", "-march=native", "-fno-trapping-math"]
 _state: dict = {}
 
 
@@ -61,6 +65,7 @@ def available() -> bool:
     return _extension() is not None
 
 
+@functools.cache
 def onednn_supports(dtype: torch.dtype) -> bool:
     """Whether oneDNN has ``dtype`` on this CPU (bfloat16 needs AVX-512; AMX or AVX512-BF16 make it fast).
 

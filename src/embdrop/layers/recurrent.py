@@ -281,10 +281,10 @@ class _Recurrent(StochasticModule):
         lowp = torch.is_autocast_enabled("cpu") and inp.device.type == "cpu"
         if lowp and self._kind == "lstm" and not cpu_kernel.onednn_supports(torch.get_autocast_dtype("cpu")):
             # oneDNN's LSTM has no bfloat16 primitive on CPUs without native bfloat16 (AVX2-only: nn.LSTM itself
-            # fails there under autocast): this layer runs in float32 instead, as autocast does for ops it skips
+            # fails there under autocast): this layer runs in its weights' dtype instead, as for ops autocast skips
             with torch.autocast("cpu", enabled=False):
-                f = lambda t: None if t is None else t.float()  # noqa: E731
-                return self._fused(f(inp), f(h0), f(c0), f(w_ih), f(w_hh), f(b_ih), f(b_hh), n)
+                f = lambda t: None if t is None else t.to(w_ih.dtype)  # noqa: E731
+                return self._fused(f(inp), f(h0), f(c0), w_ih, w_hh, b_ih, b_hh, n)
         params = [w_ih, w_hh] + ([b_ih, b_hh] if self.bias else [])
         hx = (h0.unsqueeze(0), c0.unsqueeze(0)) if self._kind == "lstm" else h0.unsqueeze(0)
         fn = torch.lstm if self._kind == "lstm" else torch.gru
