@@ -370,7 +370,8 @@ class _PermuteBlocks(torch.autograd.Function):
 
     The backward is the inverse gather, not the scatter-add of indexing (an accumulating index_put_ took 19 ms of a
     167 ms ptb-lm medium step) or of index_select (an index_add_, which torch.compile's AVX2 code generator fused
-    into a backward kernel that corrupted the heap: "free(): corrupted unsorted chunks", torch 2.13, AMD EPYC).
+    into a backward kernel that corrupted the heap: "free(): corrupted unsorted chunks", torch 2.13, AMD EPYC; not
+    with inductor's vectorisation off, and not in a minimal graph of index_select alone).
     """
 
     @staticmethod
