@@ -80,6 +80,9 @@ def test_bad_runs_write_nothing(tmp_path):
         recipes.train(overrides=["data.root=/nope"], out=tmp_path / "new", console=quiet())
     with pytest.raises(ValueError, match="'train.precision': expected one of 'float32', 'bfloat16'"):
         recipes.train(overrides=["train.precision=float16"], out=tmp_path / "new", console=quiet())
+    bad_log = r"'train.log_every': expected a number of seconds >= 0 .* Received: train.log_every=-1.0"
+    with pytest.raises(ValueError, match=bad_log):
+        recipes.train(overrides=["train.log_every=-1"], out=tmp_path / "new", console=quiet())
     assert not (tmp_path / "new").exists()
     with pytest.raises(ValueError, match="'--resume': expected a run directory written by embdrop train"):
         recipes.train(resume=tmp_path / "used", console=quiet())
@@ -122,3 +125,23 @@ def test_bfloat16_trains_a_conv_into_lstm_model_and_warns_where_onednn_has_no_bf
     s = recipes.train("reviews-cnn-lstm", items, tmp_path / "run", console=Console(file=out, width=200))
     assert "warning: train.precision=bfloat16, but oneDNN has no bfloat16 on this CPU" in out.getvalue()
     assert 0.5 < s.test["accuracy"] <= 1.0 and torch.isfinite(torch.tensor(s.test["loss"]))
+
+
+def test_a_log_file_gets_plain_progress_lines_every_log_every_seconds(tmp_path):
+    import io
+    import re
+
+    def lines(log_every, out):
+        console = Console(file=io.StringIO(), width=200)  # a file, not a terminal: no progress bar
+        items = FAST + ["train.epochs=2", "model.hidden=8", f"train.log_every={log_every}"]
+        recipes.train("reviews-lstm", items, tmp_path / out, console=console)
+        return console.file.getvalue().splitlines()
+
+    every = lines(1e-9, "every")  # always due: a line after every batch but the epoch's last
+    progress = [x for x in every if " batches, " in x]
+    assert len(progress) == 2 * 56  # 3600 rows / 64 -> 57 batches per epoch
+    assert re.fullmatch(r"epoch 1/2: 1/57 batches, loss \d\.\d{4} accuracy \d\.\d{4}, \d+ s", progress[0])
+    assert progress[56].startswith("epoch 2/2: 1/57 batches, ") and progress[-1].startswith("epoch 2/2: 56/57 ")
+    assert [x for x in every if " batches, " not in x][0].startswith("epoch 1/2: train loss ")
+    assert not [x for x in lines(0, "off") if " batches, " in x]
+    assert not [x for x in lines(60, "default") if " batches, " in x]  # a short run: nothing between the epochs

@@ -45,6 +45,9 @@ class TrainConfig:
     # "bfloat16": the training step's matrix products under torch.autocast (CPUs with AMX or AVX512-BF16 run them
     # several times faster); weights, optimizer, state and the evaluation stay float32
     precision: str = "float32"
+    # seconds between plain progress lines ("epoch 3/39: 400/1327 batches, loss ...") when the console is not a
+    # terminal, as when the output goes to a log file; 0: none. On a terminal the progress bar shows it instead.
+    log_every: float = 60.0
 
 
 @dataclass

@@ -7,6 +7,8 @@ the test metric is computed with). Every file is written to a temporary name and
 leaves a half-written file, and ``resume`` continues from the last complete epoch to the same final numbers as an
 uninterrupted run: the shuffling of epoch k is seeded by (seed, k) and the global RNG state is saved.
 Nothing is ever unpickled: tensors are safetensors, everything else JSON.
+Progress: a bar on a terminal; written to a file (``embdrop train ... 2> log``), a plain line every
+``train.log_every`` seconds instead, and one line per epoch in both cases.
 """
 
 from __future__ import annotations
@@ -176,6 +178,9 @@ def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = Fal
         net = DistributedDataParallel(model)
     opt = make_optimizer(config, model.parameters())
     step_context = autocast(config)
+    if not (isinstance(t.log_every, (int, float)) and math.isfinite(t.log_every) and t.log_every >= 0):
+        raise _checks.invalid("train.log_every", "a number of seconds >= 0 (0: no progress lines)", t.log_every)
+    plain = t.log_every > 0 and not console.is_terminal  # a log file: a line every log_every seconds, no bar
     if t.precision == "bfloat16" and not cpu_kernel.onednn_supports(torch.bfloat16):
         console.print(
             "warning: train.precision=bfloat16, but oneDNN has no bfloat16 on this CPU (it needs AVX-512; AMX or "
@@ -215,7 +220,9 @@ def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = Fal
             transient=True,
             disable=not console.is_terminal,
         ) as bar:
-            job = bar.add_task("train", total=task.num_batches("train", t.batch_size), info="")
+            total = task.num_batches("train", t.batch_size)
+            job = bar.add_task("train", total=total, info="")
+            last_line = t0
             for batch in task.batches("train", t.batch_size, generator=g):
                 if world > 1:
                     batch = tuple(x[rank::world] for x in batch)
@@ -229,7 +236,12 @@ def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = Fal
                 sums["loss"] += loss.item()
                 sums[metric] += extra[metric]
                 n += 1
-                bar.update(job, advance=1, info=f"loss {sums['loss'] / n:.4f} {metric} {sums[metric] / n:.4f}")
+                info = f"loss {sums['loss'] / n:.4f} {metric} {sums[metric] / n:.4f}"
+                bar.update(job, advance=1, info=info)
+                if plain and n < total and time.perf_counter() - last_line >= t.log_every:
+                    last_line = time.perf_counter()
+                    console.print(f"epoch {epoch}/{t.epochs}: {n}/{total} batches, {info}, "
+                                  f"{last_line - t0:.0f} s", soft_wrap=True)  # fmt: skip
         seconds = time.perf_counter() - t0
         if world > 1:  # the logged train loss and metric: the mean over ranks
             import torch.distributed as dist
