@@ -6,6 +6,7 @@ from tests.recipes.test_train import metrics, quiet
 
 from embdrop import recipes
 from embdrop.recipes import language_model as lm
+from embdrop.recipes.loop import make_optimizer
 
 TINY = ["model.embedding_dim=16", "model.hidden=16", "train.epochs=3", "data.bptt=8", "train.batch_size=4",
         "data.eval_batch_size=2", "train.optimizer=adam", "train.lr=0.01", "train.clip=1"]  # fmt: skip
@@ -37,6 +38,11 @@ def test_variant_presets_match_the_papers():
     assert not naive.model.variational and naive.model.input_dropout == 0.5 and naive.model.recurrent_dropout == 0
     var = recipes.resolve("ptb-lm", ["model.hidden=64", "variant=variational"])  # variant first, whatever its place
     assert var.model.variational and var.model.recurrent_dropout == 0.2 and var.model.hidden == 64
+    # Gal: w <- w - 1e-7 * w after each update (outside the learning rate); torch's SGD scales weight_decay by lr = T
+    w = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    w.grad = torch.zeros_like(w)
+    make_optimizer(var, [w]).step()
+    assert torch.allclose(w.detach(), torch.full_like(w, 1 - 1e-7), rtol=0, atol=1e-15)
     awd = recipes.resolve("wikitext2-lm", ["variant=awd"])
     assert awd.model.tie and awd.model.weight_dropout == 0.5 and awd.data.variable_bptt and awd.data.name == "wikitext2"
     with pytest.raises(ValueError, match="argument 'variant'"):
