@@ -61,6 +61,14 @@ def test_each_variant_learns_the_tiny_corpus(corpus, tmp_path, variant):
     assert math.isclose(s.test["perplexity"], math.exp(s.test["loss"]), rel_tol=1e-9)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (train.device=cuda)")
+@pytest.mark.parametrize("variant", ["naive", "variational", "awd"])
+def test_each_variant_learns_the_tiny_corpus_on_a_gpu(corpus, tmp_path, variant):
+    items = [f"variant={variant}", f"data.root={corpus}", *TINY, "model.layers=2", "train.device=cuda", "train.mc=4"]
+    s = recipes.train("ptb-lm", items, tmp_path / "run", console=quiet())
+    assert s.test["perplexity"] < 6 and s.test["mc_perplexity"] < 6
+
+
 def test_bfloat16_training_learns_like_float32(corpus, tmp_path):
     items = ["variant=variational", f"data.root={corpus}", *TINY, "data.variable_bptt=false"]
     s32 = recipes.train("ptb-lm", items, tmp_path / "fp32", console=quiet())

@@ -28,6 +28,15 @@ def test_movielens_mf_beats_both_baselines_computed_in_the_same_run(tmp_path):
     assert (tmp_path / "run" / "categories.json").exists()
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (train.device=cuda)")
+def test_tabular_recipes_train_on_a_gpu(tmp_path):
+    s = recipes.train("movielens-mf", ["train.epochs=3", "train.device=cuda"], tmp_path / "mf", console=quiet())
+    assert s.test["rmse"] < s.test["bias_only_rmse"]
+    s = recipes.train("flights-entity", ["train.epochs=1", "train.device=cuda", "train.mc=3"], tmp_path / "fl",
+                      console=quiet())  # fmt: skip
+    assert 0.6 < s.test["auc"] < 1.0 and 0.6 < s.test["mc_auc"] < 1.0
+
+
 @pytest.mark.parametrize("kind", ["embedding", "hash", "onehot"])
 def test_flights_kinds_beat_chance(tmp_path, kind):
     s = recipes.train("flights-entity", [f"model.kind={kind}", "train.epochs=1"], tmp_path / "run", console=quiet())

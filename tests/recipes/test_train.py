@@ -83,6 +83,10 @@ def test_bad_runs_write_nothing(tmp_path):
     bad_log = r"'train.log_every': expected a number of seconds >= 0 .* Received: train.log_every=-1.0"
     with pytest.raises(ValueError, match=bad_log):
         recipes.train(overrides=["train.log_every=-1"], out=tmp_path / "new", console=quiet())
+    for device in ("tpu", "cuda:99"):  # no machine here has 100 GPUs
+        with pytest.raises(ValueError, match=f"'train.device': expected 'cpu', 'cuda' or 'cuda:N' with an available "
+                           f"GPU.*Received: train.device='{device}'"):  # fmt: skip
+            recipes.train(overrides=[f"train.device={device}"], out=tmp_path / "new", console=quiet())
     assert not (tmp_path / "new").exists()
     with pytest.raises(ValueError, match="'--resume': expected a run directory written by embdrop train"):
         recipes.train(resume=tmp_path / "used", console=quiet())
@@ -145,3 +149,30 @@ def test_a_log_file_gets_plain_progress_lines_every_log_every_seconds(tmp_path):
     assert [x for x in every if " batches, " not in x][0].startswith("epoch 1/2: train loss ")
     assert not [x for x in lines(0, "off") if " batches, " in x]
     assert not [x for x in lines(60, "default") if " batches, " in x]  # a short run: nothing between the epochs
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (train.device=cuda)")
+@pytest.mark.parametrize("name", ["reviews-lstm", "reviews-cnn-lstm"])
+def test_a_gpu_run_writes_cpu_checkpoints_and_resumes_to_the_same_numbers(tmp_path, name, monkeypatch):
+    items = FAST + ["model.hidden=8", "train.device=cuda"]
+    full = recipes.train(name, items, tmp_path / "full", console=quiet())
+    from safetensors.torch import load_file
+
+    assert {v.device.type for v in load_file(tmp_path / "full" / "checkpoint.safetensors").values()} == {"cpu"}
+    calls = {"n": 0}
+    real_loss = text_classification.TextClassification.loss
+
+    def interrupt_in_epoch_3(model, batch):
+        calls["n"] += 1
+        assert batch[0].is_cuda
+        if calls["n"] == 2 * 57 + 5:
+            raise KeyboardInterrupt
+        return real_loss(model, batch)
+
+    monkeypatch.setattr(text_classification.TextClassification, "loss", staticmethod(interrupt_in_epoch_3))
+    with pytest.raises(KeyboardInterrupt):
+        recipes.train(name, items, tmp_path / "cut", console=quiet())
+    monkeypatch.undo()
+    resumed = recipes.train(resume=tmp_path / "cut", console=quiet())
+    assert metrics(tmp_path / "cut") == metrics(tmp_path / "full") and resumed.test == full.test
+    assert 0.5 < full.test["accuracy"] <= 1.0

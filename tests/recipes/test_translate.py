@@ -1,3 +1,5 @@
+import pytest
+import torch
 from tests.recipes.test_train import quiet
 from tests.shared import shared
 
@@ -14,6 +16,14 @@ def test_translation_learns_and_reports_bleu(tmp_path, capsys):
     shown = capsys.readouterr().out.splitlines()
     assert len(shown) == 6 and all(" => " in line and "(reference: " in line for line in shown)
     assert (tmp_path / "run" / "source_vocab.json").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (train.device=cuda)")
+def test_translation_trains_and_decodes_on_a_gpu(tmp_path):
+    items = [f"data.root={shared('tatoeba-fra-eng')}", "data.train_pairs=4000", "data.eval_pairs=200", "data.maxlen=5",
+             "train.epochs=3", "model.hidden=96", "model.embedding_dim=48", "train.device=cuda"]  # fmt: skip
+    s = recipes.train("translate-fr-en", items, tmp_path / "run", console=quiet())
+    assert s.test["bleu"] > 1.0
 
 
 def test_greedy_stops_at_eos_and_strips_it():

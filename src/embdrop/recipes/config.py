@@ -48,6 +48,10 @@ class TrainConfig:
     # seconds between plain progress lines ("epoch 3/39: 400/1327 batches, loss ...") when the console is not a
     # terminal, as when the output goes to a log file; 0: none. On a terminal the progress bar shows it instead.
     log_every: float = 60.0
+    # "cpu", or "cuda" / "cuda:N": the model and the task's tensors move there; checkpoints are written from CPU
+    # copies, so a run trained on a GPU resumes or predicts on a CPU. On CUDA, recurrent masks run the reference loop
+    # (no fused GPU kernel yet); without recurrent masks the LSTM/GRU is cuDNN's.
+    device: str = "cpu"
 
 
 @dataclass

@@ -175,6 +175,10 @@ class LanguageModelling:
     def save(self, run) -> None:
         self.vocab.save(run / "vocab.json")
 
+    def to(self, device: torch.device) -> None:
+        """Move the batchified streams to ``device`` (``train.device``)."""
+        self.streams = {k: v.to(device) for k, v in self.streams.items()}
+
     def start_epoch(self, optimizer) -> None:
         self.state = None
         self.optimizer = optimizer

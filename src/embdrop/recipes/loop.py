@@ -51,6 +51,24 @@ def autocast(config: Config, device: str = "cpu"):
     return torch.autocast(device, dtype=torch.bfloat16, enabled=p == "bfloat16")
 
 
+def resolve_device(name: object, world: int = 1) -> torch.device:
+    """``train.device`` as a ``torch.device``: "cpu", or "cuda" / "cuda:N" where that GPU exists."""
+    expected = "'cpu', 'cuda' or 'cuda:N' with an available GPU"
+    try:
+        device = torch.device(name) if isinstance(name, str) else None
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise _checks.invalid("train.device", expected, repr(name))
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index or 0) >= count:
+            raise _checks.invalid("train.device", f"{expected} (this machine has {count})", repr(name))
+        if world > 1:
+            raise _checks.invalid("train.device", "'cpu' under torchrun (the processes share gloo on CPU)", repr(name))
+    return device
+
+
 def epoch_lr(config: Config, epoch: int) -> float:
     """The schedule: ``lr * lr_decay ** max(0, epoch - decay_after)`` (a function of the epoch, so resume-safe)."""
     t = config.train
@@ -64,7 +82,7 @@ def weights_of(model: nn.Module) -> dict[str, torch.Tensor]:
     out = {}
     for k, v in model.state_dict().items():
         v = v.detach().contiguous()
-        out[k] = v.clone() if v.data_ptr() in seen else v
+        out[k] = (v.clone() if v.data_ptr() in seen else v).cpu()  # a GPU run writes CPU tensors
         seen.add(v.data_ptr())
     return out
 
@@ -76,8 +94,11 @@ def _save_checkpoint(run: Path, model: nn.Module, opt: torch.optim.Optimizer, st
     osd = opt.state_dict()
     for idx, st in osd["state"].items():
         for name, value in st.items():
-            tensors[f"optim.{idx}.{name}"] = torch.as_tensor(value).contiguous()
+            tensors[f"optim.{idx}.{name}"] = torch.as_tensor(value).contiguous().cpu()
     tensors["rng.torch"] = torch.get_rng_state()
+    device = next(model.parameters()).device
+    if device.type == "cuda":  # the dropout masks of a GPU run come from its CUDA generator
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
     atomic_write(run / "checkpoint.safetensors", lambda tmp: save_file(tensors, tmp))
     write_json(run / "checkpoint.json", {**state, "param_groups": osd["param_groups"]})
 
@@ -97,6 +118,9 @@ def _load_checkpoint(run: Path, model: nn.Module, opt: torch.optim.Optimizer) ->
                 optim_state.setdefault(int(idx), {})[name] = v
         opt.load_state_dict({"state": optim_state, "param_groups": state.pop("param_groups")})
         torch.set_rng_state(tensors["rng.torch"])
+        device = next(model.parameters()).device
+        if device.type == "cuda" and "rng.cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["rng.cuda"], device)
     except Exception as e:  # a missing, truncated or foreign file: one line, nothing changed in the run directory
         raise _checks.invalid(
             "--resume", "a run directory with a readable checkpoint", f"{str(run)!r} ({type(e).__name__}: {e})"
@@ -168,6 +192,10 @@ def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = Fal
     console = console or Console(stderr=True)
     t = config.train
     world, rank = _distributed()
+    device = resolve_device(t.device, world)
+    if device.type != "cpu":  # the data are small next to the model's activations: all of it moves once
+        model.to(device)
+        task.to(device)
     writer = rank == 0  # under torchrun only rank 0 writes the run directory and prints
     if not writer:
         console = Console(file=io.StringIO())
@@ -177,11 +205,11 @@ def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = Fal
 
         net = DistributedDataParallel(model)
     opt = make_optimizer(config, model.parameters())
-    step_context = autocast(config)
+    step_context = autocast(config, device.type)
     if not (isinstance(t.log_every, (int, float)) and math.isfinite(t.log_every) and t.log_every >= 0):
         raise _checks.invalid("train.log_every", "a number of seconds >= 0 (0: no progress lines)", t.log_every)
     plain = t.log_every > 0 and not console.is_terminal  # a log file: a line every log_every seconds, no bar
-    if t.precision == "bfloat16" and not cpu_kernel.onednn_supports(torch.bfloat16):
+    if t.precision == "bfloat16" and device.type == "cpu" and not cpu_kernel.onednn_supports(torch.bfloat16):
         console.print(
             "warning: train.precision=bfloat16, but oneDNN has no bfloat16 on this CPU (it needs AVX-512; AMX or "
             "AVX512-BF16 make it fast): the products are emulated, many times slower than float32",

@@ -20,6 +20,7 @@ from embdrop.recipes.config import Config
 def auc(scores: Tensor, labels: Tensor) -> float:
     """Area under the ROC curve: the probability that a random positive scores above a random negative (ties
     count one half), from the ranks (Mann-Whitney U)."""
+    scores, labels = scores.cpu(), labels.cpu()
     order = torch.argsort(scores)
     s, y = scores[order].double(), labels[order].double()
     ranks = torch.empty_like(s)
@@ -64,6 +65,10 @@ class Tabular:
     @property
     def cardinalities(self) -> list[int]:
         return [self.encoder.cardinalities[c] for c in self.features]
+
+    def to(self, device: torch.device) -> None:
+        """Move every split's tensors to ``device`` (``train.device``)."""
+        self.splits = {k: tuple(x.to(device) for x in v) for k, v in self.splits.items()}
 
     def batches(self, split: str, batch_size: int, generator: torch.Generator | None = None):
         codes, hashed, y = self.splits[split]

@@ -56,6 +56,10 @@ class TextClassification:
         ids = pad_sequences(self.tokenizer.encode(texts, self.vocab), d.maxlen, padding=d.padding, truncating="pre")
         return Encoded(ids, labels.float())
 
+    def to(self, device: torch.device) -> None:
+        """Move every split's tensors to ``device`` (``train.device``)."""
+        self.splits = {k: Encoded(v.ids.to(device), v.labels.to(device)) for k, v in self.splits.items()}
+
     def batches(self, split: str, batch_size: int, generator: torch.Generator | None = None):
         """(ids, labels) batches; shuffled when a generator is given."""
         data = self.splits[split]

@@ -79,8 +79,8 @@ class Seq2Seq(nn.Module):
     @torch.no_grad()
     def greedy(self, src: Tensor, start: int, end: int) -> list[list[int]]:
         state = self.encode(src)
-        token = torch.full((src.shape[0], 1), start, dtype=torch.long)
-        out, done = [], torch.zeros(src.shape[0], dtype=torch.bool)
+        token = torch.full((src.shape[0], 1), start, dtype=torch.long, device=src.device)
+        out, done = [], torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
         for _ in range(self.max_output):
             y, state = self.decoder(self.tgt_embedding(token), state)
             token = self.out(y).argmax(-1)  # (B, 1)
@@ -126,6 +126,10 @@ class Translation:
         tgt_in = pad_sequences([[self.eos, *t] for t in tgt], self.maxlen + 1, padding="post")
         tgt_out = pad_sequences([[*t, self.eos] for t in tgt], self.maxlen + 1, padding="post")
         return src, tgt_in, tgt_out
+
+    def to(self, device: torch.device) -> None:
+        """Move every split's tensors to ``device`` (``train.device``)."""
+        self.tensors = {k: tuple(x.to(device) for x in v) for k, v in self.tensors.items()}
 
     def save(self, run) -> None:
         self.vocab.save(run / "vocab.json")
