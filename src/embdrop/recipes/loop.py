@@ -153,6 +153,7 @@ def plot_curve(run: Path, history: list[dict], metric: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
@@ -160,6 +161,7 @@ def plot_curve(run: Path, history: list[dict], metric: str) -> None:
         ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", label="train")
         ax.plot(epochs, [h[f"valid_{key}"] for h in history], "o-", label="validation")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(key)
         ax.legend()
         ax.grid(alpha=0.3)
