@@ -135,13 +135,13 @@ def test_a_log_file_gets_plain_progress_lines_every_log_every_seconds(tmp_path):
     import io
     import re
 
-    def lines(log_every, out):
+    def lines(log_every, out, epochs=1):
         console = Console(file=io.StringIO(), width=200)  # a file, not a terminal: no progress bar
-        items = FAST + ["train.epochs=2", "model.hidden=8", f"train.log_every={log_every}"]
+        items = FAST + [f"train.epochs={epochs}", "model.hidden=8", f"train.log_every={log_every}"]
         recipes.train("reviews-lstm", items, tmp_path / out, console=console)
         return console.file.getvalue().splitlines()
 
-    every = lines(1e-9, "every")  # always due: a line after every batch but the epoch's last
+    every = lines(1e-9, "every", epochs=2)  # always due: a line after every batch but the epoch's last
     progress = [x for x in every if " batches, " in x]
     assert len(progress) == 2 * 56  # 3600 rows / 64 -> 57 batches per epoch
     assert re.fullmatch(r"epoch 1/2: 1/57 batches, loss \d\.\d{4} accuracy \d\.\d{4}, \d+ s", progress[0])
