@@ -28,7 +28,7 @@ from embdrop.recipes import (
     wikitext2_lm,
 )
 from embdrop.recipes.config import Config, apply_overrides, fields, to_dict
-from embdrop.recipes.loop import Summary, _distributed, fit, resolve_device
+from embdrop.recipes.loop import Summary, _distributed, check_train, fit
 from embdrop.recipes.losses import keep_freed_memory
 
 RECIPES: dict[str, ModuleType] = {
@@ -101,7 +101,7 @@ def train(
         run = _same_on_every_rank(run)
         if run.exists() and (not run.is_dir() or any(run.iterdir())) and _rank() == 0:
             raise _checks.invalid("--out", "a new or empty directory (continue a run with --resume)", repr(str(run)))
-    resolve_device(config.train.device, _distributed()[0])  # a wrong device fails before the data are read
+    check_train(config.train, _distributed()[0])  # a wrong device or log_every fails before the data are read
     keep_freed_memory()  # no page faults on every step's fresh activations (see recipes/losses.py)
     torch.manual_seed(config.train.seed)
     module = recipe(config.recipe)

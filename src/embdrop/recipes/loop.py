@@ -69,6 +69,14 @@ def resolve_device(name: object, world: int = 1) -> torch.device:
     return device
 
 
+def check_train(t, world: int = 1) -> torch.device:
+    """Validate the loop's own fields that nothing else reads before training (``train.device``,
+    ``train.log_every``); returns the device."""
+    if not (isinstance(t.log_every, (int, float)) and math.isfinite(t.log_every) and t.log_every >= 0):
+        raise _checks.invalid("train.log_every", "a number of seconds >= 0 (0: no progress lines)", t.log_every)
+    return resolve_device(t.device, world)
+
+
 def epoch_lr(config: Config, epoch: int) -> float:
     """The schedule: ``lr * lr_decay ** max(0, epoch - decay_after)`` (a function of the epoch, so resume-safe)."""
     t = config.train
@@ -194,7 +202,7 @@ def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = Fal
     console = console or Console(stderr=True)
     t = config.train
     world, rank = _distributed()
-    device = resolve_device(t.device, world)
+    device = check_train(t, world)
     if device.type != "cpu":  # the data are small next to the model's activations: all of it moves once
         model.to(device)
         task.to(device)
@@ -208,8 +216,6 @@ def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = Fal
         net = DistributedDataParallel(model)
     opt = make_optimizer(config, model.parameters())
     step_context = autocast(config, device.type)
-    if not (isinstance(t.log_every, (int, float)) and math.isfinite(t.log_every) and t.log_every >= 0):
-        raise _checks.invalid("train.log_every", "a number of seconds >= 0 (0: no progress lines)", t.log_every)
     plain = t.log_every > 0 and not console.is_terminal  # a log file: a line every log_every seconds, no bar
     if t.precision == "bfloat16" and device.type == "cpu" and not cpu_kernel.onednn_supports(torch.bfloat16):
         console.print(
