@@ -67,7 +67,7 @@ def test_train_end_to_end_prints_the_summary(tmp_path):
         (["train", "--set", "train.lr=fast"], "Invalid value for argument '--set': expected train.lr to be float"),
         (["train", "--set", "model.size=3"], "Invalid value for argument '--set': expected FIELD=VALUE with FIELD"),
         (["train", "--resume", "/nonexistent"], "Invalid value for argument '--resume'"),
-        (["train", "ptb-lm"], "Invalid value for argument 'root'"),
+        (["train", "ptb-lm"], "Invalid value for argument 'data.root'"),
         (["train", "ptb-lm", "--set", "variant=huge"], "Invalid value for argument 'variant': expected one of"),
         (["train", "--set", "embedding.pretrained=/no/such.txt"], "Invalid value for argument 'embedding.pretrained'"),
         (["compare", "movielens-mf", "--vary", "model.factors=a,b"], "expected model.factors to be int"),

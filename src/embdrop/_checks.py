@@ -17,9 +17,23 @@ import torch
 from torch import Tensor
 
 
-def invalid(name: str, expected: str, received: object) -> ValueError:
+class UsageError(ValueError):
+    """A user's mistake: a wrong argument, field, file or input, said in the one error template.
+
+    The command line prints such an error as one line and exits with status 2; any other exception is a bug and
+    keeps its traceback. ``argument``, ``expected`` and ``received`` are the template's three parts.
+    """
+
+    def __init__(self, argument: str, expected: str, received: object) -> None:
+        self.argument, self.expected, self.received = argument, expected, str(received)
+        super().__init__(
+            f"Invalid value for argument '{argument}': expected {expected}. Received: {argument}={received}"
+        )
+
+
+def invalid(name: str, expected: str, received: object) -> UsageError:
     """The one error template: names the argument, what was expected and what was received."""
-    return ValueError(f"Invalid value for argument '{name}': expected {expected}. Received: {name}={received}")
+    return UsageError(name, expected, received)
 
 
 def describe(t: Tensor) -> str:

@@ -102,6 +102,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from embdrop import recipes
 
+    if args.mc is not None and args.mc < 0:
+        raise _checks.invalid("--mc", "an int >= 0 (MC-dropout samples; 0: off)", args.mc)
     try:
         overrides = args.overrides + ([f"train.mc={args.mc}"] if args.mc is not None else [])
         summary = recipes.train(args.recipe, overrides, args.out, resume=args.resume)
@@ -162,9 +164,18 @@ def main(argv: list[str] | None = None) -> int:
             "predict": _cmd_predict,
             "recipes": _cmd_recipes,
         }[args.command](args)
-    except (ValueError, ModuleNotFoundError) as e:
+    except (_checks.UsageError, ModuleNotFoundError) as e:  # a user's mistake; anything else is a bug: traceback
         print(f"embdrop {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except _diverged() as e:  # the run itself failed (a NaN loss): its last checkpoint is kept
+        print(f"embdrop {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+def _diverged() -> type[Exception]:
+    from embdrop.recipes.loop import TrainingDiverged
+
+    return TrainingDiverged
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ def test_run_directory_and_same_seed_same_numbers(tmp_path):
     a = recipes.train("reviews-cnn-lstm", FAST + ["model.filters=16"], tmp_path / "a", console=quiet())
     b = recipes.train("reviews-cnn-lstm", FAST + ["model.filters=16"], tmp_path / "b", console=quiet())
     names = {p.name for p in (tmp_path / "a").iterdir()}
-    assert names == {"config.json", "vocab.json", "classes.json", "metrics.jsonl", "curve.png",
+    assert names == {".lock", "config.json", "vocab.json", "classes.json", "metrics.jsonl", "curve.png",
                      "checkpoint.safetensors", "checkpoint.json", "best.safetensors", "summary.json"}  # fmt: skip
     assert (tmp_path / "a" / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     config = json.loads((tmp_path / "a" / "config.json").read_text())
@@ -76,7 +76,7 @@ def test_bad_runs_write_nothing(tmp_path):
     (tmp_path / "used" / "x").write_text("keep")
     with pytest.raises(ValueError, match="'--out': expected a new or empty directory"):
         recipes.train(out=tmp_path / "used", console=quiet())
-    with pytest.raises(ValueError, match="'root': expected None for the packaged dataset"):
+    with pytest.raises(ValueError, match="'data.root': expected None for the packaged dataset"):
         recipes.train(overrides=["data.root=/nope"], out=tmp_path / "new", console=quiet())
     with pytest.raises(ValueError, match="'train.precision': expected one of 'float32', 'bfloat16'"):
         recipes.train(overrides=["train.precision=float16"], out=tmp_path / "new", console=quiet())

@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from embdrop import _checks
+
 _SOURCE = Path(__file__).with_name("cpu.cpp")
 # Built for the CPU it runs on (the build happens there); the name below keeps builds for different CPUs apart
 # in a shared cache directory. -fno-trapping-math lets GCC vectorise the element-wise passes for AVX2 (it changes
@@ -84,6 +86,42 @@ def _step(step: Tensor | None) -> Tensor:
     return torch.empty(0, dtype=torch.bool) if step is None else step.contiguous()
 
 
+def _expect(name: str, t: object, shape: tuple[int, ...], dtypes: tuple[torch.dtype, ...]) -> None:
+    """``t`` a CPU tensor of ``shape`` and one of ``dtypes``; otherwise the error template naming ``name``."""
+    kinds = " or ".join(str(d).removeprefix("torch.") for d in dtypes)
+    expected = f"a CPU {kinds} tensor of shape {tuple(shape)}"
+    if not isinstance(t, Tensor):
+        raise _checks.invalid(name, expected, type(t).__name__)
+    if tuple(t.shape) != tuple(shape) or t.dtype not in dtypes or t.device.type != "cpu":
+        raise _checks.invalid(name, expected, f"{_checks.describe(t)} on {t.device}")
+
+
+def _check_inputs(gates: int, xw, w_hh, rmask, h0, c0, step, b_hh=None) -> None:
+    """The forward ops' arguments: the kernel reads raw pointers, so a wrong shape would read out of bounds."""
+    if not isinstance(xw, Tensor) or xw.dim() != 4 or xw.shape[0] != gates:
+        got = _checks.describe(xw) if isinstance(xw, Tensor) else type(xw).__name__
+        raise _checks.invalid("xw", f"a tensor of shape (G, T, B, H) with G = {gates}", got)
+    _, T, B, H = xw.shape
+    if T < 1 or H < 1:
+        raise _checks.invalid("xw", "T >= 1 and H >= 1 in (G, T, B, H) (a layer returns its initial state for T = 0)",
+                              _checks.describe(xw))  # fmt: skip
+    real = (torch.float32, torch.float64)
+    _expect("xw", xw, tuple(xw.shape), real)
+    _expect("w_hh", w_hh, (gates * H, H), (xw.dtype, torch.bfloat16, torch.float16))
+    _expect("rmask", rmask, (gates, B, H), (xw.dtype,))
+    _expect("h0", h0, (B, H), (xw.dtype,))
+    if c0 is not None:
+        _expect("c0", c0, (B, H), (xw.dtype,))
+    if b_hh is not None and b_hh.numel() > 0:
+        _expect("b_hh", b_hh, (gates * H,), (xw.dtype,))
+    if step.numel() > 0:
+        _expect("step", step, (T, B), (torch.bool,))
+
+
+def _check_grads(name: str, t, like: Tensor) -> None:
+    _expect(name, t, tuple(like.shape), (like.dtype,))
+
+
 # The kernel is registered as torch.library custom ops (with fake implementations for tracing and an autograd
 # formula), so torch.compile keeps models that use it in one graph instead of breaking at a pybind call.
 # Outputs of the forward ops: the layer's outputs first, then what the backward needs.
@@ -93,6 +131,7 @@ def _step(step: Tensor | None) -> Tensor:
 def _lstm_forward(
     xw: Tensor, w_hh: Tensor, rmask: Tensor, h0: Tensor, c0: Tensor, step: Tensor
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    _check_inputs(4, xw, w_hh, rmask, h0, c0, step)
     out, hs, cs, hm, gates, tcs = _extension().lstm_forward(
         xw.contiguous(), w_hh.contiguous(), rmask.contiguous(), h0.contiguous(), c0.contiguous(), step
     )
@@ -101,6 +140,7 @@ def _lstm_forward(
 
 @_lstm_forward.register_fake
 def _(xw, w_hh, rmask, h0, c0, step):
+    _check_inputs(4, xw, w_hh, rmask, h0, c0, step)
     G, T, B, H = xw.shape
     e = xw.new_empty
     return e(T, B, H), e(T + 1, B, H), e(T + 1, B, H), e(4, T, B, H), e(T, 4, B, H), e(T, B, H)
@@ -119,6 +159,8 @@ def _lstm_backward(
     tcs: Tensor,
     step: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    for name, t, like in (("dout", dout, cs[1:]), ("dh", dh, cs[0]), ("dc", dc, cs[0])):
+        _check_grads(name, t, like)
     dxw, dw, dh0, dc0 = _extension().lstm_backward(
         dout.contiguous(),
         dh.contiguous(),
@@ -161,6 +203,7 @@ _lstm_forward.register_autograd(_lstm_grad, setup_context=_lstm_setup)
 def _gru_forward(
     xw: Tensor, w_hh: Tensor, b_hh: Tensor, rmask: Tensor, h0: Tensor, step: Tensor
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    _check_inputs(3, xw, w_hh, rmask, h0, None, step, b_hh)
     out, hs, hm, gates, hpn = _extension().gru_forward(
         xw.contiguous(), w_hh.contiguous(), b_hh.contiguous(), rmask.contiguous(), h0.contiguous(), step
     )
@@ -169,6 +212,7 @@ def _gru_forward(
 
 @_gru_forward.register_fake
 def _(xw, w_hh, b_hh, rmask, h0, step):
+    _check_inputs(3, xw, w_hh, rmask, h0, None, step, b_hh)
     G, T, B, H = xw.shape
     e = xw.new_empty
     return e(T, B, H), e(T + 1, B, H), e(3, T, B, H), e(T, 3, B, H), e(T, B, H)
@@ -186,6 +230,8 @@ def _gru_backward(
     hpn: Tensor,
     step: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    for name, t, like in (("dout", dout, hs[1:]), ("dh", dh, hs[0])):
+        _check_grads(name, t, like)
     dxw, dw, db, dh0 = _extension().gru_backward(
         dout.contiguous(), dh.contiguous(), w_hh.contiguous(), rmask.contiguous(), hs, hm, gates, hpn, step
     )

@@ -44,6 +44,8 @@ def lstm_recurrence(
     """LSTM over T steps. zoneout_h/zoneout_c: (T, B, H) update keep-masks in training (1: take the new value,
     0: keep the previous one), the float 1 - p at eval, or None."""
     T = xw.shape[1]
+    if T == 0:  # no step: an empty output and the initial state
+        return xw.new_zeros(0, *h0.shape), h0, c0
     h, c = h0, c0
     outs = []
     for t in range(T):
@@ -78,6 +80,8 @@ def gru_recurrence(
     """GRU (PyTorch's form, Keras' ``reset_after=True``): n = tanh(x_n + r * (U_n (h*m_n) + b_hn)),
     h = (1 - z) * n + z * h(t-1), where the last h(t-1) is the undropped one."""
     T = xw.shape[1]
+    if T == 0:
+        return xw.new_zeros(0, *h0.shape), h0
     H = h0.shape[-1]
     h = h0
     outs = []

@@ -175,6 +175,8 @@ class _Recurrent(StochasticModule):
         if not isinstance(lengths, Tensor):
             lengths = torch.as_tensor(lengths)
         if lengths.dtype == torch.bool and tuple(lengths.shape) == (B, T):
+            if T == 0 or B == 0:
+                return None, None
             valid = lengths.cpu()
             n = valid.sum(1)
             start = valid.int().argmax(1)
@@ -188,6 +190,8 @@ class _Recurrent(StochasticModule):
                 )
         elif lengths.dim() == 1 and lengths.shape[0] == B and not lengths.is_floating_point():
             n = lengths.cpu().long()
+            if T == 0 and bool((n == 0).all()):
+                return None, None
             if bool((n < 1).any()) or bool((n > T).any()):
                 raise _checks.invalid("lengths", f"lengths in [1, {T}]", f"{_checks.describe(lengths)} {n.tolist()}")
             start = torch.zeros_like(n)
@@ -208,10 +212,10 @@ class _Recurrent(StochasticModule):
         if self._kind == "lstm" and (not isinstance(state, (tuple, list)) or len(state) != 2):
             raise _checks.invalid("state", "a tuple (h, c) of tensors (L * directions, B, H)", type(state).__name__)
         for s in parts:
-            if not isinstance(s, Tensor) or tuple(s.shape) != shape:
-                got = _checks.describe(s) if isinstance(s, Tensor) else type(s).__name__
-                raise _checks.invalid("state", f"tensors of shape {shape}", got)
-        return state
+            if not isinstance(s, Tensor) or tuple(s.shape) != shape or s.dtype != x.dtype or s.device != x.device:
+                got = f"{_checks.describe(s)} on {s.device}" if isinstance(s, Tensor) else type(s).__name__
+                raise _checks.invalid("state", f"tensors of shape {shape}, dtype {x.dtype} on {x.device}", got)
+        return tuple(state) if self._kind == "lstm" else state
 
     def forward(
         self,
@@ -225,8 +229,18 @@ class _Recurrent(StochasticModule):
         self._check_input(x)
         if x.dtype != self.weight_ih_l0.dtype and torch.is_autocast_enabled(x.device.type):
             x = x.to(self.weight_ih_l0.dtype)  # a lower-precision op's output: the state stays in the weights' dtype
+        if x.dtype != self.weight_ih_l0.dtype:
+            raise _checks.invalid(
+                "x",
+                f"a tensor of the layer's dtype {self.weight_ih_l0.dtype} (convert the input, or the layer with "
+                f".to({x.dtype}))",
+                _checks.describe(x),
+            )
         B, T, _ = x.shape
         start, n = self._lengths(lengths, B, T)
+        if T == 0 or B == 0:  # no step to run: an empty output and the initial state (nn.LSTM refuses T = 0)
+            st = self._initial_state(state, x)
+            return x.new_zeros(B, T, self.hidden_size * self.directions), st
         if masks is None and self.training and self._random:
             masks = self.sample_masks(x, generator=generator)
         st = self._initial_state(state, x)

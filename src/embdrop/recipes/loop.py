@@ -1,12 +1,11 @@
 """The one training loop: epochs with a progress bar, clipping, evaluation, early stopping, checkpoints, resume.
 
 A run directory holds ``config.json`` (the resolved config), ``vocab.json``, ``metrics.jsonl`` (one line per
-epoch), ``curve.png`` (the learning curve), ``checkpoint.safetensors`` + ``checkpoint.json`` (model, optimizer and
-RNG state after the last complete epoch) and ``best.safetensors`` (the weights of the best validation epoch, which
-the test metric is computed with). Every file is written to a temporary name and renamed, so a killed run never
-leaves a half-written file, and ``resume`` continues from the last complete epoch to the same final numbers as an
-uninterrupted run: the shuffling of epoch k is seeded by (seed, k) and the global RNG state is saved.
-Nothing is ever unpickled: tensors are safetensors, everything else JSON.
+epoch), ``curve.png`` (the learning curve), ``checkpoint.safetensors`` (the commit of the last complete epoch:
+model, optimizer, RNG state, best weights and metrics; see :mod:`embdrop.recipes.checkpoint`), ``checkpoint.json``
+(its epoch and best epoch, for people), ``best.safetensors`` (the weights of the best validation epoch, which the
+test metric is computed with) and ``summary.json``. ``resume`` continues from the last commit to the same final
+numbers as an uninterrupted run: the shuffling of epoch k is seeded by (seed, k) and the global RNG state is saved.
 Progress: a bar on a terminal; written to a file (``embdrop train ... 2> log``), a plain line every
 ``train.log_every`` seconds instead, and one line per epoch in both cases.
 """
@@ -14,7 +13,6 @@ Progress: a bar on a terminal; written to a file (``embdrop train ... 2> log``),
 from __future__ import annotations
 
 import io
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -26,6 +24,8 @@ from torch import nn
 from embdrop import _checks
 from embdrop._io import atomic_write, write_json
 from embdrop.kernels import cpu as cpu_kernel
+from embdrop.recipes import checkpoint
+from embdrop.recipes.checkpoint import weights_of  # noqa: F401  (re-exported: the weights as safetensors takes them)
 from embdrop.recipes.config import Config, to_dict
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
@@ -69,71 +69,39 @@ def resolve_device(name: object, world: int = 1) -> torch.device:
     return device
 
 
+def _number(name: str, value: object, expected: str, ok) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
+        raise _checks.invalid(name, expected, repr(value))
+
+
 def check_train(t, world: int = 1) -> torch.device:
-    """Validate the loop's own fields that nothing else reads before training (``train.device``,
-    ``train.log_every``); returns the device."""
-    if not (isinstance(t.log_every, (int, float)) and math.isfinite(t.log_every) and t.log_every >= 0):
-        raise _checks.invalid("train.log_every", "a number of seconds >= 0 (0: no progress lines)", t.log_every)
+    """Validate every field of ``config.train`` before any data are read; returns the device."""
+    _checks.integer("train.epochs", t.epochs, low=1)
+    _checks.integer("train.batch_size", t.batch_size, low=1)
+    _checks.choice("train.optimizer", t.optimizer, OPTIMIZERS)
+    _number("train.lr", t.lr, "a finite float > 0", lambda v: v > 0)
+    if t.clip is not None:
+        _number("train.clip", t.clip, "a finite float > 0, or None (no clipping)", lambda v: v > 0)
+    if t.patience is not None:
+        _checks.integer("train.patience", t.patience, low=1)
+    _number("train.lr_decay", t.lr_decay, "a finite float > 0", lambda v: v > 0)
+    _checks.integer("train.decay_after", t.decay_after, low=0)
+    _number("train.weight_decay", t.weight_decay, "a finite float >= 0", lambda v: v >= 0)
+    _checks.integer("train.mc", t.mc, low=0)
+    _checks.integer("train.seed", t.seed, low=0)
+    _checks.choice("train.precision", t.precision, PRECISIONS)
+    _number("train.log_every", t.log_every, "a number of seconds >= 0 (0: no progress lines)", lambda v: v >= 0)
     return resolve_device(t.device, world)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite: the run stops, keeping the last complete epoch's checkpoint."""
 
 
 def epoch_lr(config: Config, epoch: int) -> float:
     """The schedule: ``lr * lr_decay ** max(0, epoch - decay_after)`` (a function of the epoch, so resume-safe)."""
     t = config.train
     return t.lr * t.lr_decay ** max(0, epoch - t.decay_after)
-
-
-def weights_of(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict as safetensors takes it: contiguous, and tied weights (one tensor under two names, as a tied
-    embedding and softmax) written as copies, which ``load_state_dict`` puts back into the one shared tensor."""
-    seen: set[int] = set()
-    out = {}
-    for k, v in model.state_dict().items():
-        v = v.detach().contiguous()
-        out[k] = (v.clone() if v.data_ptr() in seen else v).cpu()  # a GPU run writes CPU tensors
-        seen.add(v.data_ptr())
-    return out
-
-
-def _save_checkpoint(run: Path, model: nn.Module, opt: torch.optim.Optimizer, state: dict) -> None:
-    from safetensors.torch import save_file
-
-    tensors = {f"model.{k}": v for k, v in weights_of(model).items()}
-    osd = opt.state_dict()
-    for idx, st in osd["state"].items():
-        for name, value in st.items():
-            tensors[f"optim.{idx}.{name}"] = torch.as_tensor(value).contiguous().cpu()
-    tensors["rng.torch"] = torch.get_rng_state()
-    device = next(model.parameters()).device
-    if device.type == "cuda":  # the dropout masks of a GPU run come from its CUDA generator
-        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
-    atomic_write(run / "checkpoint.safetensors", lambda tmp: save_file(tensors, tmp))
-    write_json(run / "checkpoint.json", {**state, "param_groups": osd["param_groups"]})
-
-
-def _load_checkpoint(run: Path, model: nn.Module, opt: torch.optim.Optimizer) -> dict:
-    from safetensors.torch import load_file
-
-    try:
-        tensors = load_file(run / "checkpoint.safetensors")
-        with open(run / "checkpoint.json", encoding="utf-8") as f:
-            state = json.load(f)
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        optim_state: dict = {}
-        for k, v in tensors.items():
-            if k.startswith("optim."):
-                _, idx, name = k.split(".", 2)
-                optim_state.setdefault(int(idx), {})[name] = v
-        opt.load_state_dict({"state": optim_state, "param_groups": state.pop("param_groups")})
-        torch.set_rng_state(tensors["rng.torch"])
-        device = next(model.parameters()).device
-        if device.type == "cuda" and "rng.cuda" in tensors:
-            torch.cuda.set_rng_state(tensors["rng.cuda"], device)
-    except Exception as e:  # a missing, truncated or foreign file: one line, nothing changed in the run directory
-        raise _checks.invalid(
-            "--resume", "a run directory with a readable checkpoint", f"{str(run)!r} ({type(e).__name__}: {e})"
-        ) from None
-    return state
 
 
 def parameter_count(model: nn.Module) -> int:
@@ -188,8 +156,21 @@ def _distributed() -> tuple[int, int]:
     return 1, 0
 
 
-def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = False, console=None) -> Summary | None:
+def fit(
+    config: Config,
+    task,
+    model: nn.Module,
+    run: Path,
+    *,
+    resume: bool = False,
+    console=None,
+    resumes: list[dict] | None = None,
+) -> Summary | None:
     """Train ``model`` on ``task`` as ``config.train`` says, writing the run directory ``run``.
+
+    Each epoch ends with one atomic commit (see :mod:`embdrop.recipes.checkpoint`); ``resume`` continues from the
+    last one, and ``resumes`` (the fields a resume changed) is added to its record. A NaN or infinite loss stops
+    the run with :class:`TrainingDiverged`, the last commit kept.
 
     Under ``torchrun --nproc_per_node N`` (a gloo process group, see :func:`embdrop.recipes.train`) the model is
     wrapped in DistributedDataParallel: each global batch of ``train.batch_size`` is split by rows across the N
@@ -223,21 +204,24 @@ def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = Fal
             "AVX512-BF16 make it fast): the products are emulated, many times slower than float32",
             soft_wrap=True,
         )
-    history: list[dict] = []
-    best = {"epoch": 0, "value": -math.inf if task.higher_is_better else math.inf}
-    start_epoch = 1
+    state = checkpoint.State(best={"epoch": 0, "value": -math.inf if task.higher_is_better else math.inf})
     if resume:
-        state = _load_checkpoint(run, model, opt)
-        start_epoch, best = state["epoch"] + 1, state["best"]
-        with open(run / "metrics.jsonl", encoding="utf-8") as f:
-            history = [h for h in map(json.loads, f) if h["epoch"] < start_epoch]
-        console.print(f"resuming {run} after epoch {state['epoch']}", soft_wrap=True)
+        state = checkpoint.load(run, model, opt)
+        state.resumes = state.resumes + list(resumes or [])
+        if writer:  # repair what a death after the last commit may have left behind
+            checkpoint.write_derived(run, state)
+            if resumes:
+                write_json(run / "config.json", to_dict(config), indent=1)
+        changed = "; ".join(f"{k}: {a} -> {b}" for r in resumes or [] for k, (a, b) in r["changed"].items())
+        console.print(f"resuming {run} after epoch {state.epoch}" + (f" ({changed})" if changed else ""),
+                      soft_wrap=True)  # fmt: skip
     elif writer:
         write_json(run / "config.json", to_dict(config), indent=1)
         task.save(run)
     metric = task.metric
+    history = state.history
     bad_epochs = 0 if not history else history[-1].get("bad_epochs", 0)
-    for epoch in range(start_epoch, t.epochs + 1):
+    for epoch in range(state.epoch + 1, t.epochs + 1):
         model.train()
         for group in opt.param_groups:
             group["lr"] = epoch_lr(config, epoch)
@@ -264,12 +248,15 @@ def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = Fal
                     batch = tuple(x[rank::world] for x in batch)
                 with step_context:
                     loss, extra = task.loss(net, batch)
+                value = loss.item()
+                if not math.isfinite(value):
+                    _diverged(config, epoch, n + 1, total, f"training loss {value}", state.epoch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if t.clip is not None:
                     nn.utils.clip_grad_norm_(model.parameters(), t.clip)
                 opt.step()
-                sums["loss"] += loss.item()
+                sums["loss"] += value
                 sums[metric] += extra[metric]
                 n += 1
                 info = f"loss {sums['loss'] / n:.4f} {metric} {sums[metric] / n:.4f}"
@@ -286,6 +273,8 @@ def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = Fal
             dist.all_reduce(totals)
             sums["loss"], sums[metric] = (totals / world).tolist()
         valid = task.evaluate(model, "valid")
+        if not all(math.isfinite(v) for v in valid.values()):
+            _diverged(config, epoch, n, total, f"validation {valid}", state.epoch)
         train_metric = task.train_metric(sums["loss"] / n) if hasattr(task, "train_metric") else sums[metric] / n
         row = {
             "epoch": epoch,
@@ -296,28 +285,19 @@ def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = Fal
         row.update({f"valid_{k}": v for k, v in valid.items()})
         row["seconds"] = seconds
         value = valid[metric]
-        better = value > best["value"] if task.higher_is_better else value < best["value"]
+        better = value > state.best["value"] if task.higher_is_better else value < state.best["value"]
         if better:
-            best = {"epoch": epoch, "value": value}
+            state.best = {"epoch": epoch, "value": value}
+            state.best_weights = checkpoint.snapshot(model)
             bad_epochs = 0
-            from safetensors.torch import save_file
-
-            weights = weights_of(model)
-            if writer:
-                atomic_write(run / "best.safetensors", lambda tmp, w=weights: save_file(w, tmp))
         else:
             bad_epochs += 1
         row["bad_epochs"] = bad_epochs
         history.append(row)
+        state.epoch = epoch
         if not writer:
             continue
-        _save_checkpoint(run, model, opt, {"epoch": epoch, "best": best})
-
-        def write_metrics(tmp):
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.writelines(json.dumps(h) + "\n" for h in history)
-
-        atomic_write(run / "metrics.jsonl", write_metrics)
+        checkpoint.save(run, model, opt, state)  # the commit: this epoch's weights, optimizer, RNG and metrics
         plot_curve(run, history, metric)
         console.print(
             f"epoch {epoch}/{t.epochs}: train loss {row['train_loss']:.4f} {metric} {row[f'train_{metric}']:.4f}, "
@@ -333,15 +313,24 @@ def fit(config: Config, task, model: nn.Module, run: Path, *, resume: bool = Fal
         dist.barrier()  # rank 0 has written best.safetensors
         if not writer:
             return None
-    from safetensors.torch import load_file
-
-    model.load_state_dict(load_file(run / "best.safetensors"))
+    if state.best_weights is None:
+        raise _checks.invalid("train.epochs", f"more epochs than the {state.epoch} the run has done (it has no "
+                              "best epoch yet)", t.epochs)  # fmt: skip
+    model.load_state_dict(state.best_weights)
     test = task.evaluate(model, "test")
     if t.mc > 0:
         torch.manual_seed(t.seed)
         test.update(task.evaluate(model, "test", mc=t.mc))
     per_epoch = sum(h["seconds"] for h in history) / max(len(history), 1)
-    summary = Summary(test, best["epoch"], per_epoch, parameter_count(model), run)
-    write_json(run / "summary.json", {"test": test, "best_epoch": best["epoch"], "seconds_per_epoch": per_epoch,
-                                      "parameters": summary.parameters})  # fmt: skip
+    summary = Summary(test, state.best["epoch"], per_epoch, parameter_count(model), run)
+    write_json(run / "summary.json", {"test": test, "best_epoch": state.best["epoch"], "seconds_per_epoch": per_epoch,
+                                      "parameters": summary.parameters, "resumes": state.resumes})  # fmt: skip
     return summary
+
+
+def _diverged(config: Config, epoch: int, step: int, total: int, what: str, committed: int) -> None:
+    kept = f"the checkpoint of epoch {committed} is kept" if committed else "no epoch had completed"
+    raise TrainingDiverged(
+        f"{what} is not finite at epoch {epoch}, step {step} of {total}: training stopped ({kept}). "
+        f"Try a lower train.lr (now {config.train.lr}) or train.clip (now {config.train.clip})."
+    )

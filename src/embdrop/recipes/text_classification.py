@@ -38,9 +38,7 @@ class TextClassification:
         d = config.data
         ds = load_dataset(d.name, d.root)
         if ds.task != "text-classification" or len(ds.classes) != 2:
-            raise ValueError(
-                f"Invalid value for argument 'data.name': expected a two-class text dataset. Received: {d.name!r}"
-            )
+            raise _checks.invalid("data.name", "a two-class text dataset", repr(d.name))
         self.dataset = ds
         self.tokenizer = Tokenizer(punctuation=d.punctuation)
         self.vocab = Vocab.from_counts(self.tokenizer.count(ds["train"].texts), max_size=d.max_tokens)
