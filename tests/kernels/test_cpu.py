@@ -50,8 +50,11 @@ def test_gradcheck_float64():
     assert torch.autograd.gradcheck(lambda x, ww, bb, h: cpu.gru_recurrence(x, ww, bb, rm, h, step), (xw, w, b, h0))
 
 
-def test_failed_build_warns_once_and_falls_back(monkeypatch):
+def test_failed_build_warns_once_and_falls_back(monkeypatch, tmp_path):
     import torch.utils.cpp_extension as ce
+
+    monkeypatch.setenv("EMBDROP_CACHE", str(tmp_path))  # no cached build to fall back on
+    monkeypatch.delitem(sys.modules, cpu._build_name(), raising=False)
 
     def broken(**kwargs):
         raise RuntimeError("Ninja is required to load C++ extensions")
@@ -98,3 +101,54 @@ def test_bfloat16_weight_runs_the_recurrent_products_in_bfloat16_and_the_rest_in
     assert gm[1].dtype == torch.bfloat16 and gm[0].dtype == torch.float32  # dW in the weight's dtype
     for a, e in zip(gm, ge, strict=True):
         assert (a.float() - e).norm() < 0.03 * e.norm()
+
+
+def _lstm_args(T=3, B=2, H=4, dtype=torch.float32):
+    return [torch.randn(4, T, B, H, dtype=dtype), torch.randn(4 * H, H, dtype=dtype), torch.ones(4, B, H, dtype=dtype),
+            torch.zeros(B, H, dtype=dtype), torch.zeros(B, H, dtype=dtype)]  # fmt: skip
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    ("position", "bad", "message"),
+    [
+        (0, torch.randn(4, 0, 2, 4), r"'xw': expected T >= 1"),
+        (0, torch.randn(3, 3, 2, 4), r"'xw': expected a tensor of shape \(G, T, B, H\) with G = 4"),
+        (0, torch.randn(4, 3, 2, 4, dtype=torch.float16), r"'xw': expected a CPU float32 or float64 tensor"),
+        (1, torch.randn(16, 5), r"'w_hh': expected a CPU float32 or bfloat16 or float16 tensor of shape \(16, 4\)"),
+        (2, torch.ones(4, 5, 4), r"'rmask': expected a CPU float32 tensor of shape \(4, 2, 4\)"),
+        (2, torch.ones(4, 2, 4, dtype=torch.float64), r"'rmask': expected a CPU float32 tensor"),
+        (3, torch.zeros(3, 4), r"'h0': expected a CPU float32 tensor of shape \(2, 4\)"),
+        (4, torch.zeros(2, 5), r"'c0': expected"),
+    ],
+)
+def test_the_public_ops_check_their_arguments(position, bad, message):
+    args = _lstm_args()
+    args[position] = bad
+    with pytest.raises(ValueError, match=message):
+        torch.ops.embdrop.lstm_forward(*args, torch.empty(0, dtype=torch.bool))
+    with pytest.raises(ValueError, match="'step': expected a CPU bool tensor of shape \\(3, 2\\)"):
+        torch.ops.embdrop.lstm_forward(*_lstm_args(), torch.ones(3, 5, dtype=torch.bool))
+    g = [torch.randn(3, 3, 2, 4), torch.randn(12, 4), torch.randn(12), torch.ones(3, 2, 4), torch.zeros(2, 4)]
+    g[1] = torch.randn(12, 5)
+    with pytest.raises(ValueError, match="'w_hh': expected a CPU float32 or bfloat16 or float16 tensor of shape"):
+        torch.ops.embdrop.gru_forward(*g, torch.empty(0, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_zero_steps_and_zero_rows(kind):
+    """T = 0 on the reference loop gives an empty output and the initial state; B = 0 runs on the kernel."""
+    G, H = (4 if kind == "lstm" else 3), 4
+    h0 = torch.randn(2, H)
+    if kind == "lstm":
+        out, h, c = reference.lstm_recurrence(torch.randn(G, 0, 2, H), torch.randn(G * H, H), None, h0, h0 * 2)
+        assert out.shape == (0, 2, H) and torch.equal(h, h0) and torch.equal(c, h0 * 2)
+    else:
+        out, h = reference.gru_recurrence(torch.randn(G, 0, 2, H), torch.randn(G * H, H), None, None, h0)
+        assert out.shape == (0, 2, H) and torch.equal(h, h0)
+    if cpu.available():
+        empty = torch.zeros(0, H)
+        args = (torch.randn(G, 3, 0, H), torch.randn(G * H, H), torch.ones(G, 0, H), empty)
+        out = cpu.lstm_recurrence(*args, empty) if kind == "lstm" else cpu.gru_recurrence(args[0], args[1], None,
+                                                                                         args[2], empty)  # fmt: skip
+        assert out[0].shape == (3, 0, H)

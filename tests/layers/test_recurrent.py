@@ -398,6 +398,32 @@ def test_errors():
         layer(torch.randn(2, 5, 3), (torch.zeros(1, 3, 4), torch.zeros(1, 3, 4)))
     with pytest.raises(ValueError, match=r"argument 'bidirectional': expected a bool"):
         embdrop.GRU(3, 4, bidirectional="yes")
+    with pytest.raises(ValueError, match=r"argument 'x': expected a tensor of the layer's dtype torch.float32 "
+                       r"\(convert the input, or the layer with .to\(torch.float64\)\)"):  # fmt: skip
+        layer(torch.randn(2, 5, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"argument 'state': expected tensors of shape \(1, 2, 4\), dtype torch.float32"):
+        layer(torch.randn(2, 5, 3), (torch.zeros(1, 2, 4, dtype=torch.float64), torch.zeros(1, 2, 4)))
+
+
+RATES = [{}, {"dropout": 0.5, "recurrent_dropout": 0.5}, {"dropout": 0.5}, {"zoneout": 0.3}, {"weight_dropout": 0.4},
+         {"dropout": 0.3, "variational": False}]  # fmt: skip
+
+
+@pytest.mark.parametrize("cls", [embdrop.LSTM, embdrop.GRU])
+@pytest.mark.parametrize("rates", RATES, ids=lambda r: ",".join(r) or "none")
+@pytest.mark.parametrize("training", [True, False])
+def test_zero_steps_return_the_initial_state_and_zero_rows_an_empty_batch(cls, rates, training):
+    """T = 0 (nn.LSTM refuses it) gives an empty output and the initial state on every path; B = 0 runs too."""
+    layer = cls(3, 4, num_layers=2, bidirectional=True, **rates).train(training)
+    h0 = torch.randn(4, 2, 4)
+    state = (h0, h0 + 1) if cls is embdrop.LSTM else h0
+    out, final = layer(torch.randn(2, 0, 3), state)
+    assert out.shape == (2, 0, 8)
+    for a, b in zip(final if cls is embdrop.LSTM else (final,), state if cls is embdrop.LSTM else (state,),
+                    strict=True):  # fmt: skip
+        assert torch.equal(a, b)
+    out, final = layer(torch.randn(0, 5, 3), lengths=torch.zeros(0, dtype=torch.long))
+    assert out.shape == (0, 5, 8) and (final[0] if cls is embdrop.LSTM else final).shape == (4, 0, 4)
 
 
 @pytest.mark.parametrize("cls", [embdrop.LSTM, embdrop.GRU])

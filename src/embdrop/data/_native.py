@@ -1,8 +1,8 @@
 """The compiled tokenizer (``_tokenize.c``): built with the system C compiler on first use, cached, loaded by ctypes.
 
 The build takes well under a second (plain C, no Python or torch headers). The library is cached in
-``$EMBDROP_CACHE`` (default ``~/.cache/embdrop``) under a name keyed on the source and the compiler, and written
-atomically so concurrent first uses do not see a half-written file. Where there is no compiler, :func:`library`
+``$EMBDROP_CACHE`` (default ``~/.cache/embdrop``), keyed on the source and the compiler and verified by content
+before it is loaded (see :mod:`embdrop._cache`). Where there is no compiler, :func:`library`
 returns None after one warning and the tokenizer uses its pure-Python path, which gives the same ids more slowly.
 ``EMBDROP_TOKENIZER=python`` chooses the Python path on purpose.
 """
@@ -10,15 +10,15 @@ returns None after one warning and the tokenizer uses its pure-Python path, whic
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
 import shutil
 import subprocess
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
+
+from embdrop import _cache
 
 _SOURCE = Path(__file__).with_name("_tokenize.c")
 _FLAGS = ["-O3", "-shared", "-fPIC"]
@@ -26,7 +26,7 @@ _state: dict = {}
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("EMBDROP_CACHE") or Path.home() / ".cache" / "embdrop")
+    return _cache.cache_dir()
 
 
 def _compiler() -> str | None:
@@ -40,20 +40,21 @@ def _build() -> ctypes.CDLL:
     cc = _compiler()
     if cc is None:
         raise RuntimeError("no C compiler found (looked for $CC, cc, gcc, clang)")
-    key = hashlib.sha256(_SOURCE.read_bytes() + " ".join([cc, *_FLAGS]).encode()).hexdigest()[:12]
-    target = cache_dir() / f"embdrop_tokenize_{key}.so"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-        os.close(fd)
-        try:
-            subprocess.run([cc, *_FLAGS, str(_SOURCE), "-o", tmp], check=True, capture_output=True, text=True)
-            os.replace(tmp, target)
-        except subprocess.CalledProcessError as e:
-            raise RuntimeError(f"{cc} failed: {e.stderr.strip().splitlines()[-1] if e.stderr.strip() else e}") from e
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
+    name = "embdrop_tokenize_" + _cache.key(_SOURCE.read_bytes(), " ".join([cc, *_FLAGS]), *version)
+    filename = name + ".so"
+    target = _cache.lookup(name, filename)
+    if target is None:
+
+        def build(folder: Path) -> None:
+            try:
+                subprocess.run([cc, *_FLAGS, str(_SOURCE), "-o", str(folder / filename)], check=True,
+                               capture_output=True, text=True)  # fmt: skip
+            except subprocess.CalledProcessError as e:
+                last = e.stderr.strip().splitlines()[-1] if e.stderr.strip() else e
+                raise RuntimeError(f"{cc} failed: {last}") from e
+
+        target = _cache.publish(name, filename, build)
     lib = ctypes.CDLL(str(target))
     i64p = np.ctypeslib.ndpointer(dtype=np.int64, flags="C_CONTIGUOUS")
     u8p = np.ctypeslib.ndpointer(dtype=np.uint8, flags="C_CONTIGUOUS")

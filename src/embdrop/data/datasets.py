@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -275,16 +276,27 @@ def _imdb_rows(root: Path) -> dict[str, TextSplit]:
             if not path.is_file():
                 continue
             texts, labels = [], []
-            with gzip.open(path, "rt", encoding="utf-8") as f:
-                for lineno, line in enumerate(f, 1):
-                    try:
-                        row = json.loads(line)
-                        texts.append(row["text"])
-                        labels.append(int(row["label"]) if split != "unsup" else -1)
-                    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                        raise _checks.invalid(
-                            "root", "JSON lines with 'text' and 'label'", f"{str(path)!r} line {lineno} ({e})"
-                        ) from None
+            lineno = 0
+            try:
+                with gzip.open(path, "rt", encoding="utf-8") as f:
+                    for lineno, line in enumerate(f, 1):  # noqa: B007  (read after the loop in the error)
+                        try:
+                            row = json.loads(line)
+                            texts.append(row["text"])
+                            labels.append(int(row["label"]) if split != "unsup" else -1)
+                        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                            raise _checks.invalid(
+                                "root", "JSON lines with 'text' and 'label'", f"{str(path)!r} line {lineno} ({e})"
+                            ) from None
+            except (OSError, EOFError, zlib.error, UnicodeDecodeError) as e:  # not gzip, truncated, not UTF-8
+                where = f"after line {lineno}" if lineno else "at the start"
+                raise _checks.invalid(
+                    "root",
+                    "complete gzip files of UTF-8 JSON lines",
+                    f"{str(path)!r} ({type(e).__name__} {where}: {e})",
+                ) from None
+            if not texts and split != "unsup":
+                raise _checks.invalid("root", "at least one review per split", f"{str(path)!r} (empty)")
             out[split] = _text_split(texts, labels)
         return out
     base = root / "aclImdb" if (root / "aclImdb").is_dir() else root
@@ -294,14 +306,24 @@ def _imdb_rows(root: Path) -> dict[str, TextSplit]:
     for split in ("train", "test"):
         texts, labels = [], []
         for label, sub in ((0, "neg"), (1, "pos")):
-            for p in sorted((base / split / sub).glob("*.txt")):
-                texts.append(p.read_text(encoding="utf-8"))
+            files = sorted((base / split / sub).glob("*.txt"))
+            if not files:
+                raise _checks.invalid("root", IMDB_LAYOUT, f"{str(base / split / sub)!r} (no .txt files)")
+            for p in files:
+                texts.append(_read_text(p))
                 labels.append(label)
         out[split] = _text_split(texts, labels)
     unsup = sorted((base / "train" / "unsup").glob("*.txt"))
     if unsup:
-        out["unsup"] = _text_split([p.read_text(encoding="utf-8") for p in unsup], [-1] * len(unsup))
+        out["unsup"] = _text_split([_read_text(p) for p in unsup], [-1] * len(unsup))
     return out
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise _checks.invalid("root", "readable UTF-8 text files", f"{str(path)!r} ({type(e).__name__}: {e})") from None
 
 
 IMDB_LAYOUT = "train.jsonl.gz and test.jsonl.gz (and unsup.jsonl.gz), or aclImdb/{train,test}/{pos,neg}/*.txt"

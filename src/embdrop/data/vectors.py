@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,6 +137,7 @@ class _Reader:
 
     def __init__(self, path: Path, encoding: str) -> None:
         self.path, self.encoding = path, encoding
+        self.lines: list[int] = []  # the line number of each word read by ``text``
 
     def error(self, where: str, expected: str) -> ValueError:
         return _checks.invalid("source", expected, f"{str(self.path)!r} {where}")
@@ -175,6 +177,7 @@ class _Reader:
                 else:
                     raise self.error(f"line {lineno}", f"a word and {dim} numbers on every line (found {n})")
                 words.append(word)
+                self.lines.append(lineno)
                 rests.append(rest)
             if rests:
                 blocks.append(self._numbers(rests, dim, start, lines))
@@ -260,19 +263,28 @@ def load_vectors(source: str | os.PathLike, *, format: str = "auto", encoding: s
             f"{str(source)!r} (no such file)",
         )
     reader = _Reader(path, encoding)
-    with _open(path) as f:
-        first = f.readline()
-        header = _header(first)
-        if format == "glove" or (format == "auto" and header is None):
-            words, vecs = reader.text(f, None, None, 1, first)
-        else:
-            if header is None:
-                raise reader.error("line 1", f"a 'V E' header line for format {format!r}")
-            count, dim = header
-            binary = format == "word2vec-binary" or (
-                format == "auto" and (path.name.endswith(".bin") or path.name.endswith(".bin.gz"))
-            )
-            words, vecs = reader.binary(f, count, dim) if binary else reader.text(f, dim, count, 2, None)
+    binary = False
+    try:
+        with _open(path) as f:
+            first = f.readline()
+            header = _header(first)
+            if format == "glove" or (format == "auto" and header is None):
+                words, vecs = reader.text(f, None, None, 1, first)
+            else:
+                if header is None:
+                    raise reader.error("line 1", f"a 'V E' header line for format {format!r}")
+                count, dim = header
+                binary = format == "word2vec-binary" or (
+                    format == "auto" and (path.name.endswith(".bin") or path.name.endswith(".bin.gz"))
+                )
+                words, vecs = reader.binary(f, count, dim) if binary else reader.text(f, dim, count, 2, None)
+    except (OSError, EOFError, zlib.error) as e:  # a truncated or corrupt gzip file, an unreadable file
+        raise reader.error(f"({type(e).__name__}: {e})", "a complete, readable vectors file") from None
+    finite = np.isfinite(vecs).all(axis=1)
+    if not finite.all():
+        i = int(np.argmin(finite))
+        where = f"entry {i + 1}" if binary else f"line {reader.lines[i]}"
+        raise reader.error(f"{where} (the vector of {words[i]!r})", "finite numbers (no nan or inf)")
     return Vectors(words, torch.from_numpy(vecs), source=str(path))
 
 

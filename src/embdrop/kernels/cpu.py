@@ -1,24 +1,23 @@
 """The fused CPU recurrence (``cpu.cpp``): compiled on first use with ``torch.utils.cpp_extension``, then cached.
 
-The build takes about half a minute once per machine and torch version (the cache lives in torch's extension
-directory, ``~/.cache/torch_extensions`` unless ``TORCH_EXTENSIONS_DIR`` says otherwise). Where it cannot be built
-(no C++ compiler, no ninja), :func:`available` is False, one warning says why, and the layers use the reference
-loop, which gives the same results more slowly. ``EMBDROP_KERNEL=reference`` chooses the reference loop on purpose.
+The build takes about half a minute once per machine, source version and torch version. It is cached in
+``$EMBDROP_CACHE`` (default ``~/.cache/embdrop``), keyed and verified by content (see :mod:`embdrop._cache`), so
+checkouts of the same version share one build. Where it cannot be built (no C++ compiler, no ninja),
+:func:`available` is False, one warning says why, and the layers use the reference loop, which gives the same
+results more slowly. ``EMBDROP_KERNEL=reference`` chooses the reference loop on purpose.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
-import platform
 import warnings
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from embdrop import _checks
+from embdrop import _cache, _checks
 
 _SOURCE = Path(__file__).with_name("cpu.cpp")
 # Built for the CPU it runs on (the build happens there); the name below keeps builds for different CPUs apart
@@ -31,14 +30,46 @@ _state: dict = {}
 
 
 def _build_name() -> str:
-    """Extension name from the source, the flags and the CPU's features, so a changed one never loads stale."""
-    h = hashlib.sha256(_SOURCE.read_bytes() + " ".join(_FLAGS).encode())
-    try:
-        with open("/proc/cpuinfo") as f:
-            h.update(next((line for line in f if line.startswith("flags")), "").encode())
-    except OSError:
-        h.update(platform.machine().encode())
-    return "embdrop_cpu_" + h.hexdigest()[:12]
+    """The build's key: the source, the flags, torch's and Python's versions and the CPU's features (see _cache)."""
+    import sys
+
+    parts = (_SOURCE.read_bytes(), " ".join(_FLAGS), torch.__version__, sys.version, _cache.cpu_features())
+    return "embdrop_cpu_" + _cache.key(*parts)
+
+
+def _import(name: str, path: Path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _build_and_load(name: str):
+    """The verified cached build of this source, or a new build published to the cache (see :mod:`embdrop._cache`)."""
+    import shutil
+    import sys
+
+    filename = name + ".so"
+    if name in sys.modules:
+        return sys.modules[name]
+    lib = _cache.lookup(name, filename)
+    if lib is not None:
+        return _import(name, lib)
+    from torch.utils.cpp_extension import load
+
+    built = {}
+
+    def build(folder: Path) -> None:
+        source = folder / "cpu.cpp"
+        shutil.copyfile(_SOURCE, source)  # the build reads its own copy: no path of a checkout in it
+        built["module"] = load(
+            name=name, sources=[str(source)], extra_cflags=_FLAGS, build_directory=str(folder), verbose=False
+        )
+
+    _cache.publish(name, filename, build)
+    return built["module"]
 
 
 def _extension():
@@ -48,14 +79,13 @@ def _extension():
             _state["why"] = "EMBDROP_KERNEL=reference"
             return None
         try:
-            from torch.utils.cpp_extension import load
-
-            _state["ext"] = load(name=_build_name(), sources=[str(_SOURCE)], extra_cflags=_FLAGS, verbose=False)
+            _state["ext"] = _build_and_load(_build_name())
         except Exception as e:  # no compiler, no ninja, a failed build: all mean "use the reference loop"
             _state["why"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
             warnings.warn(
                 f"embdrop: the fused CPU recurrent kernel could not be built ({_state['why']}); LSTM/GRU with "
-                "recurrent_dropout use the reference loop instead (same results, slower).",
+                "recurrent_dropout use the reference loop instead (same results, slower). It needs a C++ compiler "
+                "and ninja (pip install ninja).",
                 RuntimeWarning,
                 stacklevel=3,
             )

@@ -196,6 +196,10 @@ def _changes(old: Config, new: Config) -> dict[str, list]:
     return {k: [a.get(k), b[k]] for k in b if a.get(k) != b[k]}
 
 
+# internal argument names whose field has another name
+_ALIASES = {"max_size": "data.max_tokens"}
+
+
 class _fields_named:
     """Re-raise a user error of a layer or a reader under the ``--set`` field it came from.
 
@@ -213,12 +217,13 @@ class _fields_named:
     def __exit__(self, kind, error, tb) -> bool:
         if not isinstance(error, _checks.UsageError) or error.argument in self.values or error.argument.startswith("-"):
             return False
-        leaf = [k for k in self.values if k.rsplit(".", 1)[-1] == error.argument]
+        name = _ALIASES.get(error.argument, error.argument)
+        leaf = [k for k in self.values if k == name or k.rsplit(".", 1)[-1] == name]
         same = [k for k, v in self.values.items() if error.received in (repr(v), str(v))]
         found = leaf if len(leaf) == 1 else [k for k in same if k in leaf] or same
         if len(found) != 1:
             return False
-        raise _checks.invalid(found[0], error.expected, repr(self.values[found[0]])) from None
+        raise _checks.invalid(found[0], error.expected, error.received) from None
 
 
 def _start_distributed() -> None:

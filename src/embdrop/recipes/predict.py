@@ -55,8 +55,13 @@ def load_model(run: str | Path):
     except Exception as e:
         raise _checks.invalid("RUN_DIR", "a run directory with vocab.json and best.safetensors",
                               f"{str(run)!r} ({type(e).__name__}: {e})") from None  # fmt: skip
-    classes = tuple(read_json(run / "classes.json", "a JSON list", argument="RUN_DIR")) if (
-        run / "classes.json").exists() else ("0", "1")  # fmt: skip
+    classes: tuple = ("0", "1")
+    if (run / "classes.json").exists():
+        names = read_json(run / "classes.json", "a JSON list of two class names", argument="RUN_DIR")
+        if not (isinstance(names, list) and len(names) == 2 and all(isinstance(c, str) for c in names)):
+            raise _checks.invalid("RUN_DIR", "a classes.json holding a JSON list of two class names",
+                                  f"{str(run / 'classes.json')!r} ({str(names)[:80]})")  # fmt: skip
+        classes = tuple(names)
     if config.embedding is not None and config.embedding.pretrained is not None:
         config.embedding.pretrained = None  # the trained weights replace the vectors: no need to read them again
         config.model.embedding_dim = weights["embedding.weight"].shape[1]
@@ -71,8 +76,11 @@ def predict(run: str | Path, texts: list[str], *, mc: int = 0, seed: int = 0) ->
     mc = _checks.integer("--mc", mc, low=0)
     config, vocab, classes, model = load_model(run)
     d = config.data
-    ids = pad_sequences(Tokenizer(punctuation=d.punctuation).encode(texts, vocab), d.maxlen, padding=d.padding,
-                        truncating="pre")  # fmt: skip
+    encoded = Tokenizer(punctuation=d.punctuation).encode(texts, vocab)
+    for text, seq in zip(texts, encoded, strict=True):
+        if len(seq) == 0:
+            raise _checks.invalid("TEXT", "a text with at least one word", repr(text[:60]))
+    ids = pad_sequences(encoded, d.maxlen, padding=d.padding, truncating="pre")
     if mc == 0:
         with torch.no_grad():
             p = torch.sigmoid(model(ids))
