@@ -10,6 +10,8 @@ from pathlib import Path
 
 from embdrop import _checks
 
+_replace = os.replace  # the commit of every write; the fault-injection tests wrap it to die around it
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)``, then rename onto ``path``: readers see the old file or the new one, never half."""
@@ -20,7 +22,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         write(tmp)
         with open(tmp, "rb+") as f:  # on disk before the rename, so that a crash never leaves an empty file
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _replace(tmp, path)
         _fsync_dir(path.parent)
     finally:
         if os.path.exists(tmp):

@@ -156,6 +156,13 @@ def check_readable(run: Path) -> None:
     from safetensors import safe_open
 
     path = run / "checkpoint.safetensors"
+    if not path.exists() and (run / "config.json").is_file():
+        raise _checks.invalid(
+            "--resume",
+            "a run directory with a checkpoint (this run stopped before its first epoch ended: start it "
+            "again with --out)",
+            repr(str(run)),
+        )
     try:
         with safe_open(str(path), framework="pt") as f:
             f.metadata()
@@ -163,6 +170,12 @@ def check_readable(run: Path) -> None:
         raise _checks.invalid(
             "--resume", "a run directory with a readable checkpoint", f"{str(path)!r} ({type(e).__name__}: {e})"
         ) from None
+
+
+def remove_partial_writes(run: Path) -> None:
+    """Delete the temporary files of writes that a killed process left unfinished (call it holding the lock)."""
+    for p in run.glob("*.tmp"):
+        p.unlink(missing_ok=True)
 
 
 def _legacy_state(run: Path) -> dict:

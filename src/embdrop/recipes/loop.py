@@ -209,6 +209,7 @@ def fit(
         state = checkpoint.load(run, model, opt)
         state.resumes = state.resumes + list(resumes or [])
         if writer:  # repair what a death after the last commit may have left behind
+            checkpoint.remove_partial_writes(run)
             checkpoint.write_derived(run, state)
             if resumes:
                 write_json(run / "config.json", to_dict(config), indent=1)

@@ -123,10 +123,11 @@ def text_embedding(config: Config, vocab: Vocab, dim: int, dropout: float = 0.0)
     source = PRETRAINED.get(e.pretrained, e.pretrained)
     try:
         vectors = load_vectors(source)
-    except (FileNotFoundError, ValueError) as err:
-        reason = str(err).split("Received: ")[-1]
+    except _checks.UsageError as err:  # the reader's own words, under the field the user set
+        raise _checks.invalid("embedding.pretrained", err.expected, err.received) from None
+    except FileNotFoundError as err:
         raise _checks.invalid(
-            "embedding.pretrained", f"one of {', '.join(PRETRAINED)} or a vectors file", f"{e.pretrained!r} ({reason})"
+            "embedding.pretrained", f"one of {', '.join(PRETRAINED)} or a vectors file", f"{e.pretrained!r} ({err})"
         ) from None
     emb = Embedding.from_pretrained(vectors, vocab, freeze=e.freeze, oov=e.oov, dropout=dropout)
     print(f"embedding: {e.pretrained}, {emb.coverage}", flush=True)

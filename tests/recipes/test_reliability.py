@@ -1,0 +1,300 @@
+"""Faults and bad inputs: every user mistake is one line and exit 2 with nothing written; a killed run resumes to
+the numbers of an uninterrupted one; a second writer is refused; a NaN loss stops the run."""
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from embdrop import recipes
+from embdrop.cli import main
+from embdrop.recipes import checkpoint, text_classification
+from embdrop.recipes.loop import TrainingDiverged
+
+TINY = ["data.maxlen=20", "model.hidden=4", "model.embedding_dim=8", "train.batch_size=256", "train.log_every=0"]
+
+
+def quiet():
+    from rich.console import Console
+
+    return Console(file=open(os.devnull, "w"), width=120)  # noqa: SIM115
+
+
+def rows(run):
+    return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in
+            (run / "metrics.jsonl").read_text().splitlines()]  # fmt: skip
+
+
+def digest(folder):
+    """Every file's content, so a test can say that nothing in a folder changed."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def run2(tmp_path_factory):
+    """A finished two-epoch run of reviews-lstm, and the same run's uninterrupted three-epoch twin."""
+    root = tmp_path_factory.mktemp("runs")
+    recipes.train("reviews-lstm", TINY + ["train.epochs=2"], root / "two", console=quiet())
+    full = recipes.train("reviews-lstm", TINY + ["train.epochs=3"], root / "three", console=quiet())
+    return root, full
+
+
+def fresh_copy(run2, tmp_path):
+    root, _ = run2
+    shutil.copytree(root / "two", tmp_path / "run")
+    (tmp_path / "run" / ".lock").unlink(missing_ok=True)
+    return tmp_path / "run"
+
+
+def bad_inputs(tmp):
+    """(name, argv) of mistakes a user makes; ``tmp`` is a folder with files to point them at."""
+    (tmp / "afile").write_text("x")
+    (tmp / "emptyimdb").mkdir()
+    rows = gzip.compress("".join(f'{{"text": "review {i}", "label": {i % 2}}}\n' for i in range(3000)).encode())
+    for name, data in (("notgzip", b"garbage"), ("truncated", rows[: len(rows) // 2])):
+        (tmp / name).mkdir()
+        for split in ("train", "test"):
+            (tmp / name / f"{split}.jsonl.gz").write_bytes(data)
+    (tmp / "nan.txt").write_text("the 0.1 0.2\ngood nan 0.3\n")
+    (tmp / "trunc.txt.gz").write_bytes(gzip.compress("\n".join(f"w{i} 0.1 0.2" for i in range(3000)).encode())[:500])
+    out = ["--out", str(tmp / "never")]
+    return [
+        ("epochs 0", ["train", "--set", "train.epochs=0", *out], "'train.epochs': expected an int >= 1"),
+        ("epochs -1", ["train", "--set", "train.epochs=-1", *out], "'train.epochs': expected an int >= 1"),
+        ("batch 0", ["train", "--set", "train.batch_size=0", *out], "'train.batch_size': expected an int >= 1"),
+        ("lr 0", ["train", "--set", "train.lr=0", *out], "'train.lr': expected a finite float > 0"),
+        ("lr inf", ["train", "--set", "train.lr=inf", *out], "'train.lr': expected a finite float > 0"),
+        ("clip -1", ["train", "--set", "train.clip=-1", *out], "'train.clip': expected a finite float > 0, or None"),
+        ("mc -5", ["train", "--mc", "-5", *out], "'--mc': expected an int >= 0"),
+        ("dropout 1.5", ["train", "--set", "model.dropout=1.5", *out],
+         "'model.dropout': expected a float in [0, 1). Received: model.dropout=1.5"),
+        ("max_tokens 0", ["train", "--set", "data.max_tokens=0", *out], "'data.max_tokens': expected an int >= 2"),
+        ("out under /proc", ["train", "--out", "/proc/embdrop-never"], "'--out': expected a directory that can be"),
+        ("out under a file", ["train", "--out", str(tmp / "afile" / "run")], "'--out': expected a directory path"),
+        ("compare out a file", ["compare", "movielens-mf", "--vary", "model.factors=4", "--out", str(tmp / "afile")],
+         "'--out': expected a new or empty directory"),
+        ("imdb empty", ["train", "imdb-lstm", "--set", f"data.root={tmp / 'emptyimdb'}", *out],
+         "'data.root': expected train.jsonl.gz and test.jsonl.gz"),
+        ("imdb not gzip", ["train", "imdb-lstm", "--set", f"data.root={tmp / 'notgzip'}", *out],
+         "train.jsonl.gz' (BadGzipFile at the start"),
+        ("imdb truncated", ["train", "imdb-lstm", "--set", f"data.root={tmp / 'truncated'}", *out],
+         "train.jsonl.gz' (EOFError after line"),
+        ("vectors nan", ["train", "--set", f"embedding.pretrained={tmp / 'nan.txt'}", *out],
+         "expected finite numbers (no nan or inf). Received: embedding.pretrained="),
+        ("vectors truncated", ["train", "--set", f"embedding.pretrained={tmp / 'trunc.txt.gz'}", *out],
+         "expected a complete, readable vectors file. Received: embedding.pretrained="),
+    ]  # fmt: skip
+
+
+def test_every_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
+    before = digest(tmp_path) if tmp_path.exists() else {}
+    for name, argv, message in bad_inputs(tmp_path):
+        before = {p: digest(p) for p in tmp_path.iterdir() if p.is_dir()}
+        assert main(argv) == 2, name
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err and err.startswith(f"embdrop {argv[0]}: error: "), (name, err)
+        assert not (tmp_path / "never").exists(), name
+        assert {p: digest(p) for p in tmp_path.iterdir() if p.is_dir()} == before, name
+
+
+def test_bad_inputs_to_a_finished_run(run2, tmp_path, capsys):
+    run = fresh_copy(run2, tmp_path)
+    before = digest(run)
+    (tmp_path / "cls").mkdir()
+    cases = [
+        (["train", "--resume", str(run), "--set", "train.lr=0.5"],
+         "'--set': expected only train.epochs, train.patience, train.mc, train.log_every, train.device with --resume"),
+        (["train", "--resume", str(run), "--set", "model.hidden=8"], "Received: --set=model.hidden=8"),
+        (["predict", str(run), ""], "'TEXT': expected a text with at least one word. Received: TEXT=''"),
+        (["predict", str(run), "good", "--mc", "-5"], "'--mc': expected an int >= 0"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, (argv, err)
+        assert digest(run) == before, argv
+    (run / "classes.json").write_text('{"a": 1}')
+    assert main(["predict", str(run), "good tea"]) == 2
+    assert "a classes.json holding a JSON list of two class names" in capsys.readouterr().err
+
+
+def test_a_truncated_checkpoint_is_named_and_changes_nothing(run2, tmp_path, capsys):
+    run = fresh_copy(run2, tmp_path)
+    data = (run / "checkpoint.safetensors").read_bytes()
+    (run / "checkpoint.safetensors").write_bytes(data[: len(data) // 2])
+    before = digest(run)
+    assert main(["train", "--resume", str(run), "--set", "train.epochs=3"]) == 2
+    err = capsys.readouterr().err
+    assert "'--resume': expected a run directory with a readable checkpoint" in err and "checkpoint.safetensors" in err
+    assert digest(run) == before and not (run / ".lock").exists()
+
+
+def test_truncated_derived_files_are_rebuilt_from_the_commit_on_resume(run2, tmp_path):
+    """metrics.jsonl and best.safetensors cut in half: the resume rewrites both from the checkpoint."""
+    run = fresh_copy(run2, tmp_path)
+    for name in ("metrics.jsonl", "best.safetensors"):
+        data = (run / name).read_bytes()
+        (run / name).write_bytes(data[: len(data) // 2])
+    (run / "checkpoint.safetensors.abc.tmp").write_bytes(b"half a write")  # a write a kill left unfinished
+    resumed = recipes.train(resume=run, overrides=["train.epochs=3"], console=quiet())
+    root, full = run2
+    assert rows(run) == rows(root / "three") and resumed.test == full.test
+    assert not list(run.glob("*.tmp"))
+    a, b = load_file(run / "best.safetensors"), load_file(root / "three" / "best.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_records_the_fields_it_may_change(run2, tmp_path):
+    run = fresh_copy(run2, tmp_path)
+    recipes.train(resume=run, overrides=["train.epochs=3", "train.mc=2"], console=quiet())
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["epochs"] == 3 and config["train"]["mc"] == 2
+    resumes = json.loads((run / "summary.json").read_text())["resumes"]
+    assert resumes == [{"changed": {"train.epochs": [2, 3], "train.mc": [0, 2]}}]
+    assert json.loads((run / "checkpoint.json").read_text())["resumes"] == resumes
+    assert rows(run) == rows(run2[0] / "three")
+
+
+def test_a_second_writer_is_refused_with_one_line(run2, tmp_path, capsys):
+    run = fresh_copy(run2, tmp_path)
+    before = digest(run)
+    with checkpoint.RunLock(run):
+        assert main(["train", "--resume", str(run), "--set", "train.epochs=3"]) == 2
+        err = capsys.readouterr().err
+        assert "expected a run directory no other process is writing" in err and f"locked by pid {os.getpid()}" in err
+    assert {k: v for k, v in digest(run).items() if k != ".lock"} == before
+    recipes.train(resume=run, overrides=["train.epochs=3"], console=quiet())  # free again: the resume goes on
+    assert rows(run) == rows(run2[0] / "three")
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_epoch(run2, tmp_path, monkeypatch, capsys):
+    run = fresh_copy(run2, tmp_path)
+    before = {k: v for k, v in digest(run).items() if k not in (".lock",)}
+    calls = {"n": 0}
+    real = text_classification.TextClassification.loss
+
+    def nan_at_step_4(model, batch):
+        calls["n"] += 1
+        loss, extra = real(model, batch)
+        return (loss * float("nan"), extra) if calls["n"] == 4 else (loss, extra)
+
+    monkeypatch.setattr(text_classification.TextClassification, "loss", staticmethod(nan_at_step_4))
+    assert main(["train", "--resume", str(run), "--set", "train.epochs=3"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("resuming") and len(err) == 2 and err[1].startswith("embdrop train: error: ")
+    err = err[1]
+    assert "training loss nan is not finite at epoch 3, step 4 of 15: training stopped (the checkpoint of epoch 2" in err
+    after = digest(run)
+    for name in ("checkpoint.safetensors", "best.safetensors", "metrics.jsonl"):
+        assert after[name] == before[name], name
+    monkeypatch.undo()
+    with pytest.raises(TrainingDiverged, match="at epoch 1, step 2 of 15"):  # a learning rate no model survives
+        recipes.train("reviews-lstm", TINY + ["train.lr=1e30", "train.epochs=1"], tmp_path / "huge", console=quiet())
+    assert not (tmp_path / "huge").exists()  # no epoch completed: nothing kept
+
+
+def test_a_run_written_before_the_one_file_commit_still_resumes(run2, tmp_path):
+    """The earlier layout: state in checkpoint.json (with param_groups), no metadata, no best.* tensors."""
+    run = fresh_copy(run2, tmp_path)
+    from safetensors import safe_open
+
+    with safe_open(str(run / "checkpoint.safetensors"), framework="pt") as f:
+        state = json.loads(f.metadata()["state"])
+    tensors = {k: v for k, v in load_file(run / "checkpoint.safetensors").items() if not k.startswith("best.")}
+    save_file(tensors, run / "checkpoint.safetensors")
+    (run / "checkpoint.json").write_text(json.dumps({"epoch": 2, "best": state["best"],
+                                                     "param_groups": state["param_groups"]}))  # fmt: skip
+    resumed = recipes.train(resume=run, overrides=["train.epochs=3"], console=quiet())
+    assert rows(run) == rows(run2[0] / "three") and resumed.test == run2[1].test
+
+
+# ------------------------------------------------------------------------------------------- real processes
+DRIVER = """
+import os, signal, sys
+from embdrop import _io
+from embdrop.recipes import text_classification as tc
+point, when = int(sys.argv[1]), sys.argv[2]
+real_replace, real_loss, count = _io._replace, tc.TextClassification.loss, {"writes": 0, "steps": 0}
+
+def replace(src, dst):
+    count["writes"] += 1
+    if when == "before" and count["writes"] == point:
+        os.kill(os.getpid(), signal.SIGKILL)  # the temporary file is written, the rename not done
+    real_replace(src, dst)
+    if when == "after" and count["writes"] == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+def loss(model, batch):
+    count["steps"] += 1
+    if when == "step" and count["steps"] == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_loss(model, batch)
+
+_io._replace, tc.TextClassification.loss = replace, staticmethod(loss)
+from embdrop.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def run_cli(*args, **kw):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, **kw)
+
+
+@pytest.mark.slow
+def test_a_sigkill_at_any_write_resumes_to_the_uninterrupted_numbers(run2, tmp_path):
+    """SIGKILL before and after every rename of a three-epoch run, and in the middle of epochs: each resume ends
+    with the metrics and best weights of the run that was never interrupted."""
+    root, full = run2
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    argv = ["train", "reviews-lstm", *sum((["--set", s] for s in TINY + ["train.epochs=3"]), [])]
+    writes = 3 + 3 * 5  # config, vocab, classes; per epoch checkpoint, best, metrics, checkpoint.json, curve
+    points = [(k, "after") for k in range(1, writes + 1)] + [(k, "before") for k in (4, 9, 10)]
+    points += [(20, "step"), (31, "step")]  # 15 steps an epoch: inside epoch 2 and epoch 3
+    best = load_file(root / "three" / "best.safetensors")
+    for point, when in points:
+        run = tmp_path / f"{when}-{point}"
+        r = run_cli(str(driver), str(point), when, *argv, "--out", str(run))
+        assert r.returncode == -signal.SIGKILL, (point, when, r.stderr)
+        r = run_cli("-m", "embdrop.cli", "train", "--resume", str(run))
+        if not (run / "checkpoint.safetensors").exists():  # killed before the first commit
+            assert r.returncode == 2 and "stopped before its first epoch ended" in r.stderr, (point, when, r.stderr)
+            continue
+        assert r.returncode == 0, (point, when, r.stderr)
+        assert rows(run) == rows(root / "three"), (point, when)
+        assert json.loads((run / "summary.json").read_text())["test"] == full.test, (point, when)
+        got = load_file(run / "best.safetensors")
+        assert all(torch.equal(got[k], best[k]) for k in best), (point, when)
+        assert not list(run.glob("*.tmp")), (point, when)
+        shutil.rmtree(run)
+
+
+@pytest.mark.slow
+def test_a_second_process_is_refused_and_a_killed_owner_leaves_no_stale_lock(tmp_path):
+    run = tmp_path / "run"
+    argv = ["-m", "embdrop.cli", "train", "reviews-lstm", "--out", str(run)]
+    argv += sum((["--set", s] for s in TINY + ["train.epochs=200"]), [])
+    owner = subprocess.Popen([sys.executable, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (run / "checkpoint.safetensors").exists() and time.time() < deadline:
+            time.sleep(0.2)
+        assert (run / "checkpoint.safetensors").exists()
+        r = run_cli("-m", "embdrop.cli", "train", "--resume", str(run))
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert f"locked by pid {owner.pid}" in r.stderr and "Traceback" not in r.stderr
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+    assert (run / ".lock").exists()  # the file stays; its lock died with the process
+    r = run_cli("-m", "embdrop.cli", "train", "--resume", str(run), "--set", "train.epochs=1")
+    assert r.returncode == 0 and "resuming" in r.stderr, r.stderr
