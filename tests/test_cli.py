@@ -52,6 +52,7 @@ def test_recipes_lists_one_line_each(capsys):
         "movielens-mf", "translate-fr-en"]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_train_end_to_end_prints_the_summary(tmp_path):
     r = run("train", "--out", str(tmp_path / "run"), "--set", "train.epochs=1", "--set", "data.maxlen=30")
     assert r.returncode == 0, r.stderr
@@ -81,6 +82,7 @@ def test_train_user_mistakes_are_one_line(args, message, tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "never").exists()
 
 
+@pytest.mark.slow
 def test_predict_and_compare_from_the_command_line(tmp_path):
     r = run("train", "reviews-lstm", "--out", str(tmp_path / "run"), "--set", "train.epochs=1", "--set",
             "data.maxlen=30", "--set", "model.hidden=8")  # fmt: skip

@@ -401,7 +401,7 @@ def test_errors():
     with pytest.raises(ValueError, match=r"argument 'x': expected a tensor of the layer's dtype torch.float32 "
                        r"\(convert the input, or the layer with .to\(torch.float64\)\)"):  # fmt: skip
         layer(torch.randn(2, 5, 3, dtype=torch.float64))
-    with pytest.raises(ValueError, match=r"argument 'state': expected tensors of shape \(1, 2, 4\), dtype torch.float32"):
+    with pytest.raises(ValueError, match=r"'state': expected tensors of shape \(1, 2, 4\), dtype torch.float32"):
         layer(torch.randn(2, 5, 3), (torch.zeros(1, 2, 4, dtype=torch.float64), torch.zeros(1, 2, 4)))
 
 

@@ -18,6 +18,7 @@ def train(tmp_path, name, *launcher):
     return r, json.loads((tmp_path / name / "summary.json").read_text())
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_within_noise(tmp_path):
     pytest.importorskip("torch.distributed")
     one, single = train(tmp_path, "one")

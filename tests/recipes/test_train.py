@@ -91,8 +91,13 @@ def test_bad_runs_write_nothing(tmp_path):
     with pytest.raises(ValueError, match="'--resume': expected a run directory written by embdrop train"):
         recipes.train(resume=tmp_path / "used", console=quiet())
     (tmp_path / "used" / "config.json").write_text(json.dumps({"recipe": "reviews-lstm"}))
+    with pytest.raises(ValueError, match="'--resume': expected a run directory with a checkpoint .this run stopped "
+                       "before its first epoch ended: start it again with --out"):  # fmt: skip
+        recipes.train(resume=tmp_path / "used", console=quiet())
+    (tmp_path / "used" / "checkpoint.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(ValueError, match="'--resume': expected a run directory with a readable checkpoint"):
         recipes.train(resume=tmp_path / "used", console=quiet())
+    (tmp_path / "used" / "checkpoint.safetensors").unlink()
     assert sorted(p.name for p in (tmp_path / "used").iterdir()) == ["config.json", "x"]
 
 
