@@ -30,6 +30,9 @@ class UsageError(ValueError):
             f"Invalid value for argument '{argument}': expected {expected}. Received: {argument}={received}"
         )
 
+    def __reduce__(self):  # crosses process boundaries (compare's workers) with its three parts
+        return type(self), (self.argument, self.expected, self.received)
+
 
 def invalid(name: str, expected: str, received: object) -> UsageError:
     """The one error template: names the argument, what was expected and what was received."""

@@ -18,7 +18,9 @@ import csv
 import io
 import itertools
 import math
+import multiprocessing
 import os
+import shutil
 import statistics
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -143,16 +145,25 @@ def compare(
         for seed in range(seeds):
             items = [*overrides, *sets, *(f"{f}={v}" for f, v in combo), f"train.seed={seed}"]
             runs.append(Run(cell, seed, items, out / folder / f"seed-{seed}"))
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     jobs = min(jobs, len(runs))
     threads = max(1, cores // jobs)
     log(f"{len(runs)} runs ({len(runs) // seeds} cells x {seeds} seeds) on {jobs} processes x {threads} threads")
     results: dict[int, dict] = {}
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    # spawned, not forked: a fork of a process whose torch thread pool has run deadlocks in the child
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         futures = {pool.submit(_train_one, recipe, r.overrides, str(r.out), threads): i for i, r in enumerate(runs)}
         for done, fut in enumerate(as_completed(futures), 1):
             i = futures[fut]
-            results[i] = fut.result()
+            try:
+                results[i] = fut.result()
+            except _checks.UsageError:  # a cell the recipe refuses: the grid is wrong, so none of it is kept
+                pool.shutdown(wait=True, cancel_futures=True)
+                if created:
+                    shutil.rmtree(out, ignore_errors=True)
+                raise
             r = runs[i]
             metric = base_metric(results[i]["test"])
             log(f"[{done}/{len(runs)}] {r.cell or 'default'} seed {r.seed}: {metric[0]} {metric[1]:.4f}")
