@@ -25,6 +25,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from embdrop._io import sha256
+
 
 def cache_dir() -> Path:
     return Path(os.environ.get("EMBDROP_CACHE") or Path.home() / ".cache" / "embdrop")
@@ -49,14 +51,6 @@ def cpu_features() -> str:
         return platform.machine()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _trusted(path: Path) -> bool:
     st = os.stat(path)
     return st.st_uid in (os.getuid(), 0) and not st.st_mode & 0o022
@@ -71,7 +65,7 @@ def lookup(name: str, filename: str) -> Path | None:
             return None
         with open(manifest, encoding="utf-8") as f:
             meta = json.load(f)
-        if meta.get("name") != name or meta.get("file") != filename or meta.get("sha256") != _sha256(lib):
+        if meta.get("name") != name or meta.get("file") != filename or meta.get("sha256") != sha256(lib):
             return None
     except (OSError, ValueError):
         return None
@@ -91,7 +85,7 @@ def publish(name: str, filename: str, build: Callable[[Path], None]) -> Path:
         os.chmod(tmp, 0o755)
         build(tmp)
         lib = tmp / filename
-        meta = {"name": name, "file": filename, "sha256": _sha256(lib)}
+        meta = {"name": name, "file": filename, "sha256": sha256(lib)}
         with open(tmp / "manifest.json", "w", encoding="utf-8") as f:
             json.dump(meta, f)
         final = root / name

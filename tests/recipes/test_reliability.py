@@ -82,6 +82,8 @@ def bad_inputs(tmp):
         ("out under a file", ["train", "--out", str(tmp / "afile" / "run")], "'--out': expected a directory path"),
         ("compare out a file", ["compare", "movielens-mf", "--vary", "model.factors=4", "--out", str(tmp / "afile")],
          "'--out': expected a new or empty directory"),
+        ("compare epochs 0", ["compare", "movielens-mf", "--vary", "model.factors=4,8", "--set", "train.epochs=0",
+                              *out], "'train.epochs': expected an int >= 1"),
         ("compare bad cell", ["compare", "movielens-mf", "--cell", "x:model.embedding_dropout=1.5", "--seeds", "1",
                               "--set", "train.epochs=1", *out],
          "'model.embedding_dropout': expected a float in [0, 1). Received: model.embedding_dropout=1.5"),

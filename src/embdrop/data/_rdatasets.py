@@ -7,11 +7,11 @@ package version, a tampered site-packages) must not be loaded. The digests were 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from pathlib import Path
 
 from embdrop import _checks
+from embdrop._io import sha256
 
 VERSION = "0.2.10"
 SHA256 = {
@@ -34,14 +34,6 @@ def package_dir() -> Path:
 
 def table_path(package: str, item: str) -> Path:
     return package_dir() / "_data" / package / f"{item}.pkl.compress"
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_table(package: str, item: str, *, path: Path | None = None):

@@ -3,7 +3,9 @@
 ``--cell "NAME:field=v;field=v"`` adds named cells that set several fields at once (the grid is then every
 ``--cell`` times every ``--vary`` combination). Every cell of the grid trains once per seed (``train.seed`` = 0,
 1, ...), each run in its own directory ``OUT/<cell>/seed-<k>``; runs go to a pool of processes (one per core by
-default, each with ``cores // jobs`` threads). Then ``OUT`` gets:
+default, each with ``cores // jobs`` threads; spawned, so a script that calls :func:`compare` needs the usual
+``if __name__ == "__main__":`` guard). Every cell's fields are checked before the first process starts. Then
+``OUT`` gets:
 
 - ``runs.csv``: one row per run, every test metric, the best epoch and the time per epoch (the raw numbers);
 - ``table.md``: per cell the mean, the standard deviation and the 95% interval (Student's t over the seeds) of
@@ -28,6 +30,7 @@ from pathlib import Path
 
 from embdrop import _checks
 from embdrop._io import atomic_write
+from embdrop.recipes.loop import check_train
 
 # Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (then the normal's 1.96).
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131) + (
@@ -145,6 +148,8 @@ def compare(
         for seed in range(seeds):
             items = [*overrides, *sets, *(f"{f}={v}" for f, v in combo), f"train.seed={seed}"]
             runs.append(Run(cell, seed, items, out / folder / f"seed-{seed}"))
+    for r in runs[::seeds]:  # every cell's training fields, before any process starts
+        check_train(recipes.resolve(recipe, r.overrides).train)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     jobs = min(jobs, len(runs))
