@@ -7,7 +7,7 @@ import torch
 
 from embdrop.kernels import cpu, reference
 
-needs_kernel = pytest.mark.skipif(not cpu.available(), reason=f"fused CPU kernel not built: {cpu._state.get('why')}")
+needs_kernel = pytest.mark.usefixtures("fused_kernel")  # built once, when the first such test runs
 
 
 def inputs(kind, dtype, seed=0):

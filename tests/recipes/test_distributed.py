@@ -2,12 +2,20 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
 import pytest
 
 ITEMS = ["--set", "train.epochs=2", "--set", "train.batch_size=512", "--set", "model.factors=8"]
+
+
+def free_port() -> int:
+    """A port no process listens on now (the OS picks it), so two runs of the suite never collide."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def train(tmp_path, name, *launcher):
@@ -22,7 +30,8 @@ def train(tmp_path, name, *launcher):
 def test_two_processes_match_one_within_noise(tmp_path):
     pytest.importorskip("torch.distributed")
     one, single = train(tmp_path, "one")
-    two, ddp = train(tmp_path, "two", "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533")
+    launcher = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
+    two, ddp = train(tmp_path, "two", *launcher)
     # the same global batch of 512 ratings, split 256 + 256: the same updates up to float sums and dropout draws
     assert abs(ddp["test"]["rmse"] - single["test"]["rmse"]) < 0.01
     assert two.stdout.count("test: loss") == 1  # only rank 0 prints the summary
