@@ -2,6 +2,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from embdrop.functional import hashing as H
@@ -46,6 +47,7 @@ def test_golden_buckets_pin_stability_across_versions_and_machines():
     assert H.hash_buckets(strs, 1000, 2).tolist() == GOLDEN_STR
 
 
+@pytest.mark.slow
 def test_strings_hash_the_same_in_processes_with_different_hash_seeds():
     code = (
         "from embdrop.functional import hashing as H;"

@@ -351,6 +351,7 @@ def test_gradcheck_float64_through_the_kernel_path():
     assert torch.autograd.gradcheck(lambda t: layer(t, lengths=torch.tensor([5, 3]), masks=masks)[0], (x,))
 
 
+@pytest.mark.slow
 def test_torch_compile_of_a_model_using_them():
     model = nn.Sequential()
     emb = embdrop.Embedding(50, 8, padding_idx=0, dropout=0.1)

@@ -23,6 +23,7 @@ def test_best_is_marked_only_where_intervals_separate():
     assert "[0.7852, 0.8348] *" in summary_table(rows, "accuracy", False)  # lower is better: b wins
 
 
+@pytest.mark.slow
 def test_compare_writes_the_raw_runs_the_table_and_the_plot(tmp_path):
     out = compare("movielens-mf", ["model.factors=4,8"], seeds=2, overrides=["train.epochs=1"], out=tmp_path / "c",
                   jobs=2, log=lambda *a: None)  # fmt: skip

@@ -115,6 +115,7 @@ def test_glove_embedding_takes_the_vectors_width_and_rows(tmp_path):
     assert weight.shape == (10_000, 50) and torch.equal(weight[vocab["coffee"]], vectors["coffee"])  # frozen
 
 
+@pytest.mark.slow
 def test_imdb_recipe_reads_the_shared_corpus(tmp_path):
     root = shared("imdb")
     items = ["data.maxlen=20", "train.epochs=1", "model.hidden=8", "model.filters=8", f"data.root={root}"]

@@ -7,6 +7,7 @@ from embdrop import recipes
 from embdrop.recipes import translate_fr_en as tr
 
 
+@pytest.mark.slow
 def test_translation_learns_and_reports_bleu(tmp_path, capsys):
     root = shared("tatoeba-fra-eng")
     items = [f"data.root={root}", "data.train_pairs=4000", "data.eval_pairs=200", "data.maxlen=5", "train.epochs=3",
