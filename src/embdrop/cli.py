@@ -164,8 +164,13 @@ def main(argv: list[str] | None = None) -> int:
             "predict": _cmd_predict,
             "recipes": _cmd_recipes,
         }[args.command](args)
-    except (_checks.UsageError, ModuleNotFoundError) as e:  # a user's mistake; anything else is a bug: traceback
+    except _checks.UsageError as e:  # a user's mistake; anything else is a bug and keeps its traceback
         print(f"embdrop {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:  # an optional package not installed
+        from embdrop import _extras
+
+        print(f"embdrop {args.command}: error: {_extras.explain(e)}", file=sys.stderr)
         return 2
     except _diverged() as e:  # the run itself failed (a NaN loss): its last checkpoint is kept
         print(f"embdrop {args.command}: error: {e}", file=sys.stderr)

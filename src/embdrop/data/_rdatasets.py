@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from embdrop import _checks
+from embdrop import _checks, _extras
 from embdrop._io import sha256
 
 VERSION = "0.2.10"
@@ -38,6 +38,7 @@ def table_path(package: str, item: str) -> Path:
 
 def read_table(package: str, item: str, *, path: Path | None = None):
     """The pandas DataFrame of ``package/item``, after checking the file against the pinned sha256."""
+    _extras.need("pandas")
     import pandas as pd
 
     expected = SHA256.get((package, item))

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from embdrop import _checks
+from embdrop import _checks, _extras
 from embdrop._io import read_json, write_json
 from embdrop.functional.hashing import string_to_int64
 
@@ -76,6 +76,7 @@ class CategoryEncoder:
 
     def transform(self, df) -> Tensor:
         """Ids (N, len(columns)) int64; unknown values are 0."""
+        _extras.need("pandas")
         import pandas as pd
 
         self._fitted()
@@ -88,6 +89,7 @@ class CategoryEncoder:
     def hash_values(self, df, column: str) -> Tensor:
         """Stable int64 values (N,) of one column for :class:`embdrop.HashEmbedding`: ints as they are, anything
         else through BLAKE2b of its ``str`` (the same value on every machine and in every process)."""
+        _extras.need("pandas")
         import pandas as pd
 
         col = self._column(df, column)

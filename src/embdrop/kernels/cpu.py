@@ -85,7 +85,7 @@ def _extension():
             warnings.warn(
                 f"embdrop: the fused CPU recurrent kernel could not be built ({_state['why']}); LSTM/GRU with "
                 "recurrent_dropout use the reference loop instead (same results, slower). It needs a C++ compiler "
-                "and ninja (pip install ninja).",
+                "and ninja (pip install ninja, or embdrop[train]).",
                 RuntimeWarning,
                 stacklevel=3,
             )

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from embdrop import _checks
+from embdrop import _checks, _extras
 from embdrop._io import atomic_write, write_json
 
 FORMAT = "embdrop-checkpoint-2"
@@ -63,6 +63,7 @@ class State:
 
 def save(run: Path, model: nn.Module, opt: torch.optim.Optimizer, state: State) -> None:
     """Commit the epoch ``state.epoch`` (one atomic rename), then write the files derived from it."""
+    _extras.need("safetensors")
     from safetensors.torch import save_file
 
     tensors = {f"model.{k}": v for k, v in weights_of(model).items()}
@@ -114,6 +115,7 @@ def load(run: Path, model: nn.Module, opt: torch.optim.Optimizer) -> State:
     A missing, truncated or foreign checkpoint raises the error template naming ``--resume`` and the file; the run
     directory is not changed.
     """
+    _extras.need("safetensors")
     from safetensors import safe_open
     from safetensors.torch import load_file
 

@@ -28,7 +28,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from embdrop import _checks
+from embdrop import _checks, _extras
 from embdrop._io import atomic_write
 from embdrop.recipes.loop import check_train
 
@@ -112,6 +112,7 @@ def _train_one(recipe: str, overrides: list[str], out: str, threads: int) -> dic
     from embdrop import recipes
 
     torch.set_num_threads(threads)
+    _extras.need("rich")
     from rich.console import Console
 
     summary = recipes.train(recipe, overrides, out, console=Console(file=io.StringIO()))
@@ -235,6 +236,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def _plot(path: Path, rows: list[dict], metric: str, title: str) -> None:
+    _extras.need("matplotlib")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from embdrop import _checks
+from embdrop import _checks, _extras
 from embdrop._io import atomic_write, write_json
 from embdrop.kernels import cpu as cpu_kernel
 from embdrop.recipes import checkpoint
@@ -125,6 +125,7 @@ class Summary:
 
 
 def plot_curve(run: Path, history: list[dict], metric: str) -> None:
+    _extras.need("matplotlib")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -177,6 +178,7 @@ def fit(
     processes, so the update is that of one process with the same batch; rank 0 writes and returns the summary,
     the other ranks return None.
     """
+    _extras.need("rich", "safetensors", "matplotlib")
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

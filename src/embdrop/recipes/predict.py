@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import torch
 
-from embdrop import _checks
+from embdrop import _checks, _extras
 from embdrop._io import read_json
 from embdrop.data import Tokenizer, Vocab, pad_sequences
 from embdrop.layers import mc_predict
@@ -38,6 +38,7 @@ class Prediction:
 
 def load_model(run: str | Path):
     """(config, vocab, classes, model in eval mode with the best weights) of a text-classification run."""
+    _extras.need("safetensors")
     from safetensors.torch import load_file
 
     from embdrop import recipes

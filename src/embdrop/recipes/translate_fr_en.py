@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from embdrop import GRU, LSTM, Dropout, Embedding, _checks
+from embdrop import GRU, LSTM, Dropout, Embedding, _checks, _extras
 from embdrop.data import Tokenizer, Vocab, load_dataset, pad_sequences
 from embdrop.recipes.config import Config, DataConfig, TrainConfig
 
@@ -157,6 +157,7 @@ class Translation:
 
     @torch.no_grad()
     def evaluate(self, model: Seq2Seq, split: str, batch_size: int = 500, mc: int = 0) -> dict:
+        _extras.need("sacrebleu")
         import sacrebleu
 
         model.eval()
