@@ -44,7 +44,7 @@ def ones_recurrent_masks(layer, x):
         else R.RecurrentMasks(*[[[None] * layer.directions for _ in range(layer.num_layers)] for _ in range(5)])
     )
     m.recurrent = [
-        [torch.ones(layer._gates, x.shape[0], layer.hidden_size, dtype=x.dtype) for _ in range(layer.directions)]
+        [torch.ones(layer.gates, x.shape[0], layer.hidden_size, dtype=x.dtype) for _ in range(layer.directions)]
         for _ in range(layer.num_layers)
     ]
     return m

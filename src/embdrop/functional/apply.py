@@ -17,10 +17,10 @@ from embdrop.functional import masks as M
 def apply_mask(x: Tensor, mask: Tensor, p: float) -> Tensor:
     """``x * mask / (1 - p)`` with the mask broadcast over x. ``p == 1`` gives zeros with zero (finite) gradients."""
     # Scale the (usually smaller) mask, not x: one pass over x.
-    return x * (mask * _scale(p))
+    return x * (mask * keep_scale(p))
 
 
-def _scale(p: float) -> float:
+def keep_scale(p: float) -> float:
     """The survivors' factor 1/(1-p); 0 at p == 1, where nothing survives, so gradients stay finite."""
     return 1.0 / (1.0 - p) if p < 1.0 else 0.0
 
@@ -99,7 +99,7 @@ def embedding(
         return out
     if mask is None:
         mask = M.word_type_mask(ids, p, mode=mode, padding_idx=padding_idx, dtype=out.dtype, generator=generator)
-    scale = mask.to(out.dtype) * _scale(p)  # (B, T)
+    scale = mask.to(out.dtype) * keep_scale(p)  # (B, T)
     if padding_idx is not None:
         scale = scale.masked_fill(ids == padding_idx, 1.0)
     return out * scale.unsqueeze(-1)  # (B, T, E) * (B, T, 1)

@@ -2,16 +2,9 @@
 
 Parameters are named and shaped as in ``nn.LSTM``/``nn.GRU`` (``weight_ih_l0`` (G*H, C), ``weight_hh_l0`` (G*H, H),
 ``bias_ih_l0``, ``bias_hh_l0``, ``..._reverse``; gate order i, f, g, o and r, z, n), so ``load_state_dict`` from
-torch's layers works and, with every dropout at zero, outputs and gradients equal theirs.
-
-Which implementation runs (the result is the same; only the speed differs):
-
-- no recurrent mask, no zoneout and no ``lengths`` on CPU: the input mask is applied up front and the weight-drop
-  mask to the weight once per call, then PyTorch's fused ``torch.lstm``/``torch.gru`` runs (oneDNN on CPU, cuDNN
-  on GPU);
-- recurrent masks, or ``lengths``, on CPU: the fused C++ kernel of :mod:`embdrop.kernels.cpu` (reference loop if it
-  cannot build);
-- zoneout, or recurrent masks on another device: the reference loop of :mod:`embdrop.kernels.reference`.
+torch's layers works and, with every dropout at zero, outputs and gradients equal theirs. Which implementation
+runs (PyTorch's fused layers, the fused C++ kernel or the reference loop; the same result at different speeds) is
+decided per layer and direction by :func:`embdrop.kernels.dispatch.run`.
 """
 
 from __future__ import annotations
@@ -22,16 +15,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from embdrop import _checks
 from embdrop.functional import masks as M
-from embdrop.kernels import cpu as cpu_kernel
-from embdrop.kernels import reference
+from embdrop.kernels import dispatch
 from embdrop.layers.base import StochasticModule
-
-# The kernels take LSTM gates as i, f, o, g (the three sigmoids first); nn.LSTM stores i, f, g, o.
-_LSTM_KERNEL_ORDER = [0, 1, 3, 2]
 
 
 @dataclass
@@ -53,13 +41,12 @@ class RecurrentMasks:
     zoneout_c: list[list[Tensor | None]]
 
 
-def _scale(p: float) -> float:
-    return 1.0 / (1.0 - p)
-
-
 class _Recurrent(StochasticModule):
-    _gates = 0
-    _kind = ""
+    """The stack shared by :class:`LSTM` and :class:`GRU`; the subclass gives the cell's facts below."""
+
+    cell = ""  # the cell's maths in embdrop.kernels: "lstm" or "gru"
+    gates = 0  # G: gate blocks in weight_ih/weight_hh (torch's order: i, f, g, o or r, z, n)
+    has_cell_state = False  # LSTM's c beside h
 
     def __init__(
         self,
@@ -99,7 +86,7 @@ class _Recurrent(StochasticModule):
         self.variational = variational
         self.bidirectional = bidirectional
         self.bias = bias
-        G, H = self._gates, self.hidden_size
+        G, H = self.gates, self.hidden_size
         for layer in range(self.num_layers):
             c_in = self.input_size if layer == 0 else H * self.directions
             for suffix in self._suffixes():
@@ -133,7 +120,7 @@ class _Recurrent(StochasticModule):
         """The masks a training call on ``x`` (B, T, C) would draw (see :class:`RecurrentMasks`)."""
         self._check_input(x)
         B, T, _ = x.shape
-        G, H = self._gates, self.hidden_size
+        G, H = self.gates, self.hidden_size
         kw = {"device": x.device, "dtype": x.dtype, "generator": generator}
         out = RecurrentMasks([], [], [], [], [])
         for layer in range(self.num_layers):
@@ -151,7 +138,7 @@ class _Recurrent(StochasticModule):
                 rows["weight"].append(M.bernoulli_keep((G * H, H), self.weight_dropout, **kw) if wd else None)
                 zo = self.zoneout > 0
                 rows["zoneout_h"].append(M.bernoulli_keep((B, T, H), self.zoneout, **kw) if zo else None)
-                lstm_zo = zo and self._kind == "lstm"
+                lstm_zo = zo and self.has_cell_state
                 rows["zoneout_c"].append(M.bernoulli_keep((B, T, H), self.zoneout, **kw) if lstm_zo else None)
             for k, v in rows.items():
                 getattr(out, k).append(v)
@@ -207,15 +194,15 @@ class _Recurrent(StochasticModule):
         shape = (self.num_layers * self.directions, x.shape[0], self.hidden_size)
         zeros = lambda: x.new_zeros(shape)  # noqa: E731
         if state is None:
-            return (zeros(), zeros()) if self._kind == "lstm" else zeros()
-        parts = state if self._kind == "lstm" else (state,)
-        if self._kind == "lstm" and (not isinstance(state, (tuple, list)) or len(state) != 2):
+            return (zeros(), zeros()) if self.has_cell_state else zeros()
+        parts = state if self.has_cell_state else (state,)
+        if self.has_cell_state and (not isinstance(state, (tuple, list)) or len(state) != 2):
             raise _checks.invalid("state", "a tuple (h, c) of tensors (L * directions, B, H)", type(state).__name__)
         for s in parts:
             if not isinstance(s, Tensor) or tuple(s.shape) != shape or s.dtype != x.dtype or s.device != x.device:
                 got = f"{_checks.describe(s)} on {s.device}" if isinstance(s, Tensor) else type(s).__name__
                 raise _checks.invalid("state", f"tensors of shape {shape}, dtype {x.dtype} on {x.device}", got)
-        return tuple(state) if self._kind == "lstm" else state
+        return tuple(state) if self.has_cell_state else state
 
     def forward(
         self,
@@ -244,7 +231,7 @@ class _Recurrent(StochasticModule):
         if masks is None and self.training and self._random:
             masks = self.sample_masks(x, generator=generator)
         st = self._initial_state(state, x)
-        h0, c0 = st if self._kind == "lstm" else (st, None)
+        h0, c0 = st if self.has_cell_state else (st, None)
         rolled = start is not None and bool((start > 0).any())
         if rolled:
             x = _roll(x, start)  # pre-padded rows moved to the front: every row is post-padded from here on
@@ -261,105 +248,25 @@ class _Recurrent(StochasticModule):
             inp = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)  # (B, T, H * directions)
         out = _roll(inp, -start) if rolled else inp
         h = torch.stack(hs)
-        return (out, (h, torch.stack(cs))) if self._kind == "lstm" else (out, h)
+        return (out, (h, torch.stack(cs))) if self.has_cell_state else (out, h)
 
-    def _run(self, layer, d, inp, h0, c0, masks, n):
+    def _options(self) -> dispatch.Options:
+        return dispatch.Options(self.cell, self.dropout, self.recurrent_dropout, self.weight_dropout, self.zoneout,
+                                self.variational, self.bias, self.training)  # fmt: skip
+
+    def _run(self, layer, d, inp, h0, c0, masks: RecurrentMasks | None, n):
         """One layer, one direction: (B, T, C) -> (B, T, H), final h, final c."""
-        w_ih, w_hh, b_ih, b_hh = self._weights(layer, d)
-        pick = lambda field: None if masks is None else getattr(masks, field)[layer][d]  # noqa: E731
-        m_in, m_rec, m_w = pick("input"), pick("recurrent"), pick("weight")
-        zo_h, zo_c = pick("zoneout_h"), pick("zoneout_c")
-        if m_w is not None:
-            w_hh = w_hh * (m_w * _scale(self.weight_dropout))  # (G*H, H): one mask for the call, the batch shares it
+        if masks is None:
+            m = dispatch.Masks()
+        else:
+            fields = ("input", "recurrent", "weight", "zoneout_h", "zoneout_c")
+            m = dispatch.Masks(*(getattr(masks, f)[layer][d] for f in fields), given=True)
         if d == 1:
             inp = _reverse(inp, n)
-        zoneout_eval = self.zoneout > 0 and not self.training and masks is None
-        # torch.lstm/gru on a packed batch leave oneDNN for a slow generic path on CPU (2.4x slower than the fused
-        # kernel on the reviews-lstm model): with lengths, the CPU kernel runs instead, with an all-ones state mask.
-        packed_cpu = n is not None and inp.device.type == "cpu" and zo_h is None and cpu_kernel.available()
-        unit = packed_cpu and m_rec is None and not zoneout_eval  # an all-ones mask, not to be rescaled
-        if unit:
-            m_rec = torch.ones(self._gates, inp.shape[0], self.hidden_size, dtype=inp.dtype, device=inp.device)
-        if m_rec is None and zo_h is None and not zoneout_eval:
-            if m_in is not None:
-                mask = m_in[0].unsqueeze(1) if m_in.dim() == 3 and m_in.shape[0] == 1 and self.variational else m_in
-                inp = inp * (mask * _scale(self.dropout))  # (B, T, C) * (B, 1, C) or (B, T, C)
-            out, h, c = self._fused(inp, h0, c0, w_ih, w_hh, b_ih, b_hh, n)
-        else:
-            out, h, c = self._loop(inp, h0, c0, w_ih, w_hh, b_ih, b_hh, m_in, m_rec, zo_h, zo_c, n, zoneout_eval, unit)
+        out, h, c = dispatch.run(inp, h0, c0, self._weights(layer, d), m, self._options(), n)
         if d == 1:
             out = _reverse(out, n)
         return out, h, c
-
-    def _fused(self, inp, h0, c0, w_ih, w_hh, b_ih, b_hh, n):
-        lowp = torch.is_autocast_enabled("cpu") and inp.device.type == "cpu"
-        if lowp and self._kind == "lstm" and not cpu_kernel.onednn_supports(torch.get_autocast_dtype("cpu")):
-            # oneDNN's LSTM has no bfloat16 primitive on CPUs without native bfloat16 (AVX2-only: nn.LSTM itself
-            # fails there under autocast): this layer runs in its weights' dtype instead, as for ops autocast skips
-            with torch.autocast("cpu", enabled=False):
-                f = lambda t: None if t is None else t.to(w_ih.dtype)  # noqa: E731
-                return self._fused(f(inp), f(h0), f(c0), w_ih, w_hh, b_ih, b_hh, n)
-        params = [w_ih, w_hh] + ([b_ih, b_hh] if self.bias else [])
-        hx = (h0.unsqueeze(0), c0.unsqueeze(0)) if self._kind == "lstm" else h0.unsqueeze(0)
-        fn = torch.lstm if self._kind == "lstm" else torch.gru
-        if n is None:
-            res = fn(inp, hx, params, self.bias, 1, 0.0, self.training, False, True)
-            out = res[0]
-        else:
-            packed = pack_padded_sequence(inp, n, batch_first=True, enforce_sorted=False)
-            idx = packed.sorted_indices
-            hx = tuple(s.index_select(1, idx) for s in hx) if self._kind == "lstm" else hx.index_select(1, idx)
-            res = fn(packed.data, packed.batch_sizes, hx, params, self.bias, 1, 0.0, self.training, False)
-            seq = PackedSequence(res[0], packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
-            out = pad_packed_sequence(seq, batch_first=True, total_length=inp.shape[1])[0]
-            res = (res[0],) + tuple(s.index_select(1, packed.unsorted_indices) for s in res[1:])
-        h = res[1][0]
-        c = res[2][0] if self._kind == "lstm" else None
-        return out, h, c
-
-    def _loop(self, inp, h0, c0, w_ih, w_hh, b_ih, b_hh, m_in, m_rec, zo_h, zo_c, n, zoneout_eval, unit=False):
-        G = self._gates
-        T = inp.shape[1]
-        lstm = self._kind == "lstm"
-        order = _LSTM_KERNEL_ORDER if lstm else list(range(G))  # GRU: the kernel's order is torch's
-        if lstm:
-            idx = torch.tensor(order, device=inp.device)  # its own inverse: the backward gathers with it too
-            perm = lambda w: _PermuteBlocks.apply(w, idx, idx)  # noqa: E731
-            w_ih, w_hh = perm(w_ih), perm(w_hh)
-            if self.bias:
-                b_ih, b_hh = perm(b_ih), perm(b_hh)
-        b_in = None
-        if self.bias:
-            b_in = b_ih + b_hh if lstm else b_ih
-        if m_in is not None and m_in.dim() == 3 and m_in.shape[0] == G:
-            m_in = m_in[order]
-        xw = _project(inp, m_in, w_ih, b_in, G, self.dropout, self.variational)  # (G, T, B, H)
-        xw = xw.to(w_hh.dtype)  # under torch.autocast the projection ran in lower precision; the state does not
-        rm = None if m_rec is None else m_rec if unit else m_rec[order] * _scale(self.recurrent_dropout)
-        step = None
-        if n is not None:
-            step = torch.arange(T, device=inp.device).unsqueeze(1) < n.to(inp.device).unsqueeze(0)  # (T, B)
-        if zoneout_eval:
-            zh = zc = 1.0 - self.zoneout
-        else:
-            zh = None if zo_h is None else zo_h.transpose(0, 1)  # (T, B, H)
-            zc = None if zo_c is None else zo_c.transpose(0, 1)
-        use_cpp = zh is None and rm is not None and inp.device.type == "cpu" and cpu_kernel.available()
-        if use_cpp and torch.is_autocast_enabled("cpu"):  # the recurrent matrix products in autocast's precision
-            w_hh = w_hh.to(torch.get_autocast_dtype("cpu"))
-        if self._kind == "lstm":
-            if use_cpp:
-                out, h, c = cpu_kernel.lstm_recurrence(xw, w_hh, rm, h0, c0, step)
-            else:
-                out, h, c = reference.lstm_recurrence(xw, w_hh, rm, h0, c0, step, zh, zc)
-        else:
-            b_rec = b_hh if self.bias else None
-            if use_cpp:
-                out, h = cpu_kernel.gru_recurrence(xw, w_hh, b_rec, rm, h0, step)
-            else:
-                out, h = reference.gru_recurrence(xw, w_hh, b_rec, rm, h0, step, zh)
-            c = None
-        return out.transpose(0, 1), h, c  # (B, T, H)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -377,44 +284,6 @@ class _Recurrent(StochasticModule):
             if getattr(self, k) != v:
                 s += f", {k}={getattr(self, k)}"
         return s
-
-
-class _PermuteBlocks(torch.autograd.Function):
-    """Rows of ``w`` taken as ``idx.numel()`` equal blocks, reordered: block k of the result is block idx[k].
-
-    The backward is the inverse gather, not the scatter-add of indexing (an accumulating index_put_ took 19 ms of a
-    167 ms ptb-lm medium step) or of index_select (an index_add_, which torch.compile's AVX2 code generator fused
-    into a backward kernel that corrupted the heap: "free(): corrupted unsorted chunks", torch 2.13, AMD EPYC; not
-    with inductor's vectorisation off, and not in a minimal graph of index_select alone).
-    """
-
-    @staticmethod
-    def forward(ctx, w: Tensor, idx: Tensor, inverse: Tensor) -> Tensor:
-        ctx.save_for_backward(inverse)
-        return w.reshape(idx.numel(), -1).index_select(0, idx).view(w.shape)  # (G, H*C) blocks -> (G*H, C)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        (inverse,) = ctx.saved_tensors
-        return grad.reshape(inverse.numel(), -1).index_select(0, inverse).view(grad.shape), None, None
-
-
-def _project(inp, m_in, w_ih, b_in, G, p, variational):
-    """Input projection (G, T, B, H) as one batched GEMM over all T; gate k sees its own input mask if it has one."""
-    B, T, C = inp.shape
-    H = w_ih.shape[0] // G
-    xt = inp.transpose(0, 1)  # (T, B, C)
-    if m_in is not None and m_in.dim() == 3 and m_in.shape[0] == G and G > 1 and variational:
-        xm = xt.unsqueeze(0) * (m_in * _scale(p)).unsqueeze(1)  # (G, T, B, C): gate k sees x * m_k
-    else:
-        if m_in is not None:
-            mask = m_in[0].unsqueeze(0) if variational else m_in.transpose(0, 1)  # (1, B, C) or (T, B, C)
-            xt = xt * (mask * _scale(p))
-        xm = xt.unsqueeze(0).expand(G, T, B, C)  # one input for every gate, no copy
-    xw = torch.bmm(xm.reshape(G, T * B, C), w_ih.view(G, H, C).transpose(1, 2))  # (G, T*B, H)
-    if b_in is not None:
-        xw = xw + b_in.view(G, 1, H)
-    return xw.view(G, T, B, H)
 
 
 def _roll(x: Tensor, shift: Tensor) -> Tensor:
@@ -435,23 +304,24 @@ def _reverse(x: Tensor, n: Tensor | None) -> Tensor:
     return x.gather(1, idx.to(x.device).unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
-_DOC = """{name} with Keras' ``dropout`` and ``recurrent_dropout``, weight drop, zoneout and naive dropout; batch first.
+class LSTM(_Recurrent):
+    """LSTM with Keras' ``dropout`` and ``recurrent_dropout``, weight drop, zoneout and naive dropout; batch first.
 
-    A stack of ``num_layers`` layers, each like one Keras ``{name}(return_sequences=True)`` layer: the input of
-    every layer (the previous layer's output for layers above the first) gets the ``dropout`` masks, so between
-    layers this is variational (locked) dropout with a mask fixed across T. With every rate at 0 the layer
-    computes exactly what ``nn.{name}(..., batch_first=True)`` computes with the same weights.
+    A stack of ``num_layers`` layers, each like one Keras ``LSTM(return_sequences=True)`` layer: the input of every
+    layer (the previous layer's output for layers above the first) gets the ``dropout`` masks, so between layers
+    this is variational (locked) dropout with a mask fixed across T. With every rate at 0 the layer computes
+    exactly what ``nn.LSTM(..., batch_first=True)`` computes with the same weights.
 
     Args:
         input_size: C, features of the input.
         hidden_size: H.
         num_layers: L, stacked layers.
         dropout: probability to drop an input unit, one mask per sample fixed across T (Keras ``dropout``); with
-            ``recurrent_dropout > 0`` each of the {G} gates gets its own mask (Keras' implementation 1).
+            ``recurrent_dropout > 0`` each of the 4 gates gets its own mask (Keras' implementation 1).
         recurrent_dropout: probability to drop a unit of h(t-1), one mask per sample and gate, fixed across T
-            (Keras ``recurrent_dropout``, Gal & Ghahramani 2016). {cell_note}
+            (Keras ``recurrent_dropout``, Gal & Ghahramani 2016). The cell state c is never masked.
         weight_dropout: DropConnect on ``weight_hh``: one mask per call, shared by the batch (AWD-LSTM).
-        zoneout: probability that a unit of h{zo_c} keeps its previous value at a step (training); at eval the
+        zoneout: probability that a unit of h and c keeps its previous value at a step (training); at eval the
             expectation ``p * previous + (1 - p) * new`` (Krueger et al. 2017). Runs on the reference loop.
         variational: False gives naive dropout (Zaremba et al. 2014): a new input mask at every step, nothing on
             the recurrent connections (``recurrent_dropout`` must then be 0).
@@ -459,13 +329,14 @@ _DOC = """{name} with Keras' ``dropout`` and ``recurrent_dropout``, weight drop,
         bias: learn the biases ``bias_ih`` and ``bias_hh``.
 
     Shape:
-        Input: x (B, T, C); state {state_shape}; lengths (B,) ints, or a (B, T) bool padding mask (True at real
-        steps; pre- or post-padding). Output: (B, T, H * directions), and the final state shaped as the input state.
-        Padded steps leave the state untouched and output zeros, as Keras masking and packed sequences do.
+        Input: x (B, T, C); state (h, c), each (L * directions, B, H); lengths (B,) ints, or a (B, T) bool padding
+        mask (True at real steps; pre- or post-padding). Output: (B, T, H * directions), and the final (h, c).
+        Padded steps leave the state untouched and output zeros, as Keras masking and packed sequences do. T = 0
+        gives an empty output and the initial state.
 
-    Mask: input (G or 1, B, C) per layer and direction, fixed across T, redrawn every call ((B, T, C), redrawn
-    every step, when ``variational=False``); recurrent (G, B, H), fixed across T, redrawn every call; weight
-    (G*H, H), shared by the batch, redrawn every call; zoneout (B, T, H), redrawn every step. G = {G}.
+    Mask: input (4 or 1, B, C) per layer and direction, fixed across T, redrawn every call ((B, T, C), redrawn
+    every step, when ``variational=False``); recurrent (4, B, H), fixed across T, redrawn every call; weight
+    (4H, H), shared by the batch, redrawn every call; zoneout (B, T, H) for h and for c, redrawn every step.
     ``sample_masks(x)`` returns them and ``forward(..., masks=...)`` applies given ones.
 
     Reference: Gal & Ghahramani, "A Theoretically Grounded Application of Dropout in Recurrent Neural Networks",
@@ -473,34 +344,63 @@ _DOC = """{name} with Keras' ``dropout`` and ``recurrent_dropout``, weight drop,
     Optimizing LSTM Language Models", 2017; Krueger et al., "Zoneout", 2017.
 
     Example:
-        >>> rnn = {name}(16, 32, dropout=0.5, recurrent_dropout=0.5)
-        >>> out, state = rnn(torch.randn(4, 10, 16), lengths=torch.tensor([10, 7, 3, 1]))
-        >>> out.shape, bool((out[3, 1:] == 0).all())
-        (torch.Size([4, 10, 32]), True)
+        >>> rnn = LSTM(16, 32, dropout=0.5, recurrent_dropout=0.5)
+        >>> out, (h, c) = rnn(torch.randn(4, 10, 16), lengths=torch.tensor([10, 7, 3, 1]))
+        >>> out.shape, h.shape, bool((out[3, 1:] == 0).all())
+        (torch.Size([4, 10, 32]), torch.Size([1, 4, 32]), True)
     """
 
-
-class LSTM(_Recurrent):
-    _gates = 4
-    _kind = "lstm"
+    cell = "lstm"
+    gates = 4
+    has_cell_state = True
 
 
 class GRU(_Recurrent):
-    _gates = 3
-    _kind = "gru"
+    """GRU with Keras' ``dropout`` and ``recurrent_dropout``, weight drop, zoneout and naive dropout; batch first.
 
+    PyTorch's GRU (Keras' ``reset_after=True``): ``n = tanh(W_n x + b_in + r * (U_n h(t-1) + b_hn))``,
+    ``h = (1 - z) * n + z * h(t-1)``. A stack of ``num_layers`` layers, each like one Keras
+    ``GRU(return_sequences=True, reset_after=True)`` layer, the ``dropout`` masks on every layer's input (variational
+    between layers). With every rate at 0 the layer computes exactly what ``nn.GRU(..., batch_first=True)``
+    computes with the same weights.
 
-LSTM.__doc__ = _DOC.format(
-    name="LSTM",
-    G=4,
-    zo_c=" and c",
-    state_shape="(h, c), each (L * directions, B, H)",
-    cell_note="The cell state c is never masked.",
-)
-GRU.__doc__ = _DOC.format(
-    name="GRU",
-    G=3,
-    zo_c="",
-    state_shape="h (L * directions, B, H)",
-    cell_note="The update ``h = z * h(t-1) + (1 - z) * n`` uses the undropped h(t-1).",
-)
+    Args:
+        input_size: C, features of the input.
+        hidden_size: H.
+        num_layers: L, stacked layers.
+        dropout: probability to drop an input unit, one mask per sample fixed across T (Keras ``dropout``); with
+            ``recurrent_dropout > 0`` each of the 3 gates gets its own mask (Keras' implementation 1).
+        recurrent_dropout: probability to drop a unit of h(t-1) in each gate's recurrent product, one mask per
+            sample and gate, fixed across T (Keras ``recurrent_dropout``, Gal & Ghahramani 2016). The update
+            ``h = z * h(t-1) + (1 - z) * n`` uses the undropped h(t-1).
+        weight_dropout: DropConnect on ``weight_hh``: one mask per call, shared by the batch (AWD-LSTM).
+        zoneout: probability that a unit of h keeps its previous value at a step (training); at eval the
+            expectation ``p * previous + (1 - p) * new`` (Krueger et al. 2017). Runs on the reference loop.
+        variational: False gives naive dropout (Zaremba et al. 2014): a new input mask at every step, nothing on
+            the recurrent connections (``recurrent_dropout`` must then be 0).
+        bidirectional: a second, reverse direction with its own weights and masks; outputs are concatenated.
+        bias: learn the biases ``bias_ih`` and ``bias_hh``.
+
+    Shape:
+        Input: x (B, T, C); state h (L * directions, B, H); lengths (B,) ints, or a (B, T) bool padding mask (True
+        at real steps; pre- or post-padding). Output: (B, T, H * directions), and the final h. Padded steps leave
+        the state untouched and output zeros. T = 0 gives an empty output and the initial state.
+
+    Mask: input (3 or 1, B, C) per layer and direction, fixed across T, redrawn every call ((B, T, C), redrawn
+    every step, when ``variational=False``); recurrent (3, B, H), fixed across T, redrawn every call; weight
+    (3H, H), shared by the batch, redrawn every call; zoneout (B, T, H), redrawn every step.
+    ``sample_masks(x)`` returns them and ``forward(..., masks=...)`` applies given ones.
+
+    Reference: Gal & Ghahramani, "A Theoretically Grounded Application of Dropout in Recurrent Neural Networks",
+    2016; Cho et al., "Learning Phrase Representations using RNN Encoder-Decoder", 2014; Krueger et al.,
+    "Zoneout", 2017.
+
+    Example:
+        >>> rnn = GRU(16, 32, dropout=0.5, recurrent_dropout=0.5)
+        >>> out, h = rnn(torch.randn(4, 10, 16), lengths=torch.tensor([10, 7, 3, 1]))
+        >>> out.shape, h.shape, bool((out[3, 1:] == 0).all())
+        (torch.Size([4, 10, 32]), torch.Size([1, 4, 32]), True)
+    """
+
+    cell = "gru"
+    gates = 3

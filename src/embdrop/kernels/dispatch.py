@@ -1,0 +1,208 @@
+"""One layer and one direction of an LSTM/GRU: which implementation runs, given the masks and the options.
+
+The result is the same on every path; only the speed differs:
+
+- no recurrent mask, no zoneout and no ``lengths`` on CPU (or any of these but a recurrent mask or zoneout on
+  another device): the input mask is applied up front and the weight-drop mask to the weight once per call, then
+  PyTorch's fused ``torch.lstm``/``torch.gru`` runs (oneDNN on CPU, cuDNN on GPU);
+- recurrent masks, or ``lengths``, on CPU: the fused C++ kernel of :mod:`embdrop.kernels.cpu` (the reference loop
+  if it cannot be built);
+- zoneout, or recurrent masks on another device: the reference loop of :mod:`embdrop.kernels.reference`.
+
+The kernels take LSTM gates as i, f, o, g (the three sigmoids first); ``nn.LSTM`` stores i, f, g, o, so the
+weights are permuted on the way in (and their gradients on the way out). GRU gates are r, z, n everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from embdrop.functional.apply import keep_scale
+from embdrop.kernels import cpu, reference
+
+KERNEL_ORDER = {"lstm": (0, 1, 3, 2), "gru": (0, 1, 2)}  # the kernels' gate order, as indices into torch's
+
+
+@dataclass(frozen=True)
+class Options:
+    """What one call of :func:`run` needs to know about the layer."""
+
+    cell: str  # "lstm" or "gru"
+    dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+    weight_dropout: float = 0.0
+    zoneout: float = 0.0
+    variational: bool = True
+    bias: bool = True
+    training: bool = True
+
+    @property
+    def gates(self) -> int:
+        return len(KERNEL_ORDER[self.cell])
+
+
+@dataclass
+class Masks:
+    """The keep-masks (0/1, unscaled) of one layer and one direction; see :class:`embdrop.RecurrentMasks`."""
+
+    input: Tensor | None = None  # (G or 1, B, C), or (B, T, C) when not variational
+    recurrent: Tensor | None = None  # (G, B, H)
+    weight: Tensor | None = None  # (G*H, H)
+    zoneout_h: Tensor | None = None  # (B, T, H)
+    zoneout_c: Tensor | None = None  # (B, T, H), LSTM only
+    given: bool = False  # the caller passed masks (in eval, zoneout then uses them rather than its expectation)
+
+
+def run(
+    inp: Tensor,
+    h0: Tensor,
+    c0: Tensor | None,
+    weights: tuple[Tensor, Tensor, Tensor | None, Tensor | None],
+    masks: Masks,
+    opts: Options,
+    n: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """(B, T, C) -> output (B, T, H), final h (B, H), final c (B, H) or None, in the time order of ``inp``.
+
+    Args:
+        inp: the input, batch first; every row post-padded when ``n`` is given.
+        h0, c0: the initial state (B, H); ``c0`` None for GRU.
+        weights: ``(weight_ih, weight_hh, bias_ih, bias_hh)`` in torch's layout and gate order.
+        masks: this layer's and direction's keep-masks.
+        opts: the layer's rates and flags.
+        n: (B,) lengths when some row is padded, else None.
+    """
+    w_ih, w_hh, b_ih, b_hh = weights
+    if masks.weight is not None:  # (G*H, H): one mask for the call, the batch shares it
+        w_hh = w_hh * (masks.weight * keep_scale(opts.weight_dropout))
+    m_rec = masks.recurrent
+    zoneout_eval = opts.zoneout > 0 and not opts.training and not masks.given
+    # torch.lstm/gru on a packed batch leave oneDNN for a slow generic path on CPU: with lengths, the CPU kernel
+    # runs instead, with an all-ones state mask.
+    packed_cpu = n is not None and inp.device.type == "cpu" and masks.zoneout_h is None and cpu.available()
+    unit = packed_cpu and m_rec is None and not zoneout_eval  # an all-ones mask, not to be rescaled
+    if unit:
+        m_rec = torch.ones(opts.gates, inp.shape[0], h0.shape[-1], dtype=inp.dtype, device=inp.device)
+    if m_rec is None and masks.zoneout_h is None and not zoneout_eval:
+        m_in = masks.input
+        if m_in is not None:
+            mask = m_in[0].unsqueeze(1) if m_in.dim() == 3 and m_in.shape[0] == 1 and opts.variational else m_in
+            inp = inp * (mask * keep_scale(opts.dropout))  # (B, T, C) * (B, 1, C) or (B, T, C)
+        return _fused(inp, h0, c0, (w_ih, w_hh, b_ih, b_hh), opts, n)
+    return _loop(inp, h0, c0, (w_ih, w_hh, b_ih, b_hh), masks, m_rec, opts, n, zoneout_eval, unit)
+
+
+def _fused(inp, h0, c0, weights, opts: Options, n):
+    """PyTorch's own recurrence (masks already applied): torch.lstm / torch.gru, packed when ``n`` is given."""
+    w_ih, w_hh, b_ih, b_hh = weights
+    lowp = torch.is_autocast_enabled("cpu") and inp.device.type == "cpu"
+    if lowp and opts.cell == "lstm" and not cpu.onednn_supports(torch.get_autocast_dtype("cpu")):
+        # oneDNN's LSTM has no bfloat16 primitive on CPUs without native bfloat16 (AVX2-only: nn.LSTM itself
+        # fails there under autocast): this layer runs in its weights' dtype instead, as for ops autocast skips
+        with torch.autocast("cpu", enabled=False):
+            f = lambda t: None if t is None else t.to(w_ih.dtype)  # noqa: E731
+            return _fused(f(inp), f(h0), f(c0), weights, opts, n)
+    params = [w_ih, w_hh] + ([b_ih, b_hh] if opts.bias else [])
+    lstm = opts.cell == "lstm"
+    hx = (h0.unsqueeze(0), c0.unsqueeze(0)) if lstm else h0.unsqueeze(0)
+    fn = torch.lstm if lstm else torch.gru
+    if n is None:
+        res = fn(inp, hx, params, opts.bias, 1, 0.0, opts.training, False, True)
+        out = res[0]
+    else:
+        packed = pack_padded_sequence(inp, n, batch_first=True, enforce_sorted=False)
+        idx = packed.sorted_indices
+        hx = tuple(s.index_select(1, idx) for s in hx) if lstm else hx.index_select(1, idx)
+        res = fn(packed.data, packed.batch_sizes, hx, params, opts.bias, 1, 0.0, opts.training, False)
+        seq = PackedSequence(res[0], packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
+        out = pad_packed_sequence(seq, batch_first=True, total_length=inp.shape[1])[0]
+        res = (res[0],) + tuple(s.index_select(1, packed.unsorted_indices) for s in res[1:])
+    return out, res[1][0], (res[2][0] if lstm else None)
+
+
+def _loop(inp, h0, c0, weights, masks: Masks, m_rec, opts: Options, n, zoneout_eval: bool, unit: bool):
+    """The step-by-step recurrence with per-gate masks: the C++ kernel on CPU, the reference loop elsewhere."""
+    w_ih, w_hh, b_ih, b_hh = weights
+    G, T = opts.gates, inp.shape[1]
+    lstm = opts.cell == "lstm"
+    order = list(KERNEL_ORDER[opts.cell])
+    if lstm:
+        idx = torch.tensor(order, device=inp.device)  # its own inverse: the backward gathers with it too
+        perm = lambda w: _PermuteBlocks.apply(w, idx, idx)  # noqa: E731
+        w_ih, w_hh = perm(w_ih), perm(w_hh)
+        if opts.bias:
+            b_ih, b_hh = perm(b_ih), perm(b_hh)
+    b_in = None
+    if opts.bias:
+        b_in = b_ih + b_hh if lstm else b_ih
+    m_in = masks.input
+    if m_in is not None and m_in.dim() == 3 and m_in.shape[0] == G:
+        m_in = m_in[order]
+    xw = _project(inp, m_in, w_ih, b_in, G, opts.dropout, opts.variational)  # (G, T, B, H)
+    xw = xw.to(w_hh.dtype)  # under torch.autocast the projection ran in lower precision; the state does not
+    rm = None if m_rec is None else m_rec if unit else m_rec[order] * keep_scale(opts.recurrent_dropout)
+    step = None
+    if n is not None:
+        step = torch.arange(T, device=inp.device).unsqueeze(1) < n.to(inp.device).unsqueeze(0)  # (T, B)
+    if zoneout_eval:
+        zh = zc = 1.0 - opts.zoneout
+    else:
+        zh = None if masks.zoneout_h is None else masks.zoneout_h.transpose(0, 1)  # (T, B, H)
+        zc = None if masks.zoneout_c is None else masks.zoneout_c.transpose(0, 1)
+    use_cpp = zh is None and rm is not None and inp.device.type == "cpu" and cpu.available()
+    if use_cpp and torch.is_autocast_enabled("cpu"):  # the recurrent matrix products in autocast's precision
+        w_hh = w_hh.to(torch.get_autocast_dtype("cpu"))
+    c = None
+    if lstm:
+        if use_cpp:
+            out, h, c = cpu.lstm_recurrence(xw, w_hh, rm, h0, c0, step)
+        else:
+            out, h, c = reference.lstm_recurrence(xw, w_hh, rm, h0, c0, step, zh, zc)
+    else:
+        b_rec = b_hh if opts.bias else None
+        if use_cpp:
+            out, h = cpu.gru_recurrence(xw, w_hh, b_rec, rm, h0, step)
+        else:
+            out, h = reference.gru_recurrence(xw, w_hh, b_rec, rm, h0, step, zh)
+    return out.transpose(0, 1), h, c  # (B, T, H)
+
+
+class _PermuteBlocks(torch.autograd.Function):
+    """Rows of ``w`` taken as ``idx.numel()`` equal blocks, reordered: block k of the result is block idx[k].
+
+    The backward is the inverse gather, not the scatter-add of indexing (slow: an accumulating index_put_) or of
+    index_select (an index_add_, which torch.compile's CPU code generator turned into a kernel that corrupted the
+    heap on torch 2.13; see the project's git history).
+    """
+
+    @staticmethod
+    def forward(ctx, w: Tensor, idx: Tensor, inverse: Tensor) -> Tensor:
+        ctx.save_for_backward(inverse)
+        return w.reshape(idx.numel(), -1).index_select(0, idx).view(w.shape)  # (G, H*C) blocks -> (G*H, C)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (inverse,) = ctx.saved_tensors
+        return grad.reshape(inverse.numel(), -1).index_select(0, inverse).view(grad.shape), None, None
+
+
+def _project(inp, m_in, w_ih, b_in, G, p, variational):
+    """Input projection (G, T, B, H) as one batched GEMM over all T; gate k sees its own input mask if it has one."""
+    B, T, C = inp.shape
+    H = w_ih.shape[0] // G
+    xt = inp.transpose(0, 1)  # (T, B, C)
+    if m_in is not None and m_in.dim() == 3 and m_in.shape[0] == G and G > 1 and variational:
+        xm = xt.unsqueeze(0) * (m_in * keep_scale(p)).unsqueeze(1)  # (G, T, B, C): gate k sees x * m_k
+    else:
+        if m_in is not None:
+            mask = m_in[0].unsqueeze(0) if variational else m_in.transpose(0, 1)  # (1, B, C) or (T, B, C)
+            xt = xt * (mask * keep_scale(p))
+        xm = xt.unsqueeze(0).expand(G, T, B, C)  # one input for every gate, no copy
+    xw = torch.bmm(xm.reshape(G, T * B, C), w_ih.view(G, H, C).transpose(1, 2))  # (G, T*B, H)
+    if b_in is not None:
+        xw = xw + b_in.view(G, 1, H)
+    return xw.view(G, T, B, H)
