@@ -111,12 +111,13 @@ def test_word_type_mask_keep_rate_over_types():
     assert abs(keep.mean().item() - (1 - p)) < 4 * sigma
 
 
-def test_word_dropout_mask_rate_and_padding():
+def test_word_keep_mask_rate_and_padding():
     ids = torch.randint(0, 5, (400, 500), generator=gen(5))
     p = 0.25
-    drop = M.word_dropout_mask(ids, p, padding_idx=0, generator=gen(0))
-    assert drop.dtype == torch.bool
-    assert not drop[ids == 0].any()
+    keep = M.word_keep_mask(ids, p, padding_idx=0, generator=gen(0))
+    assert keep.dtype == torch.bool
+    assert keep[ids == 0].all()
+    drop = ~keep
     real = ids != 0
     n = int(real.sum())
     sigma = math.sqrt(p * (1 - p) / n)

@@ -106,7 +106,9 @@ def test_given_mask_is_applied_and_checked():
 def test_word_dropout_given_mask_and_eval():
     ids = torch.tensor([[4, 5, 6]])
     layer = WordDropout(0.5, unk_id=1)
-    assert torch.equal(layer(ids, mask=torch.tensor([[True, False, True]])), torch.tensor([[1, 5, 1]]))
+    assert torch.equal(layer(ids, mask=torch.tensor([[True, False, True]])), torch.tensor([[4, 1, 6]]))  # keep-mask
+    keep = layer.sample_mask(torch.tensor([[4, 5, 6, 0] * 50]), generator=torch.Generator().manual_seed(0))
+    assert keep.dtype == torch.bool and keep.any() and not keep.all()  # True where the word is kept
     assert layer.eval()(ids) is ids
 
 

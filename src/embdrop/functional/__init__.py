@@ -8,7 +8,7 @@ from embdrop.functional.apply import (
     token_dropout,
     word_dropout,
 )
-from embdrop.functional.masks import bernoulli_keep, dropout_mask, shared_shape, word_dropout_mask, word_type_mask
+from embdrop.functional.masks import bernoulli_keep, dropout_mask, shared_shape, word_keep_mask, word_type_mask
 
 __all__ = [
     "apply_mask",
@@ -20,6 +20,6 @@ __all__ = [
     "spatial_dropout1d",
     "token_dropout",
     "word_dropout",
-    "word_dropout_mask",
+    "word_keep_mask",
     "word_type_mask",
 ]

@@ -71,8 +71,8 @@ def word_dropout(
     _checks.ids("ids", ids)
     if not training or p == 0.0:
         return ids
-    drop = M.word_dropout_mask(ids, p, padding_idx=padding_idx, generator=generator)
-    return ids.masked_fill(drop, unk_id)
+    keep = M.word_keep_mask(ids, p, padding_idx=padding_idx, generator=generator)
+    return ids.masked_fill(~keep, unk_id)
 
 
 def embedding(

@@ -84,14 +84,15 @@ def word_type_mask(
     return keep
 
 
-def word_dropout_mask(
+def word_keep_mask(
     ids: Tensor, p: float, *, padding_idx: int | None = None, generator: torch.Generator | None = None
 ) -> Tensor:
-    """Boolean drop-mask (B, T) for id-level word dropout: True where the id is replaced. Padding is never dropped.
+    """Boolean keep-mask (B, T) for id-level word dropout: False where the id is replaced. Padding is always kept.
 
     Mask: (B, T), one independent draw per position, redrawn every call.
     """
-    drop = bernoulli_keep(tuple(ids.shape), 1.0 - p, device=ids.device, generator=generator).bool()
+    drop = bernoulli_keep(tuple(ids.shape), 1.0 - p, device=ids.device, generator=generator).bool()  # True: p
+    keep = ~drop
     if padding_idx is not None:
-        drop = drop & (ids != padding_idx)
-    return drop
+        keep = keep | (ids == padding_idx)
+    return keep

@@ -57,14 +57,9 @@ class Dropout(StochasticModule):
 
     def forward(self, x: Tensor, *, mask: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         self._check_input(x)
-        if not self.training:
-            return x
-        if mask is None:
-            if self.p == 0.0:
-                return x
-            mask = self.sample_mask(x, generator=generator)
-        else:
-            _checks.mask_shape("mask", mask, self.mask_shape(x))
+        if mask is None or not self.training:
+            return FD.dropout(x, self.p, shared_dims=self.shared_dims, training=self.training, generator=generator)
+        _checks.mask_shape("mask", mask, self.mask_shape(x))
         return FD.apply_mask(x, mask, self.p)
 
     def extra_repr(self) -> str:
@@ -170,9 +165,9 @@ class WordDropout(StochasticModule):
         self.padding_idx = None if padding_idx is None else _checks.integer("padding_idx", padding_idx, low=0)
 
     def sample_mask(self, ids: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
-        """The boolean drop-mask (B, T) a training call would use: True where an id becomes ``unk_id``."""
+        """The boolean keep-mask (B, T) a training call would use: False where an id becomes ``unk_id``."""
         _checks.ids("ids", ids)
-        return M.word_dropout_mask(ids, self.p, padding_idx=self.padding_idx, generator=generator)
+        return M.word_keep_mask(ids, self.p, padding_idx=self.padding_idx, generator=generator)
 
     def forward(self, ids: Tensor, *, mask: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         _checks.ids("ids", ids)
@@ -184,7 +179,7 @@ class WordDropout(StochasticModule):
             mask = self.sample_mask(ids, generator=generator)
         else:
             _checks.mask_shape("mask", mask, tuple(ids.shape))
-        return ids.masked_fill(mask.bool(), self.unk_id)
+        return ids.masked_fill(~mask.bool(), self.unk_id)
 
     def extra_repr(self) -> str:
         s = f"p={self.p}, unk_id={self.unk_id}"
