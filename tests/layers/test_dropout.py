@@ -36,9 +36,12 @@ def test_word_dropout_layer_contract():
     check_layer_contract(lambda: WordDropout(0.3, unk_id=1, padding_idx=0), lambda dt: (ids,), differentiable=False)
 
 
-def test_locked_dropout_is_spatial_dropout():
-    assert LockedDropout is SpatialDropout1D
-    assert embdrop.LockedDropout is embdrop.SpatialDropout1D
+def test_locked_dropout_drops_whole_channels_for_every_time_step():
+    """AWD-LSTM's locked dropout: one mask per (sample, channel), the same at every step."""
+    y = LockedDropout(0.5)(torch.ones(8, 7, 5), generator=gen(1))
+    assert (y == y[:, :1]).all()
+    assert set(y.unique().tolist()) == {0.0, 2.0}
+    assert embdrop.LockedDropout(0.5)(torch.ones(2, 3, 4)).shape == (2, 3, 4)
 
 
 def test_shared_dims_1_is_keras_noise_shape_none_1_none():
