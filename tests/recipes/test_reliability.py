@@ -197,8 +197,10 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_epoch(run2, tmp_path, 
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("resuming") and len(err) == 2 and err[1].startswith("embdrop train: error: ")
     err = err[1]
-    assert "training loss nan is not finite at epoch 3, step 4 of 15: training stopped (the checkpoint of epoch 2 " \
+    assert (
+        "training loss nan is not finite at epoch 3, step 4 of 15: training stopped (the checkpoint of epoch 2 "
         "is kept)" in err
+    )
     after = digest(run)
     for name in ("checkpoint.safetensors", "best.safetensors", "metrics.jsonl"):
         assert after[name] == before[name], name

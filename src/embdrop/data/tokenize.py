@@ -27,12 +27,12 @@ _MODES = {("word", "split"): 0, ("word", "strip"): 1, ("whitespace", "split"): 2
 
 @dataclass(frozen=True)
 class Tokenizer:
-    """Split text into tokens; :meth:`encode` also maps them to ids of a :class:`Vocab`.
+    r"""Split text into tokens; :meth:`encode` also maps them to ids of a :class:`Vocab`.
 
     Levels (all lower-case first when ``lower=True``):
 
     - ``"word"`` with ``punctuation="split"`` (default): ``re.findall(WORD_PATTERN, text)``, where
-      ``WORD_PATTERN = r"[^\\s<P>]+|[<P>]"`` and ``<P>`` is ``string.punctuation``: runs of other characters are
+      ``WORD_PATTERN = r"[^\s<P>]+|[<P>]"`` and ``<P>`` is ``string.punctuation``: runs of other characters are
       words and every ASCII punctuation character is a token of its own (``"don't!"`` -> ``don ' t !``).
     - ``"word"`` with ``punctuation="strip"``: punctuation deleted, then a whitespace split
       (``"don't!"`` -> ``dont``), which is Keras' ``TextVectorization`` default ``"lower_and_strip_punctuation"``.

@@ -1,11 +1,11 @@
-"""Pretrained word vectors: ``load_vectors`` (GloVe, word2vec, fastText, the packaged GloVe 6B 50d) and alignment.
+r"""Pretrained word vectors: ``load_vectors`` (GloVe, word2vec, fastText, the packaged GloVe 6B 50d) and alignment.
 
 Formats read, gzip'd or not (a ``.gz`` name or gzip's magic bytes):
 
 - GloVe text: ``word v1 ... vE`` per line, no header. Words that contain spaces (GloVe 840B has a few) are read
   by taking the last E fields as the numbers.
 - word2vec text and fastText ``.vec``: the same lines after a header line ``V E``.
-- word2vec binary (``.bin``): header ``V E\\n``, then per word its UTF-8 bytes, a space, E little-endian float32
+- word2vec binary (``.bin``): header ``V E\n``, then per word its UTF-8 bytes, a space, E little-endian float32
   and an optional newline.
 
 Text files are read in blocks of lines and parsed a block at a time, so memory holds the finished rows plus one

@@ -70,7 +70,8 @@ def run(
 
     Args:
         inp: the input, batch first; every row post-padded when ``n`` is given.
-        h0, c0: the initial state (B, H); ``c0`` None for GRU.
+        h0: the initial hidden state (B, H).
+        c0: the initial cell state (B, H); None for GRU.
         weights: ``(weight_ih, weight_hh, bias_ih, bias_hh)`` in torch's layout and gate order.
         masks: this layer's and direction's keep-masks.
         opts: the layer's rates and flags.

@@ -86,7 +86,8 @@ def mc_predict(
 
     Args:
         model: any module; only its dropout-type layers are random.
-        *inputs, **kwargs: passed to the model.
+        *inputs: positional inputs of the model.
+        **kwargs: keyword inputs of the model.
         samples: number of stochastic passes N (>= 1).
         generator: if given, the passes are reproducible from it: the global RNG is seeded from it inside a
             ``torch.random.fork_rng`` block (so that torch's own ``nn.Dropout`` follows it too) and restored after.

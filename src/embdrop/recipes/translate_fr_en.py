@@ -48,7 +48,7 @@ def config() -> Config:
         "translate-fr-en",
         TranslationData(
             name="tatoeba-fra-eng", root=None, max_tokens=8_000, maxlen=10, padding="post", punctuation="split"
-        ),  # fmt: skip
+        ),
         Seq2SeqModel(),
         TrainConfig(epochs=8, batch_size=64, optimizer="adam", lr=2e-3, clip=1.0),
     )

@@ -22,6 +22,8 @@ DROPPED = "."
 
 @dataclass
 class Panel:
+    """One column of the picture: a variant's output, where its mask dropped, and what that mask is."""
+
     title: str
     values: Tensor  # (B, T, C)
     dropped: Tensor  # (B, T, C) bool
