@@ -20,11 +20,9 @@ from torch import Tensor
 from embdrop import _cache, _checks
 
 _SOURCE = Path(__file__).with_name("cpu.cpp")
-# Built for the CPU it runs on (the build happens there); the name below keeps builds for different CPUs apart
-# in a shared cache directory. -fno-trapping-math lets GCC vectorise the element-wise passes for AVX2 (it changes
-# no result: no reassociation, no finite-math assumption): without it GCC 12 reports "control flow in loop" and
-# emits scalar code there, and the LSTM forward kernel at (B, T, H) = (32, 200, 100) takes 28.4 ms, with it 16.5 ms
-# (AMD EPYC, 2 threads). With -march=sapphirerapids (the earlier AVX-512 machine) GCC vectorises them without it.
+# Built for the CPU it runs on (the build happens there; the key below keeps builds for different CPUs apart).
+# -fno-trapping-math lets GCC vectorise the element-wise passes for AVX2 without changing any result (no
+# reassociation, no finite-math assumption): without it GCC 12 leaves them scalar ("control flow in loop").
 _FLAGS = ["-O3", "-march=native", "-fno-trapping-math"]
 _state: dict = {}
 
@@ -102,8 +100,7 @@ def onednn_supports(dtype: torch.dtype) -> bool:
     """Whether oneDNN has ``dtype`` on this CPU (bfloat16 needs AVX-512; AMX or AVX512-BF16 make it fast).
 
     Where it has not, oneDNN's LSTM refuses the dtype (nn.LSTM raises under autocast) and bfloat16 matrix products
-    are emulated: 11-16x slower than float32 for a ptb-lm medium step on a 2-core AVX2 CPU
-    (``benchmarks/lm_step.py --bfloat16``).
+    are emulated, many times slower than float32 (``benchmarks/lm_step.py --bfloat16`` measures it).
     """
     query = {torch.bfloat16: "_is_mkldnn_bf16_supported", torch.float16: "_is_mkldnn_fp16_supported"}.get(dtype)
     try:

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from embdrop import _checks
 from embdrop.functional import masks as M
 from embdrop.kernels import dispatch
+from embdrop.layers import _padding as padding
 from embdrop.layers.base import StochasticModule
 
 
@@ -155,41 +156,6 @@ class _Recurrent(StochasticModule):
         if x.shape[-1] != self.input_size:
             raise _checks.invalid("x", f"a tensor of shape (B, T, {self.input_size})", _checks.describe(x))
 
-    def _lengths(self, lengths: Tensor | None, B: int, T: int) -> tuple[Tensor | None, Tensor | None]:
-        """(start, length) per sequence from (B,) lengths or a (B, T) padding mask; None, None if nothing is padded."""
-        if lengths is None:
-            return None, None
-        if not isinstance(lengths, Tensor):
-            lengths = torch.as_tensor(lengths)
-        if lengths.dtype == torch.bool and tuple(lengths.shape) == (B, T):
-            if T == 0 or B == 0:
-                return None, None
-            valid = lengths.cpu()
-            n = valid.sum(1)
-            start = valid.int().argmax(1)
-            t = torch.arange(T).unsqueeze(0)
-            contiguous = valid == ((t >= start.unsqueeze(1)) & (t < (start + n).unsqueeze(1)))
-            if not bool(contiguous.all()) or bool((n == 0).any()):
-                raise _checks.invalid(
-                    "lengths",
-                    "a padding mask (B, T) whose True entries form one non-empty run per row (pre- or post-padding)",
-                    _checks.describe(lengths),
-                )
-        elif lengths.dim() == 1 and lengths.shape[0] == B and not lengths.is_floating_point():
-            n = lengths.cpu().long()
-            if T == 0 and bool((n == 0).all()):
-                return None, None
-            if bool((n < 1).any()) or bool((n > T).any()):
-                raise _checks.invalid("lengths", f"lengths in [1, {T}]", f"{_checks.describe(lengths)} {n.tolist()}")
-            start = torch.zeros_like(n)
-        else:
-            raise _checks.invalid(
-                "lengths", f"an int tensor (B,) = ({B},) or a bool mask (B, T) = ({B}, {T})", _checks.describe(lengths)
-            )
-        if bool((start == 0).all()) and bool((n == T).all()):
-            return None, None
-        return start, n
-
     def _initial_state(self, state, x: Tensor):
         shape = (self.num_layers * self.directions, x.shape[0], self.hidden_size)
         zeros = lambda: x.new_zeros(shape)  # noqa: E731
@@ -224,7 +190,7 @@ class _Recurrent(StochasticModule):
                 _checks.describe(x),
             )
         B, T, _ = x.shape
-        start, n = self._lengths(lengths, B, T)
+        start, n = padding.spans(lengths, B, T)
         if T == 0 or B == 0:  # no step to run: an empty output and the initial state (nn.LSTM refuses T = 0)
             st = self._initial_state(state, x)
             return x.new_zeros(B, T, self.hidden_size * self.directions), st
@@ -234,7 +200,7 @@ class _Recurrent(StochasticModule):
         h0, c0 = st if self.has_cell_state else (st, None)
         rolled = start is not None and bool((start > 0).any())
         if rolled:
-            x = _roll(x, start)  # pre-padded rows moved to the front: every row is post-padded from here on
+            x = padding.roll(x, start)  # pre-padded rows moved to the front: every row is post-padded from here on
         inp = x
         hs, cs = [], []
         for layer in range(self.num_layers):
@@ -246,7 +212,7 @@ class _Recurrent(StochasticModule):
                 hs.append(h)
                 cs.append(c)
             inp = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)  # (B, T, H * directions)
-        out = _roll(inp, -start) if rolled else inp
+        out = padding.roll(inp, -start) if rolled else inp
         h = torch.stack(hs)
         return (out, (h, torch.stack(cs))) if self.has_cell_state else (out, h)
 
@@ -262,10 +228,10 @@ class _Recurrent(StochasticModule):
             fields = ("input", "recurrent", "weight", "zoneout_h", "zoneout_c")
             m = dispatch.Masks(*(getattr(masks, f)[layer][d] for f in fields), given=True)
         if d == 1:
-            inp = _reverse(inp, n)
+            inp = padding.reverse(inp, n)
         out, h, c = dispatch.run(inp, h0, c0, self._weights(layer, d), m, self._options(), n)
         if d == 1:
-            out = _reverse(out, n)
+            out = padding.reverse(out, n)
         return out, h, c
 
     def extra_repr(self) -> str:
@@ -284,24 +250,6 @@ class _Recurrent(StochasticModule):
             if getattr(self, k) != v:
                 s += f", {k}={getattr(self, k)}"
         return s
-
-
-def _roll(x: Tensor, shift: Tensor) -> Tensor:
-    """Row b of (B, T, C) rotated left by shift[b] along T."""
-    B, T = x.shape[:2]
-    idx = (torch.arange(T).unsqueeze(0) + shift.unsqueeze(1)) % T  # (B, T)
-    return x.gather(1, idx.to(x.device).unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-
-
-def _reverse(x: Tensor, n: Tensor | None) -> Tensor:
-    """Each sequence reversed within its length (B, T, C); the padding stays at the end."""
-    if n is None:
-        return x.flip(1)
-    B, T = x.shape[:2]
-    t = torch.arange(T).unsqueeze(0)
-    n = n.unsqueeze(1)
-    idx = torch.where(t < n, n - 1 - t, t)  # (B, T)
-    return x.gather(1, idx.to(x.device).unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
 class LSTM(_Recurrent):

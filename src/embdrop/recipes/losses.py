@@ -4,8 +4,8 @@
 ``F.cross_entropy(F.linear(x, weight, bias), target)`` (mean over rows) in value and gradients, but keeps one
 (N, V) buffer instead of three: the logits are turned into the softmax in place in the forward, and the backward
 subtracts the one-hot target from it in place. On Penn Treebank (N = 400 rows, V = 10,000) the separate
-``log_softmax`` backward and ``nll_loss`` backward (a 16 MB zero fill each step) cost about as much as the three
-matrix products: the ``ptb-lm`` step goes from 47.6 to 35.6 ms (1.31x, ``python benchmarks/lm_step.py``).
+``log_softmax`` and ``nll_loss`` backwards (a 16 MB zero fill each step) cost about as much as the three matrix
+products; ``python benchmarks/lm_step.py`` measures the difference (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from embdrop import _checks
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
-    # The buffer is the transposed logits (V, N): w @ x.T, g @ x and g.T @ w are the layouts oneDNN's bfloat16
-    # GEMMs run fastest (3.8 / 3.7 / 6.9 ms against 7.4 / 7.1 / 9.3 ms for x @ w.T, g.T @ x, g @ w at N = 700,
-    # H = 650, V = 10,000), and no slower in float32. The softmax then runs down the columns.
+    # The buffer is the transposed logits (V, N): w @ x.T, g @ x and g.T @ w are the layouts in which oneDNN's
+    # bfloat16 GEMMs run fastest, and no slower in float32. The softmax then runs down the columns.
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, lowp) -> Tensor:
         # lowp: None, or the dtype (autocast's) in which the three matrix products run; the softmax, the loss and
@@ -88,10 +87,9 @@ def keep_freed_memory() -> bool:
     """Stop glibc's malloc from returning large blocks to the system after every step.
 
     By default blocks over 128 KiB (the threshold grows to at most 32 MiB) are mmap-ed and unmapped when freed, so
-    each training step page-faults its activations afresh. Measured: the PTB step with the unfused loss 47.6 ->
-    39.1 ms (``benchmarks/lm_step.py`` without and with ``--keep-freed-memory``), with the fused loss 35.6 -> 35.2
-    ms; a ``translate-fr-en`` epoch 48.3 -> 46.3 s, ``reviews-lstm`` 4.1 -> 4.0 s. This is what PyTorch's CPU tuning
-    guide gets by switching to jemalloc or tcmalloc; here it is glibc's own ``mallopt``. Returns False where it does
+    each training step page-faults its activations afresh (``benchmarks/lm_step.py --keep-freed-memory`` measures
+    the effect). This is what PyTorch's CPU tuning guide gets by switching to jemalloc or tcmalloc; here it is
+    glibc's own ``mallopt``. Returns False where it does
     not apply.
     """
     if not sys.platform.startswith("linux"):
