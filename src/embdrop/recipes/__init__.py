@@ -14,7 +14,7 @@ from types import ModuleType
 
 import torch
 
-from embdrop import _checks
+from embdrop import _checks, _extras
 from embdrop._io import read_json
 from embdrop.recipes import (
     checkpoint,
@@ -98,6 +98,7 @@ def train(
     :data:`RESUMABLE`; the changes are written to ``config.json`` and recorded in the checkpoint's ``resumes``.
     Started by ``torchrun --nproc_per_node N`` it trains on N processes (DDP over gloo); see :func:`loop.fit`.
     """
+    _extras.need("rich", "safetensors", "matplotlib")  # before anything is read or written
     _start_distributed()
     changes: list[dict] = []
     if resume is not None:
