@@ -441,3 +441,9 @@ def test_eval_with_lengths_ignores_the_training_rates(cls):
         torch.testing.assert_close(a, b)
     out, _ = plain(x, lengths=lengths)
     torch.testing.assert_close(out[1, :2], plain(x[1:2, :2])[0][0])
+
+
+def test_the_cells_facts_match_torchs_layout():
+    for cls, torch_cls in ((embdrop.LSTM, nn.LSTM), (embdrop.GRU, nn.GRU)):
+        assert cls.gates == len(cls.gate_order)
+        assert cls(3, 5).weight_hh_l0.shape == torch_cls(3, 5).weight_hh_l0.shape == (cls.gates * 5, 5)

@@ -46,7 +46,8 @@ class _Recurrent(StochasticModule):
     """The stack shared by :class:`LSTM` and :class:`GRU`; the subclass gives the cell's facts below."""
 
     cell = ""  # the cell's maths in embdrop.kernels: "lstm" or "gru"
-    gates = 0  # G: gate blocks in weight_ih/weight_hh (torch's order: i, f, g, o or r, z, n)
+    gate_order: tuple[str, ...] = ()  # the gate blocks of weight_ih/weight_hh, in torch's order
+    gates = 0  # G = len(gate_order)
     has_cell_state = False  # LSTM's c beside h
 
     def __init__(
@@ -299,6 +300,7 @@ class LSTM(_Recurrent):
     """
 
     cell = "lstm"
+    gate_order = ("i", "f", "g", "o")
     gates = 4
     has_cell_state = True
 
@@ -351,4 +353,5 @@ class GRU(_Recurrent):
     """
 
     cell = "gru"
+    gate_order = ("r", "z", "n")
     gates = 3
