@@ -10,7 +10,7 @@ them, torch and embdrop:
 
 Both sides get the same ids: embdrop's `TextClassification` task (Keras' `TextVectorization` standardisation,
 vocabulary of 10,000 built on the 3,600 training reviews, length 200, padding and truncation in front) is built once
-and its id matrices are handed to Keras. Keras models as in the seeds, no masking (what seed 001 and 002 do; with
+and its id matrices are handed to Keras. Keras models as in the users' questions, no masking (what those models do; with
 pre-padding the LSTM reads the pads first); the weights of the best validation epoch are restored before the test
 (EarlyStopping with restore_best_weights and patience = epochs), as `embdrop train` does.
 
@@ -33,11 +33,11 @@ def keras_model(name: str, vocab_size: int):
     import keras
     from keras import layers
 
-    if name == "reviews-cnn-lstm":  # seed 001
+    if name == "reviews-cnn-lstm":  # the Keras CNN-LSTM sentiment model
         body = [layers.Embedding(vocab_size, 16), layers.Dropout(0.2), layers.Conv1D(64, 5, activation="relu"),
                 layers.MaxPooling1D(4), layers.LSTM(64)]  # fmt: skip
         opt = keras.optimizers.Adam(1e-3)
-    else:  # seed 002
+    else:  # the Keras LSTM sentiment model with recurrent_dropout
         body = [layers.Embedding(vocab_size, 64), layers.Dropout(0.25),
                 layers.LSTM(100, dropout=0.5, recurrent_dropout=0.5)]  # fmt: skip
         opt = keras.optimizers.RMSprop(1e-3)

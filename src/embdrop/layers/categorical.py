@@ -21,7 +21,7 @@ def embedding_size(n_categories: int, rule: str = "fastai") -> int:
     Rules:
         ``"fastai"`` (default): ``min(600, round(1.6 * n ** 0.56))``, the rule fastai's tabular models use
         (Howard & Gugger, "Fastai: A Layered API for Deep Learning", 2020); it grows quickly for small n and
-        slowly for large n: 10 -> 6, 1,000 -> 77, 73,000 (tree species, seed 004) -> 846, capped at 600.
+        slowly for large n: 10 -> 6, 1,000 -> 77, 73,000 (say, the Earth's tree species) -> 846, capped at 600.
         ``"fourth-root"``: ``max(1, round(n ** 0.25))``, the rule of thumb of Google's Machine Learning Crash Course.
 
     Example:

@@ -50,7 +50,7 @@ class Embedding(StochasticModule):
     Reference: Gal & Ghahramani, "A Theoretically Grounded Application of Dropout in Recurrent Neural Networks",
     2016; Merity et al., "Regularizing and Optimizing LSTM Language Models", 2017.
 
-    Example (seed 000's question: an Embedding followed by a Dense layer):
+    Example (what an embedding layer outputs, and a Dense layer after it):
         >>> emb = Embedding(1000, 16, padding_idx=0, dropout=0.1)
         >>> ids = torch.randint(1, 1000, (32, 20))
         >>> x = emb(ids)
@@ -101,7 +101,7 @@ class Embedding(StochasticModule):
         generator: torch.Generator | None = None,
         **kwargs,
     ) -> Embedding:
-        """An Embedding initialised from pretrained vectors (seed 003: GloVe in an Embedding layer).
+        """An Embedding initialised from pretrained vectors (GloVe in an Embedding layer, for example).
 
         With a (V, E) tensor, its rows are the weight (as ``nn.Embedding.from_pretrained``). With
         :class:`embdrop.data.Vectors` and a :class:`embdrop.data.Vocab`, each vocabulary word gets the vector of the

@@ -1,4 +1,4 @@
-"""``flights-entity``: entity embeddings (seed 004) for the eight categorical features of the NYC flights (carrier,
+"""``flights-entity``: entity embeddings for the eight categorical features of the NYC flights (carrier,
 tailnum, flight, origin, dest, month, weekday, hour) to predict an arrival delay over 15 minutes; AUC and log loss.
 
 ``model.kind`` picks what turns a category into numbers, so one ``embdrop compare flights-entity --vary
@@ -24,7 +24,7 @@ from embdrop import Dropout, Embedding, HashEmbedding, _checks, embedding_size
 from embdrop.recipes.config import Config, DataConfig, TrainConfig
 from embdrop.recipes.tabular import Tabular
 
-DESCRIPTION = "seed 004: entity embeddings vs hashing vs one-hot logistic regression on NYC flights (AUC)"
+DESCRIPTION = "high-cardinality categories: entity embeddings vs hashing vs one-hot, NYC flights (AUC)"
 KINDS = ("embedding", "hash", "onehot")
 
 

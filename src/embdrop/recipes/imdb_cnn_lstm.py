@@ -1,6 +1,6 @@
-"""``imdb-cnn-lstm``: seed 001's model (as ``reviews-cnn-lstm``) on IMDB: ``--set data.root=DIR`` (the folder with
-``train.jsonl.gz``/``test.jsonl.gz`` or aclImdb's ``train/``, ``test/``); ``--set embedding.pretrained=glove``
-starts the embedding from GloVe 6B 50d."""
+"""``imdb-cnn-lstm``: the Keras CNN-LSTM sentiment model (as ``reviews-cnn-lstm``) on IMDB: ``--set data.root=DIR``
+(the folder with ``train.jsonl.gz``/``test.jsonl.gz`` or aclImdb's ``train/``, ``test/``);
+``--set embedding.pretrained=glove`` starts the embedding from GloVe 6B 50d."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from embdrop.recipes.config import Config, DataConfig, EmbeddingConfig, TrainCon
 from embdrop.recipes.reviews_cnn_lstm import CnnLstmModel, build
 from embdrop.recipes.text_classification import task
 
-DESCRIPTION = "seed 001's CNN-LSTM on IMDB (--set data.root=DIR; --set embedding.pretrained=glove)"
+DESCRIPTION = "the Keras CNN-LSTM sentiment model on IMDB (--set data.root=DIR; --set embedding.pretrained=glove)"
 
 
 def config() -> Config:

@@ -1,4 +1,4 @@
-"""``imdb-lstm``: seed 002's model (as ``reviews-lstm``) on IMDB: ``--set data.root=DIR`` (the folder with
+"""``imdb-lstm``: the Keras LSTM sentiment model (as ``reviews-lstm``) on IMDB: ``--set data.root=DIR`` (the folder with
 ``train.jsonl.gz``/``test.jsonl.gz`` or aclImdb's ``train/``, ``test/``); ``--set embedding.pretrained=glove``
 starts the embedding from GloVe 6B 50d."""
 
@@ -8,7 +8,7 @@ from embdrop.recipes.config import Config, DataConfig, EmbeddingConfig, TrainCon
 from embdrop.recipes.reviews_lstm import LstmModel, build
 from embdrop.recipes.text_classification import task
 
-DESCRIPTION = "seed 002's LSTM with dropout and recurrent_dropout on IMDB (--set data.root=DIR)"
+DESCRIPTION = "the Keras LSTM sentiment model (dropout, recurrent_dropout) on IMDB (--set data.root=DIR)"
 
 
 def config() -> Config:

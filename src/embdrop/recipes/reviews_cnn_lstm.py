@@ -1,5 +1,7 @@
-"""``reviews-cnn-lstm``: seed 001's model, Embedding(V, 16) -> Dropout(0.2) -> Conv1D(64, 5, relu) ->
-MaxPooling1D(4) -> LSTM(64) -> Dense(1, sigmoid), binary cross-entropy, Adam, on the packaged reviews."""
+"""``reviews-cnn-lstm``: the Keras CNN-LSTM sentiment model, Embedding(V, 16) -> Dropout(0.2) -> Conv1D(64, 5, relu)
+-> MaxPooling1D(4) -> LSTM(64) -> Dense(1, sigmoid), binary cross-entropy, Adam, on the packaged reviews.
+
+``model.conv_dropout`` adds a Dropout layer after the pooling (before the LSTM), where Keras users often put one."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from embdrop.recipes.config import Config, DataConfig, EmbeddingConfig, TrainCon
 from embdrop.recipes.text_classification import TextClassification, keras_init, text_embedding
 from embdrop.recipes.text_classification import task as task
 
-DESCRIPTION = "seed 001: Embedding -> Dropout -> Conv1D -> MaxPool1D -> LSTM -> Dense on Amazon reviews"
+DESCRIPTION = "the Keras CNN-LSTM sentiment model: Embedding -> Dropout -> Conv1D -> MaxPool -> LSTM -> Dense (reviews)"
 
 
 @dataclass
@@ -25,6 +27,7 @@ class CnnLstmModel:
     filters: int = 64
     kernel_size: int = 5
     pool_size: int = 4
+    conv_dropout: float = 0.0  # a Dropout layer after Conv1D and max pooling, before the LSTM (entries)
     hidden: int = 64
     lstm_dropout: float = 0.0  # the LSTM's own dropout (inputs)
     recurrent_dropout: float = 0.0  # the LSTM's recurrent_dropout (states)
@@ -57,13 +60,14 @@ class CnnLstm(nn.Module):
         self.spatial_dropout = SpatialDropout1D(m.spatial_dropout)
         self.conv = Conv1D(embedding.embedding_dim, m.filters, m.kernel_size, activation="relu")
         self.pool = MaxPool1D(m.pool_size)
+        self.conv_dropout = Dropout(m.conv_dropout)
         self.lstm = LSTM(m.filters, m.hidden, dropout=m.lstm_dropout, recurrent_dropout=m.recurrent_dropout)
         self.dense = nn.Linear(m.hidden, 1)
 
     def forward(self, ids: Tensor) -> Tensor:
         mask = real_steps(ids, self.padding)  # (B, T)
         x = self.spatial_dropout(self.dropout(self.embedding(ids)))  # (B, T, E)
-        x = self.pool(self.conv(x))  # (B, T', filters), T' = (T - kernel_size + 1) // pool_size
+        x = self.conv_dropout(self.pool(self.conv(x)))  # (B, T', filters), T' = (T - kernel_size + 1) // pool_size
         mask = self.pool.output_mask(self.conv.output_mask(mask))  # (B, T')
         _, (h, _) = self.lstm(x, lengths=mask)  # h: (1, B, H), the state after each row's last real step
         return self.dense(h[-1]).squeeze(-1)  # (B,) logits; sigmoid is in the loss

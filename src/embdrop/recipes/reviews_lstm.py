@@ -1,5 +1,6 @@
-"""``reviews-lstm``: seed 002's model, Embedding(V, 64) -> Dropout(0.25) -> LSTM(100, dropout=0.5,
-recurrent_dropout=0.5) -> Dense(1, sigmoid), binary cross-entropy, RMSprop, on the packaged reviews."""
+"""``reviews-lstm``: the Keras LSTM sentiment model with ``recurrent_dropout``, Embedding(V, 64) -> Dropout(0.25) ->
+LSTM(100, dropout=0.5, recurrent_dropout=0.5) -> Dense(1, sigmoid), binary cross-entropy, RMSprop, on the packaged
+reviews."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from embdrop.recipes.reviews_cnn_lstm import real_steps
 from embdrop.recipes.text_classification import TextClassification, keras_init, text_embedding
 from embdrop.recipes.text_classification import task as task
 
-DESCRIPTION = "seed 002: Embedding -> Dropout -> LSTM(dropout, recurrent_dropout) -> Dense on Amazon reviews"
+DESCRIPTION = "the Keras LSTM sentiment model: Embedding -> Dropout -> LSTM(dropout, recurrent_dropout) -> Dense"
 
 
 @dataclass

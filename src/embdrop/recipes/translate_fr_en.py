@@ -1,4 +1,4 @@
-"""``translate-fr-en`` (seed 003): a small encoder-decoder from French to English on the Tatoeba pairs
+"""``translate-fr-en``: a small encoder-decoder from French to English on the Tatoeba pairs
 (``--set data.root=DIR``, the folder with ``fra.txt``), with an embedding and embedding dropout on both sides.
 
 Encoder: Embedding(V_fr, E, embedding dropout) -> LSTM or GRU (``dropout`` on its inputs, ``recurrent_dropout`` on
@@ -23,7 +23,7 @@ from embdrop import GRU, LSTM, Dropout, Embedding, _checks, _extras
 from embdrop.data import Tokenizer, Vocab, load_dataset, pad_sequences
 from embdrop.recipes.config import Config, DataConfig, TrainConfig
 
-DESCRIPTION = "seed 003: LSTM/GRU encoder-decoder, French -> English, Tatoeba (BLEU; --set data.root=DIR)"
+DESCRIPTION = "embeddings in translation: GRU/LSTM encoder-decoder, French -> English, Tatoeba (BLEU; --set data.root)"
 
 
 @dataclass
