@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from embdrop import _checks
+from embdrop.viz import masks as masks_mod
 from embdrop.viz import show as show_mod
 
 
@@ -17,13 +18,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def _shape(text: str) -> tuple[int, ...]:
+def _shape(text: str, name: str = "shape", example: str = "3,3,4") -> tuple[int, ...]:
+    expected = f"three positive ints B,T,C such as {example}"
     try:
         shape = tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise _checks.invalid("shape", "three positive ints B,T,C such as 3,3,4", repr(text)) from None
+        raise _checks.invalid(name, expected, repr(text)) from None
     if len(shape) != 3 or min(shape) < 1:
-        raise _checks.invalid("shape", "three positive ints B,T,C such as 3,3,4", repr(text))
+        raise _checks.invalid(name, expected, repr(text))
     return shape
 
 
@@ -46,6 +48,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shape", default="3,3,4", help="B,T,C of the input (default 3,3,4)")
     s.add_argument("--seed", type=int, default=0, help="seed of the generator each variant uses (default 0)")
     s.add_argument("--mode", default="sample", help="embedding dropout mode: sample or batch (default sample)")
+
+    m = sub.add_parser(
+        "masks",
+        help="draw the masks each dropout variant samples (PNG and SVG)",
+        description="Draw the keep-masks the layers really sample: masks-layers (Dropout, SpatialDropout1D, "
+        "TokenDropout, WordDropout, embedding dropout per sample and per batch, DropConnect; one grid per sample, "
+        "time across, channels down) and masks-recurrent (an LSTM unrolled: naive, variational, weight drop).",
+    )
+    m.add_argument("--variant", action="append", metavar="NAME",
+                   help="variant to draw (repeatable; default: all): " + ", ".join(masks_mod.VARIANTS))  # fmt: skip
+    m.add_argument("--p", type=float, default=0.5, help="probability to drop (default 0.5)")
+    m.add_argument("--shape", default="2,6,8", help="B,T,C of the input (default 2,6,8)")
+    m.add_argument("--seed", type=int, default=0, help="seed: variant k draws from seed + k (default 0)")
+    m.add_argument("--out", default="masks", help="directory for the pictures (default ./masks)")
+    m.add_argument("--format", action="append", choices=masks_mod.FORMATS, help="png, svg (default: both)")
 
     t = sub.add_parser(
         "train",
@@ -96,6 +113,24 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_show(args: argparse.Namespace) -> int:
     variants = tuple(show_mod.VARIANTS if not args.variant or "all" in args.variant else dict.fromkeys(args.variant))
     print(show_mod.show(_shape(args.shape), p=args.p, seed=args.seed, variants=variants, mode=args.mode))
+    return 0
+
+
+def _cmd_masks(args: argparse.Namespace) -> int:
+    variants = tuple(args.variant) if args.variant else masks_mod.VARIANTS
+    for v in variants:
+        _checks.choice("--variant", v, masks_mod.VARIANTS)
+    p = _checks.probability("--p", args.p)
+    if args.seed < 0:
+        raise _checks.invalid("--seed", "an int >= 0", args.seed)
+    shape = _shape(args.shape, "--shape", "2,6,8")
+    try:
+        masks_mod.check_shape(shape)
+    except _checks.UsageError as e:
+        raise _checks.invalid("--shape", e.expected, repr(args.shape)) from None
+    formats = tuple(dict.fromkeys(args.format)) if args.format else masks_mod.FORMATS
+    for path in masks_mod.write(args.out, shape, p, args.seed, variants, formats):
+        print(f"written: {path}")
     return 0
 
 
@@ -159,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {
             "show": _cmd_show,
+            "masks": _cmd_masks,
             "train": _cmd_train,
             "compare": _cmd_compare,
             "predict": _cmd_predict,
