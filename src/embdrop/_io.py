@@ -19,6 +19,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from the user's other accounts and tools
     try:
         write(tmp)
         with open(tmp, "rb+") as f:  # on disk before the rename, so that a crash never leaves an empty file
@@ -28,6 +29,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def sha256(path: str | os.PathLike) -> str:

@@ -106,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("texts", nargs="+", metavar="TEXT", help="text(s) to classify")
     p.add_argument("--mc", type=int, default=0, metavar="N", help="MC-dropout passes (default 0: dropout off)")
     p.add_argument("--seed", type=int, default=0, help="seed of the MC-dropout masks (default 0)")
+    r = sub.add_parser(
+        "report",
+        help="one self-contained HTML page for runs or a compare directory",
+        description="Write one HTML file (images and styles inline, no network) with the config, the learning "
+        "curves, the test metrics with their intervals, the pictures of the masks the models use and, for text "
+        "models, the learned embedding (nearest neighbours and a PCA map).",
+    )
+    r.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories of 'embdrop train' or 'compare'")
+    r.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
     sub.add_parser("recipes", help="list the recipes", description="List the recipes, one line each.")
     return parser
 
@@ -176,6 +185,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from embdrop.viz import report
+
+    path = report.write(args.runs, args.out, log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(f"written: {path}")
+    return 0
+
+
 def _cmd_recipes(args: argparse.Namespace) -> int:
     from embdrop import recipes
 
@@ -198,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             "train": _cmd_train,
             "compare": _cmd_compare,
             "predict": _cmd_predict,
+            "report": _cmd_report,
             "recipes": _cmd_recipes,
         }[args.command](args)
     except _checks.UsageError as e:  # a user's mistake; anything else is a bug and keeps its traceback

@@ -1,0 +1,463 @@
+"""``embdrop report``: one self-contained HTML page for one run, several runs or a ``compare`` directory.
+
+The page holds the config as a table, the learning curves, the test metrics (with the mean, the standard deviation
+and the 95% interval per cell that ``compare`` computes), the pictures of the masks of the dropout variants the model
+uses, and, for text models, the learned embedding: nearest neighbours of a few frequent words and a 2-D PCA map of
+the most frequent words. Everything is inline (images as data URIs, styles in the page, no script), so the file can
+be mailed or opened offline. Sections have stable ids (``config``, ``curves``, ``metrics``, ``masks``,
+``embedding``) so tests and links can find them.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from embdrop import _checks, _extras
+from embdrop.viz import masks as masks_mod
+
+NEIGHBOUR_WORDS = 6  # frequent words whose nearest neighbours are listed
+PCA_WORDS = 80  # the most frequent words placed on the PCA map
+STOP = {"the", "a", "an", "and", "or", "but", "of", "to", "in", "on", "at", "for", "with", "is", "are", "was", "were",
+        "be", "it", "its", "this", "that", "these", "those", "i", "you", "he", "she", "we", "they", "my", "your",
+        "his", "her", "our", "their", "not", "no", "as", "by", "from", "have", "has", "do", "if"}  # fmt: skip
+
+
+@dataclass
+class Run:
+    """One run directory, read: its config, epochs, summary (None while unfinished) and where it lives."""
+
+    path: Path
+    name: str
+    cell: str
+    config: dict
+    history: list[dict]
+    summary: dict | None
+
+
+@dataclass
+class Source:
+    """What the user named: a run directory, or a compare directory with its runs and ``runs.csv`` rows."""
+
+    path: Path
+    runs: list[Run]
+    compare_rows: list[dict] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------------------ reading
+def _read_jsonl(path: Path, argument: str) -> list[dict]:
+    rows = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise _checks.invalid(
+            argument, "a run directory with a readable metrics.jsonl", f"{str(path)!r} ({e})"
+        ) from None
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise _checks.invalid(argument, "a metrics.jsonl of one JSON object per line",
+                                  f"{str(path)!r} (line {i} is not JSON)") from None  # fmt: skip
+    return rows
+
+
+def read_run(path: Path, name: str, cell: str = "", argument: str = "RUN_DIR") -> Run:
+    """A run directory written by ``embdrop train``; a missing or incomplete one is an error naming it."""
+    from embdrop._io import read_json
+
+    if not (path / "config.json").is_file():
+        raise _checks.invalid(argument, "a run directory of 'embdrop train' (with config.json) or of 'embdrop compare' "
+                              "(with runs.csv)", repr(str(path)))  # fmt: skip
+    if not (path / "metrics.jsonl").is_file():
+        raise _checks.invalid(argument, "a run directory with at least one finished epoch (metrics.jsonl)",
+                              f"{str(path)!r} (no metrics.jsonl: the run has not finished an epoch)")  # fmt: skip
+    config = read_json(path / "config.json", "a readable config.json", argument=argument)
+    history = _read_jsonl(path / "metrics.jsonl", argument)
+    if not history:
+        raise _checks.invalid(argument, "a run directory with at least one finished epoch",
+                              f"{str(path)!r} (metrics.jsonl is empty)")  # fmt: skip
+    summary = read_json(path / "summary.json", "a readable summary.json", argument=argument) if (
+        path / "summary.json").is_file() else None  # fmt: skip
+    return Run(path, name, cell, config, history, summary)
+
+
+def read_source(path: str | Path) -> Source:
+    """A run directory or a compare directory (``runs.csv`` and one ``CELL/seed-N`` run per row)."""
+    p = Path(path)
+    if not p.is_dir():
+        raise _checks.invalid("RUN_DIR", "an existing run or compare directory", repr(str(path)))
+    if (p / "runs.csv").is_file():
+        with open(p / "runs.csv", newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        if not rows or "cell" not in rows[0] or "seed" not in rows[0]:
+            raise _checks.invalid("RUN_DIR", "a compare directory whose runs.csv has cell and seed columns",
+                                  repr(str(path)))  # fmt: skip
+        for r in rows:
+            for k, v in r.items():
+                if k not in ("cell",):
+                    try:
+                        r[k] = float(v) if k != "seed" else int(v)
+                    except ValueError:
+                        raise _checks.invalid(
+                            "RUN_DIR", "a runs.csv of numbers", f"{str(path)!r} ({k}={v!r})"
+                        ) from None
+        runs = []
+        for d in sorted(q for q in p.glob("*/seed-*") if (q / "config.json").is_file()):
+            runs.append(read_run(d, f"{d.parent.name}/{d.name}", d.parent.name, argument="RUN_DIR"))
+        return Source(p, runs, rows)
+    return Source(p, [read_run(p, p.name)])
+
+
+# ------------------------------------------------------------------------------------------------------ figures
+def _figure(width: float, height: float):
+    _extras.need("matplotlib")
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height))
+
+
+def _img(fig, ident: str, alt: str) -> str:
+    """A figure as an inline SVG data URI in an <img>, so ids inside one figure never clash with another's."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f'<img id="{ident}" alt="{html.escape(alt)}" src="data:image/svg+xml;base64,{data}">'
+
+
+def _metric(history: list[dict]) -> str | None:
+    keys = [k[len("valid_") :] for k in history[0] if k.startswith("valid_") and k != "valid_loss"]
+    return keys[0] if keys else None
+
+
+def curves_figure(runs: list[Run]):
+    """Loss and the recipe's metric per epoch, train (thin) and validation (thick), one colour per run or cell."""
+    metric = _metric(runs[0].history)
+    keys = ["loss"] + ([metric] if metric else [])
+    fig = _figure(4.6 * len(keys), 3.4)
+    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    cells = list(dict.fromkeys(r.cell or r.name for r in runs))
+    colours = {c: f"C{i % 10}" for i, c in enumerate(cells)}
+    for ax, key in zip(axes, keys, strict=True):
+        labelled = set()
+        for r in runs:
+            label = r.cell or r.name
+            epochs = [h["epoch"] for h in r.history]
+            for split, lw, style in (("train", 0.8, ":"), ("valid", 1.8, "-")):
+                values = [h.get(f"{split}_{key}", math.nan) for h in r.history]
+                tag = f"{label} ({'validation' if split == 'valid' else 'train'})"
+                ax.plot(epochs, values, style, color=colours[label], lw=lw, label=None if tag in labelled else tag)
+                labelled.add(tag)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if len(labels) <= 16:
+        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=7, frameon=False,
+                   bbox_to_anchor=(0.5, -0.02 - 0.05 * math.ceil(len(labels) / 4)))  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def dropout_variants(config: dict) -> list[tuple[str, float]]:
+    """The mask pictures that show the dropout this config uses: (variant of ``embdrop masks``, p)."""
+    m = config.get("model") or {}
+    get = lambda k: float(m.get(k) or 0.0) if isinstance(m.get(k), (int, float)) else 0.0  # noqa: E731
+    naive = m.get("variational") is False
+    out: list[tuple[str, float]] = []
+    element = max(get("dropout"), get("conv_dropout"))
+    if element > 0:
+        out.append(("dropout", element))
+    locked = max(get("spatial_dropout"), 0.0 if naive else max(get("input_dropout"), get("output_dropout")))
+    if locked > 0:
+        out.append(("spatial", locked))
+    if get("embedding_dropout") > 0:
+        out.append((f"embedding-{m.get('embedding_dropout_mode') or 'sample'}", get("embedding_dropout")))
+    recurrent = max(get("lstm_dropout"), get("recurrent_dropout"), get("hidden_dropout"))
+    if naive and max(get("input_dropout"), get("hidden_dropout"), get("output_dropout")) > 0:
+        out.append(("naive", max(get("input_dropout"), get("hidden_dropout"), get("output_dropout"))))
+    elif recurrent > 0:
+        out.append(("variational", recurrent))
+    if get("weight_dropout") > 0:
+        out.append(("weight-drop", get("weight_dropout")))
+    return out
+
+
+@dataclass
+class EmbeddingView:
+    """What the report shows of an embedding: the mapped words, their neighbours, 2-D coordinates, variance."""
+
+    words: list[str]
+    neighbours: dict[str, list[tuple[str, float]]]
+    coords: torch.Tensor  # (N, 2)
+    explained: tuple[float, float]
+
+
+def embedding_view(run: Run) -> EmbeddingView | None:
+    """Nearest neighbours and a PCA map of the run's learned (best) embedding, for text runs with a vocabulary."""
+    vocab_path, weights_path = run.path / "vocab.json", run.path / "best.safetensors"
+    if not vocab_path.is_file() or not weights_path.is_file():
+        return None
+    from embdrop._io import read_json
+
+    itos = read_json(vocab_path, "a readable vocab.json", argument="RUN_DIR").get("itos") or []
+    _extras.need("safetensors")
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(weights_path))
+    table = next((t for k, t in tensors.items() if k.endswith("embedding.weight") and t.dim() == 2
+                  and t.shape[0] == len(itos)), None)  # fmt: skip
+    if table is None:
+        return None
+    table = table.float()
+    words = [(i, w) for i, w in enumerate(itos) if not w.startswith("<") and w.isalpha()]
+    if len(words) < 10:
+        return None
+    unit = torch.nn.functional.normalize(table, dim=1)
+    chosen = [(i, w) for i, w in words[:300] if w not in STOP and len(w) >= 4][:NEIGHBOUR_WORDS]
+    neighbours = {}
+    for i, w in chosen:
+        sims = unit @ unit[i]  # (V,)
+        sims[i] = -2.0
+        for j, s in enumerate(itos):
+            if s.startswith("<"):
+                sims[j] = -2.0
+        top = torch.topk(sims, 5)
+        neighbours[w] = [(itos[int(j)], float(v)) for v, j in zip(top.values, top.indices, strict=True)]
+    ids = torch.tensor([i for i, _ in words[:PCA_WORDS]])
+    x = table[ids] - table[ids].mean(dim=0, keepdim=True)  # (N, E), centred
+    _, s, v = torch.linalg.svd(x, full_matrices=False)
+    coords = x @ v[:2].T  # (N, 2)
+    var = s**2 / (s**2).sum()
+    explained = (float(var[0]), float(var[1]) if var.numel() > 1 else 0.0)
+    return EmbeddingView([w for _, w in words[:PCA_WORDS]], neighbours, coords, explained)
+
+
+def pca_figure(view: EmbeddingView, title: str):
+    """The words on the first two principal components of their vectors."""
+    fig = _figure(7.5, 5.5)
+    ax = fig.add_subplot()
+    ax.scatter(view.coords[:, 0], view.coords[:, 1], s=6, color="#3b75af")
+    for (x, y), w in zip(view.coords.tolist(), view.words, strict=True):
+        ax.annotate(w, (x, y), fontsize=6.5, xytext=(2, 2), textcoords="offset points")
+    ax.set_xlabel(f"PC 1 ({view.explained[0]:.0%} of the variance)")
+    ax.set_ylabel(f"PC 2 ({view.explained[1]:.0%})")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------------ HTML
+STYLE = """
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; margin: 0;
+       background: #fafafa; }
+main { max-width: 1100px; margin: 0 auto; padding: 1.5rem 1.25rem 3rem; background: #fff; }
+h1 { font-size: 1.5rem; margin: 0 0 .25rem; } h2 { font-size: 1.2rem; margin-top: 2rem;
+     border-bottom: 1px solid #ddd; padding-bottom: .2rem; } h3 { font-size: 1rem; margin-bottom: .3rem; }
+p.note { color: #555; font-size: .9rem; }
+table { border-collapse: collapse; font-size: .85rem; margin: .5rem 0; display: block; overflow-x: auto; }
+th, td { border: 1px solid #ddd; padding: .25rem .5rem; text-align: left; vertical-align: top; }
+th { background: #f0f0f0; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+img { max-width: 100%; height: auto; display: block; margin: .5rem 0; }
+code { background: #f3f3f3; padding: 0 .2rem; border-radius: 3px; }
+details { margin: .5rem 0; }
+"""
+
+
+def _esc(x) -> str:
+    return html.escape(str(x))
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1e-3 or abs(v) >= 1e4 else f"{v:.4f}".rstrip("0").rstrip(".")
+    if v is None:
+        return "—"
+    return str(v)
+
+
+def _flatten(config: dict) -> dict[str, object]:
+    out = {}
+    for k, v in config.items():
+        if isinstance(v, dict):
+            for k2, v2 in v.items():
+                out[f"{k}.{k2}"] = v2
+        else:
+            out[k] = v
+    return out
+
+
+def config_html(runs: list[Run]) -> str:
+    """The config as a table; for several runs the fields they differ in, one column per cell, the rest folded."""
+    flat = [_flatten(r.config) for r in runs]
+    keys = list(dict.fromkeys(k for f in flat for k in f))
+    differ = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flat}) > 1]
+    same = [k for k in keys if k not in differ]
+    if len(runs) == 1:
+        rows = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(_fmt(flat[0].get(k)))}</td></tr>" for k in keys)
+        return f'<table id="config-table"><tr><th>field</th><th>value</th></tr>{rows}</table>'
+    groups: dict[str, list[int]] = {}
+    for i in range(len(runs)):  # one column per cell where a compare's seeds differ only in train.seed
+        sig = json.dumps({k: flat[i].get(k) for k in differ if k != "train.seed"}, sort_keys=True)
+        groups.setdefault(sig, []).append(i)
+    cols = [(runs[g[0]].cell or runs[g[0]].name, g) for g in groups.values()]
+    head = "".join(f"<th>{_esc(name)}{'' if len(g) == 1 else f' ({len(g)} runs)'}</th>" for name, g in cols)
+    body = ""
+    for k in differ:
+        vals = "".join(f"<td>{_esc(', '.join(dict.fromkeys(_fmt(flat[i].get(k)) for i in g)))}</td>" for _, g in cols)
+        body += f"<tr><th>{_esc(k)}</th>{vals}</tr>"
+    common = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(_fmt(flat[0].get(k)))}</td></tr>" for k in same)
+    return (
+        f'<table id="config-table"><tr><th>field (where the runs differ)</th>{head}</tr>{body}</table>'
+        f"<details><summary>{len(same)} fields the same in every run</summary><table>{common}</table></details>"
+    )
+
+
+def metrics_html(sources: list[Source]) -> str:
+    """Test metrics: per compare cell mean ± std [95% interval]; per run the test metrics and the best epoch."""
+    from embdrop.recipes.compare import base_metric, interval
+
+    parts = []
+    for src in sources:
+        if src.compare_rows:
+            rows = src.compare_rows
+            keys = [k for k in rows[0] if k not in ("cell", "seed", "best_epoch", "seconds_per_epoch")]
+            cells = list(dict.fromkeys(r["cell"] for r in rows))
+            n = len([r for r in rows if r["cell"] == cells[0]])
+            head = "".join(f"<th>test {_esc(k)}</th>" for k in keys)
+            body = ""
+            for c in cells:
+                tds = ""
+                for k in keys:
+                    mean, std, lo, hi = interval([r[k] for r in rows if r["cell"] == c])
+                    tds += f'<td class="num">{mean:.4f} ± {std:.4f} [{lo:.4f}, {hi:.4f}]</td>'
+                body += f"<tr><th>{_esc(c)}</th>{tds}</tr>"
+            metric = base_metric({k: rows[0][k] for k in keys})[0]
+            parts.append(
+                f"<h3>{_esc(src.path.name)}: {len(cells)} cells x {n} seeds</h3>"
+                f'<table class="compare-table"><tr><th>cell</th>{head}</tr>{body}</table>'
+                f'<p class="note">mean ± std [95% interval of the mean] over the seeds (Student\'s t), as '
+                f"<code>embdrop compare</code> computes them; the recipe's metric is {_esc(metric)}. Two cells "
+                "differ beyond seed noise only where their intervals do not overlap.</p>"
+            )
+        runs = [r for r in src.runs if not src.compare_rows]
+        if runs:
+            keys = list(dict.fromkeys(k for r in runs if r.summary for k in r.summary["test"]))
+            head = "".join(f"<th>test {_esc(k)}</th>" for k in keys)
+            body = ""
+            for r in runs:
+                if r.summary:
+                    tds = "".join(f'<td class="num">{r.summary["test"].get(k, math.nan):.4f}</td>' for k in keys)
+                    extra = (f'<td class="num">{r.summary["best_epoch"]}</td>'
+                             f'<td class="num">{r.summary["seconds_per_epoch"]:.1f}</td>'
+                             f'<td class="num">{r.summary["parameters"]:,}</td>')  # fmt: skip
+                else:
+                    tds = "".join("<td>—</td>" for _ in keys)
+                    extra = f"<td colspan=3>not finished: {len(r.history)} epochs so far</td>"
+                body += f"<tr><th>{_esc(r.name)}</th>{tds}{extra}</tr>"
+            parts.append(f'<table class="run-table"><tr><th>run</th>{head}<th>best epoch</th><th>s / epoch</th>'
+                         f"<th>parameters</th></tr>{body}</table>")  # fmt: skip
+    return "".join(parts)
+
+
+def build(paths: list[str | Path], log: Callable[[str], None] = lambda s: None) -> str:
+    """The report's HTML for ``paths`` (run or compare directories)."""
+    if not paths:
+        raise _checks.invalid("RUN_DIR", "at least one run or compare directory", "nothing")
+    sources = []
+    for i, p in enumerate(paths, 1):
+        log(f"report: reading {i}/{len(paths)}: {p}")
+        sources.append(read_source(p))
+    runs = [r for s in sources for r in s.runs]
+    if not runs:
+        raise _checks.invalid("RUN_DIR", "a compare directory with its runs (CELL/seed-N)", repr(str(paths[0])))
+    recipes = sorted({str(r.config.get("recipe")) for r in runs})
+    title = f"embdrop report: {', '.join(recipes)}"
+    out = [f"<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport "
+           f"content='width=device-width, initial-scale=1'><title>{_esc(title)}</title><style>{STYLE}</style>"
+           f"</head><body><main>", f"<h1>{_esc(title)}</h1>"]  # fmt: skip
+    names = ", ".join(_esc(s.path) for s in sources)
+    out.append(f'<p class="note">{len(runs)} run{"s" * (len(runs) != 1)} from {names}.</p>')
+
+    log("report: config")
+    out.append(f'<section id="config"><h2>Config</h2>{config_html(runs)}</section>')
+
+    log(f"report: learning curves of {len(runs)} runs")
+    note = "thin dotted: training; thick: validation" + ("; one colour per cell" if len(runs) > 1 else "")
+    out.append(f'<section id="curves"><h2>Learning curves</h2><p class="note">{note}.</p>'
+               f"{_img(curves_figure(runs), 'curves-img', 'learning curves')}</section>")  # fmt: skip
+
+    log("report: metrics")
+    out.append(f'<section id="metrics"><h2>Test metrics</h2>{metrics_html(sources)}</section>')
+
+    variants: dict[str, float] = {}
+    for r in runs:
+        for v, p in dropout_variants(r.config):
+            variants.setdefault(v, p)
+    log(f"report: mask pictures of {len(variants)} dropout variants")
+    out.append('<section id="masks"><h2>What the dropout in these models drops</h2>')
+    if variants:
+        out.append('<p class="note">The masks embdrop\'s layers sample for a small input (B, T, C) = (2, 6, 8) at '
+                   "the rates the runs use (the first run's rate where they differ); filled: kept, white and "
+                   "hatched: dropped. <code>embdrop masks --variant NAME --p P</code> draws them alone."
+                   "</p>")  # fmt: skip
+        for v, p in variants.items():
+            fig = masks_mod.draw(masks_mod.sample((2, 6, 8), p, 0, (v,)), p, 0, (2, 6, 8))
+            out.append(_img(fig, f"mask-{v}", f"the masks of {v} at p = {p}"))
+    else:
+        out.append('<p class="note">These runs use no dropout.</p>')
+    out.append("</section>")
+
+    shown = []
+    for r in runs:
+        if any(s.cell == r.cell for s in shown) and r.cell:
+            continue  # one run per compare cell
+        shown.append(r)
+    views = []
+    for r in shown[:4]:
+        log(f"report: embedding of {r.name}")
+        view = embedding_view(r)
+        if view is not None:
+            views.append((r, view))
+    if views:
+        out.append('<section id="embedding"><h2>The learned embedding</h2><p class="note">From the weights of '
+                   "the best validation epoch: the nearest neighbours (cosine similarity) of a few frequent words "
+                   f"and the {PCA_WORDS} most frequent words on their first two principal components.</p>")  # fmt: skip
+        for r, view in views:
+            rows = "".join(
+                f"<tr><th>{_esc(w)}</th><td>{_esc(', '.join(f'{n} ({s:.2f})' for n, s in nn))}</td></tr>"
+                for w, nn in view.neighbours.items()
+            )
+            out.append(f"<h3>{_esc(r.name)}</h3><table class='neighbours'><tr><th>word</th>"
+                       f"<th>nearest neighbours (cosine)</th></tr>{rows}</table>")  # fmt: skip
+            out.append(_img(pca_figure(view, f"{r.name}: PCA of the embedding"), f"pca-{len(views)}", "PCA map"))
+        out.append("</section>")
+    out.append("</main></body></html>")
+    return "\n".join(out)
+
+
+def write(paths: list[str | Path], out: str | Path, log: Callable[[str], None] = lambda s: None) -> Path:
+    """Build the report and write it to ``out`` atomically (nothing is left behind on an error)."""
+    from embdrop._io import atomic_write
+
+    out = Path(out)
+    if out.is_dir() or not out.parent.is_dir():
+        raise _checks.invalid("--out", "an HTML file path in an existing directory", repr(str(out)))
+    page = build(paths, log)
+    try:
+        atomic_write(out, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
+    except OSError as e:
+        raise _checks.invalid("--out", "a writable file path", f"{str(out)!r} ({e})") from None
+    return out

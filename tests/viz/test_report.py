@@ -1,0 +1,124 @@
+import csv
+import dataclasses
+import re
+import shutil
+import subprocess
+
+import pytest
+from matplotlib.image import imread
+from rich.console import Console
+
+from embdrop import recipes
+from embdrop.cli import main
+from embdrop.recipes.compare import interval
+from embdrop.viz import masks as M
+from embdrop.viz import report as R
+
+FAST = ["train.epochs=2", "data.maxlen=40", "train.batch_size=64", "model.filters=16", "model.hidden=8"]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def quiet():
+    return Console(file=open("/dev/null", "w"), width=120)  # noqa: SIM115
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A compare-style directory (2 cells x 2 seeds, as 'embdrop compare' lays it out) and one single run."""
+    root = tmp_path_factory.mktemp("runs")
+    cells = {"none": ["model.dropout=0"], "spatial": ["model.dropout=0", "model.spatial_dropout=0.3"]}
+    rows = []
+    for cell, sets in cells.items():
+        for seed in range(2):
+            s = recipes.train("reviews-cnn-lstm", FAST + sets + [f"train.seed={seed}"],
+                              root / "grid" / cell / f"seed-{seed}", console=quiet())  # fmt: skip
+            rows.append({"cell": cell, "seed": seed, **s.test, "best_epoch": s.best_epoch,
+                         "seconds_per_epoch": s.seconds_per_epoch})  # fmt: skip
+    with open(root / "grid" / "runs.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    recipes.train("reviews-cnn-lstm", FAST, root / "single", console=quiet())
+    return root, rows
+
+
+def test_report_holds_config_curves_intervals_masks_and_embedding(runs, tmp_path, capsys):
+    root, rows = runs
+    out = tmp_path / "report.html"
+    assert main(["report", str(root / "grid"), str(root / "single"), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "report: reading 2/2" in err and "report: embedding" in err  # progress lines
+    page = out.read_text()
+    for ident in ("config", "curves", "metrics", "masks", "embedding", "curves-img", "config-table"):
+        assert f'id="{ident}"' in page
+    assert "http://" not in page and "https://" not in page and "<script" not in page  # self-contained
+    # the config table shows the fields the runs differ in, one column per compare cell
+    config = page[page.index('id="config-table"') : page.index("</table>", page.index('id="config-table"'))]
+    assert "model.spatial_dropout" in config and "spatial (2 runs)" in config and "single" in config
+    # the compare table shows compare's own statistics
+    acc = [r["accuracy"] for r in rows if r["cell"] == "spatial"]
+    mean, std, lo, hi = interval(acc)
+    assert f"{mean:.4f} ± {std:.4f} [{lo:.4f}, {hi:.4f}]" in page
+    # mask pictures of the variants these runs use: Dropout (the single run) and SpatialDropout1D (a cell)
+    assert 'id="mask-dropout"' in page and 'id="mask-spatial"' in page and 'id="mask-variational"' not in page
+    # nearest neighbours from the learned embedding
+    assert "nearest neighbours (cosine)" in page and re.search(r"\(0\.\d\d\)|\(-0\.\d\d\)|\(1\.00\)", page)
+
+
+def test_dropout_variants_follow_the_recipes_configs():
+    def variants(recipe, *sets):
+        return dict(R.dropout_variants(dataclasses.asdict(recipes.resolve(recipe, list(sets)))))
+
+    assert variants("reviews-lstm") == {"dropout": 0.25, "variational": 0.5}
+    assert variants("ptb-lm", "variant=naive") == {"naive": 0.5}
+    assert set(variants("ptb-lm", "variant=variational")) == {"spatial", "embedding-sample", "variational"}
+    assert set(variants("ptb-lm", "variant=awd")) >= {"weight-drop", "embedding-batch", "spatial"}
+    assert variants("ptb-lm", "variant=none") == {}
+    assert set(variants("reviews-cnn-lstm")) == {"dropout"} and set(variants("flights-entity")) >= {"dropout"}
+    assert all(v in M.VARIANTS for recipe in recipes.RECIPES for v in variants(recipe))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_chromium_renders_the_report(runs, tmp_path):
+    root, _ = runs
+    out = tmp_path / "report.html"
+    assert main(["report", str(root / "grid"), str(root / "single"), "--out", str(out)]) == 0
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,3000"]  # fmt: skip
+    shot = tmp_path / "shot.png"
+    subprocess.run([*flags, f"--screenshot={shot}", out.as_uri()], check=True, capture_output=True, timeout=120)
+    dom = subprocess.run([*flags, "--dump-dom", out.as_uri()], check=True, capture_output=True, text=True,
+                         timeout=120).stdout  # fmt: skip
+    for ident in ("config", "curves", "metrics", "masks", "embedding", "curves-img", "mask-dropout"):
+        assert f'id="{ident}"' in dom, ident
+    assert dom.count("<img") >= 4 and dom.count("<tr>") > 10
+    pixels = imread(shot)[..., :3]  # (H, W, 3) in [0, 1]
+    assert pixels.std() > 0.05  # not a blank page
+    # the mask pictures were decoded and painted: their "kept" blue is on the screen
+    kept = tuple(int(M.KEPT_COLOUR[i : i + 2], 16) / 255 for i in (1, 3, 5))
+    near = (abs(pixels - kept) < 0.03).all(axis=-1)
+    assert near.sum() > 500
+
+
+def test_bad_input_is_one_line_and_writes_nothing(runs, tmp_path, capsys):
+    root, _ = runs
+    out = tmp_path / "r.html"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "config.json").write_text((root / "single" / "config.json").read_text())
+    cases = [
+        ([str(tmp_path / "missing")], "argument 'RUN_DIR': expected an existing run or compare directory"),
+        ([str(empty)], "expected a run directory of 'embdrop train' (with config.json)"),
+        ([str(half)], "the run has not finished an epoch"),
+        ([str(root / "single"), "--out", str(tmp_path / "no" / "r.html")], "argument '--out': expected an HTML"),
+        ([str(root / "single"), "--out", str(tmp_path)], "argument '--out'"),
+    ]
+    for args, message in cases:
+        argv = ["report", *args] if "--out" in args else ["report", *args, "--out", str(out)]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert message in err[-1] and err[-1].startswith("embdrop report: error:"), err
+        assert not out.exists() and not (tmp_path / "no").exists()
