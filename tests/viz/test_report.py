@@ -71,6 +71,8 @@ def test_dropout_variants_follow_the_recipes_configs():
 
     assert variants("reviews-lstm") == {"dropout": 0.25, "variational": 0.5}
     assert variants("ptb-lm", "variant=naive") == {"naive": 0.5}
+    naive = variants("reviews-lstm", "model.lstm_variational=false", "model.recurrent_dropout=0")
+    assert naive == {"dropout": 0.25, "naive": 0.5}
     assert set(variants("ptb-lm", "variant=variational")) == {"spatial", "embedding-sample", "variational"}
     assert set(variants("ptb-lm", "variant=awd")) >= {"weight-drop", "embedding-batch", "spatial"}
     assert variants("ptb-lm", "variant=none") == {}

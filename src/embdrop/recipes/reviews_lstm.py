@@ -27,6 +27,9 @@ class LstmModel:
     hidden: int = 100
     lstm_dropout: float = 0.5  # the LSTM's own dropout (inputs)
     recurrent_dropout: float = 0.5  # the LSTM's recurrent_dropout (states)
+    lstm_variational: bool = True  # False: naive dropout (Zaremba), a new input mask at every step
+    weight_dropout: float = 0.0  # weight drop (DropConnect) on the LSTM's recurrent weights (AWD-LSTM)
+    zoneout: float = 0.0  # zoneout on h and c (Krueger et al.)
 
 
 def config() -> Config:
@@ -46,9 +49,9 @@ class EmbeddingLstm(nn.Module):
         self.embedding = embedding
         self.dropout = Dropout(m.dropout)
         self.spatial_dropout = SpatialDropout1D(m.spatial_dropout)
-        self.lstm = LSTM(
-            embedding.embedding_dim, m.hidden, dropout=m.lstm_dropout, recurrent_dropout=m.recurrent_dropout
-        )
+        rates = {"dropout": m.lstm_dropout, "recurrent_dropout": m.recurrent_dropout, "zoneout": m.zoneout}
+        self.lstm = LSTM(embedding.embedding_dim, m.hidden, **rates, weight_dropout=m.weight_dropout,
+                         variational=m.lstm_variational)  # fmt: skip
         self.dense = nn.Linear(m.hidden, 1)
 
     def forward(self, ids: Tensor) -> Tensor:

@@ -174,7 +174,7 @@ def dropout_variants(config: dict) -> list[tuple[str, float]]:
     """The mask pictures that show the dropout this config uses: (variant of ``embdrop masks``, p)."""
     m = config.get("model") or {}
     get = lambda k: float(m.get(k) or 0.0) if isinstance(m.get(k), (int, float)) else 0.0  # noqa: E731
-    naive = m.get("variational") is False
+    naive = m.get("variational") is False or m.get("lstm_variational") is False
     out: list[tuple[str, float]] = []
     element = max(get("dropout"), get("conv_dropout"))
     if element > 0:
@@ -185,8 +185,9 @@ def dropout_variants(config: dict) -> list[tuple[str, float]]:
     if get("embedding_dropout") > 0:
         out.append((f"embedding-{m.get('embedding_dropout_mode') or 'sample'}", get("embedding_dropout")))
     recurrent = max(get("lstm_dropout"), get("recurrent_dropout"), get("hidden_dropout"))
-    if naive and max(get("input_dropout"), get("hidden_dropout"), get("output_dropout")) > 0:
-        out.append(("naive", max(get("input_dropout"), get("hidden_dropout"), get("output_dropout"))))
+    naive_p = max(get("input_dropout"), get("hidden_dropout"), get("output_dropout"), get("lstm_dropout"))
+    if naive and naive_p > 0:
+        out.append(("naive", naive_p))
     elif recurrent > 0:
         out.append(("variational", recurrent))
     if get("weight_dropout") > 0:
