@@ -111,7 +111,10 @@ def test_bad_input_is_one_line_and_writes_nothing(runs, tmp_path, capsys):
     half = tmp_path / "half"
     half.mkdir()
     (half / "config.json").write_text((root / "single" / "config.json").read_text())
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(root / "grid" / "none" / "seed-0", unfinished / "none" / "seed-0")
     cases = [
+        ([str(unfinished)], "no runs.csv yet: the compare has not finished"),
         ([str(tmp_path / "missing")], "argument 'RUN_DIR': expected an existing run or compare directory"),
         ([str(empty)], "expected a run directory of 'embdrop train' (with config.json)"),
         ([str(half)], "the run has not finished an epoch"),

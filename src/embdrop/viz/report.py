@@ -117,6 +117,9 @@ def read_source(path: str | Path) -> Source:
         for d in sorted(q for q in p.glob("*/seed-*") if (q / "config.json").is_file()):
             runs.append(read_run(d, f"{d.parent.name}/{d.name}", d.parent.name, argument="RUN_DIR"))
         return Source(p, runs, rows)
+    if not (p / "config.json").is_file() and any(p.glob("*/seed-*/config.json")):
+        raise _checks.invalid("RUN_DIR", "a finished compare directory (with runs.csv) or one of its runs",
+                              f"{str(path)!r} (no runs.csv yet: the compare has not finished)")  # fmt: skip
     return Source(p, [read_run(p, p.name)])
 
 

@@ -1,0 +1,35 @@
+"""The users' documents stay whole: every local link and picture exists, and the guide has a section per question.
+
+(Their code blocks run as doctests: pytest collects README.md and docs/guide.md.)"""
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ["README.md", "docs/guide.md", "docs/reliability.md", "benchmarks/RESULTS.md"]
+
+
+@pytest.mark.parametrize("name", DOCS)
+def test_local_links_and_pictures_exist(name):
+    path = ROOT / name
+    text = path.read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    local = [t for t in targets if not re.match(r"[a-z]+:", t)]
+    for target in local:
+        assert (path.parent / target).exists(), f"{name} links to {target}, which does not exist"
+
+
+def test_guide_answers_each_question_and_shows_both_pictures():
+    text = (ROOT / "docs/guide.md").read_text(encoding="utf-8")
+    headings = re.findall(r"^## (.+)$", text, flags=re.M)
+    for topic in ("embedding layer outputs", "after an embedding", "recurrent_dropout", "Naive, variational",
+                  "Conv1D", "GloVe", "Categorical", "MC dropout", "five libraries"):  # fmt: skip
+        assert any(topic in h for h in headings), topic
+    assert "img/masks-layers.png" in text and "img/masks-recurrent.png" in text
+    assert not re.search(r"\b[A-Z]+_(TABLE|OUTPUT)\b", text)  # no placeholder left unfilled
+    # every anchor of the table of contents points at a heading
+    slugs = {re.sub(r"[^a-z0-9 _-]", "", h.lower()).replace(" ", "-") for h in headings}
+    for anchor in re.findall(r"\]\(#([^)]+)\)", text):
+        assert anchor in slugs, anchor
