@@ -48,8 +48,8 @@ def test_recipes_lists_one_line_each(capsys):
     assert main(["recipes"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == [
-        "reviews-cnn-lstm", "reviews-lstm", "imdb-cnn-lstm", "imdb-lstm", "ptb-lm", "wikitext2-lm", "flights-entity",
-        "movielens-mf", "translate-fr-en"]  # fmt: skip
+        "text-lstm", "text-cnn", "text-cnn-lstm", "reviews-cnn-lstm", "reviews-lstm", "imdb-cnn-lstm", "imdb-lstm",
+        "ptb-lm", "wikitext2-lm", "flights-entity", "movielens-mf", "translate-fr-en"]  # fmt: skip
 
 
 @pytest.mark.slow

@@ -3,7 +3,7 @@
 Tensors are batch first: ids (B, T), sequences (B, T, C). ``p`` is always the probability to drop.
 """
 
-from embdrop import functional
+from embdrop import functional, init
 from embdrop.layers import (
     GRU,
     LSTM,
@@ -50,6 +50,7 @@ __all__ = [
     "WordDropout",
     "embedding_size",
     "functional",
+    "init",
     "is_dropout_layer",
     "mc_dropout",
     "mc_predict",

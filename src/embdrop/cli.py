@@ -29,6 +29,35 @@ def _shape(text: str, name: str = "shape", example: str = "3,3,4") -> tuple[int,
     return shape
 
 
+def _data_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default=None, metavar="FILE",
+                   help="your labelled texts: CSV/TSV (columns text, label), JSONL, 'label<TAB>text' lines, or a "
+                   "folder with one sub-folder per class (text-* recipes; sets data.train)")  # fmt: skip
+    p.add_argument("--valid", default=None, metavar="FILE", help="your validation file (default: 10%% of --data)")
+    p.add_argument("--test", default=None, metavar="FILE", help="your test file (default: another 10%% of --data)")
+
+
+def _data_overrides(args: argparse.Namespace, recipe: str | None) -> list[str]:
+    """--data/--valid/--test as data.train/valid/test (absolute paths, so a resumed run finds them anywhere)."""
+    import os
+
+    items = [(flag, field, getattr(args, flag)) for flag, field in (("data", "train"), ("valid", "valid"),
+                                                                     ("test", "test"))]  # fmt: skip
+    given = [(flag, field, value) for flag, field, value in items if value is not None]
+    if not given:
+        return []
+    from embdrop import recipes
+    from embdrop.recipes.config import fields
+
+    name = recipe or recipes.DEFAULT
+    if "data.train" not in fields(recipes.recipe(name).config()):
+        own = [n for n, m in recipes.RECIPES.items() if "data.train" in fields(m.config())]
+        raise _checks.invalid(f"--{given[0][0]}", f"a recipe that reads your files: {', '.join(own)}", repr(name))
+    if args.data is None:
+        raise _checks.invalid(f"--{given[0][0]}", "your training file (--data FILE) beside it", "no --data")
+    return [f"data.{field}={os.path.abspath(value)}" for _, field, value in given]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="embdrop", description="Embedding layers and the dropout family that regularizes them.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -77,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config field, e.g. --set model.dropout=0.3 (repeatable)")  # fmt: skip
     t.add_argument("--out", default=None, help="run directory (default runs/RECIPE-TIME); must be new or empty")
     t.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR from its last epoch")
+    _data_arguments(t)
     t.add_argument("--mc", type=int, default=None, metavar="N",
                    help="also evaluate the test split with MC dropout over N samples (sets train.mc)")  # fmt: skip
     c = sub.add_parser(
@@ -94,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seeds", type=int, default=5, help="seeds per cell (default 5)")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="a field set in every run (repeatable)")  # fmt: skip
+    _data_arguments(c)
     c.add_argument("--out", default=None, help="output directory (default runs/compare-RECIPE); new or empty")
     c.add_argument("--jobs", type=int, default=None, help="processes (default: one per core)")
     p = sub.add_parser(
@@ -149,7 +180,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.mc is not None and args.mc < 0:
         raise _checks.invalid("--mc", "an int >= 0 (MC-dropout samples; 0: off)", args.mc)
     try:
-        overrides = args.overrides + ([f"train.mc={args.mc}"] if args.mc is not None else [])
+        overrides = _data_overrides(args, args.recipe) + args.overrides
+        overrides += [f"train.mc={args.mc}"] if args.mc is not None else []
         summary = recipes.train(args.recipe, overrides, args.out, resume=args.resume)
     except KeyboardInterrupt:
         print(
@@ -169,7 +201,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         args.vary,
         cells=args.cell,
         seeds=args.seeds,
-        overrides=args.overrides,
+        overrides=_data_overrides(args, args.recipe) + args.overrides,
         out=args.out,
         jobs=args.jobs,
     )

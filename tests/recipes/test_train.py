@@ -34,7 +34,8 @@ def test_run_directory_and_same_seed_same_numbers(tmp_path):
     assert metrics(tmp_path / "a") == metrics(tmp_path / "b") and a.test == b.test
     assert len(metrics(tmp_path / "a")) == 3 and 0.5 < a.test["accuracy"] <= 1.0
     assert a.parameters == sum(p.numel() for p in recipes.recipe("reviews-cnn-lstm").build(
-        recipes.resolve("reviews-cnn-lstm", FAST + ["model.filters=16"]), SimpleNamespace(vocab=range(10_000))
+        recipes.resolve("reviews-cnn-lstm", FAST + ["model.filters=16"]),
+        SimpleNamespace(vocab=range(10_000), outputs=1),
     ).parameters())  # fmt: skip
 
 
@@ -67,7 +68,9 @@ def test_overrides_are_typed():
         recipes.resolve("reviews-lstm", ["model.dropuot=0.3"])
     with pytest.raises(ValueError, match=r"'--set': expected train.epochs to be int. Received: --set=train.epochs=ten"):
         recipes.resolve("reviews-lstm", ["train.epochs=ten"])
-    with pytest.raises(ValueError, match=r"'recipe': expected one of 'reviews-cnn-lstm', 'reviews-lstm'"):
+    with pytest.raises(
+        ValueError, match=r"'recipe': expected one of 'text-lstm', 'text-cnn', 'text-cnn-lstm', 'reviews-cnn-lstm'"
+    ):
         recipes.resolve("mnist-mlp")
 
 

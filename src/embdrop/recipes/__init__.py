@@ -25,6 +25,9 @@ from embdrop.recipes import (
     ptb_lm,
     reviews_cnn_lstm,
     reviews_lstm,
+    text_cnn,
+    text_cnn_lstm,
+    text_lstm,
     translate_fr_en,
     wikitext2_lm,
 )
@@ -33,6 +36,9 @@ from embdrop.recipes.loop import Summary, _distributed, check_train, fit
 from embdrop.recipes.losses import keep_freed_memory
 
 RECIPES: dict[str, ModuleType] = {
+    "text-lstm": text_lstm,
+    "text-cnn": text_cnn,
+    "text-cnn-lstm": text_cnn_lstm,
     "reviews-cnn-lstm": reviews_cnn_lstm,
     "reviews-lstm": reviews_lstm,
     "imdb-cnn-lstm": imdb_cnn_lstm,

@@ -28,6 +28,25 @@ class DataConfig:
 
 
 @dataclass
+class TextData(DataConfig):
+    """A text-classification recipe's data: a built-in dataset (``name``), or your own files (``train``).
+
+    ``train`` (``--data``) is a CSV/TSV/JSONL/``label<TAB>text`` file or a folder with one sub-folder per class (see
+    :mod:`embdrop.data.files`); ``valid`` (``--valid``) and ``test`` (``--test``) are used when given, otherwise
+    carved from ``train`` (10% each, stratified, seed 0).
+    """
+
+    train: str | None = None
+    valid: str | None = None
+    test: str | None = None
+    text: str = "text"  # the text column (CSV/TSV) or key (JSONL)
+    label: str = "label"  # the label column or key
+    encoding: str = "utf-8"
+    tokenizer: str = "word"  # "word", "whitespace" (pre-tokenized text) or "char"
+    lower: bool = True
+
+
+@dataclass
 class TrainConfig:
     """The loop: optimizer, schedule, stopping, seed."""
 

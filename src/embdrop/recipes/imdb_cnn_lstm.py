@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from embdrop.recipes.config import Config, DataConfig, EmbeddingConfig, TrainConfig
+from embdrop.recipes.config import Config, EmbeddingConfig, TextData, TrainConfig
 from embdrop.recipes.reviews_cnn_lstm import CnnLstmModel, build
 from embdrop.recipes.text_classification import task
 
@@ -14,7 +14,7 @@ DESCRIPTION = "the Keras CNN-LSTM sentiment model on IMDB (--set data.root=DIR; 
 def config() -> Config:
     return Config(
         "imdb-cnn-lstm",
-        DataConfig(name="imdb", root=None, max_tokens=10_000, maxlen=200),
+        TextData(name="imdb", root=None, max_tokens=10_000, maxlen=200),
         CnnLstmModel(),
         TrainConfig(epochs=5, batch_size=32, optimizer="adam", lr=1e-3),
         EmbeddingConfig(),

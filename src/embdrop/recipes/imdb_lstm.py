@@ -4,7 +4,7 @@ starts the embedding from GloVe 6B 50d."""
 
 from __future__ import annotations
 
-from embdrop.recipes.config import Config, DataConfig, EmbeddingConfig, TrainConfig
+from embdrop.recipes.config import Config, EmbeddingConfig, TextData, TrainConfig
 from embdrop.recipes.reviews_lstm import LstmModel, build
 from embdrop.recipes.text_classification import task
 
@@ -14,7 +14,7 @@ DESCRIPTION = "the Keras LSTM sentiment model (dropout, recurrent_dropout) on IM
 def config() -> Config:
     return Config(
         "imdb-lstm",
-        DataConfig(name="imdb", root=None, max_tokens=10_000, maxlen=200),
+        TextData(name="imdb", root=None, max_tokens=10_000, maxlen=200),
         LstmModel(),
         TrainConfig(epochs=5, batch_size=32, optimizer="rmsprop", lr=1e-3),
         EmbeddingConfig(),

@@ -1,4 +1,4 @@
-"""``embdrop predict RUN_DIR "text"``: the class probability from a trained text-classification run.
+"""``embdrop predict RUN_DIR "text"``: the class probabilities from a trained text-classification run.
 
 With ``mc`` > 0 the dropout layers stay on and the probability is averaged over ``mc`` passes (MC dropout, Gal &
 Ghahramani 2016); the standard deviation over the passes and the mutual information between the prediction and
@@ -15,22 +15,32 @@ import torch
 
 from embdrop import _checks, _extras
 from embdrop._io import read_json
-from embdrop.data import Tokenizer, Vocab, pad_sequences
+from embdrop.data import Vocab, pad_sequences
 from embdrop.layers import mc_predict
-from embdrop.recipes.text_classification import TextClassification, _Probability
+from embdrop.recipes.text_classification import TextClassification, _Probability, outputs, tokenizer
 
 
 @dataclass
 class Prediction:
+    """One text's prediction. Two classes: ``probability`` is P(classes[1]); more: P(``label``), the likeliest
+    class, with every class's probability in ``probabilities``."""
+
     text: str
-    probability: float  # P(classes[1])
-    classes: tuple[str, str]
-    std: float | None = None
+    probability: float
+    classes: tuple[str, ...]
+    std: float | None = None  # MC: the standard deviation of ``probability`` over the passes
     mutual_information: float | None = None
+    probabilities: tuple[float, ...] = ()
+
+    @property
+    def label(self) -> str:
+        if len(self.classes) == 2:
+            return self.classes[int(self.probability > 0.5)]
+        return self.classes[max(range(len(self.probabilities)), key=self.probabilities.__getitem__)]
 
     def __str__(self) -> str:
-        label = self.classes[int(self.probability > 0.5)]
-        s = f"P({self.classes[1]}) = {self.probability:.4f} -> {label}"
+        shown = self.classes[1] if len(self.classes) == 2 else self.label
+        s = f"P({shown}) = {self.probability:.4f} -> {self.label}"
         if self.std is not None:
             s += f"  (MC std {self.std:.4f}, mutual information {self.mutual_information:.4f} nats)"
         return s
@@ -58,15 +68,15 @@ def load_model(run: str | Path):
                               f"{str(run)!r} ({type(e).__name__}: {e})") from None  # fmt: skip
     classes: tuple = ("0", "1")
     if (run / "classes.json").exists():
-        names = read_json(run / "classes.json", "a JSON list of two class names", argument="RUN_DIR")
-        if not (isinstance(names, list) and len(names) == 2 and all(isinstance(c, str) for c in names)):
-            raise _checks.invalid("RUN_DIR", "a classes.json holding a JSON list of two class names",
+        names = read_json(run / "classes.json", "a JSON list of the class names", argument="RUN_DIR")
+        if not (isinstance(names, list) and len(names) >= 2 and all(isinstance(c, str) for c in names)):
+            raise _checks.invalid("RUN_DIR", "a classes.json holding a JSON list of at least two class names",
                                   f"{str(run / 'classes.json')!r} ({str(names)[:80]})")  # fmt: skip
         classes = tuple(names)
     if config.embedding is not None and config.embedding.pretrained is not None:
         config.embedding.pretrained = None  # the trained weights replace the vectors: no need to read them again
         config.model.embedding_dim = weights["embedding.weight"].shape[1]
-    model = module.build(config, SimpleNamespace(vocab=vocab))
+    model = module.build(config, SimpleNamespace(vocab=vocab, outputs=outputs(len(classes))))
     model.load_state_dict(weights)
     model.eval()
     return config, vocab, classes, model
@@ -77,20 +87,31 @@ def predict(run: str | Path, texts: list[str], *, mc: int = 0, seed: int = 0) ->
     mc = _checks.integer("--mc", mc, low=0)
     config, vocab, classes, model = load_model(run)
     d = config.data
-    encoded = Tokenizer(punctuation=d.punctuation).encode(texts, vocab)
+    encoded = tokenizer(d).encode(texts, vocab)
     for text, seq in zip(texts, encoded, strict=True):
         if len(seq) == 0:
             raise _checks.invalid("TEXT", "a text with at least one word", repr(text[:60]))
     ids = pad_sequences(encoded, d.maxlen, padding=d.padding, truncating="pre")
+    binary = len(classes) == 2
     if mc == 0:
         with torch.no_grad():
-            p = torch.sigmoid(model(ids))
-        return [Prediction(t, float(q), classes) for t, q in zip(texts, p, strict=True)]
-    r = mc_predict(_Probability(model), ids, samples=mc, probs="binary", generator=torch.Generator().manual_seed(seed))
-    return [
-        Prediction(t, float(m), classes, float(s), float(mi))
-        for t, m, s, mi in zip(texts, r.mean, r.std, r.mutual_information, strict=True)
-    ]
+            p = _Probability(model)(ids)  # (N,) or (N, K)
+        if binary:
+            return [Prediction(t, float(q), classes) for t, q in zip(texts, p, strict=True)]
+        return [Prediction(t, float(q.max()), classes, probabilities=tuple(q.tolist()))
+                for t, q in zip(texts, p, strict=True)]  # fmt: skip
+    g = torch.Generator().manual_seed(seed)
+    r = mc_predict(_Probability(model), ids, samples=mc, probs="binary" if binary else "categorical", generator=g)
+    if binary:
+        return [
+            Prediction(t, float(m), classes, float(s), float(mi))
+            for t, m, s, mi in zip(texts, r.mean, r.std, r.mutual_information, strict=True)
+        ]
+    out = []
+    for t, m, s, mi in zip(texts, r.mean, r.std, r.mutual_information, strict=True):
+        k = int(m.argmax())
+        out.append(Prediction(t, float(m[k]), classes, float(s[k]), float(mi), tuple(m.tolist())))
+    return out
 
 
 __all__ = ["Prediction", "TextClassification", "load_model", "predict"]

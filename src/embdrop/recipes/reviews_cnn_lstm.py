@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from embdrop import LSTM, Conv1D, Dropout, Embedding, MaxPool1D, SpatialDropout1D, _checks
-from embdrop.recipes.config import Config, DataConfig, EmbeddingConfig, TrainConfig
-from embdrop.recipes.text_classification import TextClassification, keras_init, text_embedding
+from embdrop.recipes.config import Config, EmbeddingConfig, TextData, TrainConfig
+from embdrop.recipes.text_classification import TextClassification, head, keras_init, real_steps, text_embedding
 from embdrop.recipes.text_classification import task as task
 
 DESCRIPTION = "the Keras CNN-LSTM sentiment model: Embedding -> Dropout -> Conv1D -> MaxPool -> LSTM -> Dense (reviews)"
@@ -36,23 +36,15 @@ class CnnLstmModel:
 def config() -> Config:
     return Config(
         "reviews-cnn-lstm",
-        DataConfig(name="reviews", max_tokens=10_000, maxlen=200),
+        TextData(name="reviews", max_tokens=10_000, maxlen=200),
         CnnLstmModel(),
         TrainConfig(epochs=10, batch_size=32, optimizer="adam", lr=1e-3),
         EmbeddingConfig(),
     )
 
 
-def real_steps(ids: Tensor, padding: str) -> Tensor:
-    """Padding mask (B, T) of ids, with one step kept in rows that are all padding (an empty text)."""
-    mask = ids != 0
-    empty = ~mask.any(dim=1)
-    mask[:, -1 if padding == "pre" else 0] |= empty
-    return mask
-
-
 class CnnLstm(nn.Module):
-    def __init__(self, embedding: Embedding, m: CnnLstmModel, padding: str = "pre") -> None:
+    def __init__(self, embedding: Embedding, m: CnnLstmModel, padding: str = "pre", outputs: int = 1) -> None:
         super().__init__()
         self.padding = padding
         self.embedding = embedding
@@ -62,7 +54,7 @@ class CnnLstm(nn.Module):
         self.pool = MaxPool1D(m.pool_size)
         self.conv_dropout = Dropout(m.conv_dropout)
         self.lstm = LSTM(m.filters, m.hidden, dropout=m.lstm_dropout, recurrent_dropout=m.recurrent_dropout)
-        self.dense = nn.Linear(m.hidden, 1)
+        self.dense = nn.Linear(m.hidden, outputs)
 
     def forward(self, ids: Tensor) -> Tensor:
         mask = real_steps(ids, self.padding)  # (B, T)
@@ -70,13 +62,13 @@ class CnnLstm(nn.Module):
         x = self.conv_dropout(self.pool(self.conv(x)))  # (B, T', filters), T' = (T - kernel_size + 1) // pool_size
         mask = self.pool.output_mask(self.conv.output_mask(mask))  # (B, T')
         _, (h, _) = self.lstm(x, lengths=mask)  # h: (1, B, H), the state after each row's last real step
-        return self.dense(h[-1]).squeeze(-1)  # (B,) logits; sigmoid is in the loss
+        return head(self.dense(h[-1]))  # (B,) logits for two classes, (B, K) for K; sigmoid/softmax in the loss
 
 
 def build(config: Config, data: TextClassification) -> nn.Module:
     m = config.model
     embedding = text_embedding(config, data.vocab, m.embedding_dim, m.embedding_dropout)
-    model = CnnLstm(embedding, m, config.data.padding)
+    model = CnnLstm(embedding, m, config.data.padding, data.outputs)
     _checks.choice("model.init", m.init, ("keras", "torch"))
     if m.init == "keras":
         keras_init(model, embedding=config.embedding is None or config.embedding.pretrained is None)

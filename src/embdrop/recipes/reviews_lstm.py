@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from embdrop import LSTM, Dropout, Embedding, SpatialDropout1D, _checks
-from embdrop.recipes.config import Config, DataConfig, EmbeddingConfig, TrainConfig
-from embdrop.recipes.reviews_cnn_lstm import real_steps
-from embdrop.recipes.text_classification import TextClassification, keras_init, text_embedding
+from embdrop.recipes.config import Config, EmbeddingConfig, TextData, TrainConfig
+from embdrop.recipes.text_classification import TextClassification, head, keras_init, real_steps, text_embedding
 from embdrop.recipes.text_classification import task as task
 
 DESCRIPTION = "the Keras LSTM sentiment model: Embedding -> Dropout -> LSTM(dropout, recurrent_dropout) -> Dense"
@@ -35,7 +34,7 @@ class LstmModel:
 def config() -> Config:
     return Config(
         "reviews-lstm",
-        DataConfig(name="reviews", max_tokens=10_000, maxlen=200),
+        TextData(name="reviews", max_tokens=10_000, maxlen=200),
         LstmModel(),
         TrainConfig(epochs=10, batch_size=32, optimizer="rmsprop", lr=1e-3),
         EmbeddingConfig(),
@@ -43,7 +42,7 @@ def config() -> Config:
 
 
 class EmbeddingLstm(nn.Module):
-    def __init__(self, embedding: Embedding, m: LstmModel, padding: str = "pre") -> None:
+    def __init__(self, embedding: Embedding, m: LstmModel, padding: str = "pre", outputs: int = 1) -> None:
         super().__init__()
         self.padding = padding
         self.embedding = embedding
@@ -52,19 +51,19 @@ class EmbeddingLstm(nn.Module):
         rates = {"dropout": m.lstm_dropout, "recurrent_dropout": m.recurrent_dropout, "zoneout": m.zoneout}
         self.lstm = LSTM(embedding.embedding_dim, m.hidden, **rates, weight_dropout=m.weight_dropout,
                          variational=m.lstm_variational)  # fmt: skip
-        self.dense = nn.Linear(m.hidden, 1)
+        self.dense = nn.Linear(m.hidden, outputs)
 
     def forward(self, ids: Tensor) -> Tensor:
         mask = real_steps(ids, self.padding)  # (B, T)
         x = self.spatial_dropout(self.dropout(self.embedding(ids)))  # (B, T, E)
         _, (h, _) = self.lstm(x, lengths=mask)  # h: (1, B, H) after each row's last real step
-        return self.dense(h[-1]).squeeze(-1)  # (B,) logits
+        return head(self.dense(h[-1]))  # (B,) logits for two classes, (B, K) for K
 
 
 def build(config: Config, data: TextClassification) -> nn.Module:
     m = config.model
     embedding = text_embedding(config, data.vocab, m.embedding_dim, m.embedding_dropout)
-    model = EmbeddingLstm(embedding, m, config.data.padding)
+    model = EmbeddingLstm(embedding, m, config.data.padding, data.outputs)
     _checks.choice("model.init", m.init, ("keras", "torch"))
     if m.init == "keras":
         keras_init(model, embedding=config.embedding is None or config.embedding.pretrained is None)

@@ -1,9 +1,14 @@
-"""Binary text classification data and task, shared by the ``reviews-*`` and ``imdb-*`` recipes.
+"""Text classification data and task, shared by the ``reviews-*``, ``imdb-*`` and ``text-*`` recipes.
+
+The texts come from a built-in dataset (``data.name``) or from your own files (``data.train``, ``--data`` on the
+command line; see :mod:`embdrop.data.files`). Two classes get one logit and a sigmoid (binary cross-entropy); more
+get one logit per class and a softmax (cross-entropy). Class ids follow the training labels' stable order, saved
+as ``classes.json`` in the run directory, so ``embdrop predict`` prints your class names.
 
 Text becomes ids as Keras' ``TextVectorization`` + ``pad_sequences`` would by default: lower case, punctuation
-deleted, a vocabulary of ``max_tokens`` built on the training split, padding and truncation in front. The padding
-mask goes with every batch, so the recurrent layers skip the padded steps (``lengths``) instead of reading a
-hundred pad vectors before the review.
+deleted, a vocabulary of ``max_tokens`` built on the training split, padding and truncation in front
+(``data.tokenizer=whitespace`` keeps a pre-tokenized corpus's tokens). The padding mask goes with every batch, so
+the recurrent layers skip the padded steps (``lengths``) instead of reading a hundred pad vectors before the text.
 """
 
 from __future__ import annotations
@@ -16,31 +21,79 @@ from torch import Tensor, nn
 
 from embdrop import _checks
 from embdrop.data import Tokenizer, Vocab, load_dataset, pad_sequences
+from embdrop.init import keras_
 from embdrop.layers import Embedding
 from embdrop.recipes.config import Config
 
 PRETRAINED = {"glove": "glove-6b-50d"}  # short names for --set embedding.pretrained=...
 
 
+TOKENIZERS = ("word", "whitespace", "char")
+
+
 @dataclass
 class Encoded:
     ids: Tensor  # (N, T) int64, pad id 0
-    labels: Tensor  # (N,) float32 in {0, 1}
+    labels: Tensor  # (N,) float32 in {0, 1} for two classes, int64 class ids for more
+
+
+def tokenizer(d) -> Tokenizer:
+    """The tokenizer a text config names (``data.tokenizer``, ``data.lower``, ``data.punctuation``)."""
+    level = _checks.choice("data.tokenizer", getattr(d, "tokenizer", "word"), TOKENIZERS)
+    return Tokenizer(level=level, lower=getattr(d, "lower", True), punctuation=d.punctuation)
+
+
+def outputs(num_classes: int) -> int:
+    """The model's outputs for ``num_classes``: one logit for two classes (sigmoid), one per class above."""
+    return 1 if num_classes == 2 else num_classes
+
+
+def head(logits: Tensor) -> Tensor:
+    """(B, 1) -> (B,) for a binary model; (B, K) stays."""
+    return logits.squeeze(-1) if logits.shape[-1] == 1 else logits
+
+
+def real_steps(ids: Tensor, padding: str) -> Tensor:
+    """Padding mask (B, T) of ids, with one step kept in rows that are all padding (an empty text)."""
+    mask = ids != 0
+    empty = ~mask.any(dim=1)
+    mask[:, -1 if padding == "pre" else 0] |= empty
+    return mask
 
 
 class TextClassification:
-    """Holds the vocabulary and the padded splits; ``loss`` and ``evaluate`` for a model ids (B, T) -> logits (B,)."""
+    """Holds the vocabulary and the padded splits; ``loss`` and ``evaluate`` for a model ids (B, T) -> logits, (B,)
+    for two classes and (B, K) for K > 2."""
 
     metric = "accuracy"
     higher_is_better = True
 
     def __init__(self, config: Config) -> None:
         d = config.data
-        ds = load_dataset(d.name, d.root)
-        if ds.task != "text-classification" or len(ds.classes) != 2:
-            raise _checks.invalid("data.name", "a two-class text dataset", repr(d.name))
+        if getattr(d, "train", None) is not None:
+            from embdrop.data.files import load_text_files
+
+            ds = load_text_files(d.train, d.valid, d.test, text_column=d.text, label_column=d.label,
+                                 encoding=d.encoding, log=lambda line: print(line, flush=True))  # fmt: skip
+        else:
+            for name in ("valid", "test"):
+                if getattr(d, name, None) is not None:
+                    raise _checks.invalid(f"--{name}", "a file given together with your training file (--data)",
+                                          repr(getattr(d, name)))  # fmt: skip
+            ds = load_dataset(d.name, d.root)
+            if ds.task != "text-classification" or len(ds.classes) < 2:
+                raise _checks.invalid("data.name", "a text-classification dataset", repr(d.name))
+            k = len(ds.classes)
+            for split in ("train", "valid", "test"):
+                labels = ds[split].labels
+                if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= k):
+                    bad = sorted({int(v) for v in labels.unique() if not 0 <= int(v) < k})[:5]
+                    raise _checks.invalid("data.root", f"labels 0..{k - 1} ({', '.join(ds.classes)}) in {d.name}",
+                                          f"labels {bad} in the {split} split")  # fmt: skip
         self.dataset = ds
-        self.tokenizer = Tokenizer(punctuation=d.punctuation)
+        self.classes = tuple(ds.classes)
+        self.outputs = outputs(len(self.classes))
+        self.tokenizer = tokenizer(d)
         self.vocab = Vocab.from_counts(self.tokenizer.count(ds["train"].texts), max_size=d.max_tokens)
         self.splits = {name: self.encode(ds[name].texts, ds[name].labels, d) for name in ("train", "valid", "test")}
 
@@ -52,7 +105,7 @@ class TextClassification:
 
     def encode(self, texts, labels, d) -> Encoded:
         ids = pad_sequences(self.tokenizer.encode(texts, self.vocab), d.maxlen, padding=d.padding, truncating="pre")
-        return Encoded(ids, labels.float())
+        return Encoded(ids, labels.float() if self.outputs == 1 else labels.long())
 
     def to(self, device: torch.device) -> None:
         """Move every split's tensors to ``device`` (``train.device``)."""
@@ -73,8 +126,12 @@ class TextClassification:
     def loss(model: nn.Module, batch) -> tuple[Tensor, dict]:
         ids, y = batch
         logits = model(ids)
-        loss = F.binary_cross_entropy_with_logits(logits, y)
-        acc = ((logits > 0).float() == y).float().mean()
+        if y.is_floating_point():  # two classes: one logit, sigmoid
+            loss = F.binary_cross_entropy_with_logits(logits, y)
+            acc = ((logits > 0).float() == y).float().mean()
+        else:  # K classes: K logits, softmax
+            loss = F.cross_entropy(logits, y)
+            acc = (logits.argmax(dim=-1) == y).float().mean()
         return loss, {"accuracy": acc.item()}
 
     @torch.no_grad()
@@ -85,28 +142,39 @@ class TextClassification:
         model.eval()
         total = correct = loss = 0.0
         for ids, y in self.batches(split, batch_size):
+            binary = y.is_floating_point()
             if mc > 0:
                 p = mc_predict(_Probability(model), ids, samples=mc).mean.clamp(1e-7, 1 - 1e-7)
-                loss += F.binary_cross_entropy(p, y, reduction="sum").item()
-                correct += ((p > 0.5).float() == y).sum().item()
+                if binary:
+                    loss += F.binary_cross_entropy(p, y, reduction="sum").item()
+                    correct += ((p > 0.5).float() == y).sum().item()
+                else:
+                    loss += F.nll_loss(p.log(), y, reduction="sum").item()
+                    correct += (p.argmax(dim=-1) == y).sum().item()
             else:
                 logits = model(ids)
-                loss += F.binary_cross_entropy_with_logits(logits, y, reduction="sum").item()
-                correct += ((logits > 0).float() == y).sum().item()
+                if binary:
+                    loss += F.binary_cross_entropy_with_logits(logits, y, reduction="sum").item()
+                    correct += ((logits > 0).float() == y).sum().item()
+                else:
+                    loss += F.cross_entropy(logits, y, reduction="sum").item()
+                    correct += (logits.argmax(dim=-1) == y).sum().item()
             total += len(y)
         key = "mc_" if mc > 0 else ""
         return {f"{key}loss": loss / total, f"{key}accuracy": correct / total}
 
 
 class _Probability(nn.Module):
-    """The model's sigmoid output P(y = 1), for MC averaging (the mean of probabilities, not of logits)."""
+    """The model's probabilities, for MC averaging (the mean of probabilities, not of logits): the sigmoid P(y = 1)
+    of a binary model (B,), the softmax of a K-class one (B, K)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, ids: Tensor) -> Tensor:
-        return torch.sigmoid(self.model(ids))
+        logits = self.model(ids)
+        return torch.sigmoid(logits) if logits.dim() == 1 else torch.softmax(logits, dim=-1)
 
 
 def text_embedding(config: Config, vocab: Vocab, dim: int, dropout: float = 0.0) -> Embedding:
@@ -134,36 +202,7 @@ def text_embedding(config: Config, vocab: Vocab, dim: int, dropout: float = 0.0)
     return emb
 
 
-def keras_init(model: nn.Module, *, embedding: bool = True) -> nn.Module:
-    """Keras' default initialisers, for recipes that mirror a Keras model: Embedding U(-0.05, 0.05) (the padding
-    row stays zero; ``embedding=False`` leaves pretrained vectors alone), Dense and Conv1D kernels Glorot-uniform
-    with zero bias, LSTM/GRU input kernels Glorot-uniform, recurrent kernels orthogonal, biases zero with the LSTM
-    forget gate's at 1 (``unit_forget_bias``). PyTorch's defaults differ (N(0, 1) embeddings, U(-1/sqrt(H),
-    1/sqrt(H)) recurrent weights), and the N(0, 1) embedding alone costs the reviews recipes several points of
-    accuracy against Keras."""
-    from embdrop.layers import GRU, LSTM
-
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, Embedding) and embedding:
-                nn.init.uniform_(m.weight, -0.05, 0.05)
-                if m.padding_idx is not None:
-                    m.weight[m.padding_idx].zero_()
-            elif isinstance(m, (nn.Linear, nn.Conv1d)):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (LSTM, GRU)):
-                for name, w in m.named_parameters():
-                    if name.startswith("weight_ih"):
-                        nn.init.xavier_uniform_(w)
-                    elif name.startswith("weight_hh"):
-                        nn.init.orthogonal_(w)
-                    else:
-                        nn.init.zeros_(w)
-                        if isinstance(m, LSTM) and name.startswith("bias_ih"):
-                            w[m.hidden_size : 2 * m.hidden_size] = 1.0  # gate order i, f, g, o
-    return model
+keras_init = keras_  # the recipes' name for it
 
 
 def task(config: Config) -> TextClassification:

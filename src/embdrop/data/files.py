@@ -1,0 +1,327 @@
+"""Your own labelled texts: CSV/TSV, JSON lines, ``label<TAB>text`` lines, or a folder with one sub-folder per class.
+
+:func:`read_texts` reads one file or folder into texts and string labels; :func:`load_text_files` reads the
+training file and the optional validation and test files into a :class:`Dataset` whose classes are the training
+labels in a stable order (numeric labels by value, others alphabetically), carving a stratified validation and
+test split from the training file with a fixed seed where none is given.
+
+Formats, by the path:
+
+- a folder: each sub-folder is a class, each file in it one text (Keras' ``text_dataset_from_directory``; IMDB's
+  ``aclImdb/train``: ``neg/``, ``pos/`` and the ignored ``unsup/`` when ``classes`` names the ones to read);
+- ``.csv`` / ``.tsv`` (with a header row): the ``text`` and ``label`` columns, named by ``text_column`` and
+  ``label_column``;
+- ``.jsonl`` / ``.jsonl.gz`` / ``.json`` (one JSON object per line): the same two keys;
+- anything else (``.txt``): one example per line, ``<label><TAB><text>``, or ``<label> <text>`` when the line has
+  no tab (the fastText and many corpora's layout).
+
+Every mistake names the file, and the line where there is one: a missing column lists the columns there are; an
+empty text or label, or a byte that does not decode in ``encoding``, gives its line (and byte offset).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import math
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from embdrop import _checks
+from embdrop.data._splits import SEED, Dataset, TextSplit
+
+MAX_LINE = 1 << 24  # 16 MiB: a longer single line is refused as "not a text file", not read into memory whole
+
+
+def _decode(raw: bytes, path: Path, encoding: str, argument: str) -> str:
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise _checks.invalid(argument, f"a text file in {encoding} (data.encoding names another)",
+                              f"{str(path)!r}: a byte that is not {encoding} at line {line}, byte offset "
+                              f"{e.start}") from None  # fmt: skip
+    except LookupError:
+        raise _checks.invalid("data.encoding", "an encoding Python knows, such as utf-8 or latin-1",
+                              repr(encoding)) from None  # fmt: skip
+
+
+def _read_bytes(path: Path, argument: str) -> bytes:
+    try:
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        return path.read_bytes()
+    except (OSError, EOFError) as e:
+        raise _checks.invalid(argument, "a readable file", f"{str(path)!r} ({e})") from None
+
+
+def _format(path: Path) -> str:
+    name = path.name.lower().removesuffix(".gz")
+    if path.is_dir():
+        return "folder"
+    if name.endswith(".csv"):
+        return "csv"
+    if name.endswith(".tsv"):
+        return "tsv"
+    if name.endswith(".jsonl") or name.endswith(".json"):
+        return "jsonl"
+    return "lines"
+
+
+def _check_row(path: Path, line: int, text: object, label: object, argument: str) -> tuple[str, str]:
+    where = f"{str(path)!r} line {line}"
+    if label is None or (isinstance(label, str) and not label.strip()):
+        raise _checks.invalid(argument, "a label on every row", f"{where}: an empty label")
+    if isinstance(label, bool) or not isinstance(label, (str, int, float)):
+        raise _checks.invalid(argument, "labels that are strings or ints", f"{where}: label {label!r}")
+    if not isinstance(text, str) or not text.strip():
+        raise _checks.invalid(argument, "a non-empty text on every row", f"{where}: text {text!r}")
+    return text, str(label).strip() if isinstance(label, str) else _number(label)
+
+
+def _number(x: int | float) -> str:
+    if isinstance(x, float) and x.is_integer():
+        return str(int(x))
+    return str(x)
+
+
+def _table(text: str, path: Path, delimiter: str, text_column: str, label_column: str, argument: str):
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise _checks.invalid(argument, "a file with a header row and at least one example",
+                              f"{str(path)!r} (empty)") from None  # fmt: skip
+    except csv.Error as e:
+        raise _checks.invalid(argument, "a CSV/TSV file", f"{str(path)!r} ({e})") from None
+    header = [h.strip() for h in header]
+    for field, column in (("data.text", text_column), ("data.label", label_column)):
+        if column not in header:
+            raise _checks.invalid(field, f"a column of {str(path)!r}: one of {header}", repr(column))
+    ti, li = header.index(text_column), header.index(label_column)
+    texts, labels = [], []
+    try:
+        for row in reader:
+            if not row or all(not c.strip() for c in row):
+                continue
+            line = reader.line_num
+            if len(row) != len(header):
+                raise _checks.invalid(argument, f"rows of {len(header)} fields, as the header",
+                                      f"{str(path)!r} line {line}: {len(row)} fields")  # fmt: skip
+            t, lab = _check_row(path, line, row[ti], row[li], argument)
+            texts.append(t)
+            labels.append(lab)
+    except csv.Error as e:
+        raise _checks.invalid(argument, "a CSV/TSV file", f"{str(path)!r} line {reader.line_num} ({e})") from None
+    return texts, labels
+
+
+def _split_lines(text: str) -> list[str]:
+    """Lines split at a newline only (``str.splitlines`` would also split at U+2028 and U+0085 inside a text)."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
+def _jsonl(text: str, path: Path, text_column: str, label_column: str, argument: str):
+    texts, labels = [], []
+    for line, row in enumerate(_split_lines(text), 1):
+        if not row.strip():
+            continue
+        try:
+            obj = json.loads(row)
+        except json.JSONDecodeError:
+            raise _checks.invalid(argument, "one JSON object per line", f"{str(path)!r} line {line}") from None
+        if not isinstance(obj, dict):
+            raise _checks.invalid(argument, "one JSON object per line", f"{str(path)!r} line {line}: {row[:40]!r}")
+        for field, key in (("data.text", text_column), ("data.label", label_column)):
+            if key not in obj:
+                raise _checks.invalid(field, f"a key of every object in {str(path)!r}; line {line} has "
+                                      f"{sorted(obj)}", repr(key))  # fmt: skip
+        t, lab = _check_row(path, line, obj[text_column], obj[label_column], argument)
+        texts.append(t)
+        labels.append(lab)
+    return texts, labels
+
+
+def _lines(text: str, path: Path, argument: str):
+    texts, labels = [], []
+    for line, row in enumerate(_split_lines(text), 1):
+        if not row.strip():
+            continue
+        label, sep, body = row.partition("\t")
+        if not sep:
+            label, _, body = row.strip().partition(" ")
+        t, lab = _check_row(path, line, body, label, argument)
+        texts.append(t)
+        labels.append(lab)
+    return texts, labels
+
+
+def _folder(path: Path, encoding: str, argument: str, classes: tuple[str, ...] | None):
+    subs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if classes is not None:
+        subs = [p for p in subs if p.name in classes]
+    if not subs:
+        raise _checks.invalid(argument, "a folder with one sub-folder of text files per class",
+                              f"{str(path)!r} (no sub-folders)")  # fmt: skip
+    texts, labels = [], []
+    for sub in subs:
+        files = sorted(f for f in sub.iterdir() if f.is_file() and not f.name.startswith("."))
+        for f in files:
+            t = _decode(_read_bytes(f, argument), f, encoding, argument)
+            if not t.strip():
+                raise _checks.invalid(argument, "a non-empty text in every file", f"{str(f)!r} (empty)")
+            texts.append(t)
+            labels.append(sub.name)
+    if not texts:
+        raise _checks.invalid(argument, "text files in the class sub-folders", f"{str(path)!r} (none)")
+    return texts, labels
+
+
+def read_texts(
+    path: str | os.PathLike,
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    encoding: str = "utf-8",
+    argument: str = "--data",
+    classes: tuple[str, ...] | None = None,
+) -> tuple[list[str], list[str]]:
+    """Texts and their labels (as strings) from one file or folder (see the module docstring for the formats)."""
+    p = Path(path)
+    if not p.exists():
+        raise _checks.invalid(argument, "an existing file or folder", repr(str(path)))
+    fmt = _format(p)
+    if fmt == "folder":
+        return _folder(p, encoding, argument, classes)
+    raw = _read_bytes(p, argument)
+    if not raw.strip():
+        raise _checks.invalid(argument, "a file with at least one example", f"{str(p)!r} (empty)")
+    longest = max((len(x) for x in raw.split(b"\n")), default=0)
+    if longest > MAX_LINE:
+        raise _checks.invalid(argument, f"lines shorter than {MAX_LINE:,} bytes",
+                              f"{str(p)!r} (a line of {longest:,} bytes)")  # fmt: skip
+    text = _decode(raw, p, encoding, argument)
+    if fmt in ("csv", "tsv"):
+        texts, labels = _table(text, p, "," if fmt == "csv" else "\t", text_column, label_column, argument)
+    elif fmt == "jsonl":
+        texts, labels = _jsonl(text, p, text_column, label_column, argument)
+    else:
+        texts, labels = _lines(text, p, argument)
+    if not texts:
+        raise _checks.invalid(argument, "a file with at least one example", f"{str(p)!r} (no rows)")
+    return texts, labels
+
+
+def class_order(labels: list[str], path: str, argument: str = "--data") -> tuple[str, ...]:
+    """The classes of the training labels in a stable order: ints by value, otherwise alphabetical.
+
+    Labels that all parse as numbers but not all as integers are a regression target, not classes: refused.
+    """
+    names = set(labels)
+    if len(names) < 2:
+        raise _checks.invalid(argument, "labels of at least 2 classes", f"{path!r} (only {sorted(names)})")
+    numeric = [_as_float(x) for x in names]
+    if all(v is not None for v in numeric):
+        if not all(float(v).is_integer() for v in numeric):
+            examples = sorted(n for n, v in zip(names, numeric, strict=True) if not float(v).is_integer())[:3]
+            raise _checks.invalid(argument, "class labels (strings or ints), not a continuous target",
+                                  f"{path!r} (labels such as {examples})")  # fmt: skip
+        return tuple(sorted(names, key=lambda x: float(x)))
+    return tuple(sorted(names))
+
+
+def _as_float(x: str) -> float | None:
+    try:
+        v = float(x)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _stratified(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held) indices: ``fraction`` of each class held out (at least one where the class has two or more)."""
+    rng = np.random.default_rng(seed)
+    keep, held = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        idx = idx[rng.permutation(len(idx))]
+        k = int(round(fraction * len(idx)))
+        if k == 0 and len(idx) >= 2 and fraction > 0:
+            k = 1
+        held.append(idx[:k])
+        keep.append(idx[k:])
+    return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
+
+
+def load_text_files(
+    train: str | os.PathLike,
+    valid: str | os.PathLike | None = None,
+    test: str | os.PathLike | None = None,
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    encoding: str = "utf-8",
+    split: float = 0.1,
+    classes: tuple[str, ...] | None = None,
+    log=print,
+) -> Dataset:
+    """A text-classification :class:`Dataset` from the user's files.
+
+    Args:
+        train: the training file or folder.
+        valid: the validation file; None carves ``split`` of ``train`` out, stratified, with seed 0.
+        test: the test file; None carves another ``split`` of ``train`` out the same way.
+        text_column: the text column or key (CSV/TSV/JSONL).
+        label_column: the label column or key.
+        encoding: the files' encoding.
+        split: the fraction of ``train`` held out for each missing split.
+        classes: for folders, the sub-folders to read (None: all).
+        log: where the carved sizes are reported.
+    """
+    kw = {"text_column": text_column, "label_column": label_column, "encoding": encoding, "classes": classes}
+    texts, labels = read_texts(train, argument="--data", **kw)
+    names = class_order(labels, str(train))
+    index = {c: i for i, c in enumerate(names)}
+    y = np.array([index[x] for x in labels], dtype=np.int64)
+    parts: dict[str, tuple[list[str], np.ndarray]] = {"train": (texts, y)}
+    carved = []
+    total = len(texts)
+    for name, path in (("test", test), ("valid", valid)):
+        if path is not None:
+            t, lab = read_texts(path, argument=f"--{name}", **kw)
+            unknown = sorted(set(lab) - set(names))
+            if unknown:
+                raise _checks.invalid(f"--{name}", f"labels that occur in the training file ({list(names)})",
+                                      f"{str(path)!r} has {unknown[:5]}")  # fmt: skip
+            parts[name] = (t, np.array([index[x] for x in lab], dtype=np.int64))
+        else:
+            t, lab = parts["train"]
+            keep, held = _stratified(lab, split * total / len(lab), SEED + (name == "valid"))  # of the whole file
+            if len(keep) == 0 or len(held) == 0:
+                raise _checks.invalid(f"--{name}", f"a {name} file, or a training file large enough to hold "
+                                      f"{split:.0%} out", f"{len(t)} training examples")  # fmt: skip
+            parts[name] = ([t[i] for i in held], lab[held])
+            parts["train"] = ([t[i] for i in keep], lab[keep])
+            carved.append(name)
+    splits = {k: TextSplit(parts[k][0], torch.from_numpy(parts[k][1])) for k in ("train", "valid", "test")}
+    counts = Counter(splits["train"].labels.tolist())
+    sizes = ", ".join(f"{k} {len(splits[k]):,}" for k in ("train", "valid", "test"))
+    if carved:
+        carved_words = " and ".join(sorted(carved, reverse=True))  # "valid and test"
+        each = " each" if len(carved) > 1 else ""
+        log(f"data: {carved_words} carved from {train} ({split:.0%}{each}, stratified, seed 0): {sizes}")
+    else:
+        log(f"data: {sizes}")
+    shown = ", ".join(f"{names[k]} {v:,}" for k, v in sorted(counts.items())[:20])
+    log(f"classes ({len(names)}, training examples): {shown}" + (", ..." if len(names) > 20 else ""))
+    description = f"your files: {train}" + "".join(f", {k} {p}" for k, p in (("valid", valid), ("test", test)) if p)
+    ds = Dataset(Path(train).name, "text-classification", splits, description, classes=names)
+    ds.extra["class_counts"] = {names[k]: v for k, v in sorted(counts.items())}
+    return ds

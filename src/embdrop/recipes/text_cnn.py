@@ -1,0 +1,100 @@
+"""``text-cnn``: Kim's CNN for sentence classification on your own labelled texts (``--data FILE``), or the
+packaged reviews by default.
+
+Embedding(V, E) -> Conv1D with filter widths 3, 4 and 5, 100 maps each, ReLU -> max over time -> concatenation
+(300 features) -> Dropout(0.5) -> Dense with a max-norm of 3 on each output unit's weights -> sigmoid (two classes)
+or softmax. ``--set embedding.pretrained=glove`` starts from GloVe; ``embedding.freeze=true`` is Kim's "static"
+variant, ``false`` his "non-static". Kim trained with Adadelta; the default here is Adam (lr 1e-3).
+
+Reference: Kim, "Convolutional Neural Networks for Sentence Classification", 2014.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from embdrop import Dropout, Embedding, _checks
+from embdrop.recipes.config import Config, EmbeddingConfig, TextData, TrainConfig
+from embdrop.recipes.text_classification import TextClassification, head, keras_init, task, text_embedding
+
+DESCRIPTION = "your texts (--data FILE): Kim's CNN, filter widths 3,4,5 x 100, max over time, dropout 0.5"
+
+
+@dataclass
+class KimCnnModel:
+    embedding_dim: int = 128  # ignored with pretrained vectors (their width)
+    embedding_dropout: float = 0.0  # embedding dropout (whole words)
+    widths: str = "3,4,5"  # filter widths, comma-separated
+    maps: int = 100  # feature maps per width
+    dropout: float = 0.5  # on the pooled features (the penultimate layer)
+    max_norm: float | None = 3.0  # of each output unit's weight vector, after every update (None: off)
+    init: str = "keras"  # "keras" or "torch"
+
+
+def config() -> Config:
+    return Config(
+        "text-cnn",
+        TextData(name="reviews", max_tokens=20_000, maxlen=200, padding="post"),
+        KimCnnModel(),
+        TrainConfig(epochs=10, batch_size=50, optimizer="adam", lr=1e-3),
+        EmbeddingConfig(),
+    )
+
+
+def widths(text: str) -> tuple[int, ...]:
+    """``"3,4,5"`` -> (3, 4, 5); the field named in the error."""
+    try:
+        out = tuple(int(w) for w in str(text).split(","))
+    except ValueError:
+        out = ()
+    if not out or min(out) < 1:
+        raise _checks.invalid("model.widths", "comma-separated positive ints such as 3,4,5", repr(text))
+    return out
+
+
+class MaxNormLinear(nn.Linear):
+    """``nn.Linear`` whose output units' weight vectors are kept within an L2 norm of ``max_norm`` (Keras'
+    ``kernel_constraint=max_norm(m)``): the rows are renormalised before every use, that is after every update."""
+
+    def __init__(self, in_features: int, out_features: int, max_norm: float | None) -> None:
+        super().__init__(in_features, out_features)
+        self.max_norm = max_norm
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.max_norm is not None:
+            with torch.no_grad():
+                self.weight.copy_(torch.renorm(self.weight, 2, 0, self.max_norm))  # (K, F): each row's norm <= m
+        return super().forward(x)
+
+
+class KimCnn(nn.Module):
+    def __init__(self, embedding: Embedding, m: KimCnnModel, outputs: int = 1) -> None:
+        super().__init__()
+        self.embedding = embedding
+        self.widths = widths(m.widths)
+        self.convs = nn.ModuleList(nn.Conv1d(embedding.embedding_dim, m.maps, w) for w in self.widths)
+        self.dropout = Dropout(m.dropout)
+        self.dense = MaxNormLinear(m.maps * len(self.widths), outputs, m.max_norm)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        x = self.embedding(ids).transpose(1, 2)  # (B, T, E) -> (B, E, T)
+        if x.shape[-1] < max(self.widths):  # texts shorter than the widest filter: pad with zero vectors
+            x = nn.functional.pad(x, (0, max(self.widths) - x.shape[-1]))
+        pooled = [torch.relu(conv(x)).amax(dim=-1) for conv in self.convs]  # each (B, maps)
+        return head(self.dense(self.dropout(torch.cat(pooled, dim=-1))))  # (B,) or (B, K)
+
+
+def build(config: Config, data: TextClassification) -> nn.Module:
+    m = config.model
+    embedding = text_embedding(config, data.vocab, m.embedding_dim, m.embedding_dropout)
+    model = KimCnn(embedding, m, data.outputs)
+    _checks.choice("model.init", m.init, ("keras", "torch"))
+    if m.init == "keras":
+        keras_init(model, embedding=config.embedding is None or config.embedding.pretrained is None)
+    return model
+
+
+__all__ = ["DESCRIPTION", "build", "config", "task"]
