@@ -37,6 +37,11 @@ def test_every_format_reads_the_same_texts_and_labels(tmp_path):
         (tmp_path / "folder" / label / "1.txt").write_text(text)
     texts, labels = read_texts(tmp_path / "folder")
     assert sorted(zip(texts, labels, strict=True)) == sorted(ROWS)
+    assert read_texts(tmp_path / "folder", classes=("neg", "pos"))[1] == ["neg", "pos"]  # aclImdb: leave unsup out
+    with pytest.raises(
+        UsageError, match=r"argument 'data.classes': expected sub-folders of .*Received: data.classes='x'"
+    ):
+        read_texts(tmp_path / "folder", classes=("pos", "x"))
 
 
 def test_columns_are_named_by_the_user(tmp_path):

@@ -166,6 +166,10 @@ def _lines(text: str, path: Path, argument: str):
 def _folder(path: Path, encoding: str, argument: str, classes: tuple[str, ...] | None):
     subs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if classes is not None:
+        missing = [c for c in classes if c not in {p.name for p in subs}]
+        if missing:
+            raise _checks.invalid("data.classes", f"sub-folders of {str(path)!r}: {[p.name for p in subs]}",
+                                  repr(",".join(missing)))  # fmt: skip
         subs = [p for p in subs if p.name in classes]
     if not subs:
         raise _checks.invalid(argument, "a folder with one sub-folder of text files per class",
@@ -301,6 +305,10 @@ def load_text_files(
                 raise _checks.invalid(f"--{name}", f"labels that occur in the training file ({list(names)})",
                                       f"{str(path)!r} has {unknown[:5]}")  # fmt: skip
             parts[name] = (t, np.array([index[x] for x in lab], dtype=np.int64))
+            absent = [c for c in names if c not in set(lab)]
+            if absent:  # aclImdb's train/unsup, say: a folder that is not a class (data.classes leaves it out)
+                log(f"note: classes of the training data with no example in {path}: {', '.join(absent[:10])} "
+                    "(data.classes=A,B reads only the sub-folders you name)")  # fmt: skip
         else:
             t, lab = parts["train"]
             keep, held = _stratified(lab, split * total / len(lab), SEED + (name == "valid"))  # of the whole file

@@ -42,6 +42,7 @@ class TextData(DataConfig):
     text: str = "text"  # the text column (CSV/TSV) or key (JSONL)
     label: str = "label"  # the label column or key
     encoding: str = "utf-8"
+    classes: str | None = None  # for a folder: the class sub-folders to read, comma-separated (None: all)
     tokenizer: str = "word"  # "word", "whitespace" (pre-tokenized text) or "char"
     lower: bool = True
 

@@ -73,8 +73,10 @@ class TextClassification:
         if getattr(d, "train", None) is not None:
             from embdrop.data.files import load_text_files
 
+            classes = None if d.classes is None else tuple(c.strip() for c in d.classes.split(",") if c.strip())
             ds = load_text_files(d.train, d.valid, d.test, text_column=d.text, label_column=d.label,
-                                 encoding=d.encoding, log=lambda line: print(line, flush=True))  # fmt: skip
+                                 encoding=d.encoding, classes=classes,
+                                 log=lambda line: print(line, flush=True))  # fmt: skip
         else:
             for name in ("valid", "test"):
                 if getattr(d, name, None) is not None:
