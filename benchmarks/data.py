@@ -8,10 +8,12 @@ Cases (the "plain" side of each is written out below, in this file):
   loop of ``line.split()`` and ``np.array(fields, dtype=float32)`` per line.
 - imdb-encode: ``Tokenizer().encode(texts, vocab)`` on the 25,000 IMDB training reviews, against
   ``[[vocab.get(w, 1) for w in re.findall(WORD_PATTERN, t.lower())] for t in texts]`` (the same tokens and ids).
+- csv-1m: your own CSV of 1,000,000 short rows (the first 12 words of IMDB reviews, a label of 5 classes), read
+  and encoded: ``read_texts(path)`` + ``Tokenizer().encode`` against ``pandas.read_csv`` + the plain encode above.
 - wikitext2-vocab: ``Vocab.build([tokens])`` on WikiText-2's 2,088,628 training tokens, against a dict of counts
   filled in a loop and sorted by count.
 
-Run: python benchmarks/data.py [--rounds 5] [--data ../shared/data] [--skip-text]
+Run: python benchmarks/data.py [--rounds 5] [--data ../shared/data] [--skip-text] [--only csv-1m]
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from embdrop.data import Tokenizer, Vocab, load_dataset, load_vectors
+from embdrop.data.files import read_texts
 from embdrop.data.tokenize import WORD_PATTERN
 
 
@@ -54,6 +57,26 @@ def plain_glove_text(path):
 def plain_encode(texts, stoi):
     pattern = re.compile(WORD_PATTERN)
     return [[stoi.get(w, 1) for w in pattern.findall(t.lower())] for t in texts]
+
+
+def plain_csv(path, stoi):
+    import pandas as pd
+
+    df = pd.read_csv(path, dtype={"text": str, "label": str}, keep_default_na=False)
+    return plain_encode(df["text"].tolist(), stoi), df["label"].tolist()
+
+
+def write_csv_rows(path, texts, n):
+    import csv
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, n)
+    short = [" ".join(t.split()[:12]) for t in texts]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        for i in range(n):
+            w.writerow([short[i % len(short)], f"class{labels[i]}"])
 
 
 def plain_vocab(tokens):
@@ -92,17 +115,22 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--skip-text", action="store_true", help="skip the GloVe text file case (writes ~170 MB)")
+    ap.add_argument("--only", default=None, help="run one case (glove-package, glove-text, imdb-encode, csv-1m, "
+                    "wikitext2-vocab)")  # fmt: skip
+    ap.add_argument("--rows", type=int, default=1_000_000, help="rows of the csv-1m case")
     args = ap.parse_args()
     data = Path(args.data)
+    run = lambda name: args.only in (None, name)  # noqa: E731
 
     def same_vectors(ours, plain):
         assert len(ours) == len(plain) == 400_000
         assert np.array_equal(ours["queen"].numpy(), plain["queen"])
 
     glove = load_vectors("glove-6b-50d")
-    compare("glove-package", lambda: load_vectors("glove-6b-50d"), plain_glove_package, args.rounds, same_vectors)
+    if run("glove-package"):
+        compare("glove-package", lambda: load_vectors("glove-6b-50d"), plain_glove_package, args.rounds, same_vectors)
 
-    if not args.skip_text:
+    if not args.skip_text and run("glove-text"):
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "glove.6B.50d.txt"
             with open(path, "w", encoding="utf-8") as f:
@@ -118,10 +146,27 @@ def main() -> None:
     def same_ids(ours, plain):
         assert len(ours) == len(plain) == 25_000 and all(o.tolist() == p for o, p in zip(ours, plain, strict=True))
 
-    compare(
-        "imdb-encode", lambda: tok.encode(texts, vocab), lambda: plain_encode(texts, vocab.stoi), args.rounds, same_ids
-    )
+    if run("imdb-encode"):
+        compare("imdb-encode", lambda: tok.encode(texts, vocab), lambda: plain_encode(texts, vocab.stoi), args.rounds,
+                same_ids)  # fmt: skip
 
+    if run("csv-1m"):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "rows.csv"
+            write_csv_rows(path, texts, args.rows)
+
+            def ours():
+                rows, labels = read_texts(path)
+                return tok.encode(rows, vocab), labels
+
+            def same_rows(o, p):
+                assert len(o[0]) == len(p[0]) == args.rows and o[1] == p[1]
+                assert all(a.tolist() == b for a, b in zip(o[0], p[0], strict=True))
+
+            compare("csv-1m", ours, lambda: plain_csv(path, vocab.stoi), args.rounds, same_rows)
+
+    if not run("wikitext2-vocab"):
+        return
     tokens = load_dataset("wikitext2", data / "wikitext-2")["train"]
 
     def same_vocab(ours, plain):

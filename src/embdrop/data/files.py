@@ -107,17 +107,20 @@ def _table(text: str, path: Path, delimiter: str, text_column: str, label_column
             raise _checks.invalid(field, f"a column of {str(path)!r}: one of {header}", repr(column))
     ti, li = header.index(text_column), header.index(label_column)
     texts, labels = [], []
+    width = len(header)
     try:
         for row in reader:
+            if len(row) == width and row[ti].strip() and row[li].strip():  # the common case, checked inline
+                texts.append(row[ti])
+                labels.append(row[li].strip())
+                continue
             if not row or all(not c.strip() for c in row):
                 continue
             line = reader.line_num
-            if len(row) != len(header):
-                raise _checks.invalid(argument, f"rows of {len(header)} fields, as the header",
+            if len(row) != width:
+                raise _checks.invalid(argument, f"rows of {width} fields, as the header",
                                       f"{str(path)!r} line {line}: {len(row)} fields")  # fmt: skip
-            t, lab = _check_row(path, line, row[ti], row[li], argument)
-            texts.append(t)
-            labels.append(lab)
+            _check_row(path, line, row[ti], row[li], argument)  # raises: an empty text or label
     except csv.Error as e:
         raise _checks.invalid(argument, "a CSV/TSV file", f"{str(path)!r} line {reader.line_num} ({e})") from None
     return texts, labels

@@ -302,8 +302,10 @@ def fit(
             continue
         checkpoint.save(run, model, opt, state)  # the commit: this epoch's weights, optimizer, RNG and metrics
         plot_curve(run, history, metric)
+        train_value = row[f"train_{metric}"]  # NaN where the metric needs the whole split (AUC): not shown
+        shown = "" if math.isnan(train_value) else f" {metric} {train_value:.4f}"
         console.print(
-            f"epoch {epoch}/{t.epochs}: train loss {row['train_loss']:.4f} {metric} {row[f'train_{metric}']:.4f}, "
+            f"epoch {epoch}/{t.epochs}: train loss {row['train_loss']:.4f}{shown}, "
             f"valid loss {valid['loss']:.4f} {metric} {value:.4f}, {seconds:.1f} s" + (" *" if better else ""),
             soft_wrap=True,
         )

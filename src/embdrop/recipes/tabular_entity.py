@@ -1,0 +1,363 @@
+"""``tabular-entity``: entity embeddings for the categorical columns of your own table (``--data table.csv``).
+
+Every column but the target is a feature. Categorical columns (the non-numeric ones, or those named with
+``data.categorical=a,b,c``) get an embedding each, sized by fastai's rule (capped by ``model.max_dim``); numeric
+columns are standardised with the training split's mean and standard deviation (a missing value becomes the mean).
+The target (``data.label``) decides the task (``data.target=auto``): text labels or at most 20 distinct integers
+are classes (two: a sigmoid, AUC; more: a softmax, accuracy), other numbers a regression (MSE on the standardised
+target, RMSE reported in the target's units).
+
+``model.kind`` picks what turns a category into numbers, as in ``flights-entity``: ``embedding`` (entity
+embeddings, Guo & Berkhahn 2016), ``hash`` (``HashEmbedding`` of the raw values, no vocabulary) or ``onehot`` (a
+linear model on the one-hot codes and the numeric columns: logistic, softmax or least-squares regression), so
+``embdrop compare tabular-entity --data table.csv --vary model.kind=embedding,hash,onehot`` sets them side by side.
+Validation and test come from ``--valid``/``--test`` or are carved from ``--data`` (10% each, seed 0; stratified
+for classes).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from embdrop import Dropout, Embedding, HashEmbedding, _checks, _extras, embedding_size
+from embdrop.data.categorical import CategoryEncoder
+from embdrop.recipes.config import Config, TrainConfig
+from embdrop.recipes.tabular import auc
+
+DESCRIPTION = "your table (--data FILE): entity embeddings vs hashing vs one-hot for its categorical columns"
+KINDS = ("embedding", "hash", "onehot")
+TARGETS = ("auto", "binary", "multiclass", "regression")
+MAX_CLASSES_OF_INTS = 20  # integer targets with more distinct values are a regression under target=auto
+
+
+@dataclass
+class TableData:
+    """Your table: a CSV/TSV with a header row (or JSON lines), the target column and the categorical columns."""
+
+    train: str | None = None  # --data
+    valid: str | None = None  # --valid
+    test: str | None = None  # --test
+    label: str = "label"  # the target column
+    categorical: str | None = None  # comma-separated; None: every non-numeric column
+    target: str = "auto"  # "auto", "binary", "multiclass" or "regression"
+    encoding: str = "utf-8"
+    min_count: int = 1  # categories seen fewer times in training share the unknown row
+
+
+@dataclass
+class TableModel:
+    kind: str = "embedding"  # "embedding", "hash" or "onehot"
+    max_dim: int = 16  # embedding width per column: min(max_dim, fastai's rule)
+    embedding_dropout: float = 0.1  # drops a column's whole vector
+    dropout: float = 0.2  # on the concatenated inputs and on the hidden layer
+    hidden: int = 64
+    buckets: int = 4096  # hash: rows of each column's table
+    num_hashes: int = 2
+
+
+def config() -> Config:
+    return Config(
+        "tabular-entity",
+        TableData(),
+        TableModel(),
+        TrainConfig(epochs=10, batch_size=256, optimizer="adam", lr=2e-3, clip=None, patience=3),
+    )
+
+
+def _read(path: str, argument: str, d: TableData):
+    _extras.need("pandas")
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise _checks.invalid(argument, "an existing CSV/TSV or JSON lines file", repr(path))
+    name = p.name.lower().removesuffix(".gz")
+    try:
+        if name.endswith((".jsonl", ".json")):
+            df = pd.read_json(p, lines=True, encoding=d.encoding)
+        else:
+            df = pd.read_csv(p, sep="\t" if name.endswith(".tsv") else ",", encoding=d.encoding,
+                             skipinitialspace=True)  # fmt: skip
+    except UnicodeDecodeError as e:
+        raise _checks.invalid(argument, f"a file in {d.encoding} (data.encoding names another)",
+                              f"{path!r} (byte offset {e.start} is not {d.encoding})") from None  # fmt: skip
+    except (ValueError, OSError) as e:  # pandas' parser errors, an empty file
+        raise _checks.invalid(argument, "a table with a header row", f"{path!r} ({type(e).__name__}: {e})") from None
+    if len(df) == 0:
+        raise _checks.invalid(argument, "a table with at least one row", f"{path!r} (no rows)")
+    if d.label not in df.columns:
+        raise _checks.invalid("data.label", f"a column of {path!r}: one of {list(df.columns)}", repr(d.label))
+    if df[d.label].isna().any():
+        row = int(np.flatnonzero(df[d.label].isna().to_numpy())[0]) + 2  # the header is line 1
+        raise _checks.invalid(argument, f"a target ({d.label}) on every row", f"{path!r} line {row}: empty")
+    return df
+
+
+def _target_kind(y, d: TableData) -> str:
+    import pandas as pd
+
+    kind = _checks.choice("data.target", d.target, TARGETS)
+    numeric = pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
+    if kind == "regression" and not numeric:
+        raise _checks.invalid("data.target", f"a numeric target column for a regression ({d.label})",
+                              f"values such as {list(y.astype(str).unique()[:3])}")  # fmt: skip
+    if kind != "auto":
+        return kind
+    if not numeric:
+        return "binary" if y.nunique() == 2 else "multiclass"
+    values = y.to_numpy(dtype=float)
+    integral = bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
+    if integral and y.nunique() <= MAX_CLASSES_OF_INTS:
+        return "binary" if y.nunique() == 2 else "multiclass"
+    return "regression"
+
+
+class OwnTable:
+    """The splits of the user's table as (codes (N, Fc), hashed (N, Fc), numeric (N, Fn), target (N,))."""
+
+    def __init__(self, config: Config) -> None:
+        d: TableData = config.data
+        if d.train is None:
+            raise _checks.invalid("--data", "your table: a CSV/TSV or JSON lines file with a header row", "nothing")
+        _checks.integer("data.min_count", d.min_count, low=1)
+        frames = {"train": _read(d.train, "--data", d)}
+        for name in ("valid", "test"):
+            path = getattr(d, name)
+            if path is not None:
+                frames[name] = _read(path, f"--{name}", d)
+                missing = [c for c in frames["train"].columns if c not in frames[name].columns]
+                if missing:
+                    raise _checks.invalid(f"--{name}", f"the training file's columns {list(frames['train'].columns)}",
+                                          f"{path!r} without {missing}")  # fmt: skip
+        train = frames["train"]
+        self.kind = _target_kind(train[d.label], d)
+        features = [c for c in train.columns if c != d.label]
+        if d.categorical is not None:
+            cat = [c.strip() for c in d.categorical.split(",") if c.strip()]
+            for c in cat:
+                if c not in features:
+                    raise _checks.invalid("data.categorical", f"columns of {d.train!r}: {features}", repr(c))
+        else:
+            cat = [c for c in features if not _numeric(train[c])]
+        num = [c for c in features if c not in cat]
+        import pandas as pd
+
+        for c in num:
+            if not pd.api.types.is_numeric_dtype(train[c]):
+                raise _checks.invalid("data.categorical", f"every non-numeric column ({c} is text)",
+                                      repr(d.categorical))  # fmt: skip
+        self.categorical, self.numeric = cat, num
+        self.classes: tuple[str, ...] = ()
+        if self.kind != "regression":
+            labels = train[d.label].astype(str)
+            names = sorted(labels.unique(), key=lambda v: (_num(v) is None, _num(v) or 0.0, v))
+            if len(names) < 2:
+                raise _checks.invalid("--data", f"a target ({d.label}) with at least 2 classes",
+                                      f"{d.train!r} (only {names})")  # fmt: skip
+            if self.kind == "binary" and len(names) != 2:
+                raise _checks.invalid("data.target", f"'multiclass' for {len(names)} classes", repr(d.target))
+            self.classes = tuple(names)
+        frames.update(self._carve(frames, d))
+        self.encoder = CategoryEncoder(cat, min_freq=d.min_count).fit(frames["train"]) if cat else None
+        stats = frames["train"][num].astype(float) if num else None
+        self.mean = stats.mean().fillna(0.0).to_numpy() if num else np.zeros(0)
+        self.std = stats.std().fillna(1.0).replace(0.0, 1.0).to_numpy() if num else np.ones(0)
+        y_train = frames["train"][d.label].to_numpy(dtype=float) if self.kind == "regression" else None
+        self.y_mean = float(y_train.mean()) if y_train is not None else 0.0
+        self.y_std = float(y_train.std() or 1.0) if y_train is not None else 1.0
+        self.splits = {k: self._encode(frames[k], d, k) for k in ("train", "valid", "test")}
+        self.metric = {"binary": "auc", "multiclass": "accuracy", "regression": "rmse"}[self.kind]
+        self.higher_is_better = self.kind != "regression"
+        self.outputs = len(self.classes) if self.kind == "multiclass" else 1
+        sizes = ", ".join(f"{k} {len(self.splits[k][3]):,}" for k in ("train", "valid", "test"))
+        print(f"data: {self.kind} target {d.label!r}; categorical {cat or 'none'}; numeric {num or 'none'}; {sizes}",
+              flush=True)  # fmt: skip
+
+    def _carve(self, frames: dict, d: TableData) -> dict:
+        out = {}
+        train = frames["train"]
+        total = len(train)
+        for name in ("test", "valid"):
+            if name in frames:
+                continue
+            rng = np.random.default_rng(0 + (name == "valid"))
+            n_held = int(round(0.1 * total))
+            if self.kind == "regression":
+                order = rng.permutation(len(train))
+                held, keep = order[:n_held], order[n_held:]
+            else:
+                held_parts, keep_parts = [], []
+                labels = train[d.label].astype(str).to_numpy()
+                for c in self.classes:
+                    idx = np.flatnonzero(labels == c)
+                    idx = idx[rng.permutation(len(idx))]
+                    k = int(round(len(idx) * n_held / len(train)))
+                    held_parts.append(idx[:k])
+                    keep_parts.append(idx[k:])
+                held, keep = np.concatenate(held_parts), np.concatenate(keep_parts)
+            if len(held) == 0 or len(keep) == 0:
+                raise _checks.invalid(f"--{name}", f"a {name} file, or a table large enough to hold 10% out",
+                                      f"{total} rows")  # fmt: skip
+            out[name] = train.iloc[np.sort(held)].reset_index(drop=True)
+            train = train.iloc[np.sort(keep)].reset_index(drop=True)
+        out["train"] = train
+        return out
+
+    def _encode(self, df, d: TableData, split: str):
+        n = len(df)
+        codes = self.encoder.transform(df) if self.encoder else torch.zeros(n, 0, dtype=torch.long)
+        hashed = (torch.stack([self.encoder.hash_values(df, c) for c in self.categorical], dim=1) if self.encoder
+                  else torch.zeros(n, 0, dtype=torch.long))  # fmt: skip
+        if self.numeric:
+            x = df[self.numeric].astype(float).to_numpy()
+            x = np.where(np.isnan(x), self.mean, x)
+            numeric = torch.tensor((x - self.mean) / self.std, dtype=torch.float32)
+        else:
+            numeric = torch.zeros(n, 0)
+        if self.kind == "regression":
+            y = torch.tensor((df[d.label].to_numpy(dtype=float) - self.y_mean) / self.y_std, dtype=torch.float32)
+        else:
+            labels = df[d.label].astype(str)
+            unknown = sorted(set(labels) - set(self.classes))
+            if unknown:
+                raise _checks.invalid(f"--{split}", f"targets that occur in the training file ({list(self.classes)})",
+                                      f"{unknown[:5]}")  # fmt: skip
+            index = {c: i for i, c in enumerate(self.classes)}
+            y = torch.tensor([index[v] for v in labels], dtype=torch.long)
+            if self.kind == "binary":
+                y = y.float()
+        return codes, hashed, numeric, y
+
+    @property
+    def cardinalities(self) -> list[int]:
+        return [self.encoder.cardinalities[c] for c in self.categorical] if self.encoder else []
+
+    def save(self, run) -> None:
+        from embdrop._io import write_json
+
+        if self.encoder:
+            self.encoder.save(run / "categories.json")
+        if self.classes:
+            write_json(run / "classes.json", list(self.classes))
+
+    def to(self, device: torch.device) -> None:
+        self.splits = {k: tuple(x.to(device) for x in v) for k, v in self.splits.items()}
+
+    def batches(self, split: str, batch_size: int, generator: torch.Generator | None = None):
+        codes, hashed, numeric, y = self.splits[split]
+        order = torch.randperm(len(y), generator=generator) if generator is not None else torch.arange(len(y))
+        for idx in order.split(batch_size):
+            yield codes[idx], hashed[idx], numeric[idx], y[idx]
+
+    def num_batches(self, split: str, batch_size: int) -> int:
+        return -(-len(self.splits[split][3]) // batch_size)
+
+    def _loss(self, out: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:
+        if self.kind == "binary":
+            return F.binary_cross_entropy_with_logits(out, y, reduction=reduction)
+        if self.kind == "multiclass":
+            return F.cross_entropy(out, y, reduction=reduction)
+        return F.mse_loss(out, y, reduction=reduction)
+
+    def train_metric(self, mean_loss: float) -> float:
+        return math.sqrt(mean_loss) * self.y_std if self.kind == "regression" else float("nan")
+
+    def loss(self, model: nn.Module, batch) -> tuple[Tensor, dict]:
+        *inputs, y = batch
+        return self._loss(model(*inputs), y), {self.metric: 0.0}  # the train metric comes from the mean loss
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: str, batch_size: int = 4096, mc: int = 0) -> dict:
+        from embdrop.layers import mc_dropout
+
+        model.eval()
+        outs, ys = [], []
+        for *inputs, y in self.batches(split, batch_size):
+            if mc > 0:
+                with mc_dropout(model):
+                    runs = torch.stack([model(*inputs) for _ in range(mc)])
+                if self.kind == "binary":
+                    out = torch.logit(torch.sigmoid(runs).mean(0), eps=1e-7)
+                elif self.kind == "multiclass":
+                    out = torch.softmax(runs, dim=-1).mean(0).clamp_min(1e-7).log()
+                else:
+                    out = runs.mean(0)
+            else:
+                out = model(*inputs)
+            outs.append(out)
+            ys.append(y)
+        out, y = torch.cat(outs), torch.cat(ys)
+        key = "mc_" if mc > 0 else ""
+        loss = self._loss(out, y).item()
+        if self.kind == "binary":
+            return {f"{key}loss": loss, f"{key}auc": auc(out, y),
+                    f"{key}accuracy": ((out > 0).float() == y).float().mean().item()}  # fmt: skip
+        if self.kind == "multiclass":
+            return {f"{key}loss": loss, f"{key}accuracy": (out.argmax(-1) == y).float().mean().item()}
+        return {f"{key}loss": loss, f"{key}rmse": math.sqrt(loss) * self.y_std,
+                f"{key}mean_baseline_rmse": math.sqrt(float((y**2).mean())) * self.y_std}  # fmt: skip
+
+
+def _numeric(col) -> bool:
+    import pandas as pd
+
+    return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+
+
+def _num(v: str) -> float | None:
+    try:
+        return float(v)
+    except ValueError:
+        return None
+
+
+class TableNet(nn.Module):
+    """Categorical codes (B, Fc), their hashes (B, Fc) and numeric columns (B, Fn) -> logits (B,) or (B, K)."""
+
+    def __init__(self, cardinalities: list[int], numeric: int, outputs: int, m: TableModel) -> None:
+        super().__init__()
+        self.kind = _checks.choice("model.kind", m.kind, KINDS)
+        self.outputs = outputs
+        if self.kind == "onehot":
+            self.tables = nn.ModuleList(Embedding(n, outputs) for n in cardinalities)
+            for t in self.tables:
+                nn.init.zeros_(t.weight)
+            self.linear = nn.Linear(numeric, outputs)
+            return
+        widths = [min(m.max_dim, embedding_size(n)) for n in cardinalities]
+        if self.kind == "embedding":
+            self.tables = nn.ModuleList(Embedding(n, w, dropout=m.embedding_dropout)
+                                        for n, w in zip(cardinalities, widths, strict=True))  # fmt: skip
+        else:
+            self.tables = nn.ModuleList(HashEmbedding(m.buckets, w, m.num_hashes) for w in widths)
+        self.mlp = nn.Sequential(Dropout(m.dropout), nn.Linear(sum(widths) + numeric, m.hidden), nn.ReLU(),
+                                 Dropout(m.dropout), nn.Linear(m.hidden, outputs))  # fmt: skip
+
+    def forward(self, codes: Tensor, hashed: Tensor, numeric: Tensor) -> Tensor:
+        if self.kind == "onehot":
+            out = self.linear(numeric)  # (B, K)
+            for f, t in enumerate(self.tables):
+                out = out + t(codes[:, f : f + 1])[:, 0]  # (B, 1, K) -> (B, K)
+        else:
+            ids = codes if self.kind == "embedding" else hashed
+            parts = [t(ids[:, f : f + 1])[:, 0] for f, t in enumerate(self.tables)]  # each (B, width)
+            out = self.mlp(torch.cat([*parts, numeric], dim=1))  # (B, K)
+        return out.squeeze(-1) if self.outputs == 1 else out
+
+
+def task(config: Config) -> OwnTable:
+    return OwnTable(config)
+
+
+def build(config: Config, data: OwnTable) -> nn.Module:
+    return TableNet(data.cardinalities, len(data.numeric), data.outputs, config.model)
+
+
+__all__ = ["DESCRIPTION", "build", "config", "task"]
