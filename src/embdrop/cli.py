@@ -31,8 +31,9 @@ def _shape(text: str, name: str = "shape", example: str = "3,3,4") -> tuple[int,
 
 def _data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None, metavar="FILE",
-                   help="your labelled texts: CSV/TSV (columns text, label), JSONL, 'label<TAB>text' lines, or a "
-                   "folder with one sub-folder per class (text-* recipes; sets data.train)")  # fmt: skip
+                   help="your data: for text-* recipes a CSV/TSV (columns text, label), JSONL, 'label<TAB>text' "
+                   "lines or a folder with one sub-folder per class; for tabular-entity a CSV table "
+                   "(data.train)")  # fmt: skip
     p.add_argument("--valid", default=None, metavar="FILE", help="your validation file (default: 10%% of --data)")
     p.add_argument("--test", default=None, metavar="FILE", help="your test file (default: another 10%% of --data)")
 
