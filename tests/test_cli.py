@@ -48,7 +48,8 @@ def test_recipes_lists_one_line_each(capsys):
     assert main(["recipes"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == [
-        "text-lstm", "text-cnn", "text-cnn-lstm", "reviews-cnn-lstm", "reviews-lstm", "imdb-cnn-lstm", "imdb-lstm",
+        "text-lstm", "text-cnn", "text-cnn-lstm", "tabular-entity", "reviews-cnn-lstm", "reviews-lstm", "imdb-cnn-lstm",
+        "imdb-lstm",
         "ptb-lm", "wikitext2-lm", "flights-entity", "movielens-mf", "translate-fr-en"]  # fmt: skip
 
 

@@ -69,7 +69,7 @@ def test_overrides_are_typed():
     with pytest.raises(ValueError, match=r"'--set': expected train.epochs to be int. Received: --set=train.epochs=ten"):
         recipes.resolve("reviews-lstm", ["train.epochs=ten"])
     with pytest.raises(
-        ValueError, match=r"'recipe': expected one of 'text-lstm', 'text-cnn', 'text-cnn-lstm', 'reviews-cnn-lstm'"
+        ValueError, match=r"'recipe': expected one of 'text-lstm', 'text-cnn', 'text-cnn-lstm', 'tabular-entity'"
     ):
         recipes.resolve("mnist-mlp")
 
