@@ -8,8 +8,9 @@ Cases (the "plain" side of each is written out below, in this file):
   loop of ``line.split()`` and ``np.array(fields, dtype=float32)`` per line.
 - imdb-encode: ``Tokenizer().encode(texts, vocab)`` on the 25,000 IMDB training reviews, against
   ``[[vocab.get(w, 1) for w in re.findall(WORD_PATTERN, t.lower())] for t in texts]`` (the same tokens and ids).
-- csv-1m: your own CSV of 1,000,000 short rows (the first 12 words of IMDB reviews, a label of 5 classes), read
-  and encoded: ``read_texts(path)`` + ``Tokenizer().encode`` against ``pandas.read_csv`` + the plain encode above.
+- csv-1m: your own CSV of 1,000,000 short rows (the first 12 words of IMDB reviews, a label of 5 classes), read,
+  encoded and padded to 16 ids as ``embdrop train`` does: ``read_texts(path)`` + ``Tokenizer().encode_padded``
+  against ``pandas.read_csv`` + the plain encode above + padding the lists.
 - wikitext2-vocab: ``Vocab.build([tokens])`` on WikiText-2's 2,088,628 training tokens, against a dict of counts
   filled in a loop and sorted by count.
 
@@ -26,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from embdrop.data import Tokenizer, Vocab, load_dataset, load_vectors
 from embdrop.data.files import read_texts
@@ -59,11 +61,14 @@ def plain_encode(texts, stoi):
     return [[stoi.get(w, 1) for w in pattern.findall(t.lower())] for t in texts]
 
 
-def plain_csv(path, stoi):
+def plain_csv(path, stoi, maxlen):
     import pandas as pd
+    import torch
 
     df = pd.read_csv(path, dtype={"text": str, "label": str}, keep_default_na=False)
-    return plain_encode(df["text"].tolist(), stoi), df["label"].tolist()
+    ids = plain_encode(df["text"].tolist(), stoi)
+    padded = [[0] * (maxlen - len(x[-maxlen:])) + x[-maxlen:] for x in ids]  # Keras' pre-padding and -truncating
+    return torch.tensor(padded), df["label"].tolist()
 
 
 def write_csv_rows(path, texts, n):
@@ -157,13 +162,13 @@ def main() -> None:
 
             def ours():
                 rows, labels = read_texts(path)
-                return tok.encode(rows, vocab), labels
+                return tok.encode_padded(rows, vocab, 16), labels
 
             def same_rows(o, p):
-                assert len(o[0]) == len(p[0]) == args.rows and o[1] == p[1]
-                assert all(a.tolist() == b for a, b in zip(o[0], p[0], strict=True))
+                assert o[0].shape == p[0].shape == (args.rows, 16) and o[1] == p[1]
+                assert torch.equal(o[0], p[0])
 
-            compare("csv-1m", ours, lambda: plain_csv(path, vocab.stoi), args.rounds, same_rows)
+            compare("csv-1m", ours, lambda: plain_csv(path, vocab.stoi, 16), args.rounds, same_rows)
 
     if not run("wikitext2-vocab"):
         return

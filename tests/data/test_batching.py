@@ -81,3 +81,20 @@ def test_bptt_variable_lengths_follow_awd_lstm():
     assert again == lens
     x, y = next(bptt_batches(stream, 70, variable=True, generator=torch.Generator().manual_seed(0)))
     assert torch.equal(y, x + 1)
+
+
+def test_pad_flat_equals_pad_sequences_on_random_sequences():
+    import itertools
+    import random
+
+    from embdrop.data.batching import pad_flat
+
+    rng = random.Random(0)
+    for _ in range(100):
+        seqs = [[rng.randint(1, 50) for _ in range(rng.randint(0, 9))] for _ in range(rng.randint(1, 20))]
+        flat = torch.tensor([x for s in seqs for x in s], dtype=torch.long)
+        offsets = torch.tensor([0, *itertools.accumulate(len(s) for s in seqs)])
+        for padding, truncating in itertools.product(("pre", "post"), ("pre", "post")):
+            maxlen = rng.randint(1, 10)
+            expected = pad_sequences(seqs, maxlen, padding=padding, truncating=truncating)
+            assert torch.equal(pad_flat(flat, offsets, maxlen, padding=padding, truncating=truncating), expected)

@@ -126,3 +126,15 @@ def test_errors():
         Tokenizer().encode(["a"], vocab, eos=True)
     with pytest.raises(ValueError, match="argument 'text'"):
         Tokenizer()(None)
+
+
+def test_encode_padded_equals_padding_the_encoded_texts():
+    from embdrop.data import Tokenizer, Vocab, pad_sequences
+
+    texts = ["The cat sat.", "", "A much longer text about a dog, a cat and the mat!", "dog"]
+    tok = Tokenizer()
+    vocab = Vocab.from_counts(tok.count(texts))
+    for padding in ("pre", "post"):
+        for truncating in ("pre", "post"):
+            expected = pad_sequences(tok.encode(texts, vocab), 5, padding=padding, truncating=truncating)
+            assert torch.equal(tok.encode_padded(texts, vocab, 5, padding=padding, truncating=truncating), expected)

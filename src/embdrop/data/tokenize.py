@@ -110,3 +110,27 @@ class Tokenizer:
         docs = [t.encode("utf-8", "surrogatepass") for t in lowered]
         flat, offsets = _native.encode(docs, vocab.packed, mode, vocab.unk_id, eos_id)
         return list(torch.from_numpy(flat.copy()).split(np.diff(offsets).tolist()))
+
+    def encode_padded(
+        self, texts: Sequence[str], vocab: Vocab, maxlen: int, *, padding: str = "pre", truncating: str = "pre"
+    ) -> Tensor:
+        """``pad_sequences(self.encode(texts, vocab), maxlen, ...)`` in one step: the (N, maxlen) int64 ids.
+
+        With the compiled tokenizer the ids go from its flat output straight into the matrix (see
+        :func:`embdrop.data.batching.pad_flat`), which is several times faster for many short texts.
+        """
+        from embdrop.data.batching import pad_flat, pad_sequences
+
+        if isinstance(texts, str):
+            raise _checks.invalid("texts", "a sequence of str (one per document)", "a single str")
+        mode = _MODES.get((self.level, self.punctuation))
+        if mode is None or _native.library() is None:
+            return pad_sequences(self.encode(texts, vocab), maxlen, padding=padding, truncating=truncating)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise _checks.invalid(f"texts[{i}]", "a str", type(t).__name__)
+        lowered = (t.lower() for t in texts) if self.lower else texts
+        docs = [t.encode("utf-8", "surrogatepass") for t in lowered]
+        flat, offsets = _native.encode(docs, vocab.packed, mode, vocab.unk_id, -1)
+        return pad_flat(torch.from_numpy(flat.copy()), torch.from_numpy(np.asarray(offsets, dtype=np.int64)), maxlen,
+                        padding=padding, truncating=truncating)  # fmt: skip

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from embdrop import _checks
-from embdrop.data import Tokenizer, Vocab, load_dataset, pad_sequences
+from embdrop.data import Tokenizer, Vocab, load_dataset
 from embdrop.init import keras_
 from embdrop.layers import Embedding
 from embdrop.recipes.config import Config
@@ -106,7 +106,7 @@ class TextClassification:
         write_json(run / "classes.json", list(self.dataset.classes))
 
     def encode(self, texts, labels, d) -> Encoded:
-        ids = pad_sequences(self.tokenizer.encode(texts, self.vocab), d.maxlen, padding=d.padding, truncating="pre")
+        ids = self.tokenizer.encode_padded(texts, self.vocab, d.maxlen, padding=d.padding, truncating="pre")
         return Encoded(ids, labels.float() if self.outputs == 1 else labels.long())
 
     def to(self, device: torch.device) -> None:
