@@ -1,8 +1,7 @@
 """Recipes: one file per task-model pair, each a function returning a typed :class:`Config`, and :func:`train`.
 
-A recipe module has ``DESCRIPTION``, ``config() -> Config``, ``task(config)`` (the data, the loss and the
-evaluation; see :class:`embdrop.recipes.text_classification.TextClassification` for the methods a task has) and
-``build(config, task) -> nn.Module``.
+A recipe module has ``DESCRIPTION``, ``config() -> Config``, ``task(config)`` (a :class:`embdrop.recipes.task.Task`:
+the data, the loss and the evaluation) and ``build(config, task) -> nn.Module``.
 """
 
 from __future__ import annotations

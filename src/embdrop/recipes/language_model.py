@@ -39,6 +39,7 @@ from embdrop import LSTM, Dropout, Embedding, LockedDropout, _checks
 from embdrop.data import Vocab, batchify, bptt_batches, load_dataset, num_bptt_batches
 from embdrop.recipes.config import Config, DataConfig, TrainConfig
 from embdrop.recipes.losses import linear_cross_entropy
+from embdrop.recipes.task import Task
 
 VARIANTS = ("none", "naive", "variational", "awd")
 
@@ -149,7 +150,7 @@ def _detach(state: list) -> list:
     return [tuple(t.detach() for t in s) for s in state]
 
 
-class LanguageModelling:
+class LanguageModelling(Task):
     """The stream task: batchified splits, windows of ``bptt`` steps, perplexity. The hidden state is carried."""
 
     metric = "perplexity"
@@ -190,9 +191,8 @@ class LanguageModelling:
     def num_batches(self, split: str, batch_size: int) -> int:
         return num_bptt_batches(self.streams[split], self.bptt)
 
-    @staticmethod
-    def train_metric(mean_loss: float) -> float:
-        return math.exp(min(mean_loss, 50.0))
+    def train_metric(self, mean_loss: float, mean_metric: float) -> float:
+        return math.exp(min(mean_loss, 50.0))  # the perplexity of the mean loss
 
     def loss(self, model: LstmLm, batch) -> tuple[Tensor, dict]:
         x, y = batch

@@ -27,6 +27,7 @@ from embdrop.kernels import cpu as cpu_kernel
 from embdrop.recipes import checkpoint
 from embdrop.recipes.checkpoint import weights_of  # noqa: F401  (re-exported: the weights as safetensors takes them)
 from embdrop.recipes.config import Config, to_dict
+from embdrop.recipes.task import Task
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 
@@ -159,7 +160,7 @@ def _distributed() -> tuple[int, int]:
 
 def fit(
     config: Config,
-    task,
+    task: Task,
     model: nn.Module,
     run: Path,
     *,
@@ -228,8 +229,7 @@ def fit(
         model.train()
         for group in opt.param_groups:
             group["lr"] = epoch_lr(config, epoch)
-        if hasattr(task, "start_epoch"):
-            task.start_epoch(opt)
+        task.start_epoch(opt)
         g = torch.Generator().manual_seed(t.seed * 100_003 + epoch)  # the order of epoch k depends on (seed, k)
         if world > 1:  # each rank its own dropout masks, reproducible from (seed, epoch, rank)
             torch.manual_seed((t.seed * 100_003 + epoch) * 1_009 + rank)
@@ -278,7 +278,7 @@ def fit(
         valid = task.evaluate(model, "valid")
         if not all(math.isfinite(v) for v in valid.values()):
             _diverged(config, epoch, n, total, f"validation {valid}", state.epoch)
-        train_metric = task.train_metric(sums["loss"] / n) if hasattr(task, "train_metric") else sums[metric] / n
+        train_metric = task.train_metric(sums["loss"] / n, sums[metric] / n)
         row = {
             "epoch": epoch,
             "train_loss": sums["loss"] / n,

@@ -15,6 +15,7 @@ from embdrop import _checks
 from embdrop.data import load_dataset
 from embdrop.data.categorical import CategoryEncoder
 from embdrop.recipes.config import Config
+from embdrop.recipes.task import Task
 
 
 def auc(scores: Tensor, labels: Tensor) -> float:
@@ -34,7 +35,7 @@ def auc(scores: Tensor, labels: Tensor) -> float:
     return float((ranks[y == 1].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 
-class Tabular:
+class Tabular(Task):
     """Coded features ``(N, F)`` (and hashed values ``(N, F)``) with a float target ``(N,)``, per split.
 
     ``kind`` is "binary" (loss BCE; metrics AUC, log loss, accuracy; the metric is AUC) or "rating" (loss MSE;
@@ -84,7 +85,7 @@ class Tabular:
             return F.binary_cross_entropy_with_logits(out, y, reduction=reduction)
         return F.mse_loss(out, y, reduction=reduction)
 
-    def train_metric(self, mean_loss: float) -> float:
+    def train_metric(self, mean_loss: float, mean_metric: float) -> float:
         return math.sqrt(mean_loss) if self.kind == "rating" else float("nan")
 
     def loss(self, model: nn.Module, batch) -> tuple[Tensor, dict]:

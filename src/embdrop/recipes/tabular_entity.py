@@ -30,6 +30,7 @@ from embdrop import Dropout, Embedding, HashEmbedding, _checks, _extras, embeddi
 from embdrop.data.categorical import CategoryEncoder
 from embdrop.recipes.config import Config, TrainConfig
 from embdrop.recipes.tabular import auc
+from embdrop.recipes.task import Task
 
 DESCRIPTION = "your table (--data FILE): entity embeddings vs hashing vs one-hot for its categorical columns"
 KINDS = ("embedding", "hash", "onehot")
@@ -119,7 +120,7 @@ def _target_kind(y, d: TableData) -> str:
     return "regression"
 
 
-class OwnTable:
+class OwnTable(Task):
     """The splits of the user's table as (codes (N, Fc), hashed (N, Fc), numeric (N, Fn), target (N,))."""
 
     def __init__(self, config: Config) -> None:
@@ -266,7 +267,7 @@ class OwnTable:
             return F.cross_entropy(out, y, reduction=reduction)
         return F.mse_loss(out, y, reduction=reduction)
 
-    def train_metric(self, mean_loss: float) -> float:
+    def train_metric(self, mean_loss: float, mean_metric: float) -> float:
         return math.sqrt(mean_loss) * self.y_std if self.kind == "regression" else float("nan")
 
     def loss(self, model: nn.Module, batch) -> tuple[Tensor, dict]:

@@ -24,6 +24,7 @@ from embdrop.data import Tokenizer, Vocab, load_dataset
 from embdrop.init import keras_
 from embdrop.layers import Embedding
 from embdrop.recipes.config import Config
+from embdrop.recipes.task import Task
 
 PRETRAINED = {"glove": "glove-6b-50d"}  # short names for --set embedding.pretrained=...
 
@@ -61,7 +62,7 @@ def real_steps(ids: Tensor, padding: str) -> Tensor:
     return mask
 
 
-class TextClassification:
+class TextClassification(Task):
     """Holds the vocabulary and the padded splits; ``loss`` and ``evaluate`` for a model ids (B, T) -> logits, (B,)
     for two classes and (B, K) for K > 2."""
 

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from embdrop import GRU, LSTM, Dropout, Embedding, _checks, _extras
 from embdrop.data import Tokenizer, Vocab, load_dataset, pad_sequences
 from embdrop.recipes.config import Config, DataConfig, TrainConfig
+from embdrop.recipes.task import Task
 
 DESCRIPTION = "embeddings in translation: GRU/LSTM encoder-decoder, French -> English, Tatoeba (BLEU; --set data.root)"
 
@@ -92,7 +93,7 @@ class Seq2Seq(nn.Module):
         return [row[: row.index(end)] if end in row else row for row in rows]
 
 
-class Translation:
+class Translation(Task):
     metric = "bleu"
     higher_is_better = True
 
@@ -145,7 +146,7 @@ class Translation:
     def num_batches(self, split: str, batch_size: int) -> int:
         return -(-len(self.tensors[split][0]) // batch_size)
 
-    def train_metric(self, mean_loss: float) -> float:
+    def train_metric(self, mean_loss: float, mean_metric: float) -> float:
         return float("nan")  # BLEU needs decoding: validation and test only
 
     @staticmethod
