@@ -121,3 +121,16 @@ def test_own_data_mistakes_are_one_line_and_write_nothing(tmp_path, capsys, monk
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not out.exists() or not any(p.name != ".lock" for p in out.iterdir())
+
+
+@pytest.mark.slow
+def test_compare_over_seeds_on_your_own_file(tmp_path):
+    train = write_csv(tmp_path / "train.csv", texts(1200))
+    out = tmp_path / "cmp"
+    argv = ["compare", "text-lstm", "--data", str(train), "--seeds", "2", "--cell", "a:model.dropout=0",
+            "--cell", "b:model.dropout=0.25", *[f"--set={x}" for x in FAST], "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    with open(out / "runs.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and all(float(r["accuracy"]) > 0.3 for r in rows)  # 6 classes: chance is 1/6
+    assert json.loads((out / "b" / "seed-1" / "classes.json").read_text()) == sorted(TOPICS)
