@@ -31,6 +31,7 @@ from pathlib import Path
 from embdrop import _checks, _extras
 from embdrop._io import atomic_write
 from embdrop.recipes.loop import check_train
+from embdrop.viz import plots
 
 # Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (then the normal's 1.96).
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131) + (
@@ -179,7 +180,7 @@ def compare(
     _write_csv(out / "runs.csv", rows)
     table = summary_table(rows, metric, higher)
     atomic_write(out / "table.md", lambda tmp: Path(tmp).write_text(table, encoding="utf-8"))
-    _plot(out / "compare.png", rows, metric, f"{recipe}: test {metric}, {seeds} seeds")
+    plots.compare_cells(out / "compare.png", rows, metric, f"{recipe}: test {metric}, {seeds} seeds")
     log(table)
     return out
 
@@ -233,29 +234,3 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
             w.writerows(rows)
 
     atomic_write(path, write)
-
-
-def _plot(path: Path, rows: list[dict], metric: str, title: str) -> None:
-    _extras.need("matplotlib")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cells = list(dict.fromkeys(r["cell"] for r in rows))
-    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(cells) + 2), 4))
-    for x, c in enumerate(cells):
-        values = [r[metric] for r in rows if r["cell"] == c]
-        ax.plot([x] * len(values), values, "o", color="0.6", ms=4)
-        mean, _, low, high = interval(values)
-        if math.isfinite(low):
-            ax.errorbar([x], [mean], yerr=[[mean - low], [high - mean]], fmt="s", color="C0", capsize=6)
-        else:
-            ax.plot([x], [mean], "s", color="C0")
-    ax.set_xticks(range(len(cells)), [c.replace(",", "\n") for c in cells], fontsize=8)
-    ax.set_ylabel(f"test {metric}")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)

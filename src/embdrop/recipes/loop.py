@@ -22,12 +22,13 @@ import torch
 from torch import nn
 
 from embdrop import _checks, _extras
-from embdrop._io import atomic_write, write_json
+from embdrop._io import write_json
 from embdrop.kernels import cpu as cpu_kernel
 from embdrop.recipes import checkpoint
 from embdrop.recipes.checkpoint import weights_of  # noqa: F401  (re-exported: the weights as safetensors takes them)
 from embdrop.recipes.config import Config, to_dict
 from embdrop.recipes.task import Task
+from embdrop.viz import plots
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 
@@ -123,30 +124,6 @@ class Summary:
             f"test: {metrics} (weights of epoch {self.best_epoch}, the best on validation)\n"
             f"time per epoch: {self.seconds_per_epoch:.1f} s, parameters: {self.parameters:,}, run: {self.run}"
         )
-
-
-def plot_curve(run: Path, history: list[dict], metric: str) -> None:
-    _extras.need("matplotlib")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    epochs = [h["epoch"] for h in history]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    for ax, key in zip(axes, ("loss", metric), strict=True):
-        ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", label="train")
-        ax.plot(epochs, [h[f"valid_{key}"] for h in history], "o-", label="validation")
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(key)
-        ax.legend()
-        ax.grid(alpha=0.3)
-    fig.suptitle(run.name)
-    fig.tight_layout()
-    atomic_write(run / "curve.png", lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
 
 
 def _distributed() -> tuple[int, int]:
@@ -301,7 +278,7 @@ def fit(
         if not writer:
             continue
         checkpoint.save(run, model, opt, state)  # the commit: this epoch's weights, optimizer, RNG and metrics
-        plot_curve(run, history, metric)
+        plots.learning_curve(run / "curve.png", history, metric, run.name)
         train_value = row[f"train_{metric}"]  # NaN where the metric needs the whole split (AUC): not shown
         shown = "" if math.isnan(train_value) else f" {metric} {train_value:.4f}"
         console.print(

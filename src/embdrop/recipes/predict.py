@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
@@ -17,7 +16,7 @@ from embdrop import _checks, _extras
 from embdrop._io import read_json
 from embdrop.data import Vocab, pad_sequences
 from embdrop.layers import mc_predict
-from embdrop.recipes.text_classification import TextClassification, _Probability, outputs, tokenizer
+from embdrop.recipes.text_classification import TextClassification, TextInputs, _Probability, outputs, tokenizer
 
 
 @dataclass
@@ -76,7 +75,7 @@ def load_model(run: str | Path):
     if config.embedding is not None and config.embedding.pretrained is not None:
         config.embedding.pretrained = None  # the trained weights replace the vectors: no need to read them again
         config.model.embedding_dim = weights["embedding.weight"].shape[1]
-    model = module.build(config, SimpleNamespace(vocab=vocab, outputs=outputs(len(classes))))
+    model = module.build(config, TextInputs(vocab, outputs(len(classes))))
     model.load_state_dict(weights)
     model.eval()
     return config, vocab, classes, model

@@ -38,6 +38,15 @@ class Encoded:
     labels: Tensor  # (N,) float32 in {0, 1} for two classes, int64 class ids for more
 
 
+@dataclass
+class TextInputs:
+    """What a text model's ``build(config, data)`` reads of its data: the vocabulary and the number of outputs.
+    :class:`TextClassification` has both; ``predict`` rebuilds a trained model from these two alone."""
+
+    vocab: Vocab
+    outputs: int
+
+
 def tokenizer(d) -> Tokenizer:
     """The tokenizer a text config names (``data.tokenizer``, ``data.lower``, ``data.punctuation``)."""
     level = _checks.choice("data.tokenizer", getattr(d, "tokenizer", "word"), TOKENIZERS)
