@@ -117,7 +117,8 @@ def test_bad_inputs_to_a_finished_run(run2, tmp_path, capsys):
     (tmp_path / "cls").mkdir()
     cases = [
         (["train", "--resume", str(run), "--set", "train.lr=0.5"],
-         "'--set': expected only train.epochs, train.patience, train.mc, train.log_every, train.device with --resume"),
+         "'--set': expected only train.epochs, train.patience, train.mc, train.log_every, train.device, "
+         "train.threads with --resume"),
         (["train", "--resume", str(run), "--set", "model.hidden=8"], "Received: --set=model.hidden=8"),
         (["predict", str(run), ""], "'TEXT': expected a text with at least one word. Received: TEXT=''"),
         (["predict", str(run), "good", "--mc", "-5"], "'--mc': expected an int >= 0"),

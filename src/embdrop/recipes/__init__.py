@@ -87,7 +87,7 @@ def load_config(run: str | Path, argument: str, overrides: list[str] = ()) -> Co
 
 # Fields that a resume may change: when to stop and how to report. Any other field changes what the run means
 # (its data, its model or its optimisation), so a resume that sets one is refused.
-RESUMABLE = ("train.epochs", "train.patience", "train.mc", "train.log_every", "train.device")
+RESUMABLE = ("train.epochs", "train.patience", "train.mc", "train.log_every", "train.device", "train.threads")
 
 
 def train(

@@ -108,15 +108,13 @@ class Run:
 
 
 def _train_one(recipe: str, overrides: list[str], out: str, threads: int) -> dict:
-    import torch
-
     from embdrop import recipes
 
-    torch.set_num_threads(threads)
     _extras.need("rich")
     from rich.console import Console
 
-    summary = recipes.train(recipe, overrides, out, console=Console(file=io.StringIO()))
+    # the grid's share of the cores, unless the user set train.threads (a later --set wins)
+    summary = recipes.train(recipe, [f"train.threads={threads}", *overrides], out, console=Console(file=io.StringIO()))
     return {"test": summary.test, "best_epoch": summary.best_epoch, "seconds_per_epoch": summary.seconds_per_epoch}
 
 

@@ -72,6 +72,9 @@ class TrainConfig:
     # copies, so a run trained on a GPU resumes or predicts on a CPU. On CUDA, recurrent masks run the reference loop
     # (no fused GPU kernel yet); without recurrent masks the LSTM/GRU is cuDNN's.
     device: str = "cpu"
+    # CPU threads for the run's matrix products and kernels; None: the cores that are idle when the run starts (a
+    # second busy process on a 2-core machine leaves 1), since threads that wait for a busy core spin and stall
+    threads: int | None = None
 
 
 @dataclass

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +94,56 @@ def check_train(t, world: int = 1) -> torch.device:
     _checks.integer("train.seed", t.seed, low=0)
     _checks.choice("train.precision", t.precision, PRECISIONS)
     _number("train.log_every", t.log_every, "a number of seconds >= 0 (0: no progress lines)", lambda v: v >= 0)
+    if t.threads is not None:
+        _checks.integer("train.threads", t.threads, low=1)
     return resolve_device(t.device, world)
+
+
+def idle_cores(seconds: float = 0.2) -> int:
+    """The cores not kept busy by other processes, from two readings of /proc/stat (Linux); elsewhere all cores.
+
+    This process's own CPU time in the interval (its threads may still spin after the last torch call) is not
+    counted as busy.
+    """
+    cores = os.cpu_count() or 1
+
+    def read() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(x) for x in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        return fields[3] + (fields[4] if len(fields) > 4 else 0), sum(fields)  # idle + iowait, total (in ticks)
+
+    def own() -> int:
+        try:
+            with open("/proc/self/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])  # utime + stime of every thread, in ticks
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    a, mine_a = read(), own()
+    time.sleep(seconds)
+    b, mine_b = read(), own()
+    if a is None or b is None or b[1] <= a[1]:
+        return cores
+    total = b[1] - a[1]
+    busy_others = max(0, total - (b[0] - a[0]) - (mine_b - mine_a))
+    busy = cores * busy_others / total  # cores' worth of work by other processes
+    return max(1, min(cores, cores - round(busy)))
+
+
+def resolve_threads(threads: int | None, log=print) -> int:
+    """``train.threads``, or the idle cores when it is None; sets torch's intra-op threads and returns the count."""
+    if threads is None:
+        threads = idle_cores()
+        cores = os.cpu_count() or 1
+        if threads < cores:
+            log(f"threads: {threads} ({cores - threads} of {cores} cores busy with other work when the run started; "
+                "--set train.threads=N to choose)")  # fmt: skip
+    torch.set_num_threads(threads)
+    return threads
 
 
 class TrainingDiverged(RuntimeError):
@@ -164,6 +214,10 @@ def fit(
     t = config.train
     world, rank = _distributed()
     device = check_train(t, world)
+    if t.threads is None and world > 1:  # the ranks share the machine's cores
+        resolve_threads(max(1, (os.cpu_count() or 1) // world))
+    else:
+        resolve_threads(t.threads, log=lambda line: console.print(line) if rank == 0 else None)
     if device.type != "cpu":  # the data are small next to the model's activations: all of it moves once
         model.to(device)
         task.to(device)
