@@ -15,28 +15,15 @@ Reference: Guo & Berkhahn, "Entity Embeddings of Categorical Variables", 2016.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 
 from embdrop import Dropout, Embedding, HashEmbedding, _checks, embedding_size
 from embdrop.recipes.config import Config, DataConfig, TrainConfig
-from embdrop.recipes.tabular import Tabular
+from embdrop.recipes.tabular import EntityModel, Tabular
 
 DESCRIPTION = "high-cardinality categories: entity embeddings vs hashing vs one-hot, NYC flights (AUC)"
 KINDS = ("embedding", "hash", "onehot")
-
-
-@dataclass
-class EntityModel:
-    kind: str = "embedding"  # "embedding", "hash" or "onehot"
-    max_dim: int = 16  # embedding width per feature: min(max_dim, fastai's rule)
-    embedding_dropout: float = 0.1  # drops a feature's whole vector
-    dropout: float = 0.2  # on the concatenated vectors and on the hidden layer
-    hidden: int = 64
-    buckets: int = 4096  # hash: rows of each feature's table
-    num_hashes: int = 2
 
 
 def config() -> Config:

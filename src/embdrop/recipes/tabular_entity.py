@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from embdrop import Dropout, Embedding, HashEmbedding, _checks, _extras, embedding_size
 from embdrop.data.categorical import CategoryEncoder
 from embdrop.recipes.config import Config, TrainConfig
-from embdrop.recipes.tabular import auc
+from embdrop.recipes.tabular import EntityModel, auc
 from embdrop.recipes.task import Task
 
 DESCRIPTION = "your table (--data FILE): entity embeddings vs hashing vs one-hot for its categorical columns"
@@ -52,22 +52,11 @@ class TableData:
     min_count: int = 1  # categories seen fewer times in training share the unknown row
 
 
-@dataclass
-class TableModel:
-    kind: str = "embedding"  # "embedding", "hash" or "onehot"
-    max_dim: int = 16  # embedding width per column: min(max_dim, fastai's rule)
-    embedding_dropout: float = 0.1  # drops a column's whole vector
-    dropout: float = 0.2  # on the concatenated inputs and on the hidden layer
-    hidden: int = 64
-    buckets: int = 4096  # hash: rows of each column's table
-    num_hashes: int = 2
-
-
 def config() -> Config:
     return Config(
         "tabular-entity",
         TableData(),
-        TableModel(),
+        EntityModel(),
         TrainConfig(epochs=10, batch_size=256, optimizer="adam", lr=2e-3, clip=None, patience=3),
     )
 
@@ -322,7 +311,7 @@ def _num(v: str) -> float | None:
 class TableNet(nn.Module):
     """Categorical codes (B, Fc), their hashes (B, Fc) and numeric columns (B, Fn) -> logits (B,) or (B, K)."""
 
-    def __init__(self, cardinalities: list[int], numeric: int, outputs: int, m: TableModel) -> None:
+    def __init__(self, cardinalities: list[int], numeric: int, outputs: int, m: EntityModel) -> None:
         super().__init__()
         self.kind = _checks.choice("model.kind", m.kind, KINDS)
         self.outputs = outputs
