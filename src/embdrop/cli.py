@@ -48,11 +48,10 @@ def _data_overrides(args: argparse.Namespace, recipe: str | None) -> list[str]:
     if not given:
         return []
     from embdrop import recipes
-    from embdrop.recipes.config import fields
 
     name = recipe or recipes.DEFAULT
-    if "data.train" not in fields(recipes.recipe(name).config()):
-        own = [n for n, m in recipes.RECIPES.items() if "data.train" in fields(m.config())]
+    if not recipes.recipe(name).reads_files:
+        own = [n for n, r in recipes.RECIPES.items() if r.reads_files]
         raise _checks.invalid(f"--{given[0][0]}", f"a recipe that reads your files: {', '.join(own)}", repr(name))
     if args.data is None:
         raise _checks.invalid(f"--{given[0][0]}", "your training file (--data FILE) beside it", "no --data")
@@ -230,8 +229,8 @@ def _cmd_recipes(args: argparse.Namespace) -> int:
     from embdrop import recipes
 
     width = max(map(len, recipes.RECIPES))
-    for name, module in recipes.RECIPES.items():
-        print(f"{name:{width}}  {module.DESCRIPTION}")
+    for name, r in recipes.RECIPES.items():
+        print(f"{name:{width}}  {r.description}")
     return 0
 
 

@@ -57,6 +57,9 @@ def _build_and_load(name: str):
         return _import(name, lib)
     from torch.utils.cpp_extension import load
 
+    # a first run would otherwise look stalled (its first epoch holds the build): say what the wait is
+    print(f"embdrop: building the fused CPU recurrent kernel for this CPU, once (about a minute; cached in "
+          f"{_cache.cache_dir()})", file=sys.stderr, flush=True)  # fmt: skip
     built = {}
 
     def build(folder: Path) -> None:

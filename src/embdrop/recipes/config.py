@@ -17,18 +17,27 @@ from embdrop import _checks
 
 @dataclass
 class DataConfig:
-    """Where the examples come from and how text becomes ids."""
-
-    name: str = "reviews"
-    root: str | None = None  # the dataset directory, for datasets that are not packaged
-    max_tokens: int = 10_000  # vocabulary size, specials included (Keras' max_tokens)
-    maxlen: int = 200  # pad / truncate to this many tokens (Keras' pad_sequences)
-    padding: str = "pre"  # "pre" (Keras' default) or "post"
-    punctuation: str = "strip"  # Keras' TextVectorization default: lower case, punctuation deleted
+    """The base of every recipe's data section (``config.data``); each task family has its own: :class:`TextData`,
+    :class:`CategoryData`, ``LmData`` (language models), ``TranslationData`` and ``TableData`` (your tables)."""
 
 
 @dataclass
-class TextData(DataConfig):
+class Dataset(DataConfig):
+    """A built-in dataset: its ``name`` and, for one that is not packaged, its directory."""
+
+    name: str = "reviews"
+    root: str | None = None  # the dataset directory, for datasets that are not packaged
+
+
+@dataclass
+class CategoryData(Dataset):
+    """A built-in table of categorical features (flights, movielens)."""
+
+    min_count: int = 1  # categories seen fewer times in training share the unknown id
+
+
+@dataclass
+class TextData(Dataset):
     """A text-classification recipe's data: a built-in dataset (``name``), or your own files (``train``).
 
     ``train`` (``--data``) is a CSV/TSV/JSONL/``label<TAB>text`` file or a folder with one sub-folder per class (see
@@ -36,6 +45,10 @@ class TextData(DataConfig):
     carved from ``train`` (10% each, stratified, seed 0).
     """
 
+    max_tokens: int = 10_000  # vocabulary size, specials included (Keras' max_tokens)
+    maxlen: int = 200  # pad / truncate to this many tokens (Keras' pad_sequences)
+    padding: str = "pre"  # "pre" (Keras' default) or "post"
+    punctuation: str = "strip"  # Keras' TextVectorization default: lower case, punctuation deleted
     train: str | None = None
     valid: str | None = None
     test: str | None = None
@@ -87,6 +100,11 @@ class EmbeddingConfig:
 
 
 @dataclass
+class ModelConfig:
+    """The base of every recipe's model section (``config.model``): a dataclass of the model's sizes and rates."""
+
+
+@dataclass
 class Config:
     """One run: the recipe's name, its data, its model (a recipe-specific dataclass) and the loop.
 
@@ -95,7 +113,7 @@ class Config:
 
     recipe: str
     data: DataConfig = field(default_factory=DataConfig)
-    model: Any = None
+    model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     embedding: EmbeddingConfig | None = None
     variant: str | None = None  # the preset a recipe with variants was built from (``--set variant=NAME``)

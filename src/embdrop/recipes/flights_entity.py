@@ -19,19 +19,16 @@ import torch
 from torch import Tensor, nn
 
 from embdrop import Dropout, Embedding, HashEmbedding, _checks, embedding_size
-from embdrop.recipes.config import Config, DataConfig, TrainConfig
+from embdrop.recipes.config import CategoryData, Config, TrainConfig
 from embdrop.recipes.tabular import EntityModel, Tabular
 
-DESCRIPTION = "high-cardinality categories: entity embeddings vs hashing vs one-hot, NYC flights (AUC)"
 KINDS = ("embedding", "hash", "onehot")
 
 
 def config() -> Config:
     return Config(
         "flights-entity",
-        DataConfig(
-            name="flights", max_tokens=1, maxlen=0, padding="post", punctuation="split"
-        ),  # max_tokens: min count
+        CategoryData(name="flights", min_count=1),
         EntityModel(),
         TrainConfig(epochs=6, batch_size=512, optimizer="adam", lr=2e-3, clip=None),
     )

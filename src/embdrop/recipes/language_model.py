@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from embdrop import LSTM, Dropout, Embedding, LockedDropout, _checks
 from embdrop.data import Vocab, batchify, bptt_batches, load_dataset, num_bptt_batches
-from embdrop.recipes.config import Config, DataConfig, TrainConfig
+from embdrop.recipes.config import Config, Dataset, ModelConfig, TrainConfig
 from embdrop.recipes.losses import linear_cross_entropy
 from embdrop.recipes.task import Task
 
@@ -45,7 +45,7 @@ VARIANTS = ("none", "naive", "variational", "awd")
 
 
 @dataclass
-class LmModel:
+class LmModel(ModelConfig):
     embedding_dim: int = 200
     hidden: int = 200
     layers: int = 2
@@ -64,7 +64,10 @@ class LmModel:
 
 
 @dataclass
-class LmData(DataConfig):
+class LmData(Dataset):
+    """A language-modelling corpus (ptb, wikitext2) cut into windows of ``bptt`` tokens."""
+
+    max_tokens: int = 0  # vocabulary size, <eos> and <unk> included; 0: every word of the training split
     bptt: int = 20
     variable_bptt: bool = False  # AWD-LSTM's random window lengths (with the learning rate scaled by t / bptt)
     eval_batch_size: int = 10
@@ -73,7 +76,7 @@ class LmData(DataConfig):
 def config(recipe: str, dataset: str, variant: str) -> Config:
     """The preset of ``variant`` (see the module docstring) for ``dataset``."""
     _checks.choice("variant", variant, VARIANTS)
-    data = LmData(name=dataset, root=None, max_tokens=0, maxlen=0, padding="post", punctuation="split")
+    data = LmData(name=dataset, root=None, max_tokens=0)
     if variant == "none":
         model = LmModel(init_range=0.1)
         train = TrainConfig(epochs=13, batch_size=20, optimizer="sgd", lr=20.0, clip=0.25, lr_decay=0.5, decay_after=4)
@@ -245,3 +248,13 @@ def task(config: Config) -> LanguageModelling:
 
 def build(config: Config, data: LanguageModelling) -> nn.Module:
     return LstmLm(len(data.vocab), config.model)
+
+
+def ptb(variant: str = "none") -> Config:
+    """``ptb-lm``: the preset ``variant`` on Penn Treebank (``--set data.root=DIR``)."""
+    return config("ptb-lm", "ptb", variant)
+
+
+def wikitext2(variant: str = "none") -> Config:
+    """``wikitext2-lm``: the preset ``variant`` on WikiText-2 (``--set data.root=DIR``)."""
+    return config("wikitext2-lm", "wikitext2", variant)

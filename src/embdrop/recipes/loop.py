@@ -25,7 +25,7 @@ from torch import nn
 from embdrop import _checks, _extras
 from embdrop._io import write_json
 from embdrop.kernels import cpu as cpu_kernel
-from embdrop.recipes import checkpoint
+from embdrop.recipes import checkpoint, distributed
 from embdrop.recipes.checkpoint import weights_of  # noqa: F401  (re-exported: the weights as safetensors takes them)
 from embdrop.recipes.config import Config, to_dict
 from embdrop.recipes.task import Task
@@ -176,15 +176,6 @@ class Summary:
         )
 
 
-def _distributed() -> tuple[int, int]:
-    """(world size, rank): (1, 0) unless a process group is up (``embdrop train`` under ``torchrun``)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank()
-    return 1, 0
-
-
 def fit(
     config: Config,
     task: Task,
@@ -197,22 +188,22 @@ def fit(
 ) -> Summary | None:
     """Train ``model`` on ``task`` as ``config.train`` says, writing the run directory ``run``.
 
-    Each epoch ends with one atomic commit (see :mod:`embdrop.recipes.checkpoint`); ``resume`` continues from the
-    last one, and ``resumes`` (the fields a resume changed) is added to its record. A NaN or infinite loss stops
-    the run with :class:`TrainingDiverged`, the last commit kept.
+    Each epoch (:func:`train_epoch`, then :func:`end_epoch`: validation, best weights, the commit) ends with one
+    atomic commit (see :mod:`embdrop.recipes.checkpoint`); ``resume`` continues from the last one, and ``resumes``
+    (the fields a resume changed) is added to its record. A NaN or infinite loss stops the run with
+    :class:`TrainingDiverged`, the last commit kept. :func:`final_test` evaluates the best epoch's weights.
 
-    Under ``torchrun --nproc_per_node N`` (a gloo process group, see :func:`embdrop.recipes.train`) the model is
-    wrapped in DistributedDataParallel: each global batch of ``train.batch_size`` is split by rows across the N
+    Under ``torchrun --nproc_per_node N`` (a gloo process group, see :mod:`embdrop.recipes.distributed`) the model
+    is wrapped in DistributedDataParallel: each global batch of ``train.batch_size`` is split by rows across the N
     processes, so the update is that of one process with the same batch; rank 0 writes and returns the summary,
     the other ranks return None.
     """
     _extras.need("rich", "safetensors", "matplotlib")
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = console or Console(stderr=True)
     t = config.train
-    world, rank = _distributed()
+    world, rank = distributed.world_rank()
     device = check_train(t, world)
     if t.threads is None and world > 1:  # the ranks share the machine's cores
         resolve_threads(max(1, (os.cpu_count() or 1) // world))
@@ -230,8 +221,6 @@ def fit(
 
         net = DistributedDataParallel(model)
     opt = make_optimizer(config, model.parameters())
-    step_context = autocast(config, device.type)
-    plain = t.log_every > 0 and not console.is_terminal  # a log file: a line every log_every seconds, no bar
     if t.precision == "bfloat16" and device.type == "cpu" and not cpu_kernel.onednn_supports(torch.bfloat16):
         console.print(
             "warning: train.precision=bfloat16, but oneDNN has no bfloat16 on this CPU (it needs AVX-512; AMX or "
@@ -253,102 +242,143 @@ def fit(
     elif writer:
         write_json(run / "config.json", to_dict(config), indent=1)
         task.save(run)
-    metric = task.metric
-    history = state.history
-    bad_epochs = 0 if not history else history[-1].get("bad_epochs", 0)
     for epoch in range(state.epoch + 1, t.epochs + 1):
-        model.train()
-        for group in opt.param_groups:
-            group["lr"] = epoch_lr(config, epoch)
-        task.start_epoch(opt)
-        g = torch.Generator().manual_seed(t.seed * 100_003 + epoch)  # the order of epoch k depends on (seed, k)
-        if world > 1:  # each rank its own dropout masks, reproducible from (seed, epoch, rank)
-            torch.manual_seed((t.seed * 100_003 + epoch) * 1_009 + rank)
-        t0 = time.perf_counter()
-        sums, n = {"loss": 0.0, metric: 0.0}, 0
-        columns = (TextColumn(f"epoch {epoch}/{t.epochs}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(
-            *columns,
-            TextColumn("{task.fields[info]}"),
-            console=console,
-            transient=True,
-            disable=not console.is_terminal,
-        ) as bar:
-            total = task.num_batches("train", t.batch_size)
-            job = bar.add_task("train", total=total, info="")
-            last_line = t0
-            for batch in task.batches("train", t.batch_size, generator=g):
-                if world > 1:
-                    batch = tuple(x[rank::world] for x in batch)
-                with step_context:
-                    loss, extra = task.loss(net, batch)
-                value = loss.item()
-                if not math.isfinite(value):
-                    _diverged(config, epoch, n + 1, total, f"training loss {value}", state.epoch)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if t.clip is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), t.clip)
-                opt.step()
-                sums["loss"] += value
-                sums[metric] += extra[metric]
-                n += 1
-                info = f"loss {sums['loss'] / n:.4f} {metric} {sums[metric] / n:.4f}"
-                bar.update(job, advance=1, info=info)
-                if plain and n < total and time.perf_counter() - last_line >= t.log_every:
-                    last_line = time.perf_counter()
-                    console.print(f"epoch {epoch}/{t.epochs}: {n}/{total} batches, {info}, "
-                                  f"{last_line - t0:.0f} s", soft_wrap=True)  # fmt: skip
-        seconds = time.perf_counter() - t0
-        if world > 1:  # the logged train loss and metric: the mean over ranks
-            import torch.distributed as dist
-
-            totals = torch.tensor([sums["loss"], sums[metric]], dtype=torch.float64)
-            dist.all_reduce(totals)
-            sums["loss"], sums[metric] = (totals / world).tolist()
-        valid = task.evaluate(model, "valid")
-        if not all(math.isfinite(v) for v in valid.values()):
-            _diverged(config, epoch, n, total, f"validation {valid}", state.epoch)
-        train_metric = task.train_metric(sums["loss"] / n, sums[metric] / n)
-        row = {
-            "epoch": epoch,
-            "train_loss": sums["loss"] / n,
-            f"train_{metric}": train_metric,
-            "lr": epoch_lr(config, epoch),
-        }
-        row.update({f"valid_{k}": v for k, v in valid.items()})
-        row["seconds"] = seconds
-        value = valid[metric]
-        better = value > state.best["value"] if task.higher_is_better else value < state.best["value"]
-        if better:
-            state.best = {"epoch": epoch, "value": value}
-            state.best_weights = checkpoint.snapshot(model)
-            bad_epochs = 0
-        else:
-            bad_epochs += 1
-        row["bad_epochs"] = bad_epochs
-        history.append(row)
-        state.epoch = epoch
-        if not writer:
-            continue
-        checkpoint.save(run, model, opt, state)  # the commit: this epoch's weights, optimizer, RNG and metrics
-        plots.learning_curve(run / "curve.png", history, metric, run.name)
-        train_value = row[f"train_{metric}"]  # NaN where the metric needs the whole split (AUC): not shown
-        shown = "" if math.isnan(train_value) else f" {metric} {train_value:.4f}"
-        console.print(
-            f"epoch {epoch}/{t.epochs}: train loss {row['train_loss']:.4f}{shown}, "
-            f"valid loss {valid['loss']:.4f} {metric} {value:.4f}, {seconds:.1f} s" + (" *" if better else ""),
-            soft_wrap=True,
-        )
-        if t.patience is not None and bad_epochs >= t.patience:
-            console.print(f"early stop: no better validation {metric} for {t.patience} epochs")
+        sums, seconds = train_epoch(config, task, net, model, opt, epoch, state.epoch, console)
+        stop = end_epoch(config, task, model, opt, state, epoch, sums, seconds, run if writer else None, console)
+        if stop:
             break
     if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()  # rank 0 has written best.safetensors
+        distributed.barrier()  # rank 0 has written best.safetensors
         if not writer:
             return None
+    return final_test(config, task, model, state, run)
+
+
+def train_epoch(
+    config: Config,
+    task: Task,
+    net: nn.Module,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    epoch: int,
+    committed: int,
+    console,
+) -> tuple[dict, float]:
+    """One pass over the training split: ``({"loss": mean, metric: mean}, seconds)``, the means over the ranks.
+
+    ``net`` is ``model`` or its DDP wrapper; the order of the batches depends on (seed, epoch) only, so a resumed
+    run sees the batches an uninterrupted one would.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    t = config.train
+    world, rank = distributed.world_rank()
+    metric = task.metric
+    plain = t.log_every > 0 and not console.is_terminal  # a log file: a line every log_every seconds, no bar
+    model.train()
+    for group in opt.param_groups:
+        group["lr"] = epoch_lr(config, epoch)
+    task.start_epoch(opt)
+    g = torch.Generator().manual_seed(t.seed * 100_003 + epoch)  # the order of epoch k depends on (seed, k)
+    if world > 1:  # each rank its own dropout masks, reproducible from (seed, epoch, rank)
+        torch.manual_seed((t.seed * 100_003 + epoch) * 1_009 + rank)
+    step_context = autocast(config, next(model.parameters()).device.type)
+    t0 = time.perf_counter()
+    sums, n = {"loss": 0.0, metric: 0.0}, 0
+    columns = (TextColumn(f"epoch {epoch}/{t.epochs}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(
+        *columns, TextColumn("{task.fields[info]}"), console=console, transient=True, disable=not console.is_terminal
+    ) as bar:
+        total = task.num_batches("train", t.batch_size)
+        job = bar.add_task("train", total=total, info="")
+        last_line = t0
+        for batch in task.batches("train", t.batch_size, generator=g):
+            if world > 1:
+                batch = tuple(x[rank::world] for x in batch)
+            with step_context:
+                loss, extra = task.loss(net, batch)
+            value = loss.item()
+            if not math.isfinite(value):
+                _diverged(config, epoch, n + 1, total, f"training loss {value}", committed)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if t.clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), t.clip)
+            opt.step()
+            sums["loss"] += value
+            sums[metric] += extra[metric]
+            n += 1
+            info = f"loss {sums['loss'] / n:.4f} {metric} {sums[metric] / n:.4f}"
+            bar.update(job, advance=1, info=info)
+            if plain and n < total and time.perf_counter() - last_line >= t.log_every:
+                last_line = time.perf_counter()
+                console.print(f"epoch {epoch}/{t.epochs}: {n}/{total} batches, {info}, "
+                              f"{last_line - t0:.0f} s", soft_wrap=True)  # fmt: skip
+    seconds = time.perf_counter() - t0
+    loss_mean, metric_mean = distributed.mean_over_ranks(sums["loss"] / n, sums[metric] / n)
+    return {"loss": loss_mean, metric: metric_mean, "batches": n}, seconds
+
+
+def end_epoch(
+    config: Config,
+    task: Task,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    state: checkpoint.State,
+    epoch: int,
+    sums: dict,
+    seconds: float,
+    run: Path | None,
+    console,
+) -> bool:
+    """Validate, keep the best weights, commit the epoch to ``run`` (None: a rank that does not write) and print
+    its line; returns whether early stopping says to stop."""
+    t, metric = config.train, task.metric
+    valid = task.evaluate(model, "valid")
+    if not all(math.isfinite(v) for v in valid.values()):
+        total = task.num_batches("train", t.batch_size)
+        _diverged(config, epoch, sums["batches"], total, f"validation {valid}", state.epoch)
+    row = {
+        "epoch": epoch,
+        "train_loss": sums["loss"],
+        f"train_{metric}": task.train_metric(sums["loss"], sums[metric]),
+        "lr": epoch_lr(config, epoch),
+    }
+    row.update({f"valid_{k}": v for k, v in valid.items()})
+    row["seconds"] = seconds
+    value = valid[metric]
+    better = value > state.best["value"] if task.higher_is_better else value < state.best["value"]
+    bad_epochs = 0 if not state.history else state.history[-1].get("bad_epochs", 0)
+    if better:
+        state.best = {"epoch": epoch, "value": value}
+        state.best_weights = checkpoint.snapshot(model)
+        bad_epochs = 0
+    else:
+        bad_epochs += 1
+    row["bad_epochs"] = bad_epochs
+    state.history.append(row)
+    state.epoch = epoch
+    if run is None:
+        return False
+    checkpoint.save(run, model, opt, state)  # the commit: this epoch's weights, optimizer, RNG and metrics
+    plots.learning_curve(run / "curve.png", state.history, metric, run.name)
+    train_value = row[f"train_{metric}"]  # NaN where the metric needs the whole split (AUC): not shown
+    shown = "" if math.isnan(train_value) else f" {metric} {train_value:.4f}"
+    console.print(
+        f"epoch {epoch}/{t.epochs}: train loss {row['train_loss']:.4f}{shown}, "
+        f"valid loss {valid['loss']:.4f} {metric} {value:.4f}, {seconds:.1f} s" + (" *" if better else ""),
+        soft_wrap=True,
+    )
+    if t.patience is not None and bad_epochs >= t.patience:
+        console.print(f"early stop: no better validation {metric} for {t.patience} epochs")
+        return True
+    return False
+
+
+def final_test(config: Config, task: Task, model: nn.Module, state: checkpoint.State, run: Path) -> Summary:
+    """The test metrics with the best epoch's weights (and the MC-dropout ones with ``train.mc``), written to
+    ``summary.json``."""
+    t = config.train
     if state.best_weights is None:
         raise _checks.invalid("train.epochs", f"more epochs than the {state.epoch} the run has done (it has no "
                               "best epoch yet)", t.epochs)  # fmt: skip
@@ -357,6 +387,7 @@ def fit(
     if t.mc > 0:
         torch.manual_seed(t.seed)
         test.update(task.evaluate(model, "test", mc=t.mc))
+    history = state.history
     per_epoch = sum(h["seconds"] for h in history) / max(len(history), 1)
     summary = Summary(test, state.best["epoch"], per_epoch, parameter_count(model), run)
     write_json(run / "summary.json", {"test": test, "best_epoch": state.best["epoch"], "seconds_per_epoch": per_epoch,

@@ -16,14 +16,12 @@ import torch
 from torch import Tensor, nn
 
 from embdrop import Embedding
-from embdrop.recipes.config import Config, DataConfig, TrainConfig
+from embdrop.recipes.config import CategoryData, Config, ModelConfig, TrainConfig
 from embdrop.recipes.tabular import Tabular
-
-DESCRIPTION = "user and movie embeddings with embedding dropout on MovieLens ratings (RMSE vs baselines)"
 
 
 @dataclass
-class MfModel:
+class MfModel(ModelConfig):
     factors: int = 32
     embedding_dropout: float = 0.2  # drops a user's or a movie's whole factor vector
     init_std: float = 0.01
@@ -32,7 +30,7 @@ class MfModel:
 def config() -> Config:
     return Config(
         "movielens-mf",
-        DataConfig(name="movielens", max_tokens=1, maxlen=0, padding="post", punctuation="split"),
+        CategoryData(name="movielens", min_count=1),
         MfModel(),
         TrainConfig(epochs=20, batch_size=256, optimizer="adam", lr=2e-3, clip=None, weight_decay=0.0, patience=4),
     )

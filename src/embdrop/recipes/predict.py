@@ -16,6 +16,7 @@ from embdrop import _checks, _extras
 from embdrop._io import read_json
 from embdrop.data import Vocab, pad_sequences
 from embdrop.layers import mc_predict
+from embdrop.recipes import text_classification
 from embdrop.recipes.text_classification import TextClassification, TextInputs, _Probability, outputs, tokenizer
 
 
@@ -54,11 +55,11 @@ def load_model(run: str | Path):
 
     run = Path(run)
     config = recipes.load_config(run, "RUN_DIR")
-    module = recipes.recipe(config.recipe)
-    if getattr(module, "task", None) is not recipes.text_classification.task:
-        text = ", ".join(n for n, m in recipes.RECIPES.items() if getattr(m, "task", None) is module.task)
-        raise _checks.invalid("RUN_DIR", "a run of a text-classification recipe (reviews-*, imdb-*)",
-                              f"{str(run)!r} (recipe {config.recipe}{'; ' + text if text else ''})")  # fmt: skip
+    r = recipes.recipe(config.recipe)
+    if r.task is not text_classification.task:
+        text = ", ".join(n for n, m in recipes.RECIPES.items() if m.task is text_classification.task)
+        raise _checks.invalid("RUN_DIR", f"a run of a text-classification recipe ({text})",
+                              f"{str(run)!r} (recipe {config.recipe})")  # fmt: skip
     try:
         vocab = Vocab.load(run / "vocab.json")
         weights = load_file(run / "best.safetensors")
@@ -75,7 +76,7 @@ def load_model(run: str | Path):
     if config.embedding is not None and config.embedding.pretrained is not None:
         config.embedding.pretrained = None  # the trained weights replace the vectors: no need to read them again
         config.model.embedding_dim = weights["embedding.weight"].shape[1]
-    model = module.build(config, TextInputs(vocab, outputs(len(classes))))
+    model = r.build(config, TextInputs(vocab, outputs(len(classes))))
     model.load_state_dict(weights)
     model.eval()
     return config, vocab, classes, model

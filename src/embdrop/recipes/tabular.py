@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from embdrop import _checks
 from embdrop.data import load_dataset
 from embdrop.data.categorical import CategoryEncoder
-from embdrop.recipes.config import Config
+from embdrop.recipes.config import Config, ModelConfig
 from embdrop.recipes.task import Task
 
 
@@ -37,7 +37,7 @@ def auc(scores: Tensor, labels: Tensor) -> float:
 
 
 @dataclass
-class EntityModel:
+class EntityModel(ModelConfig):
     """How categories become numbers, for the table recipes (``flights-entity``, ``tabular-entity``)."""
 
     kind: str = "embedding"  # "embedding", "hash" or "onehot"
@@ -65,7 +65,8 @@ class Tabular(Task):
         self.metric = "auc" if kind == "binary" else "rmse"
         self.higher_is_better = kind == "binary"
         self.features = tuple(ds.features)
-        self.encoder = CategoryEncoder(self.features, min_freq=max(1, d.max_tokens)).fit(ds["train"])
+        min_count = _checks.integer("data.min_count", d.min_count, low=1)
+        self.encoder = CategoryEncoder(self.features, min_freq=min_count).fit(ds["train"])
         self.splits = {}
         for name in ("train", "valid", "test"):
             df = ds[name]

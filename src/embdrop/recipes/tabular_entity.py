@@ -28,18 +28,17 @@ from torch import Tensor, nn
 
 from embdrop import Dropout, Embedding, HashEmbedding, _checks, _extras, embedding_size
 from embdrop.data.categorical import CategoryEncoder
-from embdrop.recipes.config import Config, TrainConfig
+from embdrop.recipes.config import Config, DataConfig, TrainConfig
 from embdrop.recipes.tabular import EntityModel, auc
 from embdrop.recipes.task import Task
 
-DESCRIPTION = "your table (--data FILE): entity embeddings vs hashing vs one-hot for its categorical columns"
 KINDS = ("embedding", "hash", "onehot")
 TARGETS = ("auto", "binary", "multiclass", "regression")
 MAX_CLASSES_OF_INTS = 20  # integer targets with more distinct values are a regression under target=auto
 
 
 @dataclass
-class TableData:
+class TableData(DataConfig):
     """Your table: a CSV/TSV with a header row (or JSON lines), the target column and the categorical columns."""
 
     train: str | None = None  # --data
@@ -348,6 +347,3 @@ def task(config: Config) -> OwnTable:
 
 def build(config: Config, data: OwnTable) -> nn.Module:
     return TableNet(data.cardinalities, len(data.numeric), data.outputs, config.model)
-
-
-__all__ = ["DESCRIPTION", "build", "config", "task"]

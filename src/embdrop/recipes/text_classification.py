@@ -217,5 +217,16 @@ def text_embedding(config: Config, vocab: Vocab, dim: int, dropout: float = 0.0)
 keras_init = keras_  # the recipes' name for it
 
 
+def text_model(config: Config, data: TextInputs, make) -> nn.Module:
+    """A text recipe's model: ``make(embedding)`` on the word embedding of :func:`text_embedding`, then Keras'
+    initialisers unless ``model.init="torch"`` (pretrained vectors keep their values)."""
+    m = config.model
+    _checks.choice("model.init", m.init, ("keras", "torch"))
+    model = make(text_embedding(config, data.vocab, m.embedding_dim, m.embedding_dropout))
+    if m.init == "keras":
+        keras_init(model, embedding=config.embedding is None or config.embedding.pretrained is None)
+    return model
+
+
 def task(config: Config) -> TextClassification:
     return TextClassification(config)

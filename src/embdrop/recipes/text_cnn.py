@@ -4,27 +4,28 @@ packaged reviews by default.
 Embedding(V, E) -> Conv1D with filter widths 3, 4 and 5, 100 maps each, ReLU -> max over time -> concatenation
 (300 features) -> Dropout(0.5) -> Dense with a max-norm of 3 on each output unit's weights -> sigmoid (two classes)
 or softmax. ``--set embedding.pretrained=glove`` starts from GloVe; ``embedding.freeze=true`` is Kim's "static"
-variant, ``false`` his "non-static". Kim trained with Adadelta; the default here is Adam (lr 1e-3).
+variant, ``false`` his "non-static", and ``model.multichannel=true`` his "multichannel" (a static and a non-static
+copy of the vectors, each filter applied to both and the results added). Kim trained with Adadelta;
+the default here is Adam (lr 1e-3).
 
 Reference: Kim, "Convolutional Neural Networks for Sentence Classification", 2014.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from embdrop import Dropout, Embedding, _checks
-from embdrop.recipes.config import Config, EmbeddingConfig, TextData, TrainConfig
-from embdrop.recipes.text_classification import TextClassification, head, keras_init, task, text_embedding
-
-DESCRIPTION = "your texts (--data FILE): Kim's CNN, filter widths 3,4,5 x 100, max over time, dropout 0.5"
+from embdrop.recipes.config import Config, EmbeddingConfig, ModelConfig, TextData, TrainConfig
+from embdrop.recipes.text_classification import TextClassification, head, text_model
 
 
 @dataclass
-class KimCnnModel:
+class KimCnnModel(ModelConfig):
     embedding_dim: int = 128  # ignored with pretrained vectors (their width)
     embedding_dropout: float = 0.0  # embedding dropout (whole words)
     widths: str = "3,4,5"  # filter widths, comma-separated
@@ -32,6 +33,9 @@ class KimCnnModel:
     dropout: float = 0.5  # on the pooled features (the penultimate layer)
     max_norm: float | None = 3.0  # of each output unit's weight vector, after every update (None: off)
     init: str = "keras"  # "keras" or "torch"
+    # Kim's "multichannel": a second, frozen copy of the embedding beside the trained one; each filter reads both
+    # and adds the results. Meant for pretrained vectors (embedding.pretrained), with embedding.freeze=false.
+    multichannel: bool = False
 
 
 def config() -> Config:
@@ -74,27 +78,36 @@ class KimCnn(nn.Module):
     def __init__(self, embedding: Embedding, m: KimCnnModel, outputs: int = 1) -> None:
         super().__init__()
         self.embedding = embedding
+        self.static = None
+        if m.multichannel:  # the second channel: the same starting vectors, never updated
+            self.static = copy.deepcopy(embedding).requires_grad_(False)
         self.widths = widths(m.widths)
         self.convs = nn.ModuleList(nn.Conv1d(embedding.embedding_dim, m.maps, w) for w in self.widths)
         self.dropout = Dropout(m.dropout)
         self.dense = MaxNormLinear(m.maps * len(self.widths), outputs, m.max_norm)
 
-    def forward(self, ids: Tensor) -> Tensor:
-        x = self.embedding(ids).transpose(1, 2)  # (B, T, E) -> (B, E, T)
+    def _channel(self, embedding: Embedding, ids: Tensor) -> Tensor:
+        x = embedding(ids).transpose(1, 2)  # (B, T, E) -> (B, E, T)
         if x.shape[-1] < max(self.widths):  # texts shorter than the widest filter: pad with zero vectors
             x = nn.functional.pad(x, (0, max(self.widths) - x.shape[-1]))
-        pooled = [torch.relu(conv(x)).amax(dim=-1) for conv in self.convs]  # each (B, maps)
+        return x
+
+    def forward(self, ids: Tensor) -> Tensor:
+        x = self._channel(self.embedding, ids)  # (B, E, T)
+        if self.static is None:
+            pooled = [torch.relu(conv(x)).amax(dim=-1) for conv in self.convs]  # each (B, maps)
+        else:  # one filter over both channels, the results added (one bias)
+            s = self._channel(self.static, ids)  # (B, E, T)
+            pooled = [torch.relu(conv(x) + nn.functional.conv1d(s, conv.weight)).amax(dim=-1) for conv in self.convs]
         return head(self.dense(self.dropout(torch.cat(pooled, dim=-1))))  # (B,) or (B, K)
 
 
 def build(config: Config, data: TextClassification) -> nn.Module:
     m = config.model
-    embedding = text_embedding(config, data.vocab, m.embedding_dim, m.embedding_dropout)
-    model = KimCnn(embedding, m, data.outputs)
-    _checks.choice("model.init", m.init, ("keras", "torch"))
-    if m.init == "keras":
-        keras_init(model, embedding=config.embedding is None or config.embedding.pretrained is None)
+    if m.multichannel and config.embedding is not None and config.embedding.freeze:
+        raise _checks.invalid("embedding.freeze", "False with model.multichannel=true (its first channel is the "
+                              "trained one; the second is always frozen)", "True")  # fmt: skip
+    model = text_model(config, data, lambda e: KimCnn(e, m, data.outputs))
+    if model.static is not None:  # both channels start from the same vectors
+        model.static.weight.data.copy_(model.embedding.weight)
     return model
-
-
-__all__ = ["DESCRIPTION", "build", "config", "task"]

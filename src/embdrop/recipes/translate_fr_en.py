@@ -21,20 +21,23 @@ from torch import Tensor, nn
 
 from embdrop import GRU, LSTM, Dropout, Embedding, _checks, _extras
 from embdrop.data import Tokenizer, Vocab, load_dataset, pad_sequences
-from embdrop.recipes.config import Config, DataConfig, TrainConfig
+from embdrop.recipes.config import Config, Dataset, ModelConfig, TrainConfig
 from embdrop.recipes.task import Task
-
-DESCRIPTION = "embeddings in translation: GRU/LSTM encoder-decoder, French -> English, Tatoeba (BLEU; --set data.root)"
 
 
 @dataclass
-class TranslationData(DataConfig):
+class TranslationData(Dataset):
+    """Sentence pairs: both sides tokenized alike, at most ``maxlen`` words each."""
+
+    max_tokens: int = 8_000  # each side's vocabulary size, specials included; 0: every word
+    maxlen: int = 10  # pairs with more words on either side are left out
+    punctuation: str = "split"  # punctuation marks become tokens of their own
     train_pairs: int = 40_000  # at most this many training pairs (a seeded sample); 0: all
     eval_pairs: int = 1_000  # validation and test pairs used (the first of each split's seeded order)
 
 
 @dataclass
-class Seq2SeqModel:
+class Seq2SeqModel(ModelConfig):
     cell: str = "gru"  # "lstm" or "gru"
     embedding_dim: int = 128
     hidden: int = 256
@@ -47,9 +50,7 @@ class Seq2SeqModel:
 def config() -> Config:
     return Config(
         "translate-fr-en",
-        TranslationData(
-            name="tatoeba-fra-eng", root=None, max_tokens=8_000, maxlen=10, padding="post", punctuation="split"
-        ),
+        TranslationData(name="tatoeba-fra-eng", root=None, max_tokens=8_000, maxlen=10, punctuation="split"),
         Seq2SeqModel(),
         TrainConfig(epochs=8, batch_size=64, optimizer="adam", lr=2e-3, clip=1.0),
     )

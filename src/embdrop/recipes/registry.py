@@ -1,0 +1,142 @@
+"""The recipes by name: each a :class:`Recipe` (a config function, its task family and its model builder).
+
+A recipe is a short function over a dataset and a model: ``reviews-lstm``, ``imdb-lstm`` and ``text-lstm`` are one
+model (:mod:`~embdrop.recipes.text_lstm`) on three datasets. :func:`resolve` turns a name and ``--set`` items into a
+:class:`Config`; :func:`load_config` reads a run directory's, including those written by earlier versions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from embdrop import _checks
+from embdrop._io import read_json
+from embdrop.recipes import (
+    flights_entity,
+    language_model,
+    movielens_mf,
+    tabular_entity,
+    text_classification,
+    text_cnn,
+    text_cnn_lstm,
+    text_lstm,
+    translate_fr_en,
+)
+from embdrop.recipes.config import Config, apply_overrides, fields
+from embdrop.recipes.task import Task
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One recipe: ``config(variant)`` (or ``config()`` without variants) returns its preset; ``task(config)``
+    reads the data into a :class:`Task`; ``build(config, task)`` makes the model."""
+
+    name: str
+    description: str
+    config: Callable[..., Config]
+    task: Callable[[Config], Task]
+    build: Callable[[Config, Task], nn.Module]
+    variants: tuple[str, ...] = ()
+
+    @property
+    def reads_files(self) -> bool:
+        """Whether ``--data FILE`` (``data.train``) is a field of this recipe."""
+        return "data.train" in fields(self.preset())
+
+    def preset(self, variant: str | None = None) -> Config:
+        if not self.variants:
+            return self.config()
+        return self.config(variant) if variant is not None else self.config()
+
+
+_text = text_classification.task
+_lm_variants = language_model.VARIANTS
+_all = [
+    Recipe("text-lstm", "your texts (--data FILE): Embedding -> Dropout -> LSTM(dropout, recurrent_dropout) -> Dense",
+           text_lstm.text_lstm, _text, text_lstm.build),
+    Recipe("text-cnn", "your texts (--data FILE): Kim's CNN, filter widths 3,4,5 x 100, max over time, dropout 0.5",
+           text_cnn.config, _text, text_cnn.build),
+    Recipe("text-cnn-lstm", "your texts (--data FILE): Embedding -> Dropout -> Conv1D -> MaxPool -> LSTM -> Dense",
+           text_cnn_lstm.text_cnn_lstm, _text, text_cnn_lstm.build),
+    Recipe("tabular-entity", "your table (--data FILE): entity embeddings vs hashing vs one-hot for its categories",
+           tabular_entity.config, tabular_entity.task, tabular_entity.build),
+    Recipe("reviews-cnn-lstm", "the Keras CNN-LSTM sentiment model (text-cnn-lstm) on the packaged reviews",
+           text_cnn_lstm.reviews_cnn_lstm, _text, text_cnn_lstm.build),
+    Recipe("reviews-lstm", "the Keras LSTM sentiment model with recurrent_dropout (text-lstm) on the packaged reviews",
+           text_lstm.reviews_lstm, _text, text_lstm.build),
+    Recipe("imdb-cnn-lstm", "the Keras CNN-LSTM sentiment model on IMDB (--set data.root=DIR)",
+           text_cnn_lstm.imdb_cnn_lstm, _text, text_cnn_lstm.build),
+    Recipe("imdb-lstm", "the Keras LSTM sentiment model (dropout, recurrent_dropout) on IMDB (--set data.root=DIR)",
+           text_lstm.imdb_lstm, _text, text_lstm.build),
+    Recipe("ptb-lm", "word-level LSTM LM on Penn Treebank, --set variant=none|naive|variational|awd (data.root=DIR)",
+           language_model.ptb, language_model.task, language_model.build, _lm_variants),
+    Recipe("wikitext2-lm", "word-level LSTM LM on WikiText-2, --set variant=none|naive|variational|awd (data.root=DIR)",
+           language_model.wikitext2, language_model.task, language_model.build, _lm_variants),
+    Recipe("flights-entity", "high-cardinality categories: entity embeddings vs hashing vs one-hot, NYC flights (AUC)",
+           flights_entity.config, flights_entity.task, flights_entity.build),
+    Recipe("movielens-mf", "user and movie embeddings with embedding dropout on MovieLens ratings (RMSE vs baselines)",
+           movielens_mf.config, movielens_mf.task, movielens_mf.build),
+    Recipe("translate-fr-en", "embeddings in translation: GRU/LSTM encoder-decoder, French -> English, Tatoeba (BLEU)",
+           translate_fr_en.config, translate_fr_en.task, translate_fr_en.build),
+]  # fmt: skip
+RECIPES: dict[str, Recipe] = {r.name: r for r in _all}
+DEFAULT = "reviews-cnn-lstm"
+
+# Fields renamed since a run directory may have been written: {recipe: {old field: new field}}. Fields that no
+# longer exist (the text fields that table recipes once carried unused) are dropped when an old config is read.
+RENAMED = {
+    "flights-entity": {"data.max_tokens": "data.min_count"},
+    "movielens-mf": {"data.max_tokens": "data.min_count"},
+}
+
+
+def recipe(name: str) -> Recipe:
+    return RECIPES[_checks.choice("recipe", name, tuple(RECIPES))]
+
+
+def resolve(name: str, overrides: list[str] = ()) -> Config:
+    """The recipe's config with the ``--set`` overrides applied.
+
+    ``variant=NAME`` (recipes with variants) picks the preset first, whatever its place among the overrides;
+    the other fields are then set on top of it.
+    """
+    r = recipe(name)
+    chosen = [o for o in overrides if o.partition("=")[0].strip() == "variant"]
+    rest = [o for o in overrides if o not in chosen]
+    if not chosen:
+        return apply_overrides(r.preset(), rest)
+    if not r.variants:
+        raise _checks.invalid("--set", f"FIELD=VALUE with FIELD a field of {name} (it has no variants)", chosen[-1])
+    return apply_overrides(r.preset(chosen[-1].partition("=")[2].strip()), rest)
+
+
+def load_config(run: str | Path, argument: str, overrides: list[str] = ()) -> Config:
+    """The resolved config of a run directory (its ``config.json``), with ``overrides`` on top."""
+    saved = read_json(Path(run) / "config.json", "a run directory written by embdrop train", argument=argument)
+    if not isinstance(saved, dict) or saved.get("recipe") not in RECIPES:
+        raise _checks.invalid(argument, "a run directory written by embdrop train", repr(str(run)))
+    name = saved["recipe"]
+    renamed = RENAMED.get(name, {})
+    known = fields(recipe(name).preset(saved.get("variant")))
+    values = {renamed.get(k, k): v for k, v in flatten(saved).items()}
+    items = [f"{k}={v}" for k, v in values.items() if k in known]
+    if saved.get("variant") is not None:
+        items.insert(0, f"variant={saved['variant']}")
+    return resolve(name, items + list(overrides))
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, str]:
+    """A saved config's leaves as ``{"a.b": text}``, as ``--set`` takes them (``recipe`` and ``variant`` aside)."""
+    out = {}
+    for k, v in d.items():
+        if k in ("recipe", "variant"):
+            continue
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = "None" if v is None else str(v)
+    return out

@@ -1,0 +1,165 @@
+"""A run directory: :func:`train` checks what a user gives, creates or resumes the directory, locks it, and hands
+the task and the model to :func:`embdrop.recipes.loop.fit`."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from embdrop import _checks, _extras
+from embdrop.recipes import checkpoint, distributed
+from embdrop.recipes.config import Config, to_dict
+from embdrop.recipes.loop import Summary, check_train, fit
+from embdrop.recipes.losses import keep_freed_memory
+from embdrop.recipes.registry import DEFAULT, load_config, recipe, resolve
+
+# Fields that a resume may change: when to stop and how to report. Any other field changes what the run means
+# (its data, its model or its optimisation), so a resume that sets one is refused.
+RESUMABLE = ("train.epochs", "train.patience", "train.mc", "train.log_every", "train.device", "train.threads")
+
+
+def train(
+    name: str | None = None,
+    overrides: list[str] = (),
+    out: str | Path | None = None,
+    *,
+    resume: str | Path | None = None,
+    console=None,
+) -> Summary:
+    """Train a recipe into a new run directory (``out``, default ``runs/<recipe>-<time>``), or continue ``resume``.
+
+    Everything a user gives is checked before the data are read; the run directory is locked while training (a
+    second process writing it gets an error). With ``resume``, ``overrides`` may set only the fields of
+    :data:`RESUMABLE`; the changes are written to ``config.json`` and recorded in the checkpoint's ``resumes``.
+    Started by ``torchrun --nproc_per_node N`` it trains on N processes (DDP over gloo); see :func:`loop.fit`.
+    """
+    _extras.need("rich", "safetensors", "matplotlib")  # before anything is read or written
+    distributed.start()
+    changes: list[dict] = []
+    if resume is not None:
+        run = Path(resume)
+        saved = load_config(run, "--resume")
+        config = load_config(run, "--resume", overrides)
+        if name is not None and name != config.recipe:
+            raise _checks.invalid("recipe", f"{config.recipe!r} (the recipe of {run}) or none", repr(name))
+        changed = _changes(saved, config)
+        frozen = [k for k in changed if k not in RESUMABLE]
+        if frozen:
+            raise _checks.invalid(
+                "--set",
+                f"only {', '.join(RESUMABLE)} with --resume (the others change what the run means; start a new run "
+                "with --out)",
+                ", ".join(f"{k}={changed[k][1]}" for k in frozen),
+            )
+        if changed:
+            changes.append({"changed": changed})
+        checkpoint.check_readable(run)
+    else:
+        config = resolve(name or DEFAULT, overrides)
+        run = Path(out) if out is not None else Path("runs") / f"{config.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run = distributed.same_on_every_rank(run)
+        if distributed.world_rank()[1] == 0:
+            _check_new_run_dir(run)
+    check_train(config.train, distributed.world_rank()[0])  # a wrong training field fails before the data are read
+    keep_freed_memory()  # no page faults on every step's fresh activations (see recipes/losses.py)
+    torch.manual_seed(config.train.seed)
+    r = recipe(config.recipe)
+    with _fields_named(config):
+        task = r.task(config)  # reads the data: a wrong data.root fails here, before anything is written
+        model = r.build(config, task)
+    created, lock = False, None
+    if distributed.world_rank()[1] == 0:
+        argument = "--resume" if resume is not None else "--out"
+        try:
+            run.mkdir(parents=True)
+            created = True
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise _checks.invalid(argument, "a directory that can be written", f"{str(run)!r} ({e.strerror})") from None
+        lock = checkpoint.RunLock(run).acquire()
+        if resume is None and any(p.name != ".lock" for p in run.iterdir()):  # another run started here meanwhile
+            lock.release()
+            raise _checks.invalid("--out", "a new or empty directory (continue a run with --resume)", repr(str(run)))
+    distributed.barrier()
+    try:
+        return fit(config, task, model, run, resume=resume is not None, console=console, resumes=changes)
+    except BaseException:
+        if lock is not None:
+            lock.release(remove=True)
+        if created and not (run / "checkpoint.safetensors").exists():
+            shutil.rmtree(run, ignore_errors=True)  # nothing worth keeping: leave no half-made run behind
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _check_new_run_dir(run: Path) -> None:
+    """``--out`` must be a new or empty directory that this process can create or write."""
+    if run.exists() and (not run.is_dir() or any(run.iterdir())):
+        raise _checks.invalid("--out", "a new or empty directory (continue a run with --resume)", repr(str(run)))
+    base = run
+    while not base.exists():
+        base = base.parent
+    if not base.is_dir():
+        raise _checks.invalid(
+            "--out", "a directory path (a file is in the way)", f"{str(run)!r} ({str(base)!r} is a file)"
+        )
+    try:  # the one sure test of writability: make a directory there, and remove it
+        import tempfile
+
+        Path(tempfile.mkdtemp(prefix=".embdrop-check-", dir=base)).rmdir()
+    except OSError as e:
+        raise _checks.invalid(
+            "--out", "a directory that can be written", f"{str(run)!r} ({e.strerror} in {str(base)!r})"
+        ) from None
+
+
+def _leaves(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_leaves(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def _changes(old: Config, new: Config) -> dict[str, list]:
+    """``{field: [old, new]}`` for every field that differs."""
+    a, b = _leaves(to_dict(old)), _leaves(to_dict(new))
+    return {k: [a.get(k), b[k]] for k in b if a.get(k) != b[k]}
+
+
+# internal argument names whose field has another name
+_ALIASES = {"max_size": "data.max_tokens"}
+
+
+class _fields_named:
+    """Re-raise a user error of a layer or a reader under the ``--set`` field it came from.
+
+    The layers name their own arguments (``p``, ``max_size``); a user who typed ``--set model.dropout=1.5`` needs
+    to read ``model.dropout``. The field is the one of that name, or else the only field holding that value; an
+    error that matches no single field is left as it is.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.values = _leaves(to_dict(config))
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, error, tb) -> bool:
+        if not isinstance(error, _checks.UsageError) or error.argument in self.values or error.argument.startswith("-"):
+            return False
+        name = _ALIASES.get(error.argument, error.argument)
+        leaf = [k for k in self.values if k == name or k.rsplit(".", 1)[-1] == name]
+        same = [k for k, v in self.values.items() if error.received in (repr(v), str(v))]
+        found = leaf if len(leaf) == 1 else [k for k in same if k in leaf] or same
+        if len(found) != 1:
+            return False
+        raise _checks.invalid(found[0], error.expected, error.received) from None
