@@ -4,6 +4,7 @@ Tensors are batch first: ids (B, T), sequences (B, T, C). ``p`` is always the pr
 """
 
 from embdrop import functional, init
+from embdrop.interop import from_keras
 from embdrop.layers import (
     GRU,
     LSTM,
@@ -51,6 +52,7 @@ __all__ = [
     "embedding_size",
     "functional",
     "init",
+    "from_keras",
     "is_dropout_layer",
     "mc_dropout",
     "mc_predict",

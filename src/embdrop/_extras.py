@@ -2,7 +2,8 @@
 
 The core install (``pip install embdrop``) is torch and numpy: the layers, the functional core and the kernels'
 reference paths. ``[data]`` reads the packaged datasets and vectors, ``[train]`` runs ``embdrop train``/``compare``/
-``predict`` (progress, checkpoints, plots, BLEU, and ninja for the fused kernel's build), ``[all]`` is both.
+``predict`` (progress, checkpoints, plots, BLEU, and ninja for the fused kernel's build), ``[all]`` is both;
+``[keras]`` (h5py) reads Keras' ``.keras`` files for :func:`embdrop.from_keras`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ EXTRAS = {
     "matplotlib": "train",
     "sacrebleu": "train",
     "ninja": "train",
+    "h5py": "keras",
 }
 
 

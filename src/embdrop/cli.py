@@ -137,6 +137,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("texts", nargs="+", metavar="TEXT", help="text(s) to classify")
     p.add_argument("--mc", type=int, default=0, metavar="N", help="MC-dropout passes (default 0: dropout off)")
     p.add_argument("--seed", type=int, default=0, help="seed of the MC-dropout masks (default 0)")
+    k = sub.add_parser(
+        "convert",
+        help="bring a Keras text model (.keras) over: identical outputs, the same dropout semantics",
+        description="Read a Keras 3 .keras file (no TensorFlow or Keras needed) and write OUT_DIR: model.safetensors "
+        "and keras_config.json, which embdrop.from_keras(OUT_DIR) loads. With --vocab (the TextVectorization "
+        "vocabulary, one token per line), 'embdrop predict OUT_DIR TEXT' classifies texts with it.",
+    )
+    k.add_argument("model", metavar="MODEL", help="a Keras 3 .keras file")
+    k.add_argument("out", metavar="OUT_DIR", help="a new or empty directory")
+    k.add_argument("--vocab", metavar="FILE", help="the TextVectorization vocabulary ('' and '[UNK]' first)")
+    k.add_argument("--maxlen", type=int, default=None, help="ids per text (default: the model's input length)")
+    k.add_argument("--padding", choices=["pre", "post"], default="pre",
+                   help="pre (default): zeros and cuts at the start, as pad_sequences; post: at the end, as "
+                   "TextVectorization")  # fmt: skip
+    k.add_argument("--outputs", metavar="NAMES", help="names of the model's outputs, comma-separated")
     r = sub.add_parser(
         "report",
         help="one self-contained HTML page for runs or a compare directory",
@@ -209,8 +224,71 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    import shutil
+    from pathlib import Path
+
+    from embdrop.interop import keras as k
+
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise _checks.invalid("OUT_DIR", "a new or empty directory", repr(args.out))
+    config, weights = k.read_keras(args.model)
+    model = k.convert(config, weights)  # an unsupported layer fails here, before anything is written
+    text = None
+    if args.vocab is not None:
+        vocabulary = k.read_vocabulary(args.vocab)
+        layers = k.layer_configs(config)
+        rows = [layer["config"]["input_dim"] for layer in layers if layer["class_name"] == "Embedding"]
+        if rows and len(vocabulary) > rows[0]:
+            raise _checks.invalid("--vocab", f"at most {rows[0]} tokens (the Embedding's input_dim)",
+                                  f"{len(vocabulary)} tokens in {args.vocab!r}")  # fmt: skip
+        shape = next((layer["config"].get("batch_shape") for layer in layers if layer["class_name"] == "InputLayer"),
+                     None)  # fmt: skip
+        maxlen = args.maxlen if args.maxlen is not None else (shape[1] if shape and len(shape) == 2 else None)
+        if not isinstance(maxlen, int) or maxlen < 1:
+            raise _checks.invalid("--maxlen", "ids per text (the model's input has no fixed length)", maxlen)
+        names = args.outputs.split(",") if args.outputs else None
+        text = {"maxlen": maxlen, "padding": args.padding, "outputs": names}
+    created = not out.exists()
+    try:
+        k.save_converted(model, out)
+        if text is not None:
+            shutil.copyfile(args.vocab, out / "vocab.txt")
+            _write_json(out / "text.json", text)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    params = sum(p.numel() for p in model.parameters())
+    for name, step in model.steps.items():
+        shown = str(step.module) if step.module is not None else type(step).__name__.strip("_")
+        print(f"{name:24} {shown}" + (f" -> {step.activation}" if step.activation != "linear" else ""))
+    print(f"written: {out} ({params:,} parameters{', with its vocabulary' if text else ''})")
+    return 0
+
+
+def _write_json(path, data) -> None:
+    from embdrop._io import write_json
+
+    write_json(path, data, indent=1)
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from embdrop.recipes.predict import predict
+
+    if (Path(args.run) / "keras_config.json").is_file():  # a model brought over by embdrop convert
+        from embdrop.interop.keras import predict_converted
+
+        if args.mc:
+            raise _checks.invalid("--mc", "0 for a converted Keras model", args.mc)
+        names, out = predict_converted(args.run, args.texts)
+        for text, row in zip(args.texts, out.tolist(), strict=True):
+            shown = ", ".join(f"{n} {v:.4f}" for n, v in zip(names, row, strict=True))
+            print(f"{shown}  {text[:60]!r}")
+        return 0
 
     for prediction in predict(args.run, args.texts, mc=args.mc, seed=args.seed):
         print(f"{prediction}  {prediction.text[:60]!r}")
@@ -247,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             "train": _cmd_train,
             "compare": _cmd_compare,
             "predict": _cmd_predict,
+            "convert": _cmd_convert,
             "report": _cmd_report,
             "recipes": _cmd_recipes,
         }[args.command](args)

@@ -43,7 +43,44 @@ def test_global_pools_leave_padding_out():
 def test_errors():
     with pytest.raises(ValueError, match="argument 'activation': expected one of 'linear', 'relu'"):
         Conv1D(4, 4, 3, activation="gelu")
-    with pytest.raises(ValueError, match="argument 'kernel_size': expected an odd size with padding='same'"):
-        Conv1D(4, 4, 4, padding="same")
+    with pytest.raises(ValueError, match="argument 'padding': expected one of 'valid', 'same', 'causal'"):
+        Conv1D(4, 4, 4, padding="full")
+    with pytest.raises(ValueError, match="argument 'dilation_rate'"):
+        Conv1D(4, 4, 4, dilation_rate=0)
     with pytest.raises(ValueError, match="argument 'x'"):
         MaxPool1D(2)(torch.randn(3, 4))
+
+
+@pytest.mark.parametrize("padding", ["valid", "same", "causal"])
+@pytest.mark.parametrize(("k", "stride", "dilation"), [(1, 1, 1), (2, 1, 1), (4, 1, 2), (3, 2, 1), (4, 3, 2)])
+def test_padding_strides_and_dilation_are_a_padded_nn_conv1d(padding, k, stride, dilation):
+    torch.manual_seed(0)
+    conv = Conv1D(3, 2, k, padding=padding, strides=stride, dilation_rate=dilation)
+    x = torch.randn(2, 11, 3)
+    span = (k - 1) * dilation + 1
+    if padding == "valid":
+        left = right = 0
+    elif padding == "causal":
+        left, right = span - 1, 0
+    else:  # Keras' split: T_out = ceil(T / stride), the odd step of padding on the right
+        total = max((-(-11 // stride) - 1) * stride + span - 11, 0)
+        left, right = total // 2, total - total // 2
+    ref = nn.functional.conv1d(nn.functional.pad(x.transpose(1, 2), (left, right)), conv.conv.weight,
+                               conv.conv.bias, stride=stride, dilation=dilation).transpose(1, 2)  # fmt: skip
+    assert torch.equal(conv(x), ref)
+    want = {"valid": (11 - span) // stride + 1, "same": -(-11 // stride), "causal": (11 - 1) // stride + 1}
+    assert conv(x).shape == (2, want[padding], 2)
+    mask = torch.tensor([[False] * 4 + [True] * 7, [True] * 11])
+    m = conv.output_mask(mask)
+    assert m.shape == (2, want[padding]) and m[1].all()
+    # an output step is real iff a tap of its window reads a real step: recompute from the taps
+    padded = [False] * left + mask[0].tolist() + [False] * right
+    taps = [[padded[j * stride + i * dilation] for i in range(k)] for j in range(want[padding])]
+    assert m[0].tolist() == [any(t) for t in taps]
+
+
+def test_causal_step_reads_only_the_past():
+    conv = Conv1D(1, 1, 3, padding="causal", dilation_rate=2)
+    x = torch.randn(1, 9, 1, requires_grad=True)
+    conv(x)[0, 4, 0].backward()
+    assert x.grad[0, 5:].abs().sum() == 0 and x.grad[0, :5].abs().sum() > 0

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from embdrop import _checks
 
 ACTIVATIONS = {"linear": None, "relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
-PADDINGS = ("valid", "same")
+PADDINGS = ("valid", "same", "causal")
 
 
 def _pool_mask(mask: Tensor, size: int, stride: int) -> Tensor:
@@ -25,26 +25,41 @@ def _pool_mask(mask: Tensor, size: int, stride: int) -> Tensor:
 
 
 class Conv1D(nn.Module):
-    """Keras ``Conv1D(filters, kernel_size, activation, padding)`` on (B, T, C) inputs.
+    """Keras ``Conv1D(filters, kernel_size, strides, padding, dilation_rate, activation, use_bias)`` on (B, T, C).
 
     Args:
         in_channels: C of the input.
         filters: output channels.
-        kernel_size: window length over T.
+        kernel_size: K, window length over T.
         activation: "linear" (none), "relu", "tanh" or "sigmoid".
-        padding: "valid" (T_out = T - kernel_size + 1) or "same" (T_out = T, odd kernel sizes only).
+        padding: "valid" (no padding), "same" (T_out = ceil(T / strides); Keras' split of the padding, the extra
+            step on the right for even windows) or "causal" (zeros on the left only: step t reads t and before).
+        strides: the step between windows.
+        dilation_rate: d, the distance between a window's taps (its span is (K - 1) * d + 1).
+        bias: add a learned bias per filter (Keras' ``use_bias``).
 
     Shape:
-        Input (B, T, C). Output (B, T_out, filters).
+        Input (B, T, C). Output (B, T_out, filters); T_out = (T - (K - 1) * d - 1) // strides + 1 for "valid",
+        ceil(T / strides) for "same", (T - 1) // strides + 1 for "causal".
 
     Example:
         >>> conv = Conv1D(16, 64, 5, activation="relu")
         >>> conv(torch.randn(2, 200, 16)).shape
         torch.Size([2, 196, 64])
+        >>> Conv1D(16, 8, 4, padding="same", dilation_rate=2)(torch.randn(2, 200, 16)).shape
+        torch.Size([2, 200, 8])
     """
 
     def __init__(
-        self, in_channels: int, filters: int, kernel_size: int, activation: str = "linear", padding: str = "valid"
+        self,
+        in_channels: int,
+        filters: int,
+        kernel_size: int,
+        activation: str = "linear",
+        padding: str = "valid",
+        strides: int = 1,
+        dilation_rate: int = 1,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         self.in_channels = _checks.integer("in_channels", in_channels, low=1)
@@ -52,26 +67,46 @@ class Conv1D(nn.Module):
         self.kernel_size = _checks.integer("kernel_size", kernel_size, low=1)
         self.activation = _checks.choice("activation", activation, tuple(ACTIVATIONS))
         self.padding = _checks.choice("padding", padding, PADDINGS)
-        if padding == "same" and kernel_size % 2 == 0:
-            raise _checks.invalid("kernel_size", "an odd size with padding='same'", kernel_size)
-        self.conv = nn.Conv1d(in_channels, filters, kernel_size, padding=kernel_size // 2 if padding == "same" else 0)
+        self.strides = _checks.integer("strides", strides, low=1)
+        self.dilation_rate = _checks.integer("dilation_rate", dilation_rate, low=1)
+        if not isinstance(bias, bool):
+            raise _checks.invalid("bias", "a bool", repr(bias))
+        self.conv = nn.Conv1d(in_channels, filters, kernel_size, stride=strides, dilation=dilation_rate, bias=bias)
+
+    def _pads(self, T: int) -> tuple[int, int]:
+        """(left, right) zeros added over T."""
+        span = (self.kernel_size - 1) * self.dilation_rate + 1
+        if self.padding == "causal":
+            return span - 1, 0
+        if self.padding == "same":
+            total = max((-(-T // self.strides) - 1) * self.strides + span - T, 0)
+            return total // 2, total - total // 2
+        return 0, 0
 
     def forward(self, x: Tensor) -> Tensor:
         _checks.rank("x", x, 3, "BTC")
-        y = self.conv(x.transpose(1, 2)).transpose(1, 2)  # (B, C, T) -> (B, filters, T_out) -> (B, T_out, filters)
+        x = x.transpose(1, 2)  # (B, T, C) -> (B, C, T)
+        left, right = self._pads(x.shape[-1])
+        if left or right:
+            x = F.pad(x, (left, right))  # (B, C, left + T + right)
+        y = self.conv(x).transpose(1, 2)  # (B, filters, T_out) -> (B, T_out, filters)
         act = ACTIVATIONS[self.activation]
         return y if act is None else act(y)
 
     def output_mask(self, mask: Tensor) -> Tensor:
-        """The padding mask (B, T_out) of the output for an input mask (B, T)."""
-        if self.padding == "same":
-            return mask
-        return _pool_mask(mask, self.kernel_size, 1)
+        """The padding mask (B, T_out) of the output for an input mask (B, T): a step is real when any tap of its
+        window reads a real step."""
+        left, right = self._pads(mask.shape[-1])
+        m = F.pad(mask.to(torch.float32).unsqueeze(1), (left, right))  # (B, 1, T + pads), padding is not real
+        return F.max_pool1d(m, self.kernel_size, self.strides, dilation=self.dilation_rate).squeeze(1) > 0
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.filters}, kernel_size={self.kernel_size}"
         s += f", activation={self.activation!r}" if self.activation != "linear" else ""
-        return s + (f", padding={self.padding!r}" if self.padding != "valid" else "")
+        s += f", padding={self.padding!r}" if self.padding != "valid" else ""
+        s += f", strides={self.strides}" if self.strides != 1 else ""
+        s += f", dilation_rate={self.dilation_rate}" if self.dilation_rate != 1 else ""
+        return s + (", bias=False" if self.conv.bias is None else "")
 
 
 class MaxPool1D(nn.Module):

@@ -1,0 +1,540 @@
+"""Keras 3 text models in PyTorch: :func:`from_keras` reads a ``.keras`` file (``config.json`` and
+``model.weights.h5``, with h5py: neither TensorFlow nor Keras is imported) into an :class:`nn.Module` whose outputs
+equal Keras' ``model.predict`` and whose dropout layers have Keras' semantics.
+
+Supported: ``Sequential`` models and functional models whose layers form one chain, of the layers in
+:data:`SUPPORTED`. The padding mask of ``Embedding(mask_zero=True)`` flows as in Keras: Dropout, SpatialDropout1D,
+Dense, Activation and the recurrent layers pass it on (an LSTM or GRU skips padded steps), GlobalAveragePooling1D
+averages the real steps only, and Conv1D, the poolings and Flatten drop it (Keras warns that they "destroy the mask").
+The recurrent layers need each row's padding at its start or its end (``pad_sequences``' pre- or post-padding).
+
+Mapping of the weights (Keras -> torch): Dense kernel (in, out) -> ``weight`` (out, in); Conv1D kernel
+(K, C, filters) -> (filters, C, K); LSTM kernel (C, 4H) in gate order i, f, c, o -> ``weight_ih`` (4H, C), the one
+bias -> ``bias_ih`` (``bias_hh`` zero); GRU (``reset_after=True``) gate order z, r, h -> torch's r, z, n, its
+(2, 3H) bias -> ``bias_ih``, ``bias_hh``.
+
+Training mode: Dropout(rate, noise_shape), SpatialDropout1D and LSTM/GRU(dropout, recurrent_dropout) become
+embdrop's layers of the same rates and mask shapes (see their ``Mask:`` lines); a layer's ``seed`` is not used
+(embdrop draws from torch's generator).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from embdrop import _checks, _extras
+from embdrop.layers.conv import Conv1D, GlobalAveragePool1D
+from embdrop.layers.dropout import Dropout, SpatialDropout1D, TokenDropout
+from embdrop.layers.embedding import Embedding
+from embdrop.layers.recurrent import GRU, LSTM
+
+SUPPORTED = (
+    "InputLayer", "Embedding", "Dropout", "SpatialDropout1D", "Conv1D", "MaxPooling1D", "AveragePooling1D",
+    "GlobalMaxPooling1D", "GlobalAveragePooling1D", "Flatten", "Dense", "Activation", "LSTM", "GRU", "Bidirectional",
+)  # fmt: skip
+
+ACTIVATIONS = {
+    "linear": lambda x: x,
+    "relu": F.relu,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "softmax": lambda x: torch.softmax(x, dim=-1),
+    "elu": F.elu,
+    "selu": F.selu,
+    "softplus": F.softplus,
+    "softsign": F.softsign,
+    "silu": F.silu,
+    "swish": F.silu,
+    "gelu": F.gelu,  # Keras' default is the exact GELU, as torch's
+    "exponential": torch.exp,
+}
+
+
+class KerasImportError(_checks.UsageError):
+    """A model with a layer or an option that :func:`from_keras` does not convert; nothing is returned."""
+
+
+def _unsupported(index: int, layer: dict, what: str) -> KerasImportError:
+    name = layer.get("config", {}).get("name", "?")
+    expected = f"a Keras model of the supported layers ({', '.join(SUPPORTED)}) and options"
+    return KerasImportError("model", expected, f"layer {index} '{name}' ({layer.get('class_name')}) with {what}")
+
+
+# ----------------------------------------------------------------------------------------------- steps
+class _Step(nn.Module):
+    """One converted layer: ``forward(x, mask) -> (x, mask)``, the mask (B, T) True at real steps, or None."""
+
+    keeps_mask = True
+
+    def __init__(self, module: nn.Module | None = None, activation: str = "linear") -> None:
+        super().__init__()
+        self.module = module
+        self.activation = activation
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        y = x if self.module is None else self.module(x)
+        return ACTIVATIONS[self.activation](y), (mask if self.keeps_mask else None)
+
+
+class _MaskDropping(_Step):
+    keeps_mask = False
+
+
+class _Embed(_Step):
+    def __init__(self, module: Embedding, mask_zero: bool) -> None:
+        super().__init__(module)
+        self.mask_zero = mask_zero
+
+    def forward(self, ids: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        return self.module(ids), (ids != 0 if self.mask_zero else None)  # (B, T, E), (B, T)
+
+
+class _Pool(_Step):
+    """MaxPooling1D / AveragePooling1D over T of (B, T, C), "valid" or "same" (Keras' padding split)."""
+
+    keeps_mask = False
+
+    def __init__(self, kind: str, size: int, strides: int, padding: str) -> None:
+        super().__init__()
+        self.kind, self.size, self.strides, self.padding = kind, size, strides, padding
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> tuple[Tensor, None]:
+        x = x.transpose(1, 2)  # (B, C, T)
+        T = x.shape[-1]
+        left = right = 0
+        if self.padding == "same":
+            total = max((-(-T // self.strides) - 1) * self.strides + self.size - T, 0)
+            left, right = total // 2, total - total // 2
+        if self.kind == "max":
+            y = F.max_pool1d(F.pad(x, (left, right), value=float("-inf")), self.size, self.strides)
+        else:  # the mean of the window's real steps, as Keras (padding is not counted)
+            ones = F.pad(torch.ones_like(x[:, :1]), (left, right))  # (B, 1, T + pads)
+            sums = F.avg_pool1d(F.pad(x, (left, right)), self.size, self.strides)  # padded zeros add nothing
+            y = sums / F.avg_pool1d(ones, self.size, self.strides)  # divided by the share of real steps
+        return y.transpose(1, 2), None  # (B, T_out, C)
+
+
+class _GlobalPool(_Step):
+    keeps_mask = False
+
+    def __init__(self, kind: str, keepdims: bool) -> None:
+        super().__init__()
+        self.kind, self.keepdims = kind, keepdims
+        self.average = GlobalAveragePool1D()
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> tuple[Tensor, None]:
+        y = x.amax(dim=1) if self.kind == "max" else self.average(x, mask)  # (B, C); max reads every step, as Keras
+        return (y.unsqueeze(1) if self.keepdims else y), None
+
+
+class _Flatten(_Step):
+    keeps_mask = False
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> tuple[Tensor, None]:
+        return x.reshape(x.shape[0], -1), None  # (B, T * C)
+
+
+class _Recurrent(_Step):
+    """An LSTM or GRU (``bidirectional``: a Bidirectional wrapper with ``merge``) with Keras' outputs.
+
+    ``return_sequences``: (B, T, H) with the mask passed on; padded steps output the previous output (Keras'
+    default), or zeros inside Bidirectional. Otherwise (B, H), the state after each row's last real step.
+    """
+
+    def __init__(self, rnn: nn.Module, return_sequences: bool, go_backwards: bool, merge: str | None) -> None:
+        super().__init__(rnn)
+        self.return_sequences, self.go_backwards, self.merge = return_sequences, go_backwards, merge
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        given = mask
+        if self.go_backwards:  # Keras reverses the whole time axis, padding included, and returns that order
+            x = x.flip(1)
+            mask = None if mask is None else mask.flip(1)
+        out, state = self.module(x, lengths=mask)  # out (B, T, H * directions)
+        H = self.module.hidden_size
+        if self.return_sequences:
+            y = out if self.merge is not None or mask is None else _carry_forward(out, mask)
+        else:
+            h = state[0] if isinstance(state, tuple) else state  # (directions, B, H)
+            y = h[0] if self.merge is None else torch.cat([h[0], h[1]], dim=-1)  # (B, H * directions)
+        if self.merge is not None:
+            y = _merge(y[..., :H], y[..., H:], self.merge)
+        return y, (given if self.return_sequences else None)  # Keras passes the mask on as it came
+
+
+def _carry_forward(out: Tensor, mask: Tensor) -> Tensor:
+    """Padded steps take the output of the last real step before them (zeros before the first)."""
+    T = out.shape[1]
+    t = torch.arange(T, device=out.device).expand_as(mask)  # (B, T)
+    last = torch.where(mask, t, torch.full_like(t, -1)).cummax(dim=1).values  # (B, T): last real step so far
+    picked = out.gather(1, last.clamp_min(0).unsqueeze(-1).expand_as(out))
+    return torch.where((last >= 0).unsqueeze(-1), picked, torch.zeros_like(out))
+
+
+def _merge(a: Tensor, b: Tensor, mode: str) -> Tensor:
+    if mode == "concat":
+        return torch.cat([a, b], dim=-1)
+    if mode == "sum":
+        return a + b
+    if mode == "ave":
+        return (a + b) / 2
+    return a * b  # "mul"
+
+
+class KerasModel(nn.Module):
+    """A converted Keras model: ``forward(ids)`` (B, T) ints -> Keras' output. ``steps`` holds one module per
+    Keras layer, named by Keras' key for it in the weights file: its class in snake case, ``_1``, ``_2``, ... for the
+    second and later of a class (``embedding``, ``lstm``, ``dense``, ``dense_1``), whatever the layers' names."""
+
+    def __init__(self, steps: dict[str, _Step], config: dict) -> None:
+        super().__init__()
+        self.steps = nn.ModuleDict(steps)
+        self.keras_config = config  # the Keras config.json, kept for `embdrop convert` and a reload
+
+    def forward(self, ids: Tensor) -> Tensor:
+        x, mask = ids, None
+        for step in self.steps.values():
+            x, mask = step(x, mask)
+        return x
+
+
+# ----------------------------------------------------------------------------------------------- reading
+def _snake(name: str) -> str:
+    """Keras' file key of a layer class: ``GlobalAveragePooling1D`` -> ``global_average_pooling1d``."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def layer_configs(config: dict) -> list[dict]:
+    """The layer configs in order: a Sequential's, or a functional model's when they form one chain."""
+    kind = config.get("class_name")
+    inner = config.get("config", {})
+    if kind == "Sequential":
+        return list(inner.get("layers", []))
+    if kind in ("Functional", "Model"):
+        # Keras 3 writes the padding mask of Embedding(mask_zero=True) as a NotEqual(ids, 0) node beside the chain,
+        # read by the layers after it as their `mask` argument: the mask flows here as it does in a Sequential.
+        layers = [layer for layer in inner.get("layers", []) if layer.get("class_name") != "NotEqual"]
+        previous = None
+        for i, layer in enumerate(layers):
+            args = [node.get("args", []) for node in layer.get("inbound_nodes", [])]
+            inbound = re.findall(r'"keras_history": \["([^"]+)"', json.dumps(args))
+            if (i == 0 and inbound) or (i > 0 and inbound != [previous]):
+                got = f"layer {i} '{layer['config'].get('name')}' reads {inbound or 'nothing'}"
+                raise KerasImportError("model", "a functional model whose layers form one chain", got)
+            previous = layer["config"]["name"]
+        return layers
+    raise KerasImportError("model", "a Sequential or a functional Keras model", repr(kind))
+
+
+def read_keras(path: str | Path) -> tuple[dict, dict[str, list]]:
+    """(config.json, {weights path: [arrays]}) of a ``.keras`` file; the arrays in the file's order."""
+    path = Path(path)
+    if not path.is_file():
+        raise _checks.invalid("path", "an existing .keras file", repr(str(path)))
+    _extras.need("h5py")
+    import io
+
+    import h5py
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            config = json.loads(z.read("config.json"))
+            data = z.read("model.weights.h5")
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as e:
+        raise _checks.invalid("path", "a Keras 3 .keras file (a zip with config.json and model.weights.h5)",
+                              f"{str(path)!r} ({type(e).__name__}: {e})") from None  # fmt: skip
+    weights: dict[str, list] = {}
+    with h5py.File(io.BytesIO(data), "r") as f:
+
+        def visit(name, obj):
+            if isinstance(obj, h5py.Group) and name.endswith("vars") and len(obj):
+                weights[name[: -len("/vars")] if name != "vars" else ""] = [
+                    obj[k][()] for k in sorted(obj, key=int)
+                ]  # fmt: skip
+
+        f.visititems(visit)
+    return config, weights
+
+
+def from_keras(path: str | Path) -> KerasModel:
+    """The Keras model in ``path`` (a ``.keras`` file, or a folder written by ``embdrop convert``) as a torch module.
+
+    Example:
+        >>> model = embdrop.from_keras("model.keras")  # doctest: +SKIP
+        >>> model.eval()(torch.tensor([[0, 0, 12, 7, 3]]))  # doctest: +SKIP
+    """
+    path = Path(path)
+    if path.is_dir():
+        return _load_converted(path)
+    config, weights = read_keras(path)
+    return convert(config, weights)
+
+
+def convert(config: dict, weights: dict[str, list]) -> KerasModel:
+    """A :class:`KerasModel` from a Keras config and its weights by file path (see :func:`read_keras`)."""
+    layers = layer_configs(config)
+    used: dict[str, int] = {}
+    steps: dict[str, _Step] = {}
+    width = None  # the feature size flowing between layers
+    position = -1  # the layer's index in Keras' model.layers (input layers not counted)
+    for layer in layers:
+        kind = layer.get("class_name")
+        position += kind != "InputLayer"
+        i = position
+        if kind not in SUPPORTED:
+            raise _unsupported(i, layer, "an unsupported layer type")
+        base = _snake(kind)
+        key = base if base not in used else f"{base}_{used[base] + 1}"
+        used[base] = used.get(base, -1) + 1
+        w = weights.get(f"layers/{key}", [])
+        step, width = _convert_layer(i, layer, w, weights, f"layers/{key}", width)
+        if step is not None:
+            steps[key] = step
+    return KerasModel(steps, config)
+
+
+def _convert_layer(i: int, layer: dict, w: list, weights: dict, key: str, width: int | None):
+    kind, c = layer["class_name"], layer["config"]
+    t = lambda a: torch.from_numpy(a.copy()).float()  # noqa: E731
+
+    def option(name, allowed):
+        if c.get(name) not in allowed:
+            raise _unsupported(i, layer, f"{name}={c.get(name)!r} (supported: {', '.join(map(repr, allowed))})")
+        return c.get(name)
+
+    def activation(name="activation"):
+        a = c.get(name, "linear")
+        if not isinstance(a, str) or a not in ACTIVATIONS:
+            raise _unsupported(i, layer, f"{name}={a!r} (supported: {', '.join(ACTIVATIONS)})")
+        return a
+
+    if kind == "InputLayer":
+        return None, None
+    if kind == "Embedding":
+        emb = Embedding(c["input_dim"], c["output_dim"])
+        with torch.no_grad():
+            emb.weight.copy_(t(w[0]))
+        return _Embed(emb, bool(c.get("mask_zero"))), c["output_dim"]
+    if kind in ("Dropout", "SpatialDropout1D"):
+        rate = float(c["rate"])
+        if kind == "SpatialDropout1D":
+            return _Step(SpatialDropout1D(rate)), width
+        shape = c.get("noise_shape")
+        if shape is None:
+            return _Step(Dropout(rate)), width
+        if list(shape)[1:] == [1, width] or (len(shape) == 3 and shape[1] == 1):
+            return _Step(SpatialDropout1D(rate)), width  # one mask per sample, shared across T: (B, 1, C)
+        if len(shape) == 3 and shape[2] == 1:
+            return _Step(TokenDropout(rate)), width  # whole time steps: (B, T, 1)
+        raise _unsupported(i, layer, f"noise_shape={shape} (supported: None, (None, 1, C), (None, T, 1))")
+    if kind == "Conv1D":
+        option("data_format", ("channels_last", None))
+        option("groups", (1, None))
+        padding = option("padding", ("valid", "same", "causal"))
+        kernel = w[0]  # (K, C, filters)
+        conv = Conv1D(kernel.shape[1], c["filters"], kernel.shape[0], padding=padding, strides=c["strides"][0],
+                      dilation_rate=c["dilation_rate"][0], bias=bool(c.get("use_bias", True)))  # fmt: skip
+        with torch.no_grad():
+            conv.conv.weight.copy_(t(kernel).permute(2, 1, 0))  # (filters, C, K)
+            if conv.conv.bias is not None:
+                conv.conv.bias.copy_(t(w[1]))
+        return _MaskDropping(conv, activation()), c["filters"]
+    if kind in ("MaxPooling1D", "AveragePooling1D"):
+        option("data_format", ("channels_last", None))
+        padding = option("padding", ("valid", "same"))
+        size = c["pool_size"][0] if isinstance(c["pool_size"], list) else c["pool_size"]
+        strides = c.get("strides") or size
+        strides = strides[0] if isinstance(strides, list) else strides
+        return _Pool("max" if kind == "MaxPooling1D" else "average", size, strides, padding), width
+    if kind in ("GlobalMaxPooling1D", "GlobalAveragePooling1D"):
+        option("data_format", ("channels_last", None))
+        return _GlobalPool("max" if kind == "GlobalMaxPooling1D" else "average", bool(c.get("keepdims"))), width
+    if kind == "Flatten":
+        return _Flatten(), None
+    if kind == "Dense":
+        kernel = w[0]  # (in, units)
+        dense = nn.Linear(kernel.shape[0], c["units"], bias=bool(c.get("use_bias", True)))
+        with torch.no_grad():
+            dense.weight.copy_(t(kernel).T)
+            if dense.bias is not None:
+                dense.bias.copy_(t(w[1]))
+        return _Step(dense, activation()), c["units"]
+    if kind == "Activation":
+        return _Step(None, activation()), width
+    if kind in ("LSTM", "GRU"):
+        rnn = _rnn(i, layer, [weights.get(f"{key}/cell", [])], width, bidirectional=False)
+        step = _Recurrent(rnn, bool(c.get("return_sequences")), bool(c.get("go_backwards")), None)
+        return step, c["units"]
+    if kind == "Bidirectional":
+        inner = c["layer"]
+        if inner.get("class_name") not in ("LSTM", "GRU"):
+            raise _unsupported(i, layer, f"a wrapped {inner.get('class_name')} (supported: LSTM, GRU)")
+        merge = option("merge_mode", ("concat", "sum", "ave", "mul"))
+        back = c.get("backward_layer")
+        same = ("units", "activation", "recurrent_activation", "use_bias", "dropout", "recurrent_dropout",
+                "return_sequences", "reset_after")  # fmt: skip
+        if back is not None and any(back["config"].get(k) != inner["config"].get(k) for k in same):
+            raise _unsupported(i, layer, "a backward_layer that differs from the forward one")
+        cells = [weights.get(f"{key}/forward_layer/cell", []), weights.get(f"{key}/backward_layer/cell", [])]
+        rnn = _rnn(i, {**inner, "config": {**inner["config"]}}, cells, width, bidirectional=True)
+        step = _Recurrent(rnn, bool(inner["config"].get("return_sequences")), False, merge)
+        units = inner["config"]["units"]
+        return step, units * (2 if merge == "concat" else 1)
+    raise _unsupported(i, layer, "an unsupported layer type")  # pragma: no cover (SUPPORTED is checked first)
+
+
+def _rnn(i: int, layer: dict, cells: list[list], width: int | None, bidirectional: bool) -> nn.Module:
+    kind, c = layer["class_name"], layer["config"]
+    checks = {"activation": "tanh", "recurrent_activation": "sigmoid", "stateful": False, "return_state": False,
+              "unroll": False, "use_bias": True}  # fmt: skip
+    if kind == "GRU":
+        checks["reset_after"] = True
+    for k, v in checks.items():
+        if c.get(k, v) != v:
+            raise _unsupported(i, layer, f"{k}={c.get(k)!r} (supported: {v!r})")
+    H = c["units"]
+    C = cells[0][0].shape[0]
+    cls = LSTM if kind == "LSTM" else GRU
+    rnn = cls(C, H, dropout=float(c.get("dropout", 0.0)), recurrent_dropout=float(c.get("recurrent_dropout", 0.0)),
+              bidirectional=bidirectional)  # fmt: skip
+    t = lambda a: torch.from_numpy(a.copy()).float()  # noqa: E731
+    for d, (kernel, recurrent, bias) in enumerate(cells):
+        s = "_reverse" if d == 1 else ""
+        w_ih, w_hh = t(kernel).T, t(recurrent).T  # (G*H, C), (G*H, H)
+        if kind == "LSTM":  # gate order i, f, c, o in both
+            b_ih, b_hh = t(bias), torch.zeros(4 * H)
+        else:  # Keras z, r, h -> torch r, z, n
+            order = torch.cat([torch.arange(H, 2 * H), torch.arange(0, H), torch.arange(2 * H, 3 * H)])
+            w_ih, w_hh = w_ih[order], w_hh[order]
+            b_ih, b_hh = t(bias[0])[order], t(bias[1])[order]
+        with torch.no_grad():
+            for name, value in (("weight_ih", w_ih), ("weight_hh", w_hh), ("bias_ih", b_ih), ("bias_hh", b_hh)):
+                getattr(rnn, f"{name}_l0{s}").copy_(value)
+    return rnn
+
+
+# ----------------------------------------------------------------------------------------------- convert
+def save_converted(model: KerasModel, out: str | Path) -> Path:
+    """Write ``model`` to the folder ``out``: ``model.safetensors`` (the torch weights) and ``keras_config.json``;
+    :func:`from_keras` reads the folder back without h5py. Each file is written atomically."""
+    _extras.need("safetensors")
+    from safetensors.torch import save_file
+
+    from embdrop._io import atomic_write, write_json
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(out / "model.safetensors", lambda tmp: save_file(weights, tmp, metadata={"format": "pt"}))
+    write_json(out / "keras_config.json", model.keras_config, indent=1)
+    return out
+
+
+def _load_converted(folder: Path) -> KerasModel:
+    _extras.need("safetensors")
+    from safetensors.torch import load_file
+
+    config_path, weights_path = folder / "keras_config.json", folder / "model.safetensors"
+    if not config_path.is_file() or not weights_path.is_file():
+        raise _checks.invalid("path", "a .keras file or a folder written by embdrop convert (keras_config.json, "
+                              "model.safetensors)", repr(str(folder)))  # fmt: skip
+    config = json.loads(config_path.read_text())
+    tensors = load_file(weights_path)
+    model = _skeleton(config, tensors)
+    model.load_state_dict(tensors)
+    return model
+
+
+def _skeleton(config: dict, tensors: dict[str, Tensor]) -> KerasModel:
+    """The module of ``config`` with weights of the right shapes (the values come from ``tensors`` afterwards)."""
+    # Rebuild Keras-shaped placeholder weights from the torch tensors' shapes, then convert as from a file.
+    weights: dict[str, list] = {}
+    layers = layer_configs(config)
+    used: dict[str, int] = {}
+    for layer in layers:
+        kind = layer["class_name"]
+        base = _snake(kind)
+        key = base if base not in used else f"{base}_{used[base] + 1}"
+        used[base] = used.get(base, -1) + 1
+        prefix = f"steps.{key}.module."
+        get = lambda n, prefix=prefix: tensors[prefix + n].numpy()  # noqa: E731
+        if kind == "Embedding":
+            weights[f"layers/{key}"] = [get("weight")]
+        elif kind == "Dense":
+            weights[f"layers/{key}"] = [get("weight").T] + ([get("bias")] if prefix + "bias" in tensors else [])
+        elif kind == "Conv1D":
+            b = [get("conv.bias")] if prefix + "conv.bias" in tensors else []
+            weights[f"layers/{key}"] = [get("conv.weight").transpose(2, 1, 0)] + b
+        elif kind in ("LSTM", "GRU", "Bidirectional"):
+            cells = ["cell"] if kind != "Bidirectional" else ["forward_layer/cell", "backward_layer/cell"]
+            inner = layer["config"]["layer"]["class_name"] if kind == "Bidirectional" else kind
+            for d, cell in enumerate(cells):
+                s = "_reverse" if d == 1 else ""
+                kernel, recurrent = get(f"weight_ih_l0{s}").T, get(f"weight_hh_l0{s}").T
+                bias = get(f"bias_ih_l0{s}")
+                if inner == "GRU":
+                    import numpy as np
+
+                    bias = np.stack([bias, get(f"bias_hh_l0{s}")])
+                    H = recurrent.shape[0]
+                    back = np.concatenate([np.arange(H, 2 * H), np.arange(0, H), np.arange(2 * H, 3 * H)])
+                    kernel, recurrent, bias = kernel[:, back], recurrent[:, back], bias[:, back]
+                weights[f"layers/{key}/{cell}"] = [kernel, recurrent, bias]
+    return convert(config, weights)
+
+
+# ----------------------------------------------------------------------------------------------- texts
+def read_vocabulary(path: str | Path) -> list[str]:
+    """A Keras ``TextVectorization`` vocabulary file (one token per line, as ``get_vocabulary()`` lists them: the
+    padding token "" first, then "[UNK]"), as a list; index i is id i."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except (OSError, UnicodeDecodeError) as e:
+        raise _checks.invalid("--vocab", "a UTF-8 file of one token per line", f"{str(path)!r} ({e})") from None
+    if lines and lines[-1] == "":
+        lines.pop()  # the final newline
+    if len(lines) < 2 or lines[1] != "[UNK]":
+        raise _checks.invalid("--vocab", "TextVectorization's vocabulary: '' (padding) on line 1, '[UNK]' on line 2",
+                              f"{str(path)!r} (first lines {lines[:2]})")  # fmt: skip
+    return lines
+
+
+def encode_texts(texts: list[str], vocabulary: list[str], maxlen: int, padding: str) -> Tensor:
+    """(B, maxlen) ids as Keras' TextVectorization makes them (lower case, punctuation deleted, whitespace split;
+    unknown words 1). ``padding="post"``: zeros and cuts at the end, as ``TextVectorization(output_sequence_length=
+    maxlen)``; ``"pre"``: at the start, as ``pad_sequences``' defaults."""
+    from embdrop.data import Tokenizer, pad_sequences
+
+    index = {w: i for i, w in enumerate(vocabulary) if i >= 2}
+    tok = Tokenizer(punctuation="strip")
+    return pad_sequences([[index.get(w, 1) for w in tok(t)] for t in texts], maxlen, padding=padding,
+                         truncating=padding)  # fmt: skip
+
+
+def predict_converted(folder: str | Path, texts: list[str]) -> tuple[list[str], Tensor]:
+    """(output names, (N, K) outputs) of a converted model on ``texts``, with the vocabulary it was converted
+    with (``embdrop convert --vocab``)."""
+    folder = Path(folder)
+    meta_path = folder / "text.json"
+    if not meta_path.is_file():
+        raise _checks.invalid("RUN_DIR", "a folder converted with --vocab (embdrop convert MODEL OUT --vocab FILE)",
+                              repr(str(folder)))  # fmt: skip
+    meta = json.loads(meta_path.read_text())
+    vocabulary = read_vocabulary(folder / "vocab.txt")
+    ids = encode_texts(texts, vocabulary, meta["maxlen"], meta["padding"])
+    model = from_keras(folder).eval()
+    with torch.no_grad():
+        out = model(ids)
+    out = out.reshape(len(texts), -1)  # (N, K)
+    names = meta.get("outputs") or [str(k) for k in range(out.shape[1])]
+    return names, out
