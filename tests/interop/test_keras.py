@@ -127,7 +127,11 @@ def test_activations_on_sequences(tmp_path, activation):
     same_outputs(*build(tmp_path, *layers))
 
 
-@pytest.mark.parametrize("cell", [kl.LSTM, kl.GRU])
+def gru_reset_before(units, **kwargs):
+    return kl.GRU(units, reset_after=False, **kwargs)
+
+
+@pytest.mark.parametrize("cell", [kl.LSTM, kl.GRU, gru_reset_before])
 @pytest.mark.parametrize("mask_zero", [False, True])
 @pytest.mark.parametrize("go_backwards", [False, True])
 def test_recurrent_layers(tmp_path, cell, mask_zero, go_backwards):
@@ -143,7 +147,7 @@ def test_return_sequences_keeps_the_previous_output_at_padded_steps(tmp_path, ce
 
 
 @pytest.mark.parametrize("merge", ["concat", "sum", "ave", "mul"])
-@pytest.mark.parametrize("cell", [kl.LSTM, kl.GRU])
+@pytest.mark.parametrize("cell", [kl.LSTM, kl.GRU, gru_reset_before])
 @pytest.mark.parametrize("mask_zero", [False, True])
 def test_bidirectional(tmp_path, merge, cell, mask_zero):
     wrapped = kl.Bidirectional(cell(4, return_sequences=True), merge_mode=merge)
@@ -195,7 +199,6 @@ def test_converted_folder_reads_back_without_h5py(tmp_path):
 def test_unsupported_layers_and_options_are_named(tmp_path):
     cases = [
         ([kl.Embedding(V, 4), kl.SimpleRNN(3)], "layer 1 'simple_rnn' (SimpleRNN) with an unsupported layer type"),
-        ([kl.Embedding(V, 4), kl.GRU(3, reset_after=False)], "(GRU) with reset_after=False (supported: True)"),
         ([kl.Embedding(V, 4), kl.LSTM(3, activation="relu")], "with activation='relu' (supported: 'tanh')"),
         ([kl.Embedding(V, 4), kl.Dense(3, activation="hard_sigmoid")], "activation='hard_sigmoid' (supported: linear"),
     ]
@@ -216,16 +219,17 @@ def test_not_a_keras_file(tmp_path):
         from_keras(tmp_path)
 
 
-def _golden(kind: str, go_backwards: bool) -> np.ndarray:
+def _golden(kind: str, go_backwards: bool, reset_after: bool = True) -> np.ndarray:
     """Keras' own test values (keras/src/layers/rnn/{lstm,gru}_test.py): constant kernels 0.01, recurrent 0.02,
     biases 0.03 (the LSTM's forget bias 1.0: unit_forget_bias)."""
     G = 4 if kind == "LSTM" else 3
     config = {"class_name": "Sequential", "config": {"layers": [{"class_name": kind, "config": {
-        "name": "rnn", "units": 3, "go_backwards": go_backwards, "return_sequences": False}}]}}  # fmt: skip
+        "name": "rnn", "units": 3, "go_backwards": go_backwards, "return_sequences": False,
+        "reset_after": reset_after}}]}}  # fmt: skip
     bias = np.full(G * 3, 0.03, "float32")
     if kind == "LSTM":
         bias[3:6] = 1.0
-    else:
+    elif reset_after:
         bias = np.stack([bias, bias])
     weights = {f"layers/{kind.lower()}/cell": [np.full((4, G * 3), 0.01, "float32"),
                                                np.full((3, G * 3), 0.02, "float32"), bias]}  # fmt: skip
@@ -233,6 +237,13 @@ def _golden(kind: str, go_backwards: bool) -> np.ndarray:
     x = torch.arange(72, dtype=torch.float32).reshape(3, 6, 4)
     with torch.no_grad():
         return step(x, None)[0].numpy()
+
+
+def test_keras_golden_values_of_gru_reset_before():
+    got = _golden("GRU", False, reset_after=False)
+    assert np.allclose(
+        got, np.repeat(np.array([0.51447755, 0.6426879, 0.40208298], "float32")[:, None], 3, 1), atol=1e-5
+    )
 
 
 @pytest.mark.parametrize(

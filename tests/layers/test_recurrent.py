@@ -211,6 +211,39 @@ def test_gru_semantics_equal_a_hand_written_keras_cell():
     assert torch.allclose(hT[0], h, atol=1e-5) and torch.allclose(out[:, -1], h, atol=1e-5)
 
 
+def test_gru_reset_before_equals_a_hand_written_keras_cell():
+    """Keras' GRUCell(reset_after=False), implementation 1: the reset gate multiplies the (dropped) h(t-1) before
+    the candidate's recurrent product."""
+    torch.manual_seed(5)
+    layer = embdrop.GRU(4, 6, dropout=0.3, recurrent_dropout=0.5, reset_after=False)
+    assert "reset_after=False" in repr(layer)
+    x = torch.randn(3, 5, 4)
+    m = layer.sample_masks(x, generator=gen(0))
+    H = 6
+    W, U, bi, bh = layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0
+    mi, mr = m.input[0][0] / 0.7, m.recurrent[0][0] / 0.5
+    h = x.new_zeros(3, H)
+    sl = lambda k: slice(k * H, (k + 1) * H)  # noqa: E731
+    for t in range(5):
+        xs = [(x[:, t] * mi[k]) @ W[sl(k)].T + bi[sl(k)] for k in range(3)]
+        r = torch.sigmoid(xs[0] + (h * mr[0]) @ U[sl(0)].T + bh[sl(0)])
+        z = torch.sigmoid(xs[1] + (h * mr[1]) @ U[sl(1)].T + bh[sl(1)])
+        n = torch.tanh(xs[2] + (r * h * mr[2]) @ U[sl(2)].T + bh[sl(2)])
+        h = z * h + (1 - z) * n
+    out, hT = layer(x, masks=m)
+    assert torch.allclose(hT[0], h, atol=1e-5) and torch.allclose(out[:, -1], h, atol=1e-5)
+    layer.eval()  # no masks: the same maths with every mask 1, and padded rows keep their state
+    lengths = torch.tensor([5, 2, 1])
+    out, hT = layer(x, lengths=lengths)
+    for b, n_b in enumerate(lengths.tolist()):
+        alone, h_b = layer(x[b : b + 1, :n_b])
+        assert torch.allclose(hT[0, b], h_b[0, 0], atol=1e-6) and (out[b, n_b:] == 0).all()
+    double = embdrop.GRU(3, 2, recurrent_dropout=0.4, reset_after=False).double()
+    xd = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
+    md = double.sample_masks(xd, generator=gen(1))
+    assert torch.autograd.gradcheck(lambda t: double(t, masks=md)[0], (xd,))
+
+
 def test_dropout_only_is_one_mask_for_all_gates_fixed_across_T():
     torch.manual_seed(4)
     layer = embdrop.LSTM(5, 7, dropout=0.5)

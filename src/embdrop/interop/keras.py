@@ -10,8 +10,8 @@ The recurrent layers need each row's padding at its start or its end (``pad_sequ
 
 Mapping of the weights (Keras -> torch): Dense kernel (in, out) -> ``weight`` (out, in); Conv1D kernel
 (K, C, filters) -> (filters, C, K); LSTM kernel (C, 4H) in gate order i, f, c, o -> ``weight_ih`` (4H, C), the one
-bias -> ``bias_ih`` (``bias_hh`` zero); GRU (``reset_after=True``) gate order z, r, h -> torch's r, z, n, its
-(2, 3H) bias -> ``bias_ih``, ``bias_hh``.
+bias -> ``bias_ih`` (``bias_hh`` zero); GRU gate order z, r, h -> torch's r, z, n, its (2, 3H) bias ->
+``bias_ih``, ``bias_hh`` (``reset_after=False``: one (3H,) bias -> ``bias_ih``, and embdrop's GRU(reset_after=False)).
 
 Training mode: Dropout(rate, noise_shape), SpatialDropout1D and LSTM/GRU(dropout, recurrent_dropout) become
 embdrop's layers of the same rates and mask shapes (see their ``Mask:`` lines); a layer's ``seed`` is not used
@@ -396,16 +396,17 @@ def _rnn(i: int, layer: dict, cells: list[list], width: int | None, bidirectiona
     kind, c = layer["class_name"], layer["config"]
     checks = {"activation": "tanh", "recurrent_activation": "sigmoid", "stateful": False, "return_state": False,
               "unroll": False, "use_bias": True}  # fmt: skip
-    if kind == "GRU":
-        checks["reset_after"] = True
     for k, v in checks.items():
         if c.get(k, v) != v:
             raise _unsupported(i, layer, f"{k}={c.get(k)!r} (supported: {v!r})")
     H = c["units"]
     C = cells[0][0].shape[0]
-    cls = LSTM if kind == "LSTM" else GRU
-    rnn = cls(C, H, dropout=float(c.get("dropout", 0.0)), recurrent_dropout=float(c.get("recurrent_dropout", 0.0)),
-              bidirectional=bidirectional)  # fmt: skip
+    rates = {"dropout": float(c.get("dropout", 0.0)), "recurrent_dropout": float(c.get("recurrent_dropout", 0.0))}
+    reset_after = bool(c.get("reset_after", True))
+    if kind == "LSTM":
+        rnn = LSTM(C, H, **rates, bidirectional=bidirectional)
+    else:
+        rnn = GRU(C, H, **rates, bidirectional=bidirectional, reset_after=reset_after)
     t = lambda a: torch.from_numpy(a.copy()).float()  # noqa: E731
     for d, (kernel, recurrent, bias) in enumerate(cells):
         s = "_reverse" if d == 1 else ""
@@ -415,7 +416,10 @@ def _rnn(i: int, layer: dict, cells: list[list], width: int | None, bidirectiona
         else:  # Keras z, r, h -> torch r, z, n
             order = torch.cat([torch.arange(H, 2 * H), torch.arange(0, H), torch.arange(2 * H, 3 * H)])
             w_ih, w_hh = w_ih[order], w_hh[order]
-            b_ih, b_hh = t(bias[0])[order], t(bias[1])[order]
+            if reset_after:  # (2, 3H): the input and the recurrent bias
+                b_ih, b_hh = t(bias[0])[order], t(bias[1])[order]
+            else:  # (3H,): one bias, on the input side
+                b_ih, b_hh = t(bias)[order], torch.zeros(3 * H)
         with torch.no_grad():
             for name, value in (("weight_ih", w_ih), ("weight_hh", w_hh), ("bias_ih", b_ih), ("bias_hh", b_hh)):
                 getattr(rnn, f"{name}_l0{s}").copy_(value)
@@ -484,10 +488,12 @@ def _skeleton(config: dict, tensors: dict[str, Tensor]) -> KerasModel:
                 if inner == "GRU":
                     import numpy as np
 
-                    bias = np.stack([bias, get(f"bias_hh_l0{s}")])
+                    rnn_config = layer["config"]["layer"]["config"] if kind == "Bidirectional" else layer["config"]
+                    if rnn_config.get("reset_after", True):
+                        bias = np.stack([bias, get(f"bias_hh_l0{s}")])
                     H = recurrent.shape[0]
                     back = np.concatenate([np.arange(H, 2 * H), np.arange(0, H), np.arange(2 * H, 3 * H)])
-                    kernel, recurrent, bias = kernel[:, back], recurrent[:, back], bias[:, back]
+                    kernel, recurrent, bias = kernel[:, back], recurrent[:, back], bias[..., back]
                 weights[f"layers/{key}/{cell}"] = [kernel, recurrent, bias]
     return convert(config, weights)
 

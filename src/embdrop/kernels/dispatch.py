@@ -39,6 +39,7 @@ class Options:
     variational: bool = True
     bias: bool = True
     training: bool = True
+    reset_after: bool = True  # GRU: False is Cho et al.'s original form (the reference loop only)
 
     @property
     def gates(self) -> int:
@@ -85,10 +86,11 @@ def run(
     # torch.lstm/gru on a packed batch leave oneDNN for a slow generic path on CPU: with lengths, the CPU kernel
     # runs instead, with an all-ones state mask.
     packed_cpu = n is not None and inp.device.type == "cpu" and masks.zoneout_h is None and cpu.available()
+    packed_cpu = packed_cpu and opts.reset_after
     unit = packed_cpu and m_rec is None and not zoneout_eval  # an all-ones mask, not to be rescaled
     if unit:
         m_rec = torch.ones(opts.gates, inp.shape[0], h0.shape[-1], dtype=inp.dtype, device=inp.device)
-    if m_rec is None and masks.zoneout_h is None and not zoneout_eval:
+    if m_rec is None and masks.zoneout_h is None and not zoneout_eval and opts.reset_after:
         m_in = masks.input
         if m_in is not None:
             mask = m_in[0].unsqueeze(1) if m_in.dim() == 3 and m_in.shape[0] == 1 and opts.variational else m_in
@@ -154,7 +156,7 @@ def _loop(inp, h0, c0, weights, masks: Masks, m_rec, opts: Options, n, zoneout_e
     else:
         zh = None if masks.zoneout_h is None else masks.zoneout_h.transpose(0, 1)  # (T, B, H)
         zc = None if masks.zoneout_c is None else masks.zoneout_c.transpose(0, 1)
-    use_cpp = zh is None and rm is not None and inp.device.type == "cpu" and cpu.available()
+    use_cpp = zh is None and rm is not None and inp.device.type == "cpu" and cpu.available() and opts.reset_after
     if use_cpp and torch.is_autocast_enabled("cpu"):  # the recurrent matrix products in autocast's precision
         w_hh = w_hh.to(torch.get_autocast_dtype("cpu"))
     c = None
@@ -168,7 +170,7 @@ def _loop(inp, h0, c0, weights, masks: Masks, m_rec, opts: Options, n, zoneout_e
         if use_cpp:
             out, h = cpu.gru_recurrence(xw, w_hh, b_rec, rm, h0, step)
         else:
-            out, h = reference.gru_recurrence(xw, w_hh, b_rec, rm, h0, step, zh)
+            out, h = reference.gru_recurrence(xw, w_hh, b_rec, rm, h0, step, zh, opts.reset_after)
     return out.transpose(0, 1), h, c  # (B, T, H)
 
 

@@ -76,9 +76,11 @@ def gru_recurrence(
     h0: Tensor,
     step_mask: Tensor | None = None,
     zoneout_h: Tensor | float | None = None,
+    reset_after: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """GRU (PyTorch's form, Keras' ``reset_after=True``): n = tanh(x_n + r * (U_n (h*m_n) + b_hn)),
-    h = (1 - z) * n + z * h(t-1), where the last h(t-1) is the undropped one."""
+    h = (1 - z) * n + z * h(t-1), where the last h(t-1) is the undropped one. ``reset_after=False`` (Cho et al.'s
+    original, Keras' ``reset_after=False``): n = tanh(x_n + U_n (r * h*m_n) + b_hn)."""
     T = xw.shape[1]
     if T == 0:
         return xw.new_zeros(0, *h0.shape), h0
@@ -86,11 +88,19 @@ def gru_recurrence(
     h = h0
     outs = []
     for t in range(T):
-        hp = _recurrent(h, w_hh, rmask, 3)  # (3, B, H)
-        if b_hh is not None:
-            hp = hp + b_hh.view(3, 1, H)
-        r, z = torch.sigmoid(xw[:2, t] + hp[:2]).unbind(0)
-        n = torch.tanh(xw[2, t] + r * hp[2])
+        if reset_after:
+            hp = _recurrent(h, w_hh, rmask, 3)  # (3, B, H)
+            if b_hh is not None:
+                hp = hp + b_hh.view(3, 1, H)
+            r, z = torch.sigmoid(xw[:2, t] + hp[:2]).unbind(0)
+            n = torch.tanh(xw[2, t] + r * hp[2])
+        else:
+            hp = _recurrent(h, w_hh[: 2 * H], None if rmask is None else rmask[:2], 2)  # (2, B, H): r, z
+            if b_hh is not None:
+                hp = hp + b_hh[: 2 * H].view(2, 1, H)
+            r, z = torch.sigmoid(xw[:2, t] + hp).unbind(0)
+            hn = r * (h if rmask is None else h * rmask[2])  # (B, H): the reset applied before the product
+            n = torch.tanh(xw[2, t] + hn @ w_hh[2 * H :].T + (0 if b_hh is None else b_hh[2 * H :]))
         h_new = (1 - z) * n + z * h
         if zoneout_h is not None:
             h_new = _zone(h_new, h, zoneout_h[t] if isinstance(zoneout_h, Tensor) else zoneout_h)

@@ -9,6 +9,7 @@ decided per layer and direction by :func:`embdrop.kernels.dispatch.run`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -330,6 +331,10 @@ class GRU(_Recurrent):
             the recurrent connections (``recurrent_dropout`` must then be 0).
         bidirectional: a second, reverse direction with its own weights and masks; outputs are concatenated.
         bias: learn the biases ``bias_ih`` and ``bias_hh``.
+        reset_after: True (PyTorch's and Keras' default) applies the reset gate after the recurrent product;
+            False is Cho et al.'s original form, Keras' ``reset_after=False``:
+            ``n = tanh(W_n x + b_in + U_n (r * h(t-1)) + b_hn)`` (``recurrent_dropout``'s mask on h(t-1) inside).
+            It has no fused PyTorch kernel: it runs the reference loop.
 
     Shape:
         Input: x (B, T, C); state h (L * directions, B, H); lengths (B,) ints, or a (B, T) bool padding mask (True
@@ -355,3 +360,15 @@ class GRU(_Recurrent):
     cell = "gru"
     gate_order = ("r", "z", "n")
     gates = 3
+
+    def __init__(self, *args, reset_after: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(reset_after, bool):
+            raise _checks.invalid("reset_after", "a bool", repr(reset_after))
+        self.reset_after = reset_after
+
+    def _options(self) -> dispatch.Options:
+        return dataclasses.replace(super()._options(), reset_after=self.reset_after)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", reset_after=False" if not self.reset_after else "")
