@@ -480,3 +480,20 @@ def test_the_cells_facts_match_torchs_layout():
     for cls, torch_cls in ((embdrop.LSTM, nn.LSTM), (embdrop.GRU, nn.GRU)):
         assert cls.gates == len(cls.gate_order)
         assert cls(3, 5).weight_hh_l0.shape == torch_cls(3, 5).weight_hh_l0.shape == (cls.gates * 5, 5)
+
+
+@pytest.mark.parametrize("mode", ["sum", "ave", "mul"])
+def test_merge_modes_combine_the_two_directions_as_keras_bidirectional(mode):
+    torch.manual_seed(6)
+    concat = embdrop.GRU(4, 3, bidirectional=True).eval()
+    merged = embdrop.GRU(4, 3, bidirectional=True, merge_mode=mode).eval()
+    merged.load_state_dict(concat.state_dict())
+    x = torch.randn(2, 5, 4)
+    both, _ = concat(x)  # (B, T, 2H)
+    a, b = both[..., :3], both[..., 3:]
+    want = {"sum": a + b, "ave": (a + b) / 2, "mul": a * b}[mode]
+    assert torch.allclose(merged(x)[0], want, atol=1e-6)
+    stacked = embdrop.LSTM(4, 3, num_layers=2, bidirectional=True, merge_mode=mode)
+    assert stacked.weight_ih_l1.shape == (12, 3) and stacked(x)[0].shape == (2, 5, 3)  # layer 2 reads H features
+    with pytest.warns(UserWarning, match="does nothing"):
+        embdrop.LSTM(4, 3, merge_mode=mode)

@@ -33,7 +33,7 @@ from embdrop import _checks, _extras
 from embdrop.layers.conv import Conv1D, GlobalAveragePool1D
 from embdrop.layers.dropout import Dropout, SpatialDropout1D, TokenDropout
 from embdrop.layers.embedding import Embedding
-from embdrop.layers.recurrent import GRU, LSTM
+from embdrop.layers.recurrent import GRU, LSTM, merge
 
 SUPPORTED = (
     "InputLayer", "Embedding", "Dropout", "SpatialDropout1D", "Conv1D", "MaxPooling1D", "AveragePooling1D",
@@ -158,14 +158,11 @@ class _Recurrent(_Step):
             x = x.flip(1)
             mask = None if mask is None else mask.flip(1)
         out, state = self.module(x, lengths=mask)  # out (B, T, H * directions)
-        H = self.module.hidden_size
-        if self.return_sequences:
+        if self.return_sequences:  # merged by the layer itself (merge_mode)
             y = out if self.merge is not None or mask is None else _carry_forward(out, mask)
         else:
             h = state[0] if isinstance(state, tuple) else state  # (directions, B, H)
-            y = h[0] if self.merge is None else torch.cat([h[0], h[1]], dim=-1)  # (B, H * directions)
-        if self.merge is not None:
-            y = _merge(y[..., :H], y[..., H:], self.merge)
+            y = h[0] if self.merge is None else merge(h[0], h[1], self.merge)  # (B, H) or (B, 2H)
         return y, (given if self.return_sequences else None)  # Keras passes the mask on as it came
 
 
@@ -176,16 +173,6 @@ def _carry_forward(out: Tensor, mask: Tensor) -> Tensor:
     last = torch.where(mask, t, torch.full_like(t, -1)).cummax(dim=1).values  # (B, T): last real step so far
     picked = out.gather(1, last.clamp_min(0).unsqueeze(-1).expand_as(out))
     return torch.where((last >= 0).unsqueeze(-1), picked, torch.zeros_like(out))
-
-
-def _merge(a: Tensor, b: Tensor, mode: str) -> Tensor:
-    if mode == "concat":
-        return torch.cat([a, b], dim=-1)
-    if mode == "sum":
-        return a + b
-    if mode == "ave":
-        return (a + b) / 2
-    return a * b  # "mul"
 
 
 class KerasModel(nn.Module):
@@ -385,14 +372,15 @@ def _convert_layer(i: int, layer: dict, w: list, weights: dict, key: str, width:
         if back is not None and any(back["config"].get(k) != inner["config"].get(k) for k in same):
             raise _unsupported(i, layer, "a backward_layer that differs from the forward one")
         cells = [weights.get(f"{key}/forward_layer/cell", []), weights.get(f"{key}/backward_layer/cell", [])]
-        rnn = _rnn(i, {**inner, "config": {**inner["config"]}}, cells, width, bidirectional=True)
+        rnn = _rnn(i, inner, cells, width, bidirectional=True, merge_mode=merge)
         step = _Recurrent(rnn, bool(inner["config"].get("return_sequences")), False, merge)
         units = inner["config"]["units"]
         return step, units * (2 if merge == "concat" else 1)
     raise _unsupported(i, layer, "an unsupported layer type")  # pragma: no cover (SUPPORTED is checked first)
 
 
-def _rnn(i: int, layer: dict, cells: list[list], width: int | None, bidirectional: bool) -> nn.Module:
+def _rnn(i: int, layer: dict, cells: list[list], width: int | None, bidirectional: bool,
+         merge_mode: str = "concat") -> nn.Module:  # fmt: skip
     kind, c = layer["class_name"], layer["config"]
     checks = {"activation": "tanh", "recurrent_activation": "sigmoid", "stateful": False, "return_state": False,
               "unroll": False, "use_bias": True}  # fmt: skip
@@ -404,9 +392,9 @@ def _rnn(i: int, layer: dict, cells: list[list], width: int | None, bidirectiona
     rates = {"dropout": float(c.get("dropout", 0.0)), "recurrent_dropout": float(c.get("recurrent_dropout", 0.0))}
     reset_after = bool(c.get("reset_after", True))
     if kind == "LSTM":
-        rnn = LSTM(C, H, **rates, bidirectional=bidirectional)
+        rnn = LSTM(C, H, **rates, bidirectional=bidirectional, merge_mode=merge_mode)
     else:
-        rnn = GRU(C, H, **rates, bidirectional=bidirectional, reset_after=reset_after)
+        rnn = GRU(C, H, **rates, bidirectional=bidirectional, merge_mode=merge_mode, reset_after=reset_after)
     t = lambda a: torch.from_numpy(a.copy()).float()  # noqa: E731
     for d, (kernel, recurrent, bias) in enumerate(cells):
         s = "_reverse" if d == 1 else ""

@@ -43,6 +43,20 @@ class RecurrentMasks:
     zoneout_c: list[list[Tensor | None]]
 
 
+MERGE_MODES = ("concat", "sum", "ave", "mul")
+
+
+def merge(a: Tensor, b: Tensor, mode: str) -> Tensor:
+    """The two directions' outputs (B, T, H) each, combined as Keras' Bidirectional ``merge_mode``."""
+    if mode == "concat":
+        return torch.cat([a, b], dim=-1)  # (B, T, 2H)
+    if mode == "sum":
+        return a + b
+    if mode == "ave":
+        return (a + b) / 2
+    return a * b
+
+
 class _Recurrent(StochasticModule):
     """The stack shared by :class:`LSTM` and :class:`GRU`; the subclass gives the cell's facts below."""
 
@@ -63,6 +77,7 @@ class _Recurrent(StochasticModule):
         variational: bool = True,
         bidirectional: bool = False,
         bias: bool = True,
+        merge_mode: str = "concat",
     ) -> None:
         super().__init__()
         self.input_size = _checks.integer("input_size", input_size, low=1)
@@ -86,12 +101,16 @@ class _Recurrent(StochasticModule):
                 "variational=False changes only how the `dropout` masks are drawn; with dropout=0.0 it does nothing.",
                 stacklevel=2,
             )
+        self.merge_mode = _checks.choice("merge_mode", merge_mode, MERGE_MODES)
+        if merge_mode != "concat" and not bidirectional:
+            warnings.warn(f"merge_mode={merge_mode!r} combines two directions; with bidirectional=False it does "
+                          "nothing.", stacklevel=2)  # fmt: skip
         self.variational = variational
         self.bidirectional = bidirectional
         self.bias = bias
         G, H = self.gates, self.hidden_size
         for layer in range(self.num_layers):
-            c_in = self.input_size if layer == 0 else H * self.directions
+            c_in = self.input_size if layer == 0 else self.output_size
             for suffix in self._suffixes():
                 self.register_parameter(f"weight_ih_l{layer}{suffix}", nn.Parameter(torch.empty(G * H, c_in)))
                 self.register_parameter(f"weight_hh_l{layer}{suffix}", nn.Parameter(torch.empty(G * H, H)))
@@ -103,6 +122,11 @@ class _Recurrent(StochasticModule):
     @property
     def directions(self) -> int:
         return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self) -> int:
+        """Features of the output: H, or 2H for two directions concatenated."""
+        return self.hidden_size * (2 if self.bidirectional and self.merge_mode == "concat" else 1)
 
     def _suffixes(self) -> list[str]:
         return ["", "_reverse"][: self.directions]
@@ -127,7 +151,7 @@ class _Recurrent(StochasticModule):
         kw = {"device": x.device, "dtype": x.dtype, "generator": generator}
         out = RecurrentMasks([], [], [], [], [])
         for layer in range(self.num_layers):
-            c_in = self.input_size if layer == 0 else H * self.directions
+            c_in = self.input_size if layer == 0 else self.output_size
             rows = {k: [] for k in ("input", "recurrent", "weight", "zoneout_h", "zoneout_c")}
             for _ in range(self.directions):
                 if self.dropout > 0:
@@ -195,7 +219,7 @@ class _Recurrent(StochasticModule):
         start, n = padding.spans(lengths, B, T)
         if T == 0 or B == 0:  # no step to run: an empty output and the initial state (nn.LSTM refuses T = 0)
             st = self._initial_state(state, x)
-            return x.new_zeros(B, T, self.hidden_size * self.directions), st
+            return x.new_zeros(B, T, self.output_size), st
         if masks is None and self.training and self._random:
             masks = self.sample_masks(x, generator=generator)
         st = self._initial_state(state, x)
@@ -213,7 +237,7 @@ class _Recurrent(StochasticModule):
                 outs.append(o)
                 hs.append(h)
                 cs.append(c)
-            inp = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)  # (B, T, H * directions)
+            inp = outs[0] if len(outs) == 1 else merge(outs[0], outs[1], self.merge_mode)  # (B, T, output_size)
         out = padding.roll(inp, -start) if rolled else inp
         h = torch.stack(hs)
         return (out, (h, torch.stack(cs))) if self.has_cell_state else (out, h)
@@ -247,6 +271,7 @@ class _Recurrent(StochasticModule):
             "variational": True,
             "bidirectional": False,
             "bias": True,
+            "merge_mode": "concat",
         }
         for k, v in defaults.items():
             if getattr(self, k) != v:
@@ -275,12 +300,15 @@ class LSTM(_Recurrent):
             expectation ``p * previous + (1 - p) * new`` (Krueger et al. 2017). Runs on the reference loop.
         variational: False gives naive dropout (Zaremba et al. 2014): a new input mask at every step, nothing on
             the recurrent connections (``recurrent_dropout`` must then be 0).
-        bidirectional: a second, reverse direction with its own weights and masks; outputs are concatenated.
+        bidirectional: a second, reverse direction with its own weights and masks.
+        merge_mode: how the two directions' outputs combine (Keras' Bidirectional): "concat" (2H features),
+            "sum", "ave" or "mul" (H features).
         bias: learn the biases ``bias_ih`` and ``bias_hh``.
 
     Shape:
         Input: x (B, T, C); state (h, c), each (L * directions, B, H); lengths (B,) ints, or a (B, T) bool padding
-        mask (True at real steps; pre- or post-padding). Output: (B, T, H * directions), and the final (h, c).
+        mask (True at real steps; pre- or post-padding). Output: (B, T, H), or (B, T, 2H) bidirectional with
+        ``merge_mode="concat"``, and the final (h, c) of every direction.
         Padded steps leave the state untouched and output zeros, as Keras masking and packed sequences do. T = 0
         gives an empty output and the initial state.
 
@@ -329,7 +357,9 @@ class GRU(_Recurrent):
             expectation ``p * previous + (1 - p) * new`` (Krueger et al. 2017). Runs on the reference loop.
         variational: False gives naive dropout (Zaremba et al. 2014): a new input mask at every step, nothing on
             the recurrent connections (``recurrent_dropout`` must then be 0).
-        bidirectional: a second, reverse direction with its own weights and masks; outputs are concatenated.
+        bidirectional: a second, reverse direction with its own weights and masks.
+        merge_mode: how the two directions' outputs combine (Keras' Bidirectional): "concat" (2H features),
+            "sum", "ave" or "mul" (H features).
         bias: learn the biases ``bias_ih`` and ``bias_hh``.
         reset_after: True (PyTorch's and Keras' default) applies the reset gate after the recurrent product;
             False is Cho et al.'s original form, Keras' ``reset_after=False``:
@@ -338,7 +368,8 @@ class GRU(_Recurrent):
 
     Shape:
         Input: x (B, T, C); state h (L * directions, B, H); lengths (B,) ints, or a (B, T) bool padding mask (True
-        at real steps; pre- or post-padding). Output: (B, T, H * directions), and the final h. Padded steps leave
+        at real steps; pre- or post-padding). Output: (B, T, H), or (B, T, 2H) bidirectional with
+        ``merge_mode="concat"``, and the final h of every direction. Padded steps leave
         the state untouched and output zeros. T = 0 gives an empty output and the initial state.
 
     Mask: input (3 or 1, B, C) per layer and direction, fixed across T, redrawn every call ((B, T, C), redrawn
