@@ -37,6 +37,7 @@ def test_tabular_recipes_train_on_a_gpu(tmp_path):
     assert 0.6 < s.test["auc"] < 1.0 and 0.6 < s.test["mc_auc"] < 1.0
 
 
+@pytest.mark.slow  # three full training runs
 @pytest.mark.parametrize("kind", ["embedding", "hash", "onehot"])
 def test_flights_kinds_beat_chance(tmp_path, kind):
     s = recipes.train("flights-entity", [f"model.kind={kind}", "train.epochs=1"], tmp_path / "run", console=quiet())

@@ -55,6 +55,7 @@ def test_regression_reports_rmse_in_the_targets_units_and_beats_the_mean(tmp_pat
     assert 5 < s.test["mean_baseline_rmse"] < 30  # the target's own units (its std is about 15), not standardised
 
 
+@pytest.mark.slow  # two full training runs
 def test_onehot_and_hash_kinds_and_named_categorical_columns(tmp_path):
     path = table(tmp_path / "t.csv")
     for kind in ("onehot", "hash"):
