@@ -131,7 +131,7 @@ def gru_reset_before(units, **kwargs):
     return kl.GRU(units, reset_after=False, **kwargs)
 
 
-@pytest.mark.parametrize("cell", [kl.LSTM, kl.GRU, gru_reset_before])
+@pytest.mark.parametrize("cell", [kl.SimpleRNN, kl.LSTM, kl.GRU, gru_reset_before])
 @pytest.mark.parametrize("mask_zero", [False, True])
 @pytest.mark.parametrize("go_backwards", [False, True])
 def test_recurrent_layers(tmp_path, cell, mask_zero, go_backwards):
@@ -140,14 +140,14 @@ def test_recurrent_layers(tmp_path, cell, mask_zero, go_backwards):
     same_outputs(*build(tmp_path, *layers))
 
 
-@pytest.mark.parametrize("cell", [kl.LSTM, kl.GRU])
+@pytest.mark.parametrize("cell", [kl.SimpleRNN, kl.LSTM, kl.GRU])
 def test_return_sequences_keeps_the_previous_output_at_padded_steps(tmp_path, cell):
     # no pooling after it: the padded steps' outputs themselves are compared
     same_outputs(*build(tmp_path, kl.Embedding(V, 6, mask_zero=True), cell(5, return_sequences=True)))
 
 
 @pytest.mark.parametrize("merge", ["concat", "sum", "ave", "mul"])
-@pytest.mark.parametrize("cell", [kl.LSTM, kl.GRU, gru_reset_before])
+@pytest.mark.parametrize("cell", [kl.SimpleRNN, kl.LSTM, kl.GRU, gru_reset_before])
 @pytest.mark.parametrize("mask_zero", [False, True])
 def test_bidirectional(tmp_path, merge, cell, mask_zero):
     wrapped = kl.Bidirectional(cell(4, return_sequences=True), merge_mode=merge)
@@ -198,7 +198,7 @@ def test_converted_folder_reads_back_without_h5py(tmp_path):
 
 def test_unsupported_layers_and_options_are_named(tmp_path):
     cases = [
-        ([kl.Embedding(V, 4), kl.SimpleRNN(3)], "layer 1 'simple_rnn' (SimpleRNN) with an unsupported layer type"),
+        ([kl.Embedding(V, 4), kl.GaussianNoise(0.1)], "layer 1 'gaussian_noise' (GaussianNoise) with an unsupported"),
         ([kl.Embedding(V, 4), kl.LSTM(3, activation="relu")], "with activation='relu' (supported: 'tanh')"),
         ([kl.Embedding(V, 4), kl.Dense(3, activation="hard_sigmoid")], "activation='hard_sigmoid' (supported: linear"),
     ]
@@ -279,7 +279,7 @@ def test_convert_and_predict_from_the_command_line(tmp_path, capsys):
     got = [float(line.split()[1]) for line in lines]
     assert lines[0].startswith("positive ") and np.allclose(got, want, atol=1e-4)
     # mistakes: one line, exit 2, nothing written
-    _, bad = build(tmp_path, kl.Embedding(V, 4), kl.SimpleRNN(3), name="bad.keras")
+    _, bad = build(tmp_path, kl.Embedding(V, 4), kl.GaussianNoise(0.1), name="bad.keras")
     for args, message in [
         ([str(bad), str(tmp_path / "never")], "argument 'model'"),
         ([str(path), str(out)], "argument 'OUT_DIR': expected a new or empty directory"),

@@ -15,7 +15,7 @@ def gen(seed=0):
 
 
 def torch_twin(layer):
-    kind = "LSTM" if isinstance(layer, embdrop.LSTM) else "GRU"
+    kind = {embdrop.LSTM: "LSTM", embdrop.GRU: "GRU", embdrop.SimpleRNN: "RNN"}[type(layer)]
     ref = getattr(nn, kind)(
         layer.input_size,
         layer.hidden_size,
@@ -54,7 +54,7 @@ def flat(st):
     return list(st) if isinstance(st, tuple) else [st]
 
 
-@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "SimpleRNN"])
 @pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("use_lengths", [False, True])
@@ -365,7 +365,7 @@ def test_eval_is_deterministic_and_is_torch():
     assert torch.allclose(a, torch_twin(layer)(x)[0], atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "SimpleRNN"])
 def test_layer_contract(kind):
     check_layer_contract(
         lambda: getattr(embdrop, kind)(4, 5, dropout=0.3, recurrent_dropout=0.3, weight_dropout=0.2),
@@ -381,6 +381,10 @@ def test_gradcheck_float64_through_the_kernel_path():
     assert torch.autograd.gradcheck(lambda t: layer(t, masks=masks)[0], (x,))
     layer = embdrop.LSTM(3, 4, dropout=0.3, recurrent_dropout=0.4).double()
     masks = layer.sample_masks(x, generator=gen(5))
+    assert torch.autograd.gradcheck(lambda t: layer(t, lengths=torch.tensor([5, 3]), masks=masks)[0], (x,))
+    layer = embdrop.SimpleRNN(3, 4, dropout=0.3, recurrent_dropout=0.4).double()
+    masks = layer.sample_masks(x, generator=gen(5))
+    assert masks.input[0][0].shape == (1, 2, 3) and masks.recurrent[0][0].shape == (1, 2, 4)
     assert torch.autograd.gradcheck(lambda t: layer(t, lengths=torch.tensor([5, 3]), masks=masks)[0], (x,))
 
 
@@ -497,3 +501,17 @@ def test_merge_modes_combine_the_two_directions_as_keras_bidirectional(mode):
     assert stacked.weight_ih_l1.shape == (12, 3) and stacked(x)[0].shape == (2, 5, 3)  # layer 2 reads H features
     with pytest.warns(UserWarning, match="does nothing"):
         embdrop.LSTM(4, 3, merge_mode=mode)
+
+
+def test_simple_rnn_semantics_equal_a_hand_written_keras_cell():
+    torch.manual_seed(7)
+    layer = embdrop.SimpleRNN(4, 6, dropout=0.3, recurrent_dropout=0.5)
+    x = torch.randn(3, 5, 4)
+    m = layer.sample_masks(x, generator=gen(0))
+    W, U, b = layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0 + layer.bias_hh_l0
+    mi, mr = m.input[0][0][0] / 0.7, m.recurrent[0][0][0] / 0.5  # one (B, C) and one (B, H) mask, fixed across T
+    h = x.new_zeros(3, 6)
+    for t in range(5):
+        h = torch.tanh((x[:, t] * mi) @ W.T + (h * mr) @ U.T + b)
+    out, hT = layer(x, masks=m)
+    assert torch.allclose(hT[0], h, atol=1e-5) and torch.allclose(out[:, -1], h, atol=1e-5)

@@ -33,11 +33,12 @@ from embdrop import _checks, _extras
 from embdrop.layers.conv import Conv1D, GlobalAveragePool1D
 from embdrop.layers.dropout import Dropout, SpatialDropout1D, TokenDropout
 from embdrop.layers.embedding import Embedding
-from embdrop.layers.recurrent import GRU, LSTM, merge
+from embdrop.layers.recurrent import GRU, LSTM, SimpleRNN, merge
 
 SUPPORTED = (
     "InputLayer", "Embedding", "Dropout", "SpatialDropout1D", "Conv1D", "MaxPooling1D", "AveragePooling1D",
-    "GlobalMaxPooling1D", "GlobalAveragePooling1D", "Flatten", "Dense", "Activation", "LSTM", "GRU", "Bidirectional",
+    "GlobalMaxPooling1D", "GlobalAveragePooling1D", "Flatten", "Dense", "Activation", "SimpleRNN", "LSTM", "GRU",
+    "Bidirectional",
 )  # fmt: skip
 
 ACTIVATIONS = {
@@ -357,14 +358,14 @@ def _convert_layer(i: int, layer: dict, w: list, weights: dict, key: str, width:
         return _Step(dense, activation()), c["units"]
     if kind == "Activation":
         return _Step(None, activation()), width
-    if kind in ("LSTM", "GRU"):
+    if kind in ("SimpleRNN", "LSTM", "GRU"):
         rnn = _rnn(i, layer, [weights.get(f"{key}/cell", [])], width, bidirectional=False)
         step = _Recurrent(rnn, bool(c.get("return_sequences")), bool(c.get("go_backwards")), None)
         return step, c["units"]
     if kind == "Bidirectional":
         inner = c["layer"]
-        if inner.get("class_name") not in ("LSTM", "GRU"):
-            raise _unsupported(i, layer, f"a wrapped {inner.get('class_name')} (supported: LSTM, GRU)")
+        if inner.get("class_name") not in ("SimpleRNN", "LSTM", "GRU"):
+            raise _unsupported(i, layer, f"a wrapped {inner.get('class_name')} (supported: SimpleRNN, LSTM, GRU)")
         merge = option("merge_mode", ("concat", "sum", "ave", "mul"))
         back = c.get("backward_layer")
         same = ("units", "activation", "recurrent_activation", "use_bias", "dropout", "recurrent_dropout",
@@ -391,7 +392,9 @@ def _rnn(i: int, layer: dict, cells: list[list], width: int | None, bidirectiona
     C = cells[0][0].shape[0]
     rates = {"dropout": float(c.get("dropout", 0.0)), "recurrent_dropout": float(c.get("recurrent_dropout", 0.0))}
     reset_after = bool(c.get("reset_after", True))
-    if kind == "LSTM":
+    if kind == "SimpleRNN":
+        rnn = SimpleRNN(C, H, **rates, bidirectional=bidirectional, merge_mode=merge_mode)
+    elif kind == "LSTM":
         rnn = LSTM(C, H, **rates, bidirectional=bidirectional, merge_mode=merge_mode)
     else:
         rnn = GRU(C, H, **rates, bidirectional=bidirectional, merge_mode=merge_mode, reset_after=reset_after)
@@ -399,8 +402,8 @@ def _rnn(i: int, layer: dict, cells: list[list], width: int | None, bidirectiona
     for d, (kernel, recurrent, bias) in enumerate(cells):
         s = "_reverse" if d == 1 else ""
         w_ih, w_hh = t(kernel).T, t(recurrent).T  # (G*H, C), (G*H, H)
-        if kind == "LSTM":  # gate order i, f, c, o in both
-            b_ih, b_hh = t(bias), torch.zeros(4 * H)
+        if kind != "GRU":  # one bias; LSTM's gate order i, f, c, o in both
+            b_ih, b_hh = t(bias), torch.zeros_like(t(bias))
         else:  # Keras z, r, h -> torch r, z, n
             order = torch.cat([torch.arange(H, 2 * H), torch.arange(0, H), torch.arange(2 * H, 3 * H)])
             w_ih, w_hh = w_ih[order], w_hh[order]
@@ -466,7 +469,7 @@ def _skeleton(config: dict, tensors: dict[str, Tensor]) -> KerasModel:
         elif kind == "Conv1D":
             b = [get("conv.bias")] if prefix + "conv.bias" in tensors else []
             weights[f"layers/{key}"] = [get("conv.weight").transpose(2, 1, 0)] + b
-        elif kind in ("LSTM", "GRU", "Bidirectional"):
+        elif kind in ("SimpleRNN", "LSTM", "GRU", "Bidirectional"):
             cells = ["cell"] if kind != "Bidirectional" else ["forward_layer/cell", "backward_layer/cell"]
             inner = layer["config"]["layer"]["class_name"] if kind == "Bidirectional" else kind
             for d, cell in enumerate(cells):

@@ -24,14 +24,14 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from embdrop.functional.apply import keep_scale
 from embdrop.kernels import cpu, reference
 
-KERNEL_ORDER = {"lstm": (0, 1, 3, 2), "gru": (0, 1, 2)}  # the kernels' gate order, as indices into torch's
+KERNEL_ORDER = {"lstm": (0, 1, 3, 2), "gru": (0, 1, 2), "rnn": (0,)}  # the kernels' gate order, as indices into torch's
 
 
 @dataclass(frozen=True)
 class Options:
     """What one call of :func:`run` needs to know about the layer."""
 
-    cell: str  # "lstm" or "gru"
+    cell: str  # "lstm", "gru" or "rnn" (tanh)
     dropout: float = 0.0
     recurrent_dropout: float = 0.0
     weight_dropout: float = 0.0
@@ -86,7 +86,7 @@ def run(
     # torch.lstm/gru on a packed batch leave oneDNN for a slow generic path on CPU: with lengths, the CPU kernel
     # runs instead, with an all-ones state mask.
     packed_cpu = n is not None and inp.device.type == "cpu" and masks.zoneout_h is None and cpu.available()
-    packed_cpu = packed_cpu and opts.reset_after
+    packed_cpu = packed_cpu and opts.reset_after and opts.cell != "rnn"
     unit = packed_cpu and m_rec is None and not zoneout_eval  # an all-ones mask, not to be rescaled
     if unit:
         m_rec = torch.ones(opts.gates, inp.shape[0], h0.shape[-1], dtype=inp.dtype, device=inp.device)
@@ -112,7 +112,7 @@ def _fused(inp, h0, c0, weights, opts: Options, n):
     params = [w_ih, w_hh] + ([b_ih, b_hh] if opts.bias else [])
     lstm = opts.cell == "lstm"
     hx = (h0.unsqueeze(0), c0.unsqueeze(0)) if lstm else h0.unsqueeze(0)
-    fn = torch.lstm if lstm else torch.gru
+    fn = torch.lstm if lstm else torch.gru if opts.cell == "gru" else torch.rnn_tanh
     if n is None:
         res = fn(inp, hx, params, opts.bias, 1, 0.0, opts.training, False, True)
         out = res[0]
@@ -157,6 +157,7 @@ def _loop(inp, h0, c0, weights, masks: Masks, m_rec, opts: Options, n, zoneout_e
         zh = None if masks.zoneout_h is None else masks.zoneout_h.transpose(0, 1)  # (T, B, H)
         zc = None if masks.zoneout_c is None else masks.zoneout_c.transpose(0, 1)
     use_cpp = zh is None and rm is not None and inp.device.type == "cpu" and cpu.available() and opts.reset_after
+    use_cpp = use_cpp and opts.cell != "rnn"  # the C++ kernel has LSTM and GRU cells
     if use_cpp and torch.is_autocast_enabled("cpu"):  # the recurrent matrix products in autocast's precision
         w_hh = w_hh.to(torch.get_autocast_dtype("cpu"))
     c = None
@@ -165,6 +166,8 @@ def _loop(inp, h0, c0, weights, masks: Masks, m_rec, opts: Options, n, zoneout_e
             out, h, c = cpu.lstm_recurrence(xw, w_hh, rm, h0, c0, step)
         else:
             out, h, c = reference.lstm_recurrence(xw, w_hh, rm, h0, c0, step, zh, zc)
+    elif opts.cell == "rnn":
+        out, h = reference.rnn_recurrence(xw, w_hh, b_hh if opts.bias else None, rm, h0, step, zh)
     else:
         b_rec = b_hh if opts.bias else None
         if use_cpp:

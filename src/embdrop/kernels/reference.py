@@ -112,3 +112,33 @@ def gru_recurrence(
             outs.append(h_new)
         h = h_new
     return torch.stack(outs), h
+
+
+def rnn_recurrence(
+    xw: Tensor,
+    w_hh: Tensor,
+    b_hh: Tensor | None,
+    rmask: Tensor | None,
+    h0: Tensor,
+    step_mask: Tensor | None = None,
+    zoneout_h: Tensor | float | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Elman RNN (Keras' SimpleRNN, torch's RNN with tanh): h = tanh(x_h + U (h(t-1)*m) + b_hh)."""
+    T = xw.shape[1]
+    if T == 0:
+        return xw.new_zeros(0, *h0.shape), h0
+    h = h0
+    outs = []
+    for t in range(T):
+        pre = xw[0, t] + _recurrent(h, w_hh, rmask, 1)[0]  # (B, H)
+        h_new = torch.tanh(pre if b_hh is None else pre + b_hh)
+        if zoneout_h is not None:
+            h_new = _zone(h_new, h, zoneout_h[t] if isinstance(zoneout_h, Tensor) else zoneout_h)
+        if step_mask is not None:
+            v = step_mask[t].unsqueeze(1)
+            h_new = torch.where(v, h_new, h)
+            outs.append(h_new * v)
+        else:
+            outs.append(h_new)
+        h = h_new
+    return torch.stack(outs), h

@@ -6,7 +6,7 @@ from embdrop.layers.conv import Conv1D, GlobalAveragePool1D, GlobalMaxPool1D, Ma
 from embdrop.layers.dropout import Dropout, LockedDropout, SpatialDropout1D, TokenDropout, WordDropout
 from embdrop.layers.embedding import Embedding
 from embdrop.layers.mc import MCPrediction, is_dropout_layer, mc_dropout, mc_predict
-from embdrop.layers.recurrent import GRU, LSTM, RecurrentMasks
+from embdrop.layers.recurrent import GRU, LSTM, RecurrentMasks, SimpleRNN
 from embdrop.layers.weight_drop import DropConnect
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "Dropout",
     "Embedding",
     "GRU",
+    "SimpleRNN",
     "HashEmbedding",
     "LSTM",
     "LockedDropout",

@@ -403,3 +403,45 @@ class GRU(_Recurrent):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + (", reset_after=False" if not self.reset_after else "")
+
+
+class SimpleRNN(_Recurrent):
+    """Elman RNN with Keras' ``dropout`` and ``recurrent_dropout``, weight drop, zoneout and naive dropout; batch first.
+
+    ``h(t) = tanh(W x(t) + b_ih + U h(t-1) + b_hh)``, Keras' ``SimpleRNN`` (its one bias is ``bias_ih``) and
+    ``nn.RNN(nonlinearity="tanh")``. With every rate at 0 (and no padding) it runs PyTorch's fused RNN; with
+    recurrent masks or padding, the reference loop.
+
+    Args:
+        input_size: C, features of the input.
+        hidden_size: H.
+        num_layers: L, stacked layers.
+        dropout: probability to drop an input unit, one mask per sample fixed across T (Keras ``dropout``).
+        recurrent_dropout: probability to drop a unit of h(t-1), one mask per sample fixed across T.
+        weight_dropout: DropConnect on ``weight_hh``: one mask per call, shared by the batch.
+        zoneout: probability that a unit of h keeps its previous value at a step (training).
+        variational: False gives naive dropout: a new input mask at every step (``recurrent_dropout`` must be 0).
+        bidirectional: a second, reverse direction with its own weights and masks.
+        bias: learn the biases ``bias_ih`` and ``bias_hh``.
+        merge_mode: how two directions combine: "concat", "sum", "ave" or "mul".
+
+    Shape:
+        Input: x (B, T, C); state h (L * directions, B, H); lengths (B,) ints, or a (B, T) bool padding mask.
+        Output: (B, T, H) (2H bidirectional with "concat"), and the final h of every direction.
+
+    Mask: input (1, B, C) per layer and direction, fixed across T, redrawn every call ((B, T, C), redrawn every
+    step, when ``variational=False``); recurrent (1, B, H), fixed across T, redrawn every call; weight (H, H),
+    shared by the batch, redrawn every call; zoneout (B, T, H), redrawn every step.
+
+    Reference: Elman, "Finding Structure in Time", 1990; Gal & Ghahramani, 2016 (the dropout masks).
+
+    Example:
+        >>> rnn = SimpleRNN(16, 32, dropout=0.5, recurrent_dropout=0.5)
+        >>> out, h = rnn(torch.randn(4, 10, 16), lengths=torch.tensor([10, 7, 3, 1]))
+        >>> out.shape, h.shape
+        (torch.Size([4, 10, 32]), torch.Size([1, 4, 32]))
+    """
+
+    cell = "rnn"
+    gate_order = ("h",)
+    gates = 1
