@@ -158,11 +158,15 @@ def test_bidirectional(tmp_path, merge, cell, mask_zero):
 
 
 def test_dropout_layers_keep_their_semantics(tmp_path):
-    layers = [kl.Embedding(V, 6), kl.SpatialDropout1D(0.3), kl.Dropout(0.2, noise_shape=(None, 1, 6)),
+    layers = [kl.Embedding(V, 6), kl.GaussianDropout(0.3), kl.GaussianNoise(0.2), kl.SpatialDropout1D(0.3),
+              kl.Dropout(0.2, noise_shape=(None, 1, 6)),
               kl.Dropout(0.1, noise_shape=(None, T, 1)), kl.Dropout(0.4), kl.GlobalAveragePooling1D(),
               kl.Dense(1)]  # fmt: skip
     ours = same_outputs(*build(tmp_path, *layers))
-    kinds = [(type(s.module), s.module.p) for s in list(ours.steps.values())[1:5]]
+    gauss = list(ours.steps.values())[1:3]
+    assert (type(gauss[0].module), gauss[0].module.p, type(gauss[1].module), gauss[1].module.std) == (
+        embdrop.GaussianDropout, 0.3, embdrop.GaussianNoise, 0.2)  # fmt: skip
+    kinds = [(type(s.module), s.module.p) for s in list(ours.steps.values())[3:7]]
     assert kinds == [(SpatialDropout1D, 0.3), (SpatialDropout1D, 0.2), (TokenDropout, 0.1), (Dropout, 0.4)]
     ours.train()
     x = torch.ones(4, T, 6)
@@ -198,7 +202,7 @@ def test_converted_folder_reads_back_without_h5py(tmp_path):
 
 def test_unsupported_layers_and_options_are_named(tmp_path):
     cases = [
-        ([kl.Embedding(V, 4), kl.GaussianNoise(0.1)], "layer 1 'gaussian_noise' (GaussianNoise) with an unsupported"),
+        ([kl.Embedding(V, 4), kl.LayerNormalization()], "layer 1 'layer_normalization' (LayerNormalization) with an"),
         ([kl.Embedding(V, 4), kl.LSTM(3, activation="relu")], "with activation='relu' (supported: 'tanh')"),
         ([kl.Embedding(V, 4), kl.Dense(3, activation="hard_sigmoid")], "activation='hard_sigmoid' (supported: linear"),
     ]
@@ -279,7 +283,7 @@ def test_convert_and_predict_from_the_command_line(tmp_path, capsys):
     got = [float(line.split()[1]) for line in lines]
     assert lines[0].startswith("positive ") and np.allclose(got, want, atol=1e-4)
     # mistakes: one line, exit 2, nothing written
-    _, bad = build(tmp_path, kl.Embedding(V, 4), kl.GaussianNoise(0.1), name="bad.keras")
+    _, bad = build(tmp_path, kl.Embedding(V, 4), kl.LayerNormalization(), name="bad.keras")
     for args, message in [
         ([str(bad), str(tmp_path / "never")], "argument 'model'"),
         ([str(path), str(out)], "argument 'OUT_DIR': expected a new or empty directory"),

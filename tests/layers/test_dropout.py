@@ -5,7 +5,7 @@ import torch
 
 import embdrop
 from contract import check_layer_contract
-from embdrop import Dropout, LockedDropout, SpatialDropout1D, TokenDropout, WordDropout
+from embdrop import Dropout, GaussianDropout, GaussianNoise, LockedDropout, SpatialDropout1D, TokenDropout, WordDropout
 
 
 def gen(seed=0):
@@ -24,8 +24,10 @@ def seq(dtype=torch.float32):
         lambda: Dropout(0.3, shared_dims=(0, -1)),
         lambda: SpatialDropout1D(0.4),
         lambda: TokenDropout(0.4),
+        lambda: GaussianDropout(0.4),
+        lambda: GaussianNoise(0.2),
     ],
-    ids=["elementwise", "shared-T", "shared-B-C", "spatial", "token"],
+    ids=["elementwise", "shared-T", "shared-B-C", "spatial", "token", "gaussian-dropout", "gaussian-noise"],
 )
 def test_layer_contract(make):
     check_layer_contract(make, seq)
@@ -82,7 +84,11 @@ def test_keep_rate_within_four_sigma(layer, units):
     assert torch.allclose(y[y != 0], torch.tensor(1 / (1 - p)))
 
 
-@pytest.mark.parametrize("make", [lambda: Dropout(0.0), lambda: SpatialDropout1D(0.0), lambda: TokenDropout(0.0)])
+@pytest.mark.parametrize(
+    "make",
+    [lambda: Dropout(0.0), lambda: SpatialDropout1D(0.0), lambda: TokenDropout(0.0), lambda: GaussianDropout(0.0),
+     lambda: GaussianNoise(0.0)],
+)  # fmt: skip
 def test_p_zero_returns_input_and_draws_nothing(make):
     x = torch.randn(2, 3, 4)
     g = gen(1)
@@ -148,3 +154,21 @@ def test_extra_repr_shows_non_defaults():
     assert repr(Dropout(0.5)) == "Dropout(p=0.5)"
     assert repr(Dropout(0.5, shared_dims=(1,))) == "Dropout(p=0.5, shared_dims=(1,))"
     assert repr(SpatialDropout1D(0.2)) == "SpatialDropout1D(p=0.2)"
+
+
+def test_gaussian_dropout_and_noise_have_kerass_moments_within_four_sigma():
+    n = 200_000
+    p = 0.3
+    y = GaussianDropout(p)(torch.full((n,), 2.0), generator=gen(0))  # 2 * N(1, p / (1 - p))
+    std = 2 * math.sqrt(p / (1 - p))
+    assert abs(y.mean().item() - 2.0) < 4 * std / math.sqrt(n)
+    assert abs(y.std().item() - std) < 4 * std / math.sqrt(2 * n)
+    z = GaussianNoise(0.5)(torch.full((n,), 2.0), generator=gen(1))  # 2 + N(0, 0.25)
+    assert abs(z.mean().item() - 2.0) < 4 * 0.5 / math.sqrt(n) and abs(z.std().item() - 0.5) < 4 * 0.5 / math.sqrt(
+        2 * n
+    )
+    noise = GaussianDropout(p).sample_mask(torch.ones(3, 4), generator=gen(2))
+    got = GaussianDropout(p)(torch.full((3, 4), 5.0), mask=noise)
+    assert torch.equal(got, 5.0 * noise)  # a given mask is applied as it is
+    with pytest.raises(ValueError, match="argument 'std': expected a finite float >= 0"):
+        GaussianNoise(-1.0)

@@ -33,6 +33,20 @@ def bernoulli_keep(
     return torch.empty(shape, device=device, dtype=dtype).uniform_(generator=generator).lt_(1.0 - p)
 
 
+def gaussian(
+    shape: tuple[int, ...],
+    mean: float,
+    std: float,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Noise of ``shape``, each entry drawn independently from N(mean, std^2): the multiplicative mask of Gaussian
+    dropout (mean 1) or the additive noise of Gaussian noise (mean 0)."""
+    return torch.empty(shape, device=device, dtype=dtype).normal_(mean, std, generator=generator)
+
+
 def shared_shape(shape: tuple[int, ...], shared_dims: tuple[int, ...]) -> tuple[int, ...]:
     """The mask shape for an input of ``shape`` whose mask is shared along ``shared_dims`` (those axes become 1)."""
     axes = _checks.normalize_dims("shared_dims", shared_dims, len(shape))

@@ -31,14 +31,14 @@ from torch import Tensor, nn
 
 from embdrop import _checks, _extras
 from embdrop.layers.conv import Conv1D, GlobalAveragePool1D
-from embdrop.layers.dropout import Dropout, SpatialDropout1D, TokenDropout
+from embdrop.layers.dropout import Dropout, GaussianDropout, GaussianNoise, SpatialDropout1D, TokenDropout
 from embdrop.layers.embedding import Embedding
 from embdrop.layers.recurrent import GRU, LSTM, SimpleRNN, merge
 
 SUPPORTED = (
-    "InputLayer", "Embedding", "Dropout", "SpatialDropout1D", "Conv1D", "MaxPooling1D", "AveragePooling1D",
-    "GlobalMaxPooling1D", "GlobalAveragePooling1D", "Flatten", "Dense", "Activation", "SimpleRNN", "LSTM", "GRU",
-    "Bidirectional",
+    "InputLayer", "Embedding", "Dropout", "SpatialDropout1D", "GaussianDropout", "GaussianNoise", "Conv1D",
+    "MaxPooling1D", "AveragePooling1D", "GlobalMaxPooling1D", "GlobalAveragePooling1D", "Flatten", "Dense",
+    "Activation", "SimpleRNN", "LSTM", "GRU", "Bidirectional",
 )  # fmt: skip
 
 ACTIVATIONS = {
@@ -312,6 +312,10 @@ def _convert_layer(i: int, layer: dict, w: list, weights: dict, key: str, width:
         with torch.no_grad():
             emb.weight.copy_(t(w[0]))
         return _Embed(emb, bool(c.get("mask_zero"))), c["output_dim"]
+    if kind == "GaussianDropout":
+        return _Step(GaussianDropout(float(c["rate"]))), width
+    if kind == "GaussianNoise":
+        return _Step(GaussianNoise(float(c["stddev"]))), width
     if kind in ("Dropout", "SpatialDropout1D"):
         rate = float(c["rate"])
         if kind == "SpatialDropout1D":

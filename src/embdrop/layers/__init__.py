@@ -3,7 +3,15 @@
 from embdrop.layers.base import StochasticModule
 from embdrop.layers.categorical import HashEmbedding, embedding_size
 from embdrop.layers.conv import Conv1D, GlobalAveragePool1D, GlobalMaxPool1D, MaxPool1D
-from embdrop.layers.dropout import Dropout, LockedDropout, SpatialDropout1D, TokenDropout, WordDropout
+from embdrop.layers.dropout import (
+    Dropout,
+    GaussianDropout,
+    GaussianNoise,
+    LockedDropout,
+    SpatialDropout1D,
+    TokenDropout,
+    WordDropout,
+)
 from embdrop.layers.embedding import Embedding
 from embdrop.layers.mc import MCPrediction, is_dropout_layer, mc_dropout, mc_predict
 from embdrop.layers.recurrent import GRU, LSTM, RecurrentMasks, SimpleRNN
@@ -27,6 +35,8 @@ __all__ = [
     "SpatialDropout1D",
     "StochasticModule",
     "TokenDropout",
+    "GaussianDropout",
+    "GaussianNoise",
     "WordDropout",
     "embedding_size",
     "is_dropout_layer",

@@ -184,3 +184,86 @@ class WordDropout(StochasticModule):
     def extra_repr(self) -> str:
         s = f"p={self.p}, unk_id={self.unk_id}"
         return s + (f", padding_idx={self.padding_idx}" if self.padding_idx is not None else "")
+
+
+class GaussianDropout(StochasticModule):
+    """Multiplies every entry by noise drawn from N(1, p / (1 - p)): Keras ``GaussianDropout(rate=p)``.
+
+    The noise has Bernoulli dropout's mean and variance (Srivastava et al., section 10), without zeros. Identity in
+    eval mode.
+
+    Args:
+        p: the dropout rate it mimics, in [0, 1): the noise's standard deviation is sqrt(p / (1 - p)).
+
+    Shape:
+        Input: any shape ``(*)``. Output: the same shape.
+
+    Mask: x's shape (multiplicative noise, not 0/1), redrawn every call.
+
+    Reference: Srivastava et al., "Dropout: A Simple Way to Prevent Neural Networks from Overfitting", 2014.
+
+    Example:
+        >>> y = GaussianDropout(0.5)(torch.ones(1000), generator=torch.Generator().manual_seed(0))
+        >>> round(float(y.mean()), 1), round(float(y.std()), 1)
+        (1.0, 1.0)
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = _checks.probability("p", p)
+
+    def sample_mask(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        """The noise a training call on ``x`` would multiply it by."""
+        std = (self.p / (1.0 - self.p)) ** 0.5
+        return M.gaussian(tuple(x.shape), 1.0, std, device=x.device, dtype=x.dtype, generator=generator)
+
+    def forward(self, x: Tensor, *, mask: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        _checks.floating("x", x)
+        if not self.training or self.p == 0:
+            return x
+        if mask is None:
+            mask = self.sample_mask(x, generator=generator)
+        _checks.mask_shape("mask", mask, tuple(x.shape))
+        return x * mask
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class GaussianNoise(StochasticModule):
+    """Adds noise drawn from N(0, std^2) to every entry in training: Keras ``GaussianNoise(stddev=std)``.
+
+    Args:
+        std: the noise's standard deviation, >= 0.
+
+    Shape:
+        Input: any shape ``(*)``. Output: the same shape.
+
+    Mask: x's shape (additive noise), redrawn every call.
+
+    Example:
+        >>> GaussianNoise(0.1).eval()(torch.ones(3)).tolist()
+        [1.0, 1.0, 1.0]
+    """
+
+    def __init__(self, std: float) -> None:
+        super().__init__()
+        if isinstance(std, bool) or not isinstance(std, (int, float)) or not std >= 0 or std == float("inf"):
+            raise _checks.invalid("std", "a finite float >= 0", repr(std))
+        self.std = float(std)
+
+    def sample_mask(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        """The noise a training call on ``x`` would add."""
+        return M.gaussian(tuple(x.shape), 0.0, self.std, device=x.device, dtype=x.dtype, generator=generator)
+
+    def forward(self, x: Tensor, *, mask: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        _checks.floating("x", x)
+        if not self.training or self.std == 0:
+            return x
+        if mask is None:
+            mask = self.sample_mask(x, generator=generator)
+        _checks.mask_shape("mask", mask, tuple(x.shape))
+        return x + mask
+
+    def extra_repr(self) -> str:
+        return f"std={self.std}"
