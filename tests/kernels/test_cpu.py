@@ -135,6 +135,35 @@ def test_the_public_ops_check_their_arguments(position, bad, message):
         torch.ops.embdrop.gru_forward(*g, torch.empty(0, dtype=torch.bool))
 
 
+@needs_kernel
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_the_backward_ops_check_what_they_read(kind):
+    T, B, H = 3, 2, 4
+    if kind == "lstm":
+        out, hs, cs, hm, gates, tcs = torch.ops.embdrop.lstm_forward(
+            *_lstm_args(T, B, H), torch.empty(0, dtype=torch.bool)
+        )
+        args = [torch.ones(T, B, H), torch.ones(B, H), torch.ones(B, H), torch.randn(4 * H, H), torch.ones(4, B, H),
+                cs, hm, gates, tcs, torch.empty(0, dtype=torch.bool)]  # fmt: skip
+        op, at = torch.ops.embdrop.lstm_backward, {"hm": 6, "gates": 7, "tcs": 8, "rmask": 4, "states": 5}
+    else:
+        g = [torch.randn(3, T, B, H), torch.randn(3 * H, H), torch.randn(3 * H), torch.ones(3, B, H), torch.zeros(B, H)]
+        out, hs, hm, gates, hpn = torch.ops.embdrop.gru_forward(*g, torch.empty(0, dtype=torch.bool))
+        args = [torch.ones(T, B, H), torch.ones(B, H), g[1], g[3], hs, hm, gates, hpn, torch.empty(0, dtype=torch.bool)]
+        op, at = torch.ops.embdrop.gru_backward, {"hm": 5, "gates": 6, "hpn": 7, "rmask": 3, "states": 4}
+    assert op(*args)[0].shape == hm.shape  # the right arguments run
+    for name, position in at.items():
+        bad = list(args)
+        # one column short (a read past its end without the check); the states without their time axis
+        bad[position] = args[position][0] if name == "states" else args[position][..., :-1]
+        with pytest.raises(ValueError, match=f"argument '{name}': expected"):
+            op(*bad)
+    bad = list(args)
+    bad[-1] = torch.ones(T + 1, B, dtype=torch.bool)
+    with pytest.raises(ValueError, match="argument 'step': expected a CPU bool tensor of shape \\(3, 2\\)"):
+        op(*bad)
+
+
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_zero_steps_and_zero_rows(kind):
     """T = 0 on the reference loop gives an empty output and the initial state; B = 0 runs on the kernel."""

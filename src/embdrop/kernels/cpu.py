@@ -152,6 +152,24 @@ def _check_grads(name: str, t, like: Tensor) -> None:
     _expect(name, t, tuple(like.shape), (like.dtype,))
 
 
+def _check_saved(G: int, states, w_hh, rmask, hm, gates, last, step) -> None:
+    """The backward ops' saved tensors, from the states ``(T + 1, B, H)`` (cs for LSTM, hs for GRU): the kernel
+    reads them by raw pointers too."""
+    if not isinstance(states, Tensor) or states.dim() != 3 or states.shape[0] < 2:
+        got = _checks.describe(states) if isinstance(states, Tensor) else type(states).__name__
+        raise _checks.invalid("states", "a tensor of shape (T + 1, B, H) with T >= 1 (the forward op's output)", got)
+    T, B, H = states.shape[0] - 1, states.shape[1], states.shape[2]
+    dt = (states.dtype,)
+    _expect("states", states, tuple(states.shape), (torch.float32, torch.float64))
+    _expect("w_hh", w_hh, (G * H, H), (states.dtype, torch.bfloat16, torch.float16))
+    _expect("rmask", rmask, (G, B, H), dt)
+    _expect("hm", hm, (G, T, B, H), dt)
+    _expect("gates", gates, (T, G, B, H), dt)
+    _expect("tcs" if G == 4 else "hpn", last, (T, B, H), dt)
+    if not isinstance(step, Tensor) or step.numel() > 0:
+        _expect("step", step, (T, B), (torch.bool,))
+
+
 # The kernel is registered as torch.library custom ops (with fake implementations for tracing and an autograd
 # formula), so torch.compile keeps models that use it in one graph instead of breaking at a pybind call.
 # Outputs of the forward ops: the layer's outputs first, then what the backward needs.
@@ -189,6 +207,7 @@ def _lstm_backward(
     tcs: Tensor,
     step: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    _check_saved(4, cs, w_hh, rmask, hm, gates, tcs, step)
     for name, t, like in (("dout", dout, cs[1:]), ("dh", dh, cs[0]), ("dc", dc, cs[0])):
         _check_grads(name, t, like)
     dxw, dw, dh0, dc0 = _extension().lstm_backward(
@@ -260,6 +279,7 @@ def _gru_backward(
     hpn: Tensor,
     step: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    _check_saved(3, hs, w_hh, rmask, hm, gates, hpn, step)
     for name, t, like in (("dout", dout, hs[1:]), ("dh", dh, hs[0])):
         _check_grads(name, t, like)
     dxw, dw, db, dh0 = _extension().gru_backward(
