@@ -187,6 +187,28 @@ def test_a_functional_chain(tmp_path):
     same_outputs(model, tmp_path / "f.keras")
 
 
+@pytest.mark.parametrize(("cell", "index"), [(kl.LSTM, 1), (kl.LSTM, 2), (kl.GRU, 1), (kl.SimpleRNN, 1)])
+def test_return_state_read_by_the_next_layer(tmp_path, cell, index):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((T,), dtype="int32")
+    x = kl.Embedding(V, 6, mask_zero=True)(inputs)
+    outs = cell(5, return_state=True, go_backwards=index == 2)(x)  # [output, h] or [output, h, c]
+    model = keras.Model(inputs, kl.Dense(2)(outs[index]))
+    rng = np.random.default_rng(1)
+    for w in model.weights:
+        w.assign(rng.normal(0, 0.5, size=tuple(w.shape)).astype("float32"))
+    model.save(tmp_path / "s.keras")
+    same_outputs(model, tmp_path / "s.keras")
+
+
+def test_a_model_with_two_outputs_is_refused(tmp_path):
+    inputs = keras.Input((T,), dtype="int32")
+    out, h, c = kl.LSTM(5, return_state=True)(kl.Embedding(V, 6)(inputs))
+    keras.Model(inputs, [out, c]).save(tmp_path / "two.keras")
+    with pytest.raises(KerasImportError, match="expected a functional model with one output"):
+        from_keras(tmp_path / "two.keras")
+
+
 def test_from_keras_is_embdrops_own():
     assert embdrop.from_keras is from_keras
 

@@ -146,12 +146,16 @@ class _Recurrent(_Step):
     """An LSTM or GRU (``bidirectional``: a Bidirectional wrapper with ``merge``) with Keras' outputs.
 
     ``return_sequences``: (B, T, H) with the mask passed on; padded steps output the previous output (Keras'
-    default), or zeros inside Bidirectional. Otherwise (B, H), the state after each row's last real step.
+    default), or zeros inside Bidirectional. Otherwise (B, H), the state after each row's last real step. With
+    ``return_state``, ``pick`` is the output the next layer reads: 1 the final h, 2 the final c.
     """
 
-    def __init__(self, rnn: nn.Module, return_sequences: bool, go_backwards: bool, merge: str | None) -> None:
+    def __init__(
+        self, rnn: nn.Module, return_sequences: bool, go_backwards: bool, merge: str | None, pick: int = 0
+    ) -> None:
         super().__init__(rnn)
         self.return_sequences, self.go_backwards, self.merge = return_sequences, go_backwards, merge
+        self.pick = pick  # return_state: which output the next layer reads (0 the output, 1 h, 2 c)
 
     def forward(self, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
         given = mask
@@ -159,6 +163,8 @@ class _Recurrent(_Step):
             x = x.flip(1)
             mask = None if mask is None else mask.flip(1)
         out, state = self.module(x, lengths=mask)  # out (B, T, H * directions)
+        if self.pick:  # a final state (B, H): h, or c of an LSTM
+            return (state if not isinstance(state, tuple) else state[self.pick - 1])[0], None
         if self.return_sequences:  # merged by the layer itself (merge_mode)
             y = out if self.merge is not None or mask is None else _carry_forward(out, mask)
         else:
@@ -210,15 +216,22 @@ def layer_configs(config: dict) -> list[dict]:
     if kind in ("Functional", "Model"):
         # Keras 3 writes the padding mask of Embedding(mask_zero=True) as a NotEqual(ids, 0) node beside the chain,
         # read by the layers after it as their `mask` argument: the mask flows here as it does in a Sequential.
-        layers = [layer for layer in inner.get("layers", []) if layer.get("class_name") != "NotEqual"]
+        layers = [dict(layer) for layer in inner.get("layers", []) if layer.get("class_name") != "NotEqual"]
         previous = None
         for i, layer in enumerate(layers):
             args = [node.get("args", []) for node in layer.get("inbound_nodes", [])]
-            inbound = re.findall(r'"keras_history": \["([^"]+)"', json.dumps(args))
+            history = re.findall(r'"keras_history": \["([^"]+)", \d+, (\d+)\]', json.dumps(args))
+            inbound = [name for name, _ in history]
+            layer["reads"] = int(history[0][1]) if history else 0  # which output of the layer before: 1 = h, ...
             if (i == 0 and inbound) or (i > 0 and inbound != [previous]):
                 got = f"layer {i} '{layer['config'].get('name')}' reads {inbound or 'nothing'}"
                 raise KerasImportError("model", "a functional model whose layers form one chain", got)
             previous = layer["config"]["name"]
+        outputs = inner.get("output_layers", [])
+        outputs = [outputs] if outputs and isinstance(outputs[0], str) else outputs  # one output: a flat triple
+        if layers and outputs and (len(outputs) != 1 or outputs[0][0] != previous or outputs[0][2] != 0):
+            raise KerasImportError("model", "a functional model with one output, its last layer's first",
+                                   json.dumps(outputs))  # fmt: skip
         return layers
     raise KerasImportError("model", "a Sequential or a functional Keras model", repr(kind))
 
@@ -274,9 +287,10 @@ def convert(config: dict, weights: dict[str, list]) -> KerasModel:
     steps: dict[str, _Step] = {}
     width = None  # the feature size flowing between layers
     position = -1  # the layer's index in Keras' model.layers (input layers not counted)
-    for layer in layers:
+    for k, layer in enumerate(layers):
         kind = layer.get("class_name")
         position += kind != "InputLayer"
+        layer = {**layer, "picked": layers[k + 1].get("reads", 0) if k + 1 < len(layers) else 0}
         i = position
         if kind not in SUPPORTED:
             raise _unsupported(i, layer, "an unsupported layer type")
@@ -364,7 +378,8 @@ def _convert_layer(i: int, layer: dict, w: list, weights: dict, key: str, width:
         return _Step(None, activation()), width
     if kind in ("SimpleRNN", "LSTM", "GRU"):
         rnn = _rnn(i, layer, [weights.get(f"{key}/cell", [])], width, bidirectional=False)
-        step = _Recurrent(rnn, bool(c.get("return_sequences")), bool(c.get("go_backwards")), None)
+        pick = layer.get("picked", 0) if c.get("return_state") else 0  # 1: the final h, 2: the final c (LSTM)
+        step = _Recurrent(rnn, bool(c.get("return_sequences")), bool(c.get("go_backwards")), None, pick)
         return step, c["units"]
     if kind == "Bidirectional":
         inner = c["layer"]
@@ -377,6 +392,8 @@ def _convert_layer(i: int, layer: dict, w: list, weights: dict, key: str, width:
         if back is not None and any(back["config"].get(k) != inner["config"].get(k) for k in same):
             raise _unsupported(i, layer, "a backward_layer that differs from the forward one")
         cells = [weights.get(f"{key}/forward_layer/cell", []), weights.get(f"{key}/backward_layer/cell", [])]
+        if inner["config"].get("return_state"):
+            raise _unsupported(i, layer, "return_state=True in Bidirectional (supported: False)")
         rnn = _rnn(i, inner, cells, width, bidirectional=True, merge_mode=merge)
         step = _Recurrent(rnn, bool(inner["config"].get("return_sequences")), False, merge)
         units = inner["config"]["units"]
@@ -387,8 +404,8 @@ def _convert_layer(i: int, layer: dict, w: list, weights: dict, key: str, width:
 def _rnn(i: int, layer: dict, cells: list[list], width: int | None, bidirectional: bool,
          merge_mode: str = "concat") -> nn.Module:  # fmt: skip
     kind, c = layer["class_name"], layer["config"]
-    checks = {"activation": "tanh", "recurrent_activation": "sigmoid", "stateful": False, "return_state": False,
-              "unroll": False, "use_bias": True}  # fmt: skip
+    checks = {"activation": "tanh", "recurrent_activation": "sigmoid", "stateful": False, "unroll": False,
+              "use_bias": True}  # fmt: skip
     for k, v in checks.items():
         if c.get(k, v) != v:
             raise _unsupported(i, layer, f"{k}={c.get(k)!r} (supported: {v!r})")
