@@ -69,6 +69,7 @@ def test_each_variant_learns_the_tiny_corpus_on_a_gpu(corpus, tmp_path, variant)
     assert s.test["perplexity"] < 6 and s.test["mc_perplexity"] < 6
 
 
+@pytest.mark.slow  # two full training runs
 def test_bfloat16_training_learns_like_float32(corpus, tmp_path):
     items = ["variant=variational", f"data.root={corpus}", *TINY, "data.variable_bptt=false"]
     s32 = recipes.train("ptb-lm", items, tmp_path / "fp32", console=quiet())

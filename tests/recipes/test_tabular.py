@@ -22,6 +22,7 @@ def test_auc_is_the_pairwise_ranking_probability_with_ties_as_half():
     assert math.isnan(auc(torch.tensor([0.1, 0.9]), torch.tensor([1.0, 1.0])))
 
 
+@pytest.mark.slow  # a full training run
 def test_movielens_mf_beats_both_baselines_computed_in_the_same_run(tmp_path):
     s = recipes.train("movielens-mf", ["train.epochs=3"], tmp_path / "run", console=quiet())
     assert s.test["rmse"] < s.test["bias_only_rmse"] < s.test["global_mean_rmse"]

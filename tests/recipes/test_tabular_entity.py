@@ -33,6 +33,7 @@ def table(path, n=1500, seed=0, target="binary"):
     return path
 
 
+@pytest.mark.slow  # full training runs
 @pytest.mark.parametrize("kind, metric", [("binary", "auc"), ("multiclass", "accuracy")])
 def test_classes_learn_from_categories_and_numbers(tmp_path, kind, metric):
     import pandas as pd
@@ -47,6 +48,7 @@ def test_classes_learn_from_categories_and_numbers(tmp_path, kind, metric):
     assert json.loads((tmp_path / "run" / "categories.json").read_text())["columns"] == ["city", "day"]
 
 
+@pytest.mark.slow  # full training runs
 def test_regression_reports_rmse_in_the_targets_units_and_beats_the_mean(tmp_path):
     path = table(tmp_path / "t.csv", target="regression")
     s = recipes.train("tabular-entity", FAST + [f"data.train={path}", "data.label=target", "train.epochs=15"],

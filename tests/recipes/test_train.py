@@ -39,6 +39,7 @@ def test_run_directory_and_same_seed_same_numbers(tmp_path):
     ).parameters())  # fmt: skip
 
 
+@pytest.mark.slow  # full training runs
 def test_resume_after_an_interrupt_ends_like_an_uninterrupted_run(tmp_path, monkeypatch):
     full = recipes.train("reviews-lstm", FAST + ["model.hidden=8"], tmp_path / "full", console=quiet())
     calls = {"n": 0}
@@ -140,6 +141,7 @@ def test_bfloat16_trains_a_conv_into_lstm_model_and_warns_where_onednn_has_no_bf
     assert 0.5 < s.test["accuracy"] <= 1.0 and torch.isfinite(torch.tensor(s.test["loss"]))
 
 
+@pytest.mark.slow  # full training runs
 def test_a_log_file_gets_plain_progress_lines_every_log_every_seconds(tmp_path):
     import io
     import re
