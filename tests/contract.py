@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
+
+# torch.compile of every layer costs minutes on a machine whose compile caches are cold (inductor builds C++ for
+# each graph), more than the README's test command may take: CI runs the contract tests a second time with
+# EMBDROP_TEST_COMPILE=1 (see .ci/run), and a developer sets it to include the check in any run.
+COMPILE_CHECKS = os.environ.get("EMBDROP_TEST_COMPILE") == "1"
 
 
 def first_tensor(out) -> Tensor:
@@ -31,7 +37,8 @@ def check_layer_contract(
     """Construct, forward, backward, eval behaviour, determinism, state_dict round trip, torch.compile, dtypes.
 
     ``eval_reference(layer, inputs)`` gives what eval mode must return; None means the identity on inputs[0].
-    ``random`` layers take ``generator=`` and must repeat themselves under the same seed.
+    ``random`` layers take ``generator=`` and must repeat themselves under the same seed. The torch.compile part
+    runs when ``EMBDROP_TEST_COMPILE=1`` (CI's second pass over the contract tests).
     """
     for dtype in dtypes:
         torch.manual_seed(0)
@@ -90,7 +97,7 @@ def check_layer_contract(
         with torch.no_grad():
             assert torch.equal(first_tensor(twin(*inputs)), y1)
 
-    if compile:
+    if compile and COMPILE_CHECKS:
         torch.manual_seed(0)
         layer = make_layer()
         inputs = make_inputs(torch.float32)
