@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from embdrop import _checks, _extras
-from embdrop.layers.conv import Conv1D, GlobalAveragePool1D
+from embdrop.layers.conv import Conv1D, GlobalAveragePool1D, same_padding
 from embdrop.layers.dropout import Dropout, GaussianDropout, GaussianNoise, SpatialDropout1D, TokenDropout
 from embdrop.layers.embedding import Embedding
 from embdrop.layers.recurrent import GRU, LSTM, SimpleRNN, merge
@@ -111,8 +111,7 @@ class _Pool(_Step):
         T = x.shape[-1]
         left = right = 0
         if self.padding == "same":
-            total = max((-(-T // self.strides) - 1) * self.strides + self.size - T, 0)
-            left, right = total // 2, total - total // 2
+            left, right = same_padding(T, self.size, self.strides)
         if self.kind == "max":
             y = F.max_pool1d(F.pad(x, (left, right), value=float("-inf")), self.size, self.strides)
         else:  # the mean of the window's real steps, as Keras (padding is not counted)

@@ -31,6 +31,20 @@ def _zone(new: Tensor, old: Tensor, update: Tensor | float) -> Tensor:
     return old + (new - old) * update
 
 
+def _advance(h_new: Tensor, h: Tensor, t: int, zoneout_h, step_mask: Tensor | None, outs: list) -> Tensor:
+    """The end of a GRU or RNN step: zoneout, then padded rows keep h and output zeros; appends the output (B, H)
+    and returns the next h."""
+    if zoneout_h is not None:
+        h_new = _zone(h_new, h, zoneout_h[t] if isinstance(zoneout_h, Tensor) else zoneout_h)
+    if step_mask is None:
+        outs.append(h_new)
+        return h_new
+    v = step_mask[t].unsqueeze(1)  # (B, 1)
+    h_new = torch.where(v, h_new, h)
+    outs.append(h_new * v)
+    return h_new
+
+
 def lstm_recurrence(
     xw: Tensor,
     w_hh: Tensor,
@@ -102,15 +116,7 @@ def gru_recurrence(
             hn = r * (h if rmask is None else h * rmask[2])  # (B, H): the reset applied before the product
             n = torch.tanh(xw[2, t] + hn @ w_hh[2 * H :].T + (0 if b_hh is None else b_hh[2 * H :]))
         h_new = (1 - z) * n + z * h
-        if zoneout_h is not None:
-            h_new = _zone(h_new, h, zoneout_h[t] if isinstance(zoneout_h, Tensor) else zoneout_h)
-        if step_mask is not None:
-            v = step_mask[t].unsqueeze(1)
-            h_new = torch.where(v, h_new, h)
-            outs.append(h_new * v)
-        else:
-            outs.append(h_new)
-        h = h_new
+        h = _advance(h_new, h, t, zoneout_h, step_mask, outs)
     return torch.stack(outs), h
 
 
@@ -132,13 +138,5 @@ def rnn_recurrence(
     for t in range(T):
         pre = xw[0, t] + _recurrent(h, w_hh, rmask, 1)[0]  # (B, H)
         h_new = torch.tanh(pre if b_hh is None else pre + b_hh)
-        if zoneout_h is not None:
-            h_new = _zone(h_new, h, zoneout_h[t] if isinstance(zoneout_h, Tensor) else zoneout_h)
-        if step_mask is not None:
-            v = step_mask[t].unsqueeze(1)
-            h_new = torch.where(v, h_new, h)
-            outs.append(h_new * v)
-        else:
-            outs.append(h_new)
-        h = h_new
+        h = _advance(h_new, h, t, zoneout_h, step_mask, outs)
     return torch.stack(outs), h

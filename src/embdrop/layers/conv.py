@@ -18,6 +18,13 @@ ACTIVATIONS = {"linear": None, "relu": F.relu, "tanh": torch.tanh, "sigmoid": to
 PADDINGS = ("valid", "same", "causal")
 
 
+def same_padding(T: int, span: int, stride: int) -> tuple[int, int]:
+    """Keras' "same" padding (left, right) over T for a window spanning ``span`` steps: T_out = ceil(T / stride),
+    the odd step on the right."""
+    total = max((-(-T // stride) - 1) * stride + span - T, 0)
+    return total // 2, total - total // 2
+
+
 def _pool_mask(mask: Tensor, size: int, stride: int) -> Tensor:
     """Padding mask (B, T) of a window-``size``, step-``stride`` operation with no padding: (B, T_out)."""
     m = mask.to(torch.float32).unsqueeze(1)  # (B, 1, T)
@@ -79,8 +86,7 @@ class Conv1D(nn.Module):
         if self.padding == "causal":
             return span - 1, 0
         if self.padding == "same":
-            total = max((-(-T // self.strides) - 1) * self.strides + span - T, 0)
-            return total // 2, total - total // 2
+            return same_padding(T, span, self.strides)
         return 0, 0
 
     def forward(self, x: Tensor) -> Tensor:

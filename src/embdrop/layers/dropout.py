@@ -186,6 +186,17 @@ class WordDropout(StochasticModule):
         return s + (f", padding_idx={self.padding_idx}" if self.padding_idx is not None else "")
 
 
+def _noise(layer, x: Tensor, mask: Tensor | None, generator: torch.Generator | None, off: bool) -> Tensor | None:
+    """The Gaussian layers' noise for ``x``: None in eval mode or at rate 0 (no draw), else the given or a drawn one."""
+    _checks.floating("x", x)
+    if not layer.training or off:
+        return None
+    if mask is None:
+        mask = layer.sample_mask(x, generator=generator)
+    _checks.mask_shape("mask", mask, tuple(x.shape))
+    return mask
+
+
 class GaussianDropout(StochasticModule):
     """Multiplies every entry by noise drawn from N(1, p / (1 - p)): Keras ``GaussianDropout(rate=p)``.
 
@@ -218,13 +229,8 @@ class GaussianDropout(StochasticModule):
         return M.gaussian(tuple(x.shape), 1.0, std, device=x.device, dtype=x.dtype, generator=generator)
 
     def forward(self, x: Tensor, *, mask: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
-        _checks.floating("x", x)
-        if not self.training or self.p == 0:
-            return x
-        if mask is None:
-            mask = self.sample_mask(x, generator=generator)
-        _checks.mask_shape("mask", mask, tuple(x.shape))
-        return x * mask
+        noise = _noise(self, x, mask, generator, off=self.p == 0)
+        return x if noise is None else x * noise
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -257,13 +263,8 @@ class GaussianNoise(StochasticModule):
         return M.gaussian(tuple(x.shape), 0.0, self.std, device=x.device, dtype=x.dtype, generator=generator)
 
     def forward(self, x: Tensor, *, mask: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
-        _checks.floating("x", x)
-        if not self.training or self.std == 0:
-            return x
-        if mask is None:
-            mask = self.sample_mask(x, generator=generator)
-        _checks.mask_shape("mask", mask, tuple(x.shape))
-        return x + mask
+        noise = _noise(self, x, mask, generator, off=self.std == 0)
+        return x if noise is None else x + noise
 
     def extra_repr(self) -> str:
         return f"std={self.std}"
