@@ -1,9 +1,11 @@
-"""Training-step speed of embdrop.LSTM/GRU paths against torch's fused nn.LSTM/nn.GRU without dropout.
+"""Speed of embdrop.LSTM/GRU paths against torch's fused nn.LSTM/nn.GRU without dropout.
 
-One training step = forward + backward + optimizer step on a (B, T, C) batch. For each shape, every variant and
-the baseline are measured in the same process, interleaved round by round after a warm-up; the printed figure is
-the median over rounds of (baseline time / variant time): 1.0x means as fast as nn.LSTM without dropout, above 1
-faster. Run: python benchmarks/recurrent.py [--rounds N] [--shapes 32,200,64,100 ...]
+Training: one step = forward + backward + optimizer step on a (B, T, C) batch. Inference: a forward under
+torch.no_grad, in eval mode (dropout off, zoneout's expectation) and in training mode (what MC dropout runs), at
+the training shapes and for one sequence (B = 1, T = 200). For each shape, every variant and the baseline are
+measured in the same process, interleaved round by round after a warm-up; the printed figure is the median over
+rounds of (baseline time / variant time): 1.0x means as fast as nn.LSTM without dropout, above 1 faster.
+Run: python benchmarks/recurrent.py [--rounds N] [--shapes 32,200,64,100 ...] [--inference]
 """
 
 from __future__ import annotations
@@ -18,13 +20,20 @@ from torch import nn
 import embdrop
 import embdrop.kernels.cpu
 
-SHAPES = [(32, 200, 64, 100), (64, 35, 200, 200), (20, 35, 650, 650)]
+SHAPES = [(32, 200, 64, 100), (64, 35, 200, 200), (20, 35, 650, 650), (128, 50, 300, 256)]
 VARIANTS = {
     "dropout=recurrent_dropout=0.5": dict(dropout=0.5, recurrent_dropout=0.5),
     "dropout=0.5 only": dict(dropout=0.5),
     "weight_dropout=0.5": dict(weight_dropout=0.5),
     "naive dropout=0.5": dict(dropout=0.5, variational=False),
+    "zoneout=0.1": dict(zoneout=0.1),
     "all rates 0": dict(),
+}
+# inference: (variant, the layer's mode) against the baseline's eval-mode forward
+INFERENCE = {
+    "recurrent_dropout=0.5, eval": ("dropout=recurrent_dropout=0.5", False),
+    "zoneout=0.1, eval": ("zoneout=0.1", False),
+    "recurrent_dropout=0.5, train (MC)": ("dropout=recurrent_dropout=0.5", True),
 }
 
 
@@ -40,17 +49,30 @@ def make_step(model, x):
     return step
 
 
-def bench(kind: str, shape, rounds: int, reps: int) -> dict[str, float]:
+def make_forward(model, x, training: bool):
+    model.train(training)
+
+    def forward():
+        with torch.no_grad():
+            model(x)
+
+    return forward
+
+
+def bench(kind: str, shape, rounds: int, reps: int, inference: bool = False) -> dict[str, float]:
     B, T, C, H = shape
     torch.manual_seed(0)
     x = torch.randn(B, T, C)
     base = getattr(nn, kind)(C, H, batch_first=True)
-    steps = {"baseline": make_step(base, x)}
+    layers = {}
     for name, kw in VARIANTS.items():
-        m = getattr(embdrop, kind)(C, H, **kw)
-        m.load_state_dict(base.state_dict())
-        m.train()
-        steps[name] = make_step(m, x)
+        layers[name] = getattr(embdrop, kind)(C, H, **kw)
+        layers[name].load_state_dict(base.state_dict())
+    if inference:
+        steps = {"baseline": make_forward(base, x, False)}
+        steps |= {name: make_forward(layers[v], x, training) for name, (v, training) in INFERENCE.items()}
+    else:
+        steps = {"baseline": make_step(base, x)} | {name: make_step(m.train(), x) for name, m in layers.items()}
     for s in steps.values():  # warm-up (and the kernel build, on a first run)
         s()
         s()
@@ -62,7 +84,7 @@ def bench(kind: str, shape, rounds: int, reps: int) -> dict[str, float]:
                 s()
             times[k].append((time.perf_counter() - t0) / reps)
     ratios = {}
-    for k in VARIANTS:
+    for k in steps.keys() - {"baseline"}:
         ratios[k] = statistics.median(b / v for b, v in zip(times["baseline"], times[k], strict=True))
     ratios["baseline ms"] = statistics.median(times["baseline"]) * 1e3
     return ratios
@@ -74,19 +96,23 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--kinds", nargs="+", default=["LSTM", "GRU"])
     ap.add_argument("--shapes", nargs="+", default=None, help="B,T,C,H")
+    ap.add_argument("--inference", action="store_true", help="forwards under no_grad, also at B = 1, T = 200")
     args = ap.parse_args()
     shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes] if args.shapes else SHAPES
+    if args.inference and not args.shapes:
+        shapes = shapes + [(1, 200, C, H) for C, H in sorted({(s[2], s[3]) for s in SHAPES})]
+    columns = INFERENCE if args.inference else VARIANTS
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, kernel available: "
         f"{embdrop.kernels.cpu.available()}; ratio = nn.{{LSTM,GRU}} without dropout time / variant time"
     )
-    header = ["kind", "B,T,C,H", "baseline ms", *VARIANTS]
+    header = ["kind", "B,T,C,H", "baseline ms", *columns]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for kind in args.kinds:
         for shape in shapes:
-            r = bench(kind, shape, args.rounds, args.reps)
-            cells = [kind, ",".join(map(str, shape)), f"{r['baseline ms']:.1f}"] + [f"{r[k]:.2f}x" for k in VARIANTS]
+            r = bench(kind, shape, args.rounds, args.reps, args.inference)
+            cells = [kind, ",".join(map(str, shape)), f"{r['baseline ms']:.1f}"] + [f"{r[k]:.2f}x" for k in columns]
             print("| " + " | ".join(cells) + " |", flush=True)
 
 

@@ -27,6 +27,43 @@ def test_one_uniform_draw_per_entry_and_extremes():
     assert M.bernoulli_keep((1000,), 0.0, generator=gen()).eq(1).all()
 
 
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
+def test_hashed_keep_rate_and_pair_independence_within_four_sigma(p):
+    n = 400_000
+    keep = M.bernoulli_keep_hashed((n,), p, generator=gen(1))
+    assert set(keep.unique().tolist()) <= {0.0, 1.0}
+    q = 1 - p
+    assert abs(keep.mean().item() - q) < 4 * math.sqrt(p * q / n)
+    # neighbours (i, i + 1), (i, i + 64) and rows of a (650, 650)-like layout are independent: P(both kept) = q^2
+    for lag in (1, 64, 650):
+        both = (keep[:-lag] * keep[lag:]).mean().item()
+        assert abs(both - q * q) < 4 * math.sqrt(q * q * (1 - q * q) / (n - lag))
+    # two keys give unrelated masks: they agree where independent masks would (q^2 + p^2)
+    other = M.bernoulli_keep_hashed((n,), p, generator=gen(2))
+    agree = (keep == other).float().mean().item()
+    assert abs(agree - (q * q + p * p)) < 4 * math.sqrt(0.25 / n)
+
+
+def test_hashed_mask_repeats_with_the_seed_draws_one_key_and_matches_its_fallbacks(monkeypatch):
+    from embdrop.kernels import cpu
+
+    a = M.bernoulli_keep_hashed((300, 70), 0.4, generator=gen(5))
+    assert torch.equal(a, M.bernoulli_keep_hashed((300, 70), 0.4, generator=gen(5)))
+    g, ref = gen(5), gen(5)
+    M.bernoulli_keep_hashed((300, 70), 0.4, generator=g)
+    torch.randint(-(2**63), 2**63 - 1, (), generator=ref)
+    assert torch.equal(g.get_state(), ref.get_state())  # one draw from the generator, whatever the size
+    assert M.bernoulli_keep_hashed((50,), 0.0, generator=gen()).eq(1).all()
+    assert M.bernoulli_keep_hashed((50,), 1.0, generator=gen()).eq(0).all()
+    # without the compiled kernel (numpy), and on other devices (torch int64 ops): the same bits
+    monkeypatch.setattr(cpu, "keep_mask", lambda *args: None)
+    assert torch.equal(a, M.bernoulli_keep_hashed((300, 70), 0.4, generator=gen(5)))
+    key = int(torch.randint(-(2**63), 2**63 - 1, (), generator=gen(5)))
+    by_torch = M._hashed_bits(300 * 70, key, torch.device("cpu"), numpy=False)
+    assert torch.equal(by_torch, M._hashed_bits(300 * 70, key, torch.device("cpu"), numpy=True))
+    assert M.bernoulli_keep_hashed((3, 4), 0.5, dtype=torch.float64, generator=gen()).dtype == torch.float64
+
+
 def test_p_one_is_all_zero_and_dtype_device_follow_input():
     x = torch.ones(4, 5, dtype=torch.float64)
     assert M.dropout_mask(x, 1.0, generator=gen()).eq(0).all()

@@ -20,18 +20,31 @@ def inputs(kind, dtype, seed=0):
     return xw, w, b, rm, h0, c0, step
 
 
+def zoneout(zone, dtype, T=7, B=3, H=5, seed=4):
+    """The zoneout arguments of both implementations: none, training masks (T, B, H) for h and c, or eval's 1 - p."""
+    if zone is None:
+        return None, None
+    if zone == "eval":
+        return 0.7, 0.7
+    g = torch.Generator().manual_seed(seed)
+    return tuple((torch.rand(T, B, H, generator=g) > 0.3).to(dtype) for _ in range(2))
+
+
 @needs_kernel
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("padded", [False, True])
-def test_kernel_equals_reference_outputs_and_gradients(kind, dtype, padded):
+@pytest.mark.parametrize("zone", [None, "train", "eval"])
+def test_kernel_equals_reference_outputs_and_gradients(kind, dtype, padded, zone):
     xw, w, b, rm, h0, c0, step = inputs(kind, dtype)
     st = step if padded else None
+    zh, zc = zoneout(zone, dtype)
     if kind == "lstm":
-        fast, slow = cpu.lstm_recurrence(xw, w, rm, h0, c0, st), reference.lstm_recurrence(xw, w, rm, h0, c0, st)
+        fast = cpu.lstm_recurrence(xw, w, rm, h0, c0, st, zh, zc)
+        slow = reference.lstm_recurrence(xw, w, rm, h0, c0, st, zh, zc)
         leaves = [xw, w, h0, c0]
     else:
-        fast, slow = cpu.gru_recurrence(xw, w, b, rm, h0, st), reference.gru_recurrence(xw, w, b, rm, h0, st)
+        fast, slow = cpu.gru_recurrence(xw, w, b, rm, h0, st, zh), reference.gru_recurrence(xw, w, b, rm, h0, st, zh)
         leaves = [xw, w, b, h0]
     weights = [torch.randn_like(o) for o in fast]
     g_fast = torch.autograd.grad(sum((o * q).sum() for o, q in zip(fast, weights, strict=True)), leaves)
@@ -40,6 +53,22 @@ def test_kernel_equals_reference_outputs_and_gradients(kind, dtype, padded):
         assert torch.allclose(a, s, atol=1e-5)
     if padded:
         assert (fast[0][4:, 1] == 0).all() and (fast[0][1:, 2] == 0).all()
+    if zone == "train":  # a unit zoned out at step 1 keeps step 0's value in h (and c)
+        kept = zh[1] == 0
+        assert kept.any() and torch.equal(fast[0][1][kept], fast[0][0][kept]) if not padded else True
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_gradcheck_float64_with_zoneout(kind):
+    xw, w, b, rm, h0, c0, step = inputs(kind, torch.float64, seed=5)
+    zh, zc = zoneout("train", torch.float64, seed=6)
+    if kind == "lstm":
+        f = lambda x, ww, h, c: cpu.lstm_recurrence(x, ww, rm, h, c, step, zh, zc)  # noqa: E731
+        assert torch.autograd.gradcheck(f, (xw, w, h0, c0))
+    else:
+        f = lambda x, ww, bb, h: cpu.gru_recurrence(x, ww, bb, rm, h, step, zh)  # noqa: E731
+        assert torch.autograd.gradcheck(f, (xw, w, b, h0))
 
 
 @needs_kernel
@@ -103,6 +132,9 @@ def test_bfloat16_weight_runs_the_recurrent_products_in_bfloat16_and_the_rest_in
         assert (a.float() - e).norm() < 0.03 * e.norm()
 
 
+NO_ZONE = (torch.empty(0), torch.empty(0))  # the ops' zoneout arguments for no zoneout
+
+
 def _lstm_args(T=3, B=2, H=4, dtype=torch.float32):
     return [torch.randn(4, T, B, H, dtype=dtype), torch.randn(4 * H, H, dtype=dtype), torch.ones(4, B, H, dtype=dtype),
             torch.zeros(B, H, dtype=dtype), torch.zeros(B, H, dtype=dtype)]  # fmt: skip
@@ -126,13 +158,16 @@ def test_the_public_ops_check_their_arguments(position, bad, message):
     args = _lstm_args()
     args[position] = bad
     with pytest.raises(ValueError, match=message):
-        torch.ops.embdrop.lstm_forward(*args, torch.empty(0, dtype=torch.bool))
+        torch.ops.embdrop.lstm_forward(*args, torch.empty(0, dtype=torch.bool), *NO_ZONE)
     with pytest.raises(ValueError, match="'step': expected a CPU bool tensor of shape \\(3, 2\\)"):
-        torch.ops.embdrop.lstm_forward(*_lstm_args(), torch.ones(3, 5, dtype=torch.bool))
+        torch.ops.embdrop.lstm_forward(*_lstm_args(), torch.ones(3, 5, dtype=torch.bool), *NO_ZONE)
+    with pytest.raises(ValueError, match=r"'zoneout_h': expected a CPU float32 tensor of shape \(3, 2, 4\)"):
+        torch.ops.embdrop.lstm_forward(*_lstm_args(), torch.empty(0, dtype=torch.bool), torch.ones(3, 2, 5),
+                                       torch.ones(3, 2, 4))  # fmt: skip
     g = [torch.randn(3, 3, 2, 4), torch.randn(12, 4), torch.randn(12), torch.ones(3, 2, 4), torch.zeros(2, 4)]
     g[1] = torch.randn(12, 5)
     with pytest.raises(ValueError, match="'w_hh': expected a CPU float32 or bfloat16 or float16 tensor of shape"):
-        torch.ops.embdrop.gru_forward(*g, torch.empty(0, dtype=torch.bool))
+        torch.ops.embdrop.gru_forward(*g, torch.empty(0, dtype=torch.bool), NO_ZONE[0])
 
 
 @needs_kernel
@@ -141,15 +176,16 @@ def test_the_backward_ops_check_what_they_read(kind):
     T, B, H = 3, 2, 4
     if kind == "lstm":
         out, hs, cs, hm, gates, tcs = torch.ops.embdrop.lstm_forward(
-            *_lstm_args(T, B, H), torch.empty(0, dtype=torch.bool)
+            *_lstm_args(T, B, H), torch.empty(0, dtype=torch.bool), *NO_ZONE
         )
         args = [torch.ones(T, B, H), torch.ones(B, H), torch.ones(B, H), torch.randn(4 * H, H), torch.ones(4, B, H),
-                cs, hm, gates, tcs, torch.empty(0, dtype=torch.bool)]  # fmt: skip
+                cs, hm, gates, tcs, torch.empty(0, dtype=torch.bool), *NO_ZONE]  # fmt: skip
         op, at = torch.ops.embdrop.lstm_backward, {"hm": 6, "gates": 7, "tcs": 8, "rmask": 4, "states": 5}
     else:
         g = [torch.randn(3, T, B, H), torch.randn(3 * H, H), torch.randn(3 * H), torch.ones(3, B, H), torch.zeros(B, H)]
-        out, hs, hm, gates, hpn = torch.ops.embdrop.gru_forward(*g, torch.empty(0, dtype=torch.bool))
-        args = [torch.ones(T, B, H), torch.ones(B, H), g[1], g[3], hs, hm, gates, hpn, torch.empty(0, dtype=torch.bool)]
+        out, hs, hm, gates, hpn = torch.ops.embdrop.gru_forward(*g, torch.empty(0, dtype=torch.bool), NO_ZONE[0])
+        args = [torch.ones(T, B, H), torch.ones(B, H), g[1], g[3], hs, hm, gates, hpn, torch.empty(0, dtype=torch.bool),
+                NO_ZONE[0]]  # fmt: skip
         op, at = torch.ops.embdrop.gru_backward, {"hm": 5, "gates": 6, "hpn": 7, "rmask": 3, "states": 4}
     assert op(*args)[0].shape == hm.shape  # the right arguments run
     for name, position in at.items():
@@ -159,7 +195,7 @@ def test_the_backward_ops_check_what_they_read(kind):
         with pytest.raises(ValueError, match=f"argument '{name}': expected"):
             op(*bad)
     bad = list(args)
-    bad[-1] = torch.ones(T + 1, B, dtype=torch.bool)
+    bad[at["states"] + 4] = torch.ones(T + 1, B, dtype=torch.bool)  # the step mask, after the saved tensors
     with pytest.raises(ValueError, match="argument 'step': expected a CPU bool tensor of shape \\(3, 2\\)"):
         op(*bad)
 

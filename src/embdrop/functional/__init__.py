@@ -8,11 +8,19 @@ from embdrop.functional.apply import (
     token_dropout,
     word_dropout,
 )
-from embdrop.functional.masks import bernoulli_keep, dropout_mask, shared_shape, word_keep_mask, word_type_mask
+from embdrop.functional.masks import (
+    bernoulli_keep,
+    bernoulli_keep_hashed,
+    dropout_mask,
+    shared_shape,
+    word_keep_mask,
+    word_type_mask,
+)
 
 __all__ = [
     "apply_mask",
     "bernoulli_keep",
+    "bernoulli_keep_hashed",
     "dropout",
     "dropout_mask",
     "embedding",

@@ -33,6 +33,74 @@ def bernoulli_keep(
     return torch.empty(shape, device=device, dtype=dtype).uniform_(generator=generator).lt_(1.0 - p)
 
 
+_MIX = (0x7FEB352D, 0x846CA68B)  # Wellons' lowbias32 multipliers
+_HASHED_MAX = 2**32  # entries one hashed mask can have: the hash's counter is 32 bits
+
+
+def _mul32(x: Tensor, m: int) -> Tensor:
+    """x * m mod 2^32 for 0 <= x < 2^32 in int64, in two 16-bit halves of m so that no product overflows."""
+    return (x * (m & 0xFFFF) + (((x * (m >> 16)) & 0xFFFF) << 16)) & 0xFFFFFFFF
+
+
+def _mix32(x):
+    """lowbias32 on uint32 numpy arrays (wrapping arithmetic) or on int64 tensors holding values below 2^32."""
+    import numpy as np
+
+    numpy = isinstance(x, np.ndarray)
+    for shift, m in ((16, _MIX[0]), (15, _MIX[1])):
+        x = x ^ (x >> shift)
+        x = x * np.uint32(m) if numpy else _mul32(x, m)
+    return x ^ (x >> 16)
+
+
+def _hashed_bits(n: int, key: int, device: torch.device, numpy: bool | None = None) -> Tensor:
+    """The hash of entries 0..n-1 under ``key`` (see :func:`bernoulli_keep_hashed`), as int64 values < 2^32;
+    computed by numpy on CPU (or where ``numpy`` says), by torch ops on other devices."""
+    import numpy as np
+
+    key &= 2**64 - 1
+    s0, s1 = key & 0xFFFFFFFF, key >> 32
+    if device.type == "cpu" if numpy is None else numpy:  # numpy's uint32 wraps as the hash wants: a few times faster than int64 torch ops
+        with np.errstate(over="ignore"):
+            u = _mix32(_mix32(np.arange(n, dtype=np.uint32) ^ np.uint32(s0)) + np.uint32(s1))
+        return torch.from_numpy(u.astype(np.int64))
+    i = torch.arange(n, dtype=torch.int64, device=device)
+    return _mix32((_mix32(i ^ s0) + s1) & 0xFFFFFFFF)
+
+
+def bernoulli_keep_hashed(
+    shape: tuple[int, ...],
+    p: float,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """A keep-mask of ``shape`` like :func:`bernoulli_keep`, drawn from one random 64-bit key: for the big masks
+    of weight drop, where drawing one number per entry from the generator costs as much as the layer's step.
+
+    The key ``s = (s1, s0)`` comes from ``generator``; entry ``i`` (row-major) is kept when
+    ``mix(mix(i ^ s0) + s1) < round((1 - p) * 2^32)``, ``mix`` being the lowbias32 integer hash (Wellons): entries
+    are Bernoulli(1 - p) to within 2^-33 (``uniform_`` has 2^-24) and independent as far as the hash's statistics
+    go (tested). The fused CPU kernel computes it in parallel; elsewhere torch ops compute the same bits.
+    """
+    n = 1
+    for s in shape:
+        n *= s
+    if n >= _HASHED_MAX:
+        return bernoulli_keep(shape, p, device=device, dtype=dtype, generator=generator)
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    key = int(torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, device=dev, generator=generator))
+    threshold = round((1.0 - p) * 2**32)
+    if dev.type == "cpu":
+        from embdrop.kernels import cpu
+
+        mask = cpu.keep_mask(shape, threshold, key, dtype)
+        if mask is not None:
+            return mask
+    return (_hashed_bits(n, key, dev) < threshold).to(dtype).view(shape)
+
+
 def gaussian(
     shape: tuple[int, ...],
     mean: float,

@@ -2,7 +2,8 @@
 //
 // Layouts: xw (G, T, B, H) input projections per gate (biases included, for GRU only b_ih); w_hh (G*H, H);
 // rmask (G, B, H), already scaled by 1/(1-p); h0, c0 (B, H); step (T, B) bool, or an empty tensor when no step is
-// padded. LSTM gates are ordered i, f, o, g here; GRU gates r, z, n.
+// padded; zoneout zh, zc (T, B, H) update masks (1 takes the new value) or (1, B, H) expectations at eval, or empty
+// tensors. LSTM gates are ordered i, f, o, g here; GRU gates r, z, n.
 //
 // One step of the forward is one batched GEMM, (h(t-1) * m_k) @ W_k^T for the G gates, and one fused element-wise
 // pass that adds the input part, applies the activations, updates the state and writes h(t) * m_k for the next
@@ -85,13 +86,16 @@ void write_masked(scalar_t* hm, const scalar_t* h, const scalar_t* r, int64_t G,
 
 // The passes below run over rows b in [bs, be) (one row = one sequence, H units), so that the padding flag is the
 // same for a whole inner loop and every operand is loaded unconditionally: the inner loops then vectorise.
-template <typename scalar_t>
+// Zoneout (Z = true): zh, zc are this step's update factors, 1 (take the new value) or 0 (keep the previous one)
+// in training, 1 - p at eval (the expectation); the zoned value is z * new + (1 - z) * previous.
+template <typename scalar_t, bool Z>
 __attribute__((noinline)) void lstm_fwd_rows(int64_t bs, int64_t be, int64_t BH, int64_t TBH, int64_t H,
                                              const scalar_t* __restrict__ pp, const scalar_t* __restrict__ x,
                                              scalar_t* __restrict__ g, const scalar_t* __restrict__ hprev,
                                              const scalar_t* __restrict__ cprev, scalar_t* __restrict__ hnew,
                                              scalar_t* __restrict__ cnew, scalar_t* __restrict__ tc,
-                                             scalar_t* __restrict__ o, const bool* __restrict__ vt) {
+                                             scalar_t* __restrict__ o, const bool* __restrict__ vt,
+                                             const scalar_t* __restrict__ zh, const scalar_t* __restrict__ zc) {
   for (int64_t b = bs; b < be; ++b) {
     // 1 at a real step, 0 at a padded one; a blend by multiplication vectorises where a select of bools does not,
     // and is exact for finite values (x * 1 + y * 0 == x)
@@ -106,10 +110,14 @@ __attribute__((noinline)) void lstm_fwd_rows(int64_t bs, int64_t be, int64_t BH,
       g[2 * BH + j] = og;
       g[3 * BH + j] = gg;
       const scalar_t cp = cprev[j], hp = hprev[j];
-      const scalar_t c = f * cp + i * gg;
+      scalar_t c = f * cp + i * gg;
       const scalar_t th = tanh_(c);
       tc[j] = th;
-      const scalar_t h = og * th;
+      scalar_t h = og * th;
+      if (Z) {
+        c = zc[j] * c + (scalar_t(1) - zc[j]) * cp;
+        h = zh[j] * h + (scalar_t(1) - zh[j]) * hp;
+      }
       cnew[j] = vf * c + (scalar_t(1) - vf) * cp;
       hnew[j] = vf * h + (scalar_t(1) - vf) * hp;
       o[j] = vf * h;
@@ -117,13 +125,14 @@ __attribute__((noinline)) void lstm_fwd_rows(int64_t bs, int64_t be, int64_t BH,
   }
 }
 
-template <typename scalar_t>
+template <typename scalar_t, bool Z>
 __attribute__((noinline)) void lstm_bwd_rows(int64_t bs, int64_t be, int64_t BH, int64_t TBH, int64_t H,
                                              const scalar_t* __restrict__ g, const scalar_t* __restrict__ tcp,
                                              const scalar_t* __restrict__ cprev, const scalar_t* __restrict__ dop,
                                              const scalar_t* __restrict__ dm, const scalar_t* __restrict__ rp,
                                              scalar_t* __restrict__ dhp, scalar_t* __restrict__ dcp,
-                                             scalar_t* __restrict__ dp, const bool* __restrict__ vt) {
+                                             scalar_t* __restrict__ dp, const bool* __restrict__ vt,
+                                             const scalar_t* __restrict__ zh, const scalar_t* __restrict__ zc) {
   for (int64_t b = bs; b < be; ++b) {
     const scalar_t vf = (vt ? vt[b] : true) ? scalar_t(1) : scalar_t(0);  // 1 at a real step, 0 at a padded one
     for (int64_t j = b * H; j < (b + 1) * H; ++j) {
@@ -132,26 +141,28 @@ __attribute__((noinline)) void lstm_bwd_rows(int64_t bs, int64_t be, int64_t BH,
                            dm[3 * BH + j] * rp[3 * BH + j];
       const scalar_t i = g[j], f = g[BH + j], o = g[2 * BH + j], gg = g[3 * BH + j], tc = tcp[j];
       const scalar_t dcin = dcp[j];
-      const scalar_t dhc = vf * (dht + dop[j]);
-      const scalar_t dcc = vf * dcin + dhc * o * (scalar_t(1) - tc * tc);
+      const scalar_t dhz = vf * (dht + dop[j]);  // d of the step's (zoned) h
+      const scalar_t zhj = Z ? zh[j] : scalar_t(1), zcj = Z ? zc[j] : scalar_t(1);
+      const scalar_t dhc = zhj * dhz;  // d of the cell's new h
+      const scalar_t dcc = zcj * vf * dcin + dhc * o * (scalar_t(1) - tc * tc);
       dp[j] = dcc * gg * i * (scalar_t(1) - i);               // d pre_i
       dp[TBH + j] = dcc * cprev[j] * f * (scalar_t(1) - f);   // d pre_f
       dp[2 * TBH + j] = dhc * tc * o * (scalar_t(1) - o);     // d pre_o
       dp[3 * TBH + j] = dcc * i * (scalar_t(1) - gg * gg);    // d pre_g
-      // a padded step passes dh and dc on unchanged
-      dcp[j] = vf * (dcc * f) + (scalar_t(1) - vf) * dcin;
-      dhp[j] = (scalar_t(1) - vf) * dht;
+      // a padded step passes dh and dc on unchanged; a zoned-out unit passes them to its previous value
+      dcp[j] = dcc * f + ((scalar_t(1) - zcj) * vf + (scalar_t(1) - vf)) * dcin;
+      dhp[j] = (scalar_t(1) - zhj) * dhz + (scalar_t(1) - vf) * dht;
     }
   }
 }
 
-template <typename scalar_t>
+template <typename scalar_t, bool Z>
 __attribute__((noinline)) void gru_fwd_rows(int64_t bs, int64_t be, int64_t BH, int64_t TBH, int64_t H,
                                             const scalar_t* __restrict__ hpp, const scalar_t* __restrict__ bp,
                                             const scalar_t* __restrict__ x, scalar_t* __restrict__ g,
                                             const scalar_t* __restrict__ hprev, scalar_t* __restrict__ hnew,
                                             scalar_t* __restrict__ hn, scalar_t* __restrict__ o,
-                                            const bool* __restrict__ vt) {
+                                            const bool* __restrict__ vt, const scalar_t* __restrict__ zh) {
   for (int64_t b = bs; b < be; ++b) {
     const scalar_t vf = (vt ? vt[b] : true) ? scalar_t(1) : scalar_t(0);  // see lstm_fwd_rows
     const int64_t base = b * H;
@@ -166,26 +177,30 @@ __attribute__((noinline)) void gru_fwd_rows(int64_t bs, int64_t be, int64_t BH, 
       g[2 * BH + j] = n;
       hn[j] = hnj;
       const scalar_t hp = hprev[j];
-      const scalar_t h = (scalar_t(1) - z) * n + z * hp;
+      scalar_t h = (scalar_t(1) - z) * n + z * hp;
+      if (Z) h = zh[j] * h + (scalar_t(1) - zh[j]) * hp;  // zoneout, as in lstm_fwd_rows
       hnew[j] = vf * h + (scalar_t(1) - vf) * hp;
       o[j] = vf * h;
     }
   }
 }
 
-template <typename scalar_t>
+template <typename scalar_t, bool Z>
 __attribute__((noinline)) void gru_bwd_rows(int64_t bs, int64_t be, int64_t BH, int64_t TBH, int64_t H,
                                             const scalar_t* __restrict__ g, const scalar_t* __restrict__ hnp,
                                             const scalar_t* __restrict__ hprev, const scalar_t* __restrict__ dop,
                                             const scalar_t* __restrict__ dm, const scalar_t* __restrict__ rp,
                                             scalar_t* __restrict__ dhptr, scalar_t* __restrict__ dx,
-                                            scalar_t* __restrict__ dr, const bool* __restrict__ vt) {
+                                            scalar_t* __restrict__ dr, const bool* __restrict__ vt,
+                                            const scalar_t* __restrict__ zh) {
   for (int64_t b = bs; b < be; ++b) {
     const scalar_t vf = (vt ? vt[b] : true) ? scalar_t(1) : scalar_t(0);
     for (int64_t j = b * H; j < (b + 1) * H; ++j) {
       const scalar_t dht = dhptr[j] + dm[j] * rp[j] + dm[BH + j] * rp[BH + j] + dm[2 * BH + j] * rp[2 * BH + j];
       const scalar_t r = g[j], z = g[BH + j], n = g[2 * BH + j];
-      const scalar_t dhc = vf * (dht + dop[j]);
+      const scalar_t dhz = vf * (dht + dop[j]);  // d of the step's (zoned) h
+      const scalar_t zhj = Z ? zh[j] : scalar_t(1);
+      const scalar_t dhc = zhj * dhz;  // d of the cell's new h
       const scalar_t dnp = dhc * (scalar_t(1) - z) * (scalar_t(1) - n * n);
       const scalar_t drp = dnp * hnp[j] * r * (scalar_t(1) - r);
       const scalar_t dzp = dhc * (hprev[j] - n) * z * (scalar_t(1) - z);
@@ -195,7 +210,8 @@ __attribute__((noinline)) void gru_bwd_rows(int64_t bs, int64_t be, int64_t BH, 
       dr[j] = drp;
       dr[TBH + j] = dzp;
       dr[2 * TBH + j] = dnp * r;
-      dhptr[j] = dhc * z + (scalar_t(1) - vf) * dht;  // the direct path through z * h(t-1); padding passes dh on
+      // the direct paths to h(t-1): through z * h(t-1), through a zoned-out unit, and past a padded step
+      dhptr[j] = dhc * z + (scalar_t(1) - zhj) * dhz + (scalar_t(1) - vf) * dht;
     }
   }
 }
@@ -204,6 +220,14 @@ __attribute__((noinline)) void gru_bwd_rows(int64_t bs, int64_t be, int64_t BH, 
 template <typename F>
 inline void for_rows(int64_t B, int64_t H, const F& f) {
   at::parallel_for(0, B, std::max<int64_t>(1, kGrain / H), [&](int64_t s, int64_t e) { f(s, e); });
+}
+
+// Zoneout factors of step t from a (T, B, H) or (1, B, H) tensor (eval: one expectation for every step); null
+// when the tensor is undefined (no zoneout).
+template <typename scalar_t>
+inline const scalar_t* zone_at(const Tensor& z, int64_t t, int64_t BH) {
+  if (!z.defined()) return nullptr;
+  return z.data_ptr<scalar_t>() + (z.size(0) == 1 ? 0 : t * BH);
 }
 
 // dh(0) after the loop: add the recurrent part of the first step.
@@ -219,8 +243,8 @@ __attribute__((noinline)) void final_dh_range(int64_t s, int64_t e, int64_t BH, 
 
 // ------------------------------------------------------------------------------------------------------------ LSTM
 template <typename scalar_t>
-void lstm_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& rmask, const Tensor& step, Tensor& hs,
-                       Tensor& cs, Tensor& hm, Tensor& gates, Tensor& tcs, Tensor& out) {
+void lstm_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& rmask, const Tensor& step, const Tensor& zh,
+                       const Tensor& zc, Tensor& hs, Tensor& cs, Tensor& hm, Tensor& gates, Tensor& tcs, Tensor& out) {
   const int64_t T = xw.size(1), B = xw.size(2), H = xw.size(3), BH = B * H, TBH = T * BH;
   Tensor pre = at::empty({4, B, H}, xw.options());
   const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
@@ -252,14 +276,20 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& rmask, 
     scalar_t* __restrict__ tc = tc0 + t * BH;
     scalar_t* __restrict__ o = o0 + t * BH;
     const bool* vt = sp ? sp + t * B : nullptr;
+    const scalar_t* zht = zone_at<scalar_t>(zh, t, BH);
+    const scalar_t* zct = zone_at<scalar_t>(zc, t, BH);
     for_rows(B, H, [&](int64_t s0, int64_t e0) {
-      lstm_fwd_rows<scalar_t>(s0, e0, BH, TBH, H, pp, x, g, hprev, cprev, hnew, cnew, tc, o, vt);
+      if (zht)
+        lstm_fwd_rows<scalar_t, true>(s0, e0, BH, TBH, H, pp, x, g, hprev, cprev, hnew, cnew, tc, o, vt, zht, zct);
+      else
+        lstm_fwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, pp, x, g, hprev, cprev, hnew, cnew, tc, o, vt, zht, zct);
     });
     if (t + 1 < T) write_masked(hm0, hnew, rp, 4, t + 1, T, BH);
   }
 }
 
-std::vector<Tensor> lstm_forward(Tensor xw, Tensor w_hh, Tensor rmask, Tensor h0, Tensor c0, Tensor step) {
+std::vector<Tensor> lstm_forward(Tensor xw, Tensor w_hh, Tensor rmask, Tensor h0, Tensor c0, Tensor step, Tensor zh,
+                                 Tensor zc) {
   const int64_t T = xw.size(1), B = xw.size(2), H = xw.size(3);
   auto opts = xw.options();
   // (4, H_in, H_out), made contiguous once: the per-step bmm runs markedly slower on the transposed view
@@ -270,16 +300,17 @@ std::vector<Tensor> lstm_forward(Tensor xw, Tensor w_hh, Tensor rmask, Tensor h0
   Tensor hm = at::empty({4, T, B, H}, opts);
   Tensor gates = at::empty({T, 4, B, H}, opts), tcs = at::empty({T, B, H}, opts), out = at::empty({T, B, H}, opts);
   Tensor st = step.numel() ? step : Tensor();
+  Tensor zht = zh.numel() ? zh : Tensor(), zct = zc.numel() ? zc : Tensor();
   AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "embdrop_lstm_forward", [&] {
-    lstm_forward_loop<scalar_t>(xw, wt, rmask, st, hs, cs, hm, gates, tcs, out);
+    lstm_forward_loop<scalar_t>(xw, wt, rmask, st, zht, zct, hs, cs, hm, gates, tcs, out);
   });
   return {out, hs, cs, hm, gates, tcs};
 }
 
 template <typename scalar_t>
 void lstm_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmask, const Tensor& step,
-                        const Tensor& cs, const Tensor& gates, const Tensor& tcs, Tensor& dh, Tensor& dc,
-                        Tensor& dpre) {
+                        const Tensor& zh, const Tensor& zc, const Tensor& cs, const Tensor& gates, const Tensor& tcs,
+                        Tensor& dh, Tensor& dc, Tensor& dpre) {
   const int64_t T = gates.size(0), B = gates.size(2), H = gates.size(3), BH = B * H, TBH = T * BH;
   Tensor dhm = at::zeros({4, B, H}, dh.options());
   const bool lp = w3.scalar_type() != dh.scalar_type();
@@ -301,8 +332,13 @@ void lstm_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmas
     const scalar_t* __restrict__ dop = do0 + t * BH;
     scalar_t* __restrict__ dp = dpre0 + t * BH;  // gate k of step t at dp + k * TBH
     const bool* vt = sp ? sp + t * B : nullptr;
+    const scalar_t* zht = zone_at<scalar_t>(zh, t, BH);
+    const scalar_t* zct = zone_at<scalar_t>(zc, t, BH);
     for_rows(B, H, [&](int64_t s0, int64_t e0) {
-      lstm_bwd_rows<scalar_t>(s0, e0, BH, TBH, H, g, tcp, cprev, dop, dm, rp, dhp, dcp, dp, vt);
+      if (zht)
+        lstm_bwd_rows<scalar_t, true>(s0, e0, BH, TBH, H, g, tcp, cprev, dop, dm, rp, dhp, dcp, dp, vt, zht, zct);
+      else
+        lstm_bwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, g, tcp, cprev, dop, dm, rp, dhp, dcp, dp, vt, zht, zct);
     });
     if (lp) {
       at::bmm_out(dhm_lp, dpre.select(1, t).to(w3.scalar_type()), w3);
@@ -315,14 +351,15 @@ void lstm_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmas
 }
 
 std::vector<Tensor> lstm_backward(Tensor dout, Tensor dhT, Tensor dcT, Tensor w_hh, Tensor rmask, Tensor cs,
-                                  Tensor hm, Tensor gates, Tensor tcs, Tensor step) {
+                                  Tensor hm, Tensor gates, Tensor tcs, Tensor step, Tensor zh, Tensor zc) {
   const int64_t T = gates.size(0), B = gates.size(2), H = gates.size(3);
   Tensor w3 = w_hh.view({4, H, H});
   Tensor dh = dhT.clone(), dc = dcT.clone();
   Tensor dpre = at::empty({4, T, B, H}, gates.options());
   Tensor st = step.numel() ? step : Tensor();
+  Tensor zht = zh.numel() ? zh : Tensor(), zct = zc.numel() ? zc : Tensor();
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "embdrop_lstm_backward", [&] {
-    lstm_backward_loop<scalar_t>(dout, w3, rmask, st, cs, gates, tcs, dh, dc, dpre);
+    lstm_backward_loop<scalar_t>(dout, w3, rmask, st, zht, zct, cs, gates, tcs, dh, dc, dpre);
   });
   // dW_k = sum over t, b of dpre_k[t, b]^T (h(t-1) * m_k)[b]: one batched GEMM over all steps, on views.
   const auto wtype = w_hh.scalar_type();  // the GEMM's dtype and dW's (see the top of the file)
@@ -333,7 +370,8 @@ std::vector<Tensor> lstm_backward(Tensor dout, Tensor dhT, Tensor dcT, Tensor w_
 // ------------------------------------------------------------------------------------------------------------- GRU
 template <typename scalar_t>
 void gru_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& b_hh, const Tensor& rmask,
-                      const Tensor& step, Tensor& hs, Tensor& hm, Tensor& gates, Tensor& hpn, Tensor& out) {
+                      const Tensor& step, const Tensor& zh, Tensor& hs, Tensor& hm, Tensor& gates, Tensor& hpn,
+                      Tensor& out) {
   const int64_t T = xw.size(1), B = xw.size(2), H = xw.size(3), BH = B * H, TBH = T * BH;
   Tensor hp = at::empty({3, B, H}, xw.options());
   const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
@@ -364,14 +402,19 @@ void gru_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& b_hh, co
     scalar_t* __restrict__ hn = hn0 + t * BH;
     scalar_t* __restrict__ o = o0 + t * BH;
     const bool* vt = sp ? sp + t * B : nullptr;
+    const scalar_t* zht = zone_at<scalar_t>(zh, t, BH);
     for_rows(B, H, [&](int64_t s0, int64_t e0) {
-      gru_fwd_rows<scalar_t>(s0, e0, BH, TBH, H, hpp, bp, x, g, hprev, hnew, hn, o, vt);
+      if (zht)
+        gru_fwd_rows<scalar_t, true>(s0, e0, BH, TBH, H, hpp, bp, x, g, hprev, hnew, hn, o, vt, zht);
+      else
+        gru_fwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, hpp, bp, x, g, hprev, hnew, hn, o, vt, zht);
     });
     if (t + 1 < T) write_masked(hm0, hnew, rp, 3, t + 1, T, BH);
   }
 }
 
-std::vector<Tensor> gru_forward(Tensor xw, Tensor w_hh, Tensor b_hh, Tensor rmask, Tensor h0, Tensor step) {
+std::vector<Tensor> gru_forward(Tensor xw, Tensor w_hh, Tensor b_hh, Tensor rmask, Tensor h0, Tensor step,
+                                Tensor zh) {
   const int64_t T = xw.size(1), B = xw.size(2), H = xw.size(3);
   auto opts = xw.options();
   Tensor wt = w_hh.view({3, H, H}).transpose(1, 2).contiguous();  // (3, H_in, H_out), contiguous as for the LSTM
@@ -380,16 +423,17 @@ std::vector<Tensor> gru_forward(Tensor xw, Tensor w_hh, Tensor b_hh, Tensor rmas
   Tensor hm = at::empty({3, T, B, H}, opts);
   Tensor gates = at::empty({T, 3, B, H}, opts), hpn = at::empty({T, B, H}, opts), out = at::empty({T, B, H}, opts);
   Tensor st = step.numel() ? step : Tensor();
+  Tensor zht = zh.numel() ? zh : Tensor();
   AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "embdrop_gru_forward", [&] {
-    gru_forward_loop<scalar_t>(xw, wt, b_hh, rmask, st, hs, hm, gates, hpn, out);
+    gru_forward_loop<scalar_t>(xw, wt, b_hh, rmask, st, zht, hs, hm, gates, hpn, out);
   });
   return {out, hs, hm, gates, hpn};
 }
 
 template <typename scalar_t>
 void gru_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmask, const Tensor& step,
-                       const Tensor& hs, const Tensor& gates, const Tensor& hpn, Tensor& dh, Tensor& dxw,
-                       Tensor& dhp) {
+                       const Tensor& zh, const Tensor& hs, const Tensor& gates, const Tensor& hpn, Tensor& dh,
+                       Tensor& dxw, Tensor& dhp) {
   const int64_t T = gates.size(0), B = gates.size(2), H = gates.size(3), BH = B * H, TBH = T * BH;
   Tensor dhm = at::zeros({3, B, H}, dh.options());
   const bool lp = w3.scalar_type() != dh.scalar_type();
@@ -412,8 +456,12 @@ void gru_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmask
     scalar_t* __restrict__ dx = dx0 + t * BH;
     scalar_t* __restrict__ dr = dr0 + t * BH;
     const bool* vt = sp ? sp + t * B : nullptr;
+    const scalar_t* zht = zone_at<scalar_t>(zh, t, BH);
     for_rows(B, H, [&](int64_t s0, int64_t e0) {
-      gru_bwd_rows<scalar_t>(s0, e0, BH, TBH, H, g, hnp, hprev, dop, dm, rp, dhptr, dx, dr, vt);
+      if (zht)
+        gru_bwd_rows<scalar_t, true>(s0, e0, BH, TBH, H, g, hnp, hprev, dop, dm, rp, dhptr, dx, dr, vt, zht);
+      else
+        gru_bwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, g, hnp, hprev, dop, dm, rp, dhptr, dx, dr, vt, zht);
     });
     if (lp) {
       at::bmm_out(dhm_lp, dhp.select(1, t).to(w3.scalar_type()), w3);
@@ -426,19 +474,54 @@ void gru_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmask
 }
 
 std::vector<Tensor> gru_backward(Tensor dout, Tensor dhT, Tensor w_hh, Tensor rmask, Tensor hs, Tensor hm,
-                                 Tensor gates, Tensor hpn, Tensor step) {
+                                 Tensor gates, Tensor hpn, Tensor step, Tensor zh) {
   const int64_t T = gates.size(0), B = gates.size(2), H = gates.size(3);
   Tensor w3 = w_hh.view({3, H, H});
   Tensor dh = dhT.clone();
   Tensor dxw = at::empty({3, T, B, H}, gates.options()), dhp = at::empty({3, T, B, H}, gates.options());
   Tensor st = step.numel() ? step : Tensor();
+  Tensor zht = zh.numel() ? zh : Tensor();
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "embdrop_gru_backward", [&] {
-    gru_backward_loop<scalar_t>(dout, w3, rmask, st, hs, gates, hpn, dh, dxw, dhp);
+    gru_backward_loop<scalar_t>(dout, w3, rmask, st, zht, hs, gates, hpn, dh, dxw, dhp);
   });
   const auto wtype = w_hh.scalar_type();
   Tensor dw = at::bmm(dhp.view({3, T * B, H}).transpose(1, 2).to(wtype), hm.view({3, T * B, H}).to(wtype));
   Tensor db = dhp.sum({1, 2}).reshape({3 * H});
   return {dxw, dw.reshape({3 * H, H}), db, dh};
+}
+
+// ------------------------------------------------------------------------------------------------ keep-mask draw
+// embdrop.functional.masks.bernoulli_keep_hashed on CPU: entry i is kept when hash(i) < threshold, with
+// hash(i) = mix(mix(i ^ s0) + s1) and mix Wellons' lowbias32; the Python fallback computes the same bits.
+inline uint32_t mix32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7feb352dU;
+  x ^= x >> 15;
+  x *= 0x846ca68bU;
+  x ^= x >> 16;
+  return x;
+}
+
+template <typename scalar_t>
+__attribute__((noinline)) void keep_range(int64_t s, int64_t e, uint32_t s0, uint32_t s1, uint64_t threshold,
+                                          scalar_t* __restrict__ out) {
+  for (int64_t i = s; i < e; ++i) {
+    const uint32_t u = mix32(mix32(static_cast<uint32_t>(i) ^ s0) + s1);
+    out[i] = static_cast<uint64_t>(u) < threshold ? scalar_t(1) : scalar_t(0);
+  }
+}
+
+Tensor keep_mask(std::vector<int64_t> shape, int64_t threshold, int64_t seed, at::ScalarType dtype) {
+  Tensor out = at::empty(shape, at::TensorOptions().dtype(dtype));
+  const uint64_t key = static_cast<uint64_t>(seed);
+  const uint32_t s0 = static_cast<uint32_t>(key), s1 = static_cast<uint32_t>(key >> 32);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, dtype, "embdrop_keep_mask", [&] {
+    scalar_t* o = ptr<scalar_t>(out);
+    at::parallel_for(0, out.numel(), kGrain, [&](int64_t s, int64_t e) {
+      keep_range<scalar_t>(s, e, s0, s1, static_cast<uint64_t>(threshold), o);
+    });
+  });
+  return out;
 }
 
 }  // namespace
@@ -448,4 +531,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lstm_backward", &lstm_backward);
   m.def("gru_forward", &gru_forward);
   m.def("gru_backward", &gru_backward);
+  m.def("keep_mask", &keep_mask);
 }

@@ -5,9 +5,10 @@ The result is the same on every path; only the speed differs:
 - no recurrent mask, no zoneout and no ``lengths`` on CPU (or any of these but a recurrent mask or zoneout on
   another device): the input mask is applied up front and the weight-drop mask to the weight once per call, then
   PyTorch's fused ``torch.lstm``/``torch.gru`` runs (oneDNN on CPU, cuDNN on GPU);
-- recurrent masks, or ``lengths``, on CPU: the fused C++ kernel of :mod:`embdrop.kernels.cpu` (the reference loop
-  if it cannot be built);
-- zoneout, or recurrent masks on another device: the reference loop of :mod:`embdrop.kernels.reference`.
+- recurrent masks, zoneout or ``lengths`` on CPU: the fused C++ kernel of :mod:`embdrop.kernels.cpu` (the
+  reference loop if it cannot be built);
+- recurrent masks or zoneout on another device, GRU with ``reset_after=False`` and the Elman RNN with either: the
+  reference loop of :mod:`embdrop.kernels.reference`.
 
 The kernels take LSTM gates as i, f, o, g (the three sigmoids first); ``nn.LSTM`` stores i, f, g, o, so the
 weights are permuted on the way in (and their gradients on the way out). GRU gates are r, z, n everywhere.
@@ -156,14 +157,16 @@ def _loop(inp, h0, c0, weights, masks: Masks, m_rec, opts: Options, n, zoneout_e
     else:
         zh = None if masks.zoneout_h is None else masks.zoneout_h.transpose(0, 1)  # (T, B, H)
         zc = None if masks.zoneout_c is None else masks.zoneout_c.transpose(0, 1)
-    use_cpp = zh is None and rm is not None and inp.device.type == "cpu" and cpu.available() and opts.reset_after
-    use_cpp = use_cpp and opts.cell != "rnn"  # the C++ kernel has LSTM and GRU cells
+    use_cpp = inp.device.type == "cpu" and opts.cell != "rnn" and opts.reset_after and cpu.available()
+    use_cpp = use_cpp and (rm is not None or zh is not None)  # the C++ kernel has LSTM and GRU cells
+    if use_cpp and rm is None:  # zoneout alone: the kernel multiplies by an all-ones state mask
+        rm = torch.ones(G, inp.shape[0], h0.shape[-1], dtype=xw.dtype, device=inp.device)
     if use_cpp and torch.is_autocast_enabled("cpu"):  # the recurrent matrix products in autocast's precision
         w_hh = w_hh.to(torch.get_autocast_dtype("cpu"))
     c = None
     if lstm:
         if use_cpp:
-            out, h, c = cpu.lstm_recurrence(xw, w_hh, rm, h0, c0, step)
+            out, h, c = cpu.lstm_recurrence(xw, w_hh, rm, h0, c0, step, zh, zc)
         else:
             out, h, c = reference.lstm_recurrence(xw, w_hh, rm, h0, c0, step, zh, zc)
     elif opts.cell == "rnn":
@@ -171,7 +174,7 @@ def _loop(inp, h0, c0, weights, masks: Masks, m_rec, opts: Options, n, zoneout_e
     else:
         b_rec = b_hh if opts.bias else None
         if use_cpp:
-            out, h = cpu.gru_recurrence(xw, w_hh, b_rec, rm, h0, step)
+            out, h = cpu.gru_recurrence(xw, w_hh, b_rec, rm, h0, step, zh)
         else:
             out, h = reference.gru_recurrence(xw, w_hh, b_rec, rm, h0, step, zh, opts.reset_after)
     return out.transpose(0, 1), h, c  # (B, T, H)

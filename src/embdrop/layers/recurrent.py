@@ -162,7 +162,7 @@ class _Recurrent(StochasticModule):
                 rd = self.recurrent_dropout > 0
                 rows["recurrent"].append(M.bernoulli_keep((G, B, H), self.recurrent_dropout, **kw) if rd else None)
                 wd = self.weight_dropout > 0
-                rows["weight"].append(M.bernoulli_keep((G * H, H), self.weight_dropout, **kw) if wd else None)
+                rows["weight"].append(M.bernoulli_keep_hashed((G * H, H), self.weight_dropout, **kw) if wd else None)
                 zo = self.zoneout > 0
                 rows["zoneout_h"].append(M.bernoulli_keep((B, T, H), self.zoneout, **kw) if zo else None)
                 lstm_zo = zo and self.has_cell_state

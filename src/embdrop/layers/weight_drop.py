@@ -78,7 +78,9 @@ class DropConnect(StochasticModule):
         out = {}
         for name in self.names:
             w = self._weight(name)
-            out[name] = M.bernoulli_keep(tuple(w.shape), self.p, device=w.device, dtype=w.dtype, generator=generator)
+            out[name] = M.bernoulli_keep_hashed(
+                tuple(w.shape), self.p, device=w.device, dtype=w.dtype, generator=generator
+            )
         return out
 
     def forward(
