@@ -60,6 +60,34 @@ def test_kernel_equals_reference_outputs_and_gradients(kind, dtype, padded, zone
 
 @needs_kernel
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("zone", [None, "train"])
+def test_without_gradients_the_kernel_keeps_one_step_and_gives_the_same_outputs(kind, zone):
+    xw, w, b, rm, h0, c0, step = inputs(kind, torch.float32, seed=7)
+    zh, zc = zoneout(zone, torch.float32)
+    if kind == "lstm":
+        run = lambda: cpu.lstm_recurrence(xw, w, rm, h0, c0, step, zh, zc)  # noqa: E731
+    else:
+        run = lambda: cpu.gru_recurrence(xw, w, b, rm, h0, step, zh)  # noqa: E731
+    kept = run()
+    with torch.no_grad():
+        light = run()
+    for a, e in zip(light, kept, strict=True):
+        assert torch.equal(a, e)
+    T, B, H = 7, 3, 5
+    G = 4 if kind == "lstm" else 3
+    args = [a.detach() for a in (xw, w)]
+    with torch.no_grad():
+        if kind == "lstm":
+            outs = torch.ops.embdrop.lstm_forward(*args, rm, h0.detach(), c0.detach(), step, *NO_ZONE, False)
+        else:
+            outs = torch.ops.embdrop.gru_forward(*args, b.detach(), rm, h0.detach(), step, NO_ZONE[0], False)
+    hm = outs[3] if kind == "lstm" else outs[2]
+    assert outs[1].shape == (1, B, H) and hm.shape == (G, 1, B, H)  # memory that does not grow with T
+    assert outs[0].shape == (T, B, H)
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_gradcheck_float64_with_zoneout(kind):
     xw, w, b, rm, h0, c0, step = inputs(kind, torch.float64, seed=5)
     zh, zc = zoneout("train", torch.float64, seed=6)
@@ -158,16 +186,16 @@ def test_the_public_ops_check_their_arguments(position, bad, message):
     args = _lstm_args()
     args[position] = bad
     with pytest.raises(ValueError, match=message):
-        torch.ops.embdrop.lstm_forward(*args, torch.empty(0, dtype=torch.bool), *NO_ZONE)
+        torch.ops.embdrop.lstm_forward(*args, torch.empty(0, dtype=torch.bool), *NO_ZONE, True)
     with pytest.raises(ValueError, match="'step': expected a CPU bool tensor of shape \\(3, 2\\)"):
-        torch.ops.embdrop.lstm_forward(*_lstm_args(), torch.ones(3, 5, dtype=torch.bool), *NO_ZONE)
+        torch.ops.embdrop.lstm_forward(*_lstm_args(), torch.ones(3, 5, dtype=torch.bool), *NO_ZONE, True)
     with pytest.raises(ValueError, match=r"'zoneout_h': expected a CPU float32 tensor of shape \(3, 2, 4\)"):
         torch.ops.embdrop.lstm_forward(*_lstm_args(), torch.empty(0, dtype=torch.bool), torch.ones(3, 2, 5),
-                                       torch.ones(3, 2, 4))  # fmt: skip
+                                       torch.ones(3, 2, 4), True)  # fmt: skip
     g = [torch.randn(3, 3, 2, 4), torch.randn(12, 4), torch.randn(12), torch.ones(3, 2, 4), torch.zeros(2, 4)]
     g[1] = torch.randn(12, 5)
     with pytest.raises(ValueError, match="'w_hh': expected a CPU float32 or bfloat16 or float16 tensor of shape"):
-        torch.ops.embdrop.gru_forward(*g, torch.empty(0, dtype=torch.bool), NO_ZONE[0])
+        torch.ops.embdrop.gru_forward(*g, torch.empty(0, dtype=torch.bool), NO_ZONE[0], True)
 
 
 @needs_kernel
@@ -176,14 +204,14 @@ def test_the_backward_ops_check_what_they_read(kind):
     T, B, H = 3, 2, 4
     if kind == "lstm":
         out, hs, cs, hm, gates, tcs = torch.ops.embdrop.lstm_forward(
-            *_lstm_args(T, B, H), torch.empty(0, dtype=torch.bool), *NO_ZONE
+            *_lstm_args(T, B, H), torch.empty(0, dtype=torch.bool), *NO_ZONE, True
         )
         args = [torch.ones(T, B, H), torch.ones(B, H), torch.ones(B, H), torch.randn(4 * H, H), torch.ones(4, B, H),
                 cs, hm, gates, tcs, torch.empty(0, dtype=torch.bool), *NO_ZONE]  # fmt: skip
         op, at = torch.ops.embdrop.lstm_backward, {"hm": 6, "gates": 7, "tcs": 8, "rmask": 4, "states": 5}
     else:
         g = [torch.randn(3, T, B, H), torch.randn(3 * H, H), torch.randn(3 * H), torch.ones(3, B, H), torch.zeros(B, H)]
-        out, hs, hm, gates, hpn = torch.ops.embdrop.gru_forward(*g, torch.empty(0, dtype=torch.bool), NO_ZONE[0])
+        out, hs, hm, gates, hpn = torch.ops.embdrop.gru_forward(*g, torch.empty(0, dtype=torch.bool), NO_ZONE[0], True)
         args = [torch.ones(T, B, H), torch.ones(B, H), g[1], g[3], hs, hm, gates, hpn, torch.empty(0, dtype=torch.bool),
                 NO_ZONE[0]]  # fmt: skip
         op, at = torch.ops.embdrop.gru_backward, {"hm": 5, "gates": 6, "hpn": 7, "rmask": 3, "states": 4}

@@ -38,7 +38,7 @@ _HASHED_MAX = 2**32  # entries one hashed mask can have: the hash's counter is 3
 
 
 def _mul32(x: Tensor, m: int) -> Tensor:
-    """x * m mod 2^32 for 0 <= x < 2^32 in int64, in two 16-bit halves of m so that no product overflows."""
+    """X * m mod 2^32 for 0 <= x < 2^32 in int64, in two 16-bit halves of m so that no product overflows."""
     return (x * (m & 0xFFFF) + (((x * (m >> 16)) & 0xFFFF) << 16)) & 0xFFFFFFFF
 
 
@@ -60,7 +60,9 @@ def _hashed_bits(n: int, key: int, device: torch.device, numpy: bool | None = No
 
     key &= 2**64 - 1
     s0, s1 = key & 0xFFFFFFFF, key >> 32
-    if device.type == "cpu" if numpy is None else numpy:  # numpy's uint32 wraps as the hash wants: a few times faster than int64 torch ops
+    if (
+        device.type == "cpu" if numpy is None else numpy
+    ):  # numpy's uint32 wraps as the hash wants: a few times faster than int64 torch ops
         with np.errstate(over="ignore"):
             u = _mix32(_mix32(np.arange(n, dtype=np.uint32) ^ np.uint32(s0)) + np.uint32(s1))
         return torch.from_numpy(u.astype(np.int64))
@@ -89,16 +91,14 @@ def bernoulli_keep_hashed(
         n *= s
     if n >= _HASHED_MAX:
         return bernoulli_keep(shape, p, device=device, dtype=dtype, generator=generator)
-    dev = torch.device(device) if device is not None else torch.device("cpu")
-    key = int(torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, device=dev, generator=generator))
-    threshold = round((1.0 - p) * 2**32)
-    if dev.type == "cpu":
-        from embdrop.kernels import cpu
+    from embdrop.kernels import cpu
 
-        mask = cpu.keep_mask(shape, threshold, key, dtype)
-        if mask is not None:
-            return mask
-    return (_hashed_bits(n, key, dev) < threshold).to(dtype).view(shape)
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    key = torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, device=dev, generator=generator)
+    threshold = round((1.0 - p) * 2**32)
+    if dev.type == "cpu" and cpu.available():
+        return cpu.keep_mask(shape, threshold, key, dtype)
+    return (_hashed_bits(n, int(key), dev) < threshold).to(dtype).view(shape)
 
 
 def gaussian(

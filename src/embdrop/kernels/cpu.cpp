@@ -5,6 +5,9 @@
 // padded; zoneout zh, zc (T, B, H) update masks (1 takes the new value) or (1, B, H) expectations at eval, or empty
 // tensors. LSTM gates are ordered i, f, o, g here; GRU gates r, z, n.
 //
+// Without the backward's tensors (``save`` false: no gradient needed, e.g. MC-dropout predictions), the forward keeps
+// one step of them and two states instead of T, and returns the final state as hs, cs of one step.
+//
 // One step of the forward is one batched GEMM, (h(t-1) * m_k) @ W_k^T for the G gates, and one fused element-wise
 // pass that adds the input part, applies the activations, updates the state and writes h(t) * m_k for the next
 // step into a (G, T, B, H) buffer. The backward reuses that buffer: the weight gradient is one batched GEMM over all
@@ -222,6 +225,16 @@ inline void for_rows(int64_t B, int64_t H, const F& f) {
   at::parallel_for(0, B, std::max<int64_t>(1, kGrain / H), [&](int64_t s, int64_t e) { f(s, e); });
 }
 
+// Where step t reads and writes: with the backward's tensors kept (training), step t's slot of the saved tensors
+// and state t of the (T + 1) states; without (inference), one slot that every step reuses and two states in turn,
+// so that memory does not grow with T.
+struct Slots {
+  int64_t hm_steps, states;
+  Slots(int64_t hm_steps_, int64_t states_) : hm_steps(hm_steps_), states(states_) {}
+  int64_t saved(int64_t t) const { return hm_steps == 1 ? 0 : t; }
+  int64_t state(int64_t t) const { return states == 2 ? t % 2 : t; }
+};
+
 // Zoneout factors of step t from a (T, B, H) or (1, B, H) tensor (eval: one expectation for every step); null
 // when the tensor is undefined (no zoneout).
 template <typename scalar_t>
@@ -259,21 +272,22 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& rmask, 
   scalar_t* __restrict__ o0 = ptr<scalar_t>(out);
   const bool lp = wt.scalar_type() != xw.scalar_type();
   Tensor pre_lp = lp ? at::empty({4, B, H}, wt.options()) : Tensor();
-  write_masked(hm0, hs0, rp, 4, 0, T, BH);
+  const Slots at_(hm.size(1), hs.size(0));
+  write_masked(hm0, hs0, rp, 4, 0, at_.hm_steps, BH);
   for (int64_t t = 0; t < T; ++t) {
     if (lp) {
-      at::bmm_out(pre_lp, hm.select(1, t).to(wt.scalar_type()), wt);
+      at::bmm_out(pre_lp, hm.select(1, at_.saved(t)).to(wt.scalar_type()), wt);
       pre.copy_(pre_lp);
     } else {
-      at::bmm_out(pre, hm.select(1, t), wt);  // (4, B, H): (h(t-1) * m_k) @ W_k^T
+      at::bmm_out(pre, hm.select(1, at_.saved(t)), wt);  // (4, B, H): (h(t-1) * m_k) @ W_k^T
     }
     const scalar_t* __restrict__ x = x0 + t * BH;  // gate k at x + k * TBH
-    scalar_t* __restrict__ g = g0 + t * 4 * BH;
-    const scalar_t* __restrict__ hprev = hs0 + t * BH;
-    const scalar_t* __restrict__ cprev = cs0 + t * BH;
-    scalar_t* __restrict__ hnew = hs0 + (t + 1) * BH;
-    scalar_t* __restrict__ cnew = cs0 + (t + 1) * BH;
-    scalar_t* __restrict__ tc = tc0 + t * BH;
+    scalar_t* __restrict__ g = g0 + at_.saved(t) * 4 * BH;
+    const scalar_t* __restrict__ hprev = hs0 + at_.state(t) * BH;
+    const scalar_t* __restrict__ cprev = cs0 + at_.state(t) * BH;
+    scalar_t* __restrict__ hnew = hs0 + at_.state(t + 1) * BH;
+    scalar_t* __restrict__ cnew = cs0 + at_.state(t + 1) * BH;
+    scalar_t* __restrict__ tc = tc0 + at_.saved(t) * BH;
     scalar_t* __restrict__ o = o0 + t * BH;
     const bool* vt = sp ? sp + t * B : nullptr;
     const scalar_t* zht = zone_at<scalar_t>(zh, t, BH);
@@ -284,26 +298,31 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& rmask, 
       else
         lstm_fwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, pp, x, g, hprev, cprev, hnew, cnew, tc, o, vt, zht, zct);
     });
-    if (t + 1 < T) write_masked(hm0, hnew, rp, 4, t + 1, T, BH);
+    if (t + 1 < T) write_masked(hm0, hnew, rp, 4, at_.saved(t + 1), at_.hm_steps, BH);
   }
 }
 
 std::vector<Tensor> lstm_forward(Tensor xw, Tensor w_hh, Tensor rmask, Tensor h0, Tensor c0, Tensor step, Tensor zh,
-                                 Tensor zc) {
+                                 Tensor zc, bool save) {
   const int64_t T = xw.size(1), B = xw.size(2), H = xw.size(3);
   auto opts = xw.options();
   // (4, H_in, H_out), made contiguous once: the per-step bmm runs markedly slower on the transposed view
   Tensor wt = w_hh.view({4, H, H}).transpose(1, 2).contiguous();
-  Tensor hs = at::empty({T + 1, B, H}, opts), cs = at::empty({T + 1, B, H}, opts);
+  const int64_t S = save ? T : 1;  // steps kept for the backward: all, or only the current one
+  Tensor hs = at::empty({save ? T + 1 : 2, B, H}, opts), cs = at::empty({save ? T + 1 : 2, B, H}, opts);
   hs[0].copy_(h0);
   cs[0].copy_(c0);
-  Tensor hm = at::empty({4, T, B, H}, opts);
-  Tensor gates = at::empty({T, 4, B, H}, opts), tcs = at::empty({T, B, H}, opts), out = at::empty({T, B, H}, opts);
+  Tensor hm = at::empty({4, S, B, H}, opts);
+  Tensor gates = at::empty({S, 4, B, H}, opts), tcs = at::empty({S, B, H}, opts), out = at::empty({T, B, H}, opts);
   Tensor st = step.numel() ? step : Tensor();
   Tensor zht = zh.numel() ? zh : Tensor(), zct = zc.numel() ? zc : Tensor();
   AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "embdrop_lstm_forward", [&] {
     lstm_forward_loop<scalar_t>(xw, wt, rmask, st, zht, zct, hs, cs, hm, gates, tcs, out);
   });
+  if (!save) {  // the final state as a one-step history
+    hs = hs.narrow(0, T % 2, 1);
+    cs = cs.narrow(0, T % 2, 1);
+  }
   return {out, hs, cs, hm, gates, tcs};
 }
 
@@ -387,19 +406,20 @@ void gru_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& b_hh, co
   scalar_t* __restrict__ o0 = ptr<scalar_t>(out);
   const bool lp = wt.scalar_type() != xw.scalar_type();
   Tensor hp_lp = lp ? at::empty({3, B, H}, wt.options()) : Tensor();
-  write_masked(hm0, hs0, rp, 3, 0, T, BH);
+  const Slots at_(hm.size(1), hs.size(0));
+  write_masked(hm0, hs0, rp, 3, 0, at_.hm_steps, BH);
   for (int64_t t = 0; t < T; ++t) {
     if (lp) {
-      at::bmm_out(hp_lp, hm.select(1, t).to(wt.scalar_type()), wt);
+      at::bmm_out(hp_lp, hm.select(1, at_.saved(t)).to(wt.scalar_type()), wt);
       hp.copy_(hp_lp);
     } else {
-      at::bmm_out(hp, hm.select(1, t), wt);  // (3, B, H): (h(t-1) * m_k) @ U_k^T
+      at::bmm_out(hp, hm.select(1, at_.saved(t)), wt);  // (3, B, H): (h(t-1) * m_k) @ U_k^T
     }
     const scalar_t* __restrict__ x = x0 + t * BH;
-    scalar_t* __restrict__ g = g0 + t * 3 * BH;
-    const scalar_t* __restrict__ hprev = hs0 + t * BH;
-    scalar_t* __restrict__ hnew = hs0 + (t + 1) * BH;
-    scalar_t* __restrict__ hn = hn0 + t * BH;
+    scalar_t* __restrict__ g = g0 + at_.saved(t) * 3 * BH;
+    const scalar_t* __restrict__ hprev = hs0 + at_.state(t) * BH;
+    scalar_t* __restrict__ hnew = hs0 + at_.state(t + 1) * BH;
+    scalar_t* __restrict__ hn = hn0 + at_.saved(t) * BH;
     scalar_t* __restrict__ o = o0 + t * BH;
     const bool* vt = sp ? sp + t * B : nullptr;
     const scalar_t* zht = zone_at<scalar_t>(zh, t, BH);
@@ -409,24 +429,26 @@ void gru_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& b_hh, co
       else
         gru_fwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, hpp, bp, x, g, hprev, hnew, hn, o, vt, zht);
     });
-    if (t + 1 < T) write_masked(hm0, hnew, rp, 3, t + 1, T, BH);
+    if (t + 1 < T) write_masked(hm0, hnew, rp, 3, at_.saved(t + 1), at_.hm_steps, BH);
   }
 }
 
 std::vector<Tensor> gru_forward(Tensor xw, Tensor w_hh, Tensor b_hh, Tensor rmask, Tensor h0, Tensor step,
-                                Tensor zh) {
+                                Tensor zh, bool save) {
   const int64_t T = xw.size(1), B = xw.size(2), H = xw.size(3);
   auto opts = xw.options();
   Tensor wt = w_hh.view({3, H, H}).transpose(1, 2).contiguous();  // (3, H_in, H_out), contiguous as for the LSTM
-  Tensor hs = at::empty({T + 1, B, H}, opts);
+  const int64_t S = save ? T : 1;  // as in lstm_forward
+  Tensor hs = at::empty({save ? T + 1 : 2, B, H}, opts);
   hs[0].copy_(h0);
-  Tensor hm = at::empty({3, T, B, H}, opts);
-  Tensor gates = at::empty({T, 3, B, H}, opts), hpn = at::empty({T, B, H}, opts), out = at::empty({T, B, H}, opts);
+  Tensor hm = at::empty({3, S, B, H}, opts);
+  Tensor gates = at::empty({S, 3, B, H}, opts), hpn = at::empty({S, B, H}, opts), out = at::empty({T, B, H}, opts);
   Tensor st = step.numel() ? step : Tensor();
   Tensor zht = zh.numel() ? zh : Tensor();
   AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "embdrop_gru_forward", [&] {
     gru_forward_loop<scalar_t>(xw, wt, b_hh, rmask, st, zht, hs, hm, gates, hpn, out);
   });
+  if (!save) hs = hs.narrow(0, T % 2, 1);
   return {out, hs, hm, gates, hpn};
 }
 

@@ -116,6 +116,12 @@ def _step(step: Tensor | None) -> Tensor:
     return torch.empty(0, dtype=torch.bool) if step is None else step.contiguous()
 
 
+def _save(*inputs: Tensor) -> bool:
+    """Whether the forward keeps what the backward needs: only when a gradient will be asked for (inference and
+    MC-dropout predictions run without it, in memory that does not grow with T)."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
+
+
 def _zone(z: Tensor | float | None, like: Tensor) -> Tensor:
     """Zoneout factors for the kernel: the (T, B, H) update mask, the eval expectation 1 - p as (1, B, H), or an
     empty tensor for no zoneout; ``like`` is the (T, B, H) output's first step, (B, H)."""
@@ -200,23 +206,24 @@ def _check_saved(G: int, states, w_hh, rmask, hm, gates, last, step, zones=()) -
 
 @torch.library.custom_op("embdrop::lstm_forward", mutates_args=())
 def _lstm_forward(
-    xw: Tensor, w_hh: Tensor, rmask: Tensor, h0: Tensor, c0: Tensor, step: Tensor, zh: Tensor, zc: Tensor
+    xw: Tensor, w_hh: Tensor, rmask: Tensor, h0: Tensor, c0: Tensor, step: Tensor, zh: Tensor, zc: Tensor, save: bool
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     _check_inputs(4, xw, w_hh, rmask, h0, c0, step, zh=zh, zc=zc)
     if (zh.numel() > 0) != (zc.numel() > 0):
         raise _checks.invalid("zc", "zoneout factors for c exactly when there are some for h", _checks.describe(zc))
     out, hs, cs, hm, gates, tcs = _extension().lstm_forward(
-        xw.contiguous(), w_hh.contiguous(), rmask.contiguous(), h0.contiguous(), c0.contiguous(), step, zh, zc
+        xw.contiguous(), w_hh.contiguous(), rmask.contiguous(), h0.contiguous(), c0.contiguous(), step, zh, zc, save
     )
     return out, hs, cs, hm, gates, tcs
 
 
 @_lstm_forward.register_fake
-def _(xw, w_hh, rmask, h0, c0, step, zh, zc):
+def _(xw, w_hh, rmask, h0, c0, step, zh, zc, save):
     _check_inputs(4, xw, w_hh, rmask, h0, c0, step, zh=zh, zc=zc)
     G, T, B, H = xw.shape
-    e = xw.new_empty
-    return e(T, B, H), e(T + 1, B, H), e(T + 1, B, H), e(4, T, B, H), e(T, 4, B, H), e(T, B, H)
+    e, S = xw.new_empty, T if save else 1
+    states = T + 1 if save else 1
+    return e(T, B, H), e(states, B, H), e(states, B, H), e(4, S, B, H), e(S, 4, B, H), e(S, B, H)
 
 
 @torch.library.custom_op("embdrop::lstm_backward", mutates_args=())
@@ -260,7 +267,7 @@ def _(dout, dh, dc, w_hh, rmask, cs, hm, gates, tcs, step, zh, zc):
 
 
 def _lstm_setup(ctx, inputs, output):
-    xw, w_hh, rmask, h0, c0, step, zh, zc = inputs
+    xw, w_hh, rmask, h0, c0, step, zh, zc, save = inputs
     out, hs, cs, hm, gates, tcs = output
     ctx.set_materialize_grads(False)  # the saved-for-backward outputs get no gradient: no zero tensors for them
     ctx.save_for_backward(w_hh, rmask, cs, hm, gates, tcs, step, zh, zc)
@@ -272,7 +279,7 @@ def _lstm_grad(ctx, dout, dhs, dcs, *unused):
     dh = torch.zeros_like(cs[0]) if dhs is None else dhs[-1]  # only the final h and c are layer outputs
     dc = torch.zeros_like(cs[0]) if dcs is None else dcs[-1]
     dxw, dw, dh0, dc0 = _lstm_backward(dout, dh, dc, w_hh, rmask, cs, hm, gates, tcs, step, zh, zc)
-    return dxw, dw, None, dh0, dc0, None, None, None
+    return dxw, dw, None, dh0, dc0, None, None, None, None
 
 
 _lstm_forward.register_autograd(_lstm_grad, setup_context=_lstm_setup)
@@ -280,21 +287,21 @@ _lstm_forward.register_autograd(_lstm_grad, setup_context=_lstm_setup)
 
 @torch.library.custom_op("embdrop::gru_forward", mutates_args=())
 def _gru_forward(
-    xw: Tensor, w_hh: Tensor, b_hh: Tensor, rmask: Tensor, h0: Tensor, step: Tensor, zh: Tensor
+    xw: Tensor, w_hh: Tensor, b_hh: Tensor, rmask: Tensor, h0: Tensor, step: Tensor, zh: Tensor, save: bool
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     _check_inputs(3, xw, w_hh, rmask, h0, None, step, b_hh, zh=zh)
     out, hs, hm, gates, hpn = _extension().gru_forward(
-        xw.contiguous(), w_hh.contiguous(), b_hh.contiguous(), rmask.contiguous(), h0.contiguous(), step, zh
+        xw.contiguous(), w_hh.contiguous(), b_hh.contiguous(), rmask.contiguous(), h0.contiguous(), step, zh, save
     )
     return out, hs, hm, gates, hpn
 
 
 @_gru_forward.register_fake
-def _(xw, w_hh, b_hh, rmask, h0, step, zh):
+def _(xw, w_hh, b_hh, rmask, h0, step, zh, save):
     _check_inputs(3, xw, w_hh, rmask, h0, None, step, b_hh, zh=zh)
     G, T, B, H = xw.shape
-    e = xw.new_empty
-    return e(T, B, H), e(T + 1, B, H), e(3, T, B, H), e(T, 3, B, H), e(T, B, H)
+    e, S = xw.new_empty, T if save else 1
+    return e(T, B, H), e(T + 1 if save else 1, B, H), e(3, S, B, H), e(S, 3, B, H), e(S, B, H)
 
 
 @torch.library.custom_op("embdrop::gru_backward", mutates_args=())
@@ -326,7 +333,7 @@ def _(dout, dh, w_hh, rmask, hs, hm, gates, hpn, step, zh):
 
 
 def _gru_setup(ctx, inputs, output):
-    xw, w_hh, b_hh, rmask, h0, step, zh = inputs
+    xw, w_hh, b_hh, rmask, h0, step, zh, save = inputs
     out, hs, hm, gates, hpn = output
     ctx.set_materialize_grads(False)
     ctx.has_bias = b_hh.numel() > 0
@@ -338,7 +345,7 @@ def _gru_grad(ctx, dout, dhs, *unused):
     dout = torch.zeros_like(hs[1:]) if dout is None else dout
     dh = torch.zeros_like(hs[0]) if dhs is None else dhs[-1]
     dxw, dw, db, dh0 = _gru_backward(dout, dh, w_hh, rmask, hs, hm, gates, hpn, step, zh)
-    return dxw, dw, (db if ctx.has_bias else None), None, dh0, None, None
+    return dxw, dw, (db if ctx.has_bias else None), None, dh0, None, None, None
 
 
 _gru_forward.register_autograd(_gru_grad, setup_context=_gru_setup)
@@ -360,7 +367,7 @@ def lstm_recurrence(
     ``w_hh`` may come in a lower precision than ``xw`` (bfloat16 under ``torch.autocast``): the recurrent matrix
     products then run in that precision and the rest in ``xw``'s (see ``cpu.cpp``)."""
     zh, zc = _zone(zoneout_h, h0), _zone(zoneout_c, h0)
-    out, hs, cs, *_ = _lstm_forward(xw, w_hh, rmask, h0, c0, _step(step), zh, zc)
+    out, hs, cs, *_ = _lstm_forward(xw, w_hh, rmask, h0, c0, _step(step), zh, zc, _save(xw, w_hh, h0, c0))
     return out, hs[-1], cs[-1]
 
 
@@ -376,12 +383,24 @@ def gru_recurrence(
     """Same contract as :func:`embdrop.kernels.reference.gru_recurrence` (``reset_after=True``); ``rmask`` is
     required (all ones for none)."""
     b = b_hh if b_hh is not None else xw.new_empty(0)
-    out, hs, *_ = _gru_forward(xw, w_hh, b, rmask, h0, _step(step), _zone(zoneout_h, h0))
+    out, hs, *_ = _gru_forward(xw, w_hh, b, rmask, h0, _step(step), _zone(zoneout_h, h0), _save(xw, w_hh, b, h0))
     return out, hs[-1]
 
 
-def keep_mask(shape: tuple[int, ...], threshold: int, seed: int, dtype: torch.dtype) -> Tensor | None:
-    """The hashed keep-mask of :func:`embdrop.functional.masks.bernoulli_keep_hashed` on CPU, or None when the
-    kernel is not built (the caller then computes the same bits with torch ops)."""
-    ext = _extension()
-    return None if ext is None else ext.keep_mask(list(shape), threshold, seed, dtype)
+@torch.library.custom_op("embdrop::keep_mask", mutates_args=())
+def _keep_mask(key: Tensor, shape: list[int], threshold: int, dtype: torch.dtype) -> Tensor:
+    _expect("key", key, (), (torch.int64,))
+    if not 0 <= threshold <= 2**32:
+        raise _checks.invalid("threshold", "an int in [0, 2^32]", threshold)
+    return _extension().keep_mask(list(shape), threshold, int(key), dtype)
+
+
+@_keep_mask.register_fake
+def _(key, shape, threshold, dtype):
+    return key.new_empty(shape, dtype=dtype)
+
+
+def keep_mask(shape: tuple[int, ...], threshold: int, key: Tensor, dtype: torch.dtype) -> Tensor:
+    """The hashed keep-mask of :func:`embdrop.functional.masks.bernoulli_keep_hashed` for a CPU int64 ``key``
+    (a 0-dim tensor, so that torch.compile keeps the draw in its graph); needs :func:`available`."""
+    return _keep_mask(key, list(shape), threshold, dtype)

@@ -297,7 +297,8 @@ class LSTM(_Recurrent):
             (Keras ``recurrent_dropout``, Gal & Ghahramani 2016). The cell state c is never masked.
         weight_dropout: DropConnect on ``weight_hh``: one mask per call, shared by the batch (AWD-LSTM).
         zoneout: probability that a unit of h and c keeps its previous value at a step (training); at eval the
-            expectation ``p * previous + (1 - p) * new`` (Krueger et al. 2017). Runs on the reference loop.
+            expectation ``p * previous + (1 - p) * new`` (Krueger et al. 2017). On CPU it runs in the fused
+            kernel.
         variational: False gives naive dropout (Zaremba et al. 2014): a new input mask at every step, nothing on
             the recurrent connections (``recurrent_dropout`` must then be 0).
         bidirectional: a second, reverse direction with its own weights and masks.
@@ -314,7 +315,8 @@ class LSTM(_Recurrent):
 
     Mask: input (4 or 1, B, C) per layer and direction, fixed across T, redrawn every call ((B, T, C), redrawn
     every step, when ``variational=False``); recurrent (4, B, H), fixed across T, redrawn every call; weight
-    (4H, H), shared by the batch, redrawn every call; zoneout (B, T, H) for h and for c, redrawn every step.
+    (4H, H), shared by the batch, redrawn every call (hashed from one random key, ``bernoulli_keep_hashed``);
+    zoneout (B, T, H) for h and for c, redrawn every step.
     ``sample_masks(x)`` returns them and ``forward(..., masks=...)`` applies given ones.
 
     Reference: Gal & Ghahramani, "A Theoretically Grounded Application of Dropout in Recurrent Neural Networks",
@@ -354,7 +356,8 @@ class GRU(_Recurrent):
             ``h = z * h(t-1) + (1 - z) * n`` uses the undropped h(t-1).
         weight_dropout: DropConnect on ``weight_hh``: one mask per call, shared by the batch (AWD-LSTM).
         zoneout: probability that a unit of h keeps its previous value at a step (training); at eval the
-            expectation ``p * previous + (1 - p) * new`` (Krueger et al. 2017). Runs on the reference loop.
+            expectation ``p * previous + (1 - p) * new`` (Krueger et al. 2017). On CPU it runs in the fused
+            kernel.
         variational: False gives naive dropout (Zaremba et al. 2014): a new input mask at every step, nothing on
             the recurrent connections (``recurrent_dropout`` must then be 0).
         bidirectional: a second, reverse direction with its own weights and masks.
@@ -374,7 +377,8 @@ class GRU(_Recurrent):
 
     Mask: input (3 or 1, B, C) per layer and direction, fixed across T, redrawn every call ((B, T, C), redrawn
     every step, when ``variational=False``); recurrent (3, B, H), fixed across T, redrawn every call; weight
-    (3H, H), shared by the batch, redrawn every call; zoneout (B, T, H), redrawn every step.
+    (3H, H), shared by the batch, redrawn every call (hashed from one random key, ``bernoulli_keep_hashed``);
+    zoneout (B, T, H), redrawn every step.
     ``sample_masks(x)`` returns them and ``forward(..., masks=...)`` applies given ones.
 
     Reference: Gal & Ghahramani, "A Theoretically Grounded Application of Dropout in Recurrent Neural Networks",
@@ -431,7 +435,7 @@ class SimpleRNN(_Recurrent):
 
     Mask: input (1, B, C) per layer and direction, fixed across T, redrawn every call ((B, T, C), redrawn every
     step, when ``variational=False``); recurrent (1, B, H), fixed across T, redrawn every call; weight (H, H),
-    shared by the batch, redrawn every call; zoneout (B, T, H), redrawn every step.
+    shared by the batch, redrawn every call (hashed from one random key); zoneout (B, T, H), redrawn every step.
 
     Reference: Elman, "Finding Structure in Time", 1990; Gal & Ghahramani, 2016 (the dropout masks).
 

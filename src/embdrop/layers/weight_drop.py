@@ -38,7 +38,7 @@ class DropConnect(StochasticModule):
         Whatever ``module`` takes and returns.
 
     Mask: one per named parameter, of that parameter's shape, shared by the whole batch, redrawn every training
-    forward.
+    forward (hashed from one random key: ``embdrop.functional.bernoulli_keep_hashed``).
 
     Reference: Wan et al., "Regularization of Neural Networks using DropConnect", 2013; Merity et al.,
     "Regularizing and Optimizing LSTM Language Models", 2017.
