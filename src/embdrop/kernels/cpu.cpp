@@ -87,6 +87,15 @@ void write_masked(scalar_t* hm, const scalar_t* h, const scalar_t* r, int64_t G,
   }
 }
 
+// The next step's GEMM inputs h(t) * m_k for one row [s, e), written right after the row's h(t), still in cache.
+// A loop of its own: inside the row's main loop, its condition would keep that loop from vectorising.
+template <typename scalar_t, int G>
+inline void masked_row(int64_t s, int64_t e, int64_t BH, int64_t hm_gate, const scalar_t* __restrict__ h,
+                       const scalar_t* __restrict__ rp, scalar_t* __restrict__ hmn) {
+  for (int k = 0; k < G; ++k)
+    for (int64_t j = s; j < e; ++j) hmn[k * hm_gate + j] = h[j] * rp[k * BH + j];
+}
+
 // The passes below run over rows b in [bs, be) (one row = one sequence, H units), so that the padding flag is the
 // same for a whole inner loop and every operand is loaded unconditionally: the inner loops then vectorise.
 // Zoneout (Z = true): zh, zc are this step's update factors, 1 (take the new value) or 0 (keep the previous one)
@@ -98,7 +107,9 @@ __attribute__((noinline)) void lstm_fwd_rows(int64_t bs, int64_t be, int64_t BH,
                                              const scalar_t* __restrict__ cprev, scalar_t* __restrict__ hnew,
                                              scalar_t* __restrict__ cnew, scalar_t* __restrict__ tc,
                                              scalar_t* __restrict__ o, const bool* __restrict__ vt,
-                                             const scalar_t* __restrict__ zh, const scalar_t* __restrict__ zc) {
+                                             const scalar_t* __restrict__ zh, const scalar_t* __restrict__ zc,
+                                             scalar_t* __restrict__ hmn, const scalar_t* __restrict__ rp,
+                                             int64_t hm_gate) {
   for (int64_t b = bs; b < be; ++b) {
     // 1 at a real step, 0 at a padded one; a blend by multiplication vectorises where a select of bools does not,
     // and is exact for finite values (x * 1 + y * 0 == x)
@@ -125,6 +136,7 @@ __attribute__((noinline)) void lstm_fwd_rows(int64_t bs, int64_t be, int64_t BH,
       hnew[j] = vf * h + (scalar_t(1) - vf) * hp;
       o[j] = vf * h;
     }
+    if (hmn) masked_row<scalar_t, 4>(b * H, (b + 1) * H, BH, hm_gate, hnew, rp, hmn);
   }
 }
 
@@ -165,7 +177,9 @@ __attribute__((noinline)) void gru_fwd_rows(int64_t bs, int64_t be, int64_t BH, 
                                             const scalar_t* __restrict__ x, scalar_t* __restrict__ g,
                                             const scalar_t* __restrict__ hprev, scalar_t* __restrict__ hnew,
                                             scalar_t* __restrict__ hn, scalar_t* __restrict__ o,
-                                            const bool* __restrict__ vt, const scalar_t* __restrict__ zh) {
+                                            const bool* __restrict__ vt, const scalar_t* __restrict__ zh,
+                                            scalar_t* __restrict__ hmn, const scalar_t* __restrict__ rp,
+                                            int64_t hm_gate) {
   for (int64_t b = bs; b < be; ++b) {
     const scalar_t vf = (vt ? vt[b] : true) ? scalar_t(1) : scalar_t(0);  // see lstm_fwd_rows
     const int64_t base = b * H;
@@ -185,6 +199,7 @@ __attribute__((noinline)) void gru_fwd_rows(int64_t bs, int64_t be, int64_t BH, 
       hnew[j] = vf * h + (scalar_t(1) - vf) * hp;
       o[j] = vf * h;
     }
+    if (hmn) masked_row<scalar_t, 3>(base, base + H, BH, hm_gate, hnew, rp, hmn);
   }
 }
 
@@ -292,13 +307,16 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& rmask, 
     const bool* vt = sp ? sp + t * B : nullptr;
     const scalar_t* zht = zone_at<scalar_t>(zh, t, BH);
     const scalar_t* zct = zone_at<scalar_t>(zc, t, BH);
+    scalar_t* hmn = t + 1 < T ? hm0 + at_.saved(t + 1) * BH : nullptr;  // gate k at hmn + k * hm_gate
+    const int64_t hm_gate = at_.hm_steps * BH;
     for_rows(B, H, [&](int64_t s0, int64_t e0) {
       if (zht)
-        lstm_fwd_rows<scalar_t, true>(s0, e0, BH, TBH, H, pp, x, g, hprev, cprev, hnew, cnew, tc, o, vt, zht, zct);
+        lstm_fwd_rows<scalar_t, true>(s0, e0, BH, TBH, H, pp, x, g, hprev, cprev, hnew, cnew, tc, o, vt, zht, zct,
+                                      hmn, rp, hm_gate);
       else
-        lstm_fwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, pp, x, g, hprev, cprev, hnew, cnew, tc, o, vt, zht, zct);
+        lstm_fwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, pp, x, g, hprev, cprev, hnew, cnew, tc, o, vt, zht, zct,
+                                       hmn, rp, hm_gate);
     });
-    if (t + 1 < T) write_masked(hm0, hnew, rp, 4, at_.saved(t + 1), at_.hm_steps, BH);
   }
 }
 
@@ -423,13 +441,15 @@ void gru_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& b_hh, co
     scalar_t* __restrict__ o = o0 + t * BH;
     const bool* vt = sp ? sp + t * B : nullptr;
     const scalar_t* zht = zone_at<scalar_t>(zh, t, BH);
+    scalar_t* hmn = t + 1 < T ? hm0 + at_.saved(t + 1) * BH : nullptr;  // as in the LSTM's loop
+    const int64_t hm_gate = at_.hm_steps * BH;
     for_rows(B, H, [&](int64_t s0, int64_t e0) {
       if (zht)
-        gru_fwd_rows<scalar_t, true>(s0, e0, BH, TBH, H, hpp, bp, x, g, hprev, hnew, hn, o, vt, zht);
+        gru_fwd_rows<scalar_t, true>(s0, e0, BH, TBH, H, hpp, bp, x, g, hprev, hnew, hn, o, vt, zht, hmn, rp, hm_gate);
       else
-        gru_fwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, hpp, bp, x, g, hprev, hnew, hn, o, vt, zht);
+        gru_fwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, hpp, bp, x, g, hprev, hnew, hn, o, vt, zht, hmn, rp,
+                                      hm_gate);
     });
-    if (t + 1 < T) write_masked(hm0, hnew, rp, 3, at_.saved(t + 1), at_.hm_steps, BH);
   }
 }
 

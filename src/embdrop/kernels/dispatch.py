@@ -213,5 +213,5 @@ def _project(inp, m_in, w_ih, b_in, G, p, variational):
         xm = xt.unsqueeze(0).expand(G, T, B, C)  # one input for every gate, no copy
     xw = torch.bmm(xm.reshape(G, T * B, C), w_ih.view(G, H, C).transpose(1, 2))  # (G, T*B, H)
     if b_in is not None:
-        xw = xw + b_in.view(G, 1, H)
+        xw.add_(b_in.view(G, 1, H))  # in place: a new (G, T, B, H) tensor costs its page faults every call
     return xw.view(G, T, B, H)
