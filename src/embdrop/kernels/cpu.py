@@ -75,10 +75,17 @@ def _build_and_load(name: str):
 
 def _extension():
     if "ext" not in _state:
+        _load()
+    return _state["ext"]
+
+
+@torch.compiler.disable  # a first call inside torch.compile: build or load outside the traced graph
+def _load() -> None:
+    if "ext" not in _state:
         _state["ext"] = None
         if os.environ.get("EMBDROP_KERNEL", "").lower() == "reference":
             _state["why"] = "EMBDROP_KERNEL=reference"
-            return None
+            return
         try:
             _state["ext"] = _build_and_load(_build_name())
         except Exception as e:  # no compiler, no ninja, a failed build: all mean "use the reference loop"
@@ -88,9 +95,8 @@ def _extension():
                 "recurrent_dropout use the reference loop instead (same results, slower). It needs a C++ compiler "
                 "and ninja (pip install ninja, or embdrop[train]).",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
-    return _state["ext"]
 
 
 def available() -> bool:
