@@ -10,6 +10,8 @@ Rules, the same for every mask:
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -86,9 +88,7 @@ def bernoulli_keep_hashed(
     are Bernoulli(1 - p) to within 2^-33 (``uniform_`` has 2^-24) and independent as far as the hash's statistics
     go (tested). The fused CPU kernel computes it in parallel; elsewhere torch ops compute the same bits.
     """
-    n = 1
-    for s in shape:
-        n *= s
+    n = math.prod(shape)
     if n >= _HASHED_MAX:
         return bernoulli_keep(shape, p, device=device, dtype=dtype, generator=generator)
     from embdrop.kernels import cpu
