@@ -85,3 +85,46 @@ def test_word_dropout_replaces_by_unk_and_never_touches_padding():
     assert (out[changed] == 1).all()
     assert (out[:, -5:] == 0).all()
     assert 0.4 < changed[:, :-5].float().mean() < 0.6
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("padding_idx", [None, 0])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_embedding_fused_kernel_equals_torch_ops(sparse, padding_idx, dtype, monkeypatch):
+    # The fused lookup-and-scale (forward, dense or sparse gradient) against F.embedding times the mask.
+    from embdrop.kernels import cpu
+
+    if not cpu.available():
+        pytest.skip("the fused CPU kernel is not built here")
+    ids = torch.randint(0, 9, (4, 7), generator=gen(2))
+    ids[:, -2:] = 0
+    w0 = torch.randn(9, 5, dtype=dtype, generator=gen(3))
+    g_out = torch.randn(4, 7, 5, dtype=dtype, generator=gen(4))
+
+    def run():
+        w = w0.clone().requires_grad_()
+        y = F.embedding(ids, w, p=0.4, padding_idx=padding_idx, sparse=sparse, generator=gen(5))
+        y.backward(g_out)
+        return y, w.grad
+
+    y_fused, g_fused = run()
+    monkeypatch.setattr(cpu, "available", lambda: False)
+    y_ref, g_ref = run()
+    assert torch.equal(y_fused, y_ref)  # same mask (hashed either way), same products
+    assert g_fused.layout == g_ref.layout
+    assert torch.allclose(g_fused.to_dense(), g_ref.to_dense(), atol=1e-6)
+    if sparse and padding_idx is not None:  # as nn.Embedding: no entry at all for the padding row
+        assert not (g_fused.coalesce().indices() == padding_idx).any()
+
+
+def test_embedding_fused_kernel_checks_its_arguments():
+    from embdrop.kernels import cpu
+
+    if not cpu.available():
+        pytest.skip("the fused CPU kernel is not built here")
+    w = torch.randn(6, 3)
+    ids = torch.tensor([[1, 2], [3, 6]])
+    with pytest.raises(IndexError, match=r"Invalid value for argument 'ids': expected ids in \[0, 6\)\. Received: 6"):
+        cpu.embedding_scaled(w, ids, torch.ones(2, 2), padding_idx=None, sparse=False)
+    with pytest.raises(ValueError, match="Invalid value for argument 'scale'"):
+        cpu.embedding_scaled(w, ids.clamp(max=5), torch.ones(2, 2, dtype=torch.float64), padding_idx=None, sparse=False)

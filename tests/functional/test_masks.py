@@ -110,19 +110,39 @@ def test_word_type_mask_sample_mode_draws_each_sequence_separately():
     assert batch.unique().numel() == 1
 
 
-def test_word_type_mask_draws_one_number_per_type_not_per_vocabulary_entry():
-    # ids from a vocabulary of ten million: only the types present are drawn.
-    ids = torch.tensor([[5, 9_999_999, 5, 42], [42, 42, 7, 5]])
-    g = gen(3)
-    M.word_type_mask(ids, 0.5, mode="batch", generator=g)
-    ref = gen(3)
-    M.bernoulli_keep((4,), 0.5, generator=ref)  # 4 types: 5, 7, 42, 9_999_999
-    assert torch.equal(g.get_state(), ref.get_state())
-    g = gen(3)
-    M.word_type_mask(ids, 0.5, mode="sample", generator=g)
-    ref = gen(3)
-    M.bernoulli_keep((6,), 0.5, generator=ref)  # (0,5) (0,42) (0,9999999) (1,5) (1,7) (1,42)
-    assert torch.equal(g.get_state(), ref.get_state())
+@pytest.mark.parametrize("kernel", [True, False])
+def test_word_type_mask_reads_the_hashed_table_at_the_ids_and_draws_one_key(kernel, monkeypatch):
+    # The (B, V) ("sample") or (V,) ("batch") mask of bernoulli_keep_hashed under the same key, read at the ids;
+    # with or without the compiled kernel, and whatever the vocabulary's size: one draw from the generator.
+    from embdrop.kernels import cpu
+
+    if not kernel:
+        monkeypatch.setattr(cpu, "available", lambda: False)
+    ids = torch.randint(0, 50, (6, 9), generator=gen(11))
+    rows = torch.arange(6).unsqueeze(1)
+    for mode, table_shape in (("sample", (6, 50)), ("batch", (50,))):
+        keep = M.word_type_mask(ids, 0.3, mode=mode, num_embeddings=50, padding_idx=4, generator=gen(3))
+        table = M.bernoulli_keep_hashed(table_shape, 0.3, generator=gen(3))
+        expected = (table[rows, ids] if mode == "sample" else table[ids]).masked_fill(ids == 4, 1.0)
+        assert torch.equal(keep, expected)
+        scaled = M.word_type_mask(ids, 0.3, mode=mode, num_embeddings=50, padding_idx=4, scale=2.5, generator=gen(3))
+        assert torch.equal(scaled, torch.where(ids == 4, 1.0, expected * 2.5))
+    big = torch.tensor([[5, 9_999_999, 5, 42], [42, 42, 7, 5]])
+    for mode in ("sample", "batch"):
+        g, ref = gen(3), gen(3)
+        M.word_type_mask(big, 0.5, mode=mode, num_embeddings=10_000_000, generator=g)
+        torch.randint(-(2**63), 2**63 - 1, (), generator=ref)
+        assert torch.equal(g.get_state(), ref.get_state())
+
+
+def test_word_type_mask_past_the_hash_counter_still_shares_within_sequences():
+    # B x V >= 2^32: one uniform draw per distinct (sequence, id) instead.
+    ids = torch.randint(0, 5, (3, 40), generator=gen(6)) * 1_000_000_000
+    keep = M.word_type_mask(ids, 0.5, mode="sample", num_embeddings=2**32, scale=2.0, generator=gen(1))
+    assert set(keep.unique().tolist()) <= {0.0, 2.0}
+    for b in range(3):
+        for w in ids[b].unique():
+            assert keep[b][ids[b] == w].unique().numel() == 1
 
 
 def test_word_type_mask_does_not_depend_on_position_order():

@@ -56,8 +56,9 @@ def test_each_variant_learns_the_tiny_corpus(corpus, tmp_path, variant):
     items = [f"variant={variant}", f"data.root={corpus}", *TINY, "model.layers=2", "data.variable_bptt=false"]
     s = recipes.train("ptb-lm", items, tmp_path / "run", console=quiet())
     rows = metrics(tmp_path / "run")
-    # the unigram rate is ~9.8; the grammar's own entropy gives 11 ** (3/8) = 2.46
-    assert s.test["perplexity"] < 6 and rows[-1]["valid_perplexity"] < rows[0]["train_perplexity"]
+    # the unigram rate is ~9.8; the grammar's own entropy gives 11 ** (3/8) = 2.46; the variational preset over
+    # seeds 0-35 reached 4.8-6.8 (mean 5.8), so 7.5 tells learning from not learning at any seed
+    assert s.test["perplexity"] < 7.5 and rows[-1]["valid_perplexity"] < rows[0]["train_perplexity"]
     assert math.isclose(s.test["perplexity"], math.exp(s.test["loss"]), rel_tol=1e-9)
 
 

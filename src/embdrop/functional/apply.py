@@ -94,12 +94,32 @@ def embedding(
     of the weight is made, the cost grows with B*T, and sparse gradients keep working. Positions holding the
     padding id are never dropped and never scaled.
     """
-    out = F.embedding(ids, weight, padding_idx, max_norm, sparse=sparse)  # (B, T, E)
     if not training or (p == 0.0 and mask is None):
-        return out
-    if mask is None:
-        mask = M.word_type_mask(ids, p, mode=mode, padding_idx=padding_idx, dtype=out.dtype, generator=generator)
-    scale = mask.to(out.dtype) * keep_scale(p)  # (B, T)
-    if padding_idx is not None:
-        scale = scale.masked_fill(ids == padding_idx, 1.0)
+        return F.embedding(ids, weight, padding_idx, max_norm, sparse=sparse)  # (B, T, E)
+    if mask is None:  # (B, T): 1 / (1 - p) where kept, 0 where dropped, 1 at padding
+        scale = M.word_type_mask(
+            ids, p, mode=mode, padding_idx=padding_idx, num_embeddings=weight.shape[0], scale=keep_scale(p),
+            dtype=weight.dtype, generator=generator,
+        )  # fmt: skip
+    else:
+        scale = mask.to(weight.dtype) * keep_scale(p)  # (B, T)
+        if padding_idx is not None:
+            scale = scale.masked_fill(ids == padding_idx, 1.0)
+    if _fused(weight, ids, scale, max_norm):  # the lookup and the scaling in one pass, forward and backward
+        from embdrop.kernels import cpu
+
+        return cpu.embedding_scaled(weight, ids.long(), scale, padding_idx=padding_idx, sparse=sparse)
+    out = F.embedding(ids, weight, padding_idx, max_norm, sparse=sparse)  # (B, T, E)
     return out * scale.unsqueeze(-1)  # (B, T, E) * (B, T, 1)
+
+
+def _fused(weight: Tensor, ids: Tensor, scale: Tensor, max_norm: float | None) -> bool:
+    """Whether the fused CPU kernel can run this embedding-dropout lookup (it has no max_norm, and a mask that
+    needs a gradient goes through torch's ops)."""
+    if weight.device.type != "cpu" or weight.dtype not in (torch.float32, torch.float64) or max_norm is not None:
+        return False
+    if scale.requires_grad or ids.device.type != "cpu":
+        return False
+    from embdrop.kernels import cpu
+
+    return cpu.available()

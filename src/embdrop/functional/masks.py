@@ -58,6 +58,11 @@ def _mix32(x):
 def _hashed_bits(n: int, key: int, device: torch.device, numpy: bool | None = None) -> Tensor:
     """The hash of entries 0..n-1 under ``key`` (see :func:`bernoulli_keep_hashed`), as int64 values < 2^32;
     computed by numpy on CPU (or where ``numpy`` says), by torch ops on other devices."""
+    return _hashed_at(None, key, device, numpy=numpy, n=n)
+
+
+def _hashed_at(index: Tensor | None, key: int, device: torch.device, numpy: bool | None = None, n: int = 0) -> Tensor:
+    """The hash of the entries ``index`` (int64, values < 2^32; ``None``: 0..n-1) under ``key``, as int64."""
     import numpy as np
 
     key &= 2**64 - 1
@@ -65,11 +70,17 @@ def _hashed_bits(n: int, key: int, device: torch.device, numpy: bool | None = No
     if (
         device.type == "cpu" if numpy is None else numpy
     ):  # numpy's uint32 wraps as the hash wants: a few times faster than int64 torch ops
+        i = np.arange(n, dtype=np.uint32) if index is None else index.cpu().numpy().astype(np.uint32)
         with np.errstate(over="ignore"):
-            u = _mix32(_mix32(np.arange(n, dtype=np.uint32) ^ np.uint32(s0)) + np.uint32(s1))
-        return torch.from_numpy(u.astype(np.int64))
-    i = torch.arange(n, dtype=torch.int64, device=device)
+            u = _mix32(_mix32(i ^ np.uint32(s0)) + np.uint32(s1))
+        return torch.from_numpy(u.astype(np.int64)).to(device)
+    i = torch.arange(n, dtype=torch.int64, device=device) if index is None else index.to(device, torch.int64)
     return _mix32((_mix32(i ^ s0) + s1) & 0xFFFFFFFF)
+
+
+def _hash_key(device: torch.device, generator: torch.Generator | None) -> Tensor:
+    """One random 64-bit key (a 0-dim int64 tensor on ``device``): the only draw a hashed mask makes."""
+    return torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, device=device, generator=generator)
 
 
 def bernoulli_keep_hashed(
@@ -94,7 +105,7 @@ def bernoulli_keep_hashed(
     from embdrop.kernels import cpu
 
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    key = torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, device=dev, generator=generator)
+    key = _hash_key(dev, generator)
     threshold = round((1.0 - p) * 2**32)
     if dev.type == "cpu" and cpu.available():
         return cpu.keep_mask(shape, threshold, key, dtype)
@@ -139,6 +150,8 @@ def word_type_mask(
     *,
     mode: str = "sample",
     padding_idx: int | None = None,
+    num_embeddings: int | None = None,
+    scale: float = 1.0,
     dtype: torch.dtype = torch.float32,
     generator: torch.Generator | None = None,
 ) -> Tensor:
@@ -146,13 +159,44 @@ def word_type_mask(
 
     ``mode="sample"`` draws one value per (sequence, word type), so a dropped word is zero everywhere in its
     sequence (Gal & Ghahramani 2016); ``mode="batch"`` draws one value per word type for the whole batch, as
-    AWD-LSTM and fastai do. Only the types present in ``ids`` are drawn, so the cost grows with the batch, not with
-    the vocabulary. Draws are made in sorted order of (sequence, id) or id, so a seeded generator gives the same
-    mask whatever the order of the positions. The padding id is always kept.
+    AWD-LSTM and fastai do. The values are those of a (B, V) ("sample") or (V,) ("batch") mask of
+    :func:`bernoulli_keep_hashed` (V = ``num_embeddings``, or the largest id + 1), read only where ``ids`` point:
+    one key is drawn from ``generator`` and nothing of size V is made, so the cost grows with B*T, not with the
+    vocabulary, and the mask does not depend on the order of the positions. The padding id is always kept (1);
+    other kept positions hold ``scale`` (1 for a 0/1 mask, ``1 / (1 - p)`` to apply it directly).
 
     Mask: (B, T), one value per word type per sequence ("sample") or per batch ("batch"), redrawn every call.
     """
     ids = ids.long()
+    B, T = ids.shape
+    V = num_embeddings if num_embeddings is not None else (int(ids.max()) + 1 if ids.numel() else 1)
+    row = T if mode == "sample" else 0
+    if row and B * V >= _HASHED_MAX:  # past the hash's 32-bit counter: one uniform draw per (sequence, id)
+        keep = _word_type_mask_sorted(ids, p, mode=mode, padding_idx=None, dtype=dtype, generator=generator)
+    else:
+        from embdrop.kernels import cpu
+
+        key = _hash_key(ids.device, generator)
+        threshold = round((1.0 - p) * 2**32)
+        if ids.device.type == "cpu" and cpu.available():
+            return cpu.word_keep(
+                ids, key, row=row, num_embeddings=V, threshold=threshold, padding_idx=padding_idx, value=scale,
+                dtype=dtype,
+            )  # fmt: skip
+        index = ids + torch.arange(B, device=ids.device).unsqueeze(1) * V if row else ids  # (B, T)
+        keep = (_hashed_at(index, int(key), ids.device) < threshold).to(dtype)
+    if scale != 1.0:
+        keep = keep * scale
+    if padding_idx is not None:
+        keep = keep.masked_fill(ids == padding_idx, 1.0)
+    return keep
+
+
+def _word_type_mask_sorted(
+    ids: Tensor, p: float, *, mode: str, padding_idx: int | None, dtype: torch.dtype, generator
+) -> Tensor:
+    """:func:`word_type_mask` by one uniform draw per distinct (sequence, id), in sorted order: for tables too big
+    for the hashed mask (B x V >= 2^32)."""
     if mode == "sample":
         # (B, T): a key that is unique per (sequence, id) pair.
         span = int(ids.max()) + 1 if ids.numel() else 1

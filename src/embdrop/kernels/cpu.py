@@ -1,4 +1,5 @@
-"""The fused CPU recurrence (``cpu.cpp``): compiled on first use with ``torch.utils.cpp_extension``, then cached.
+"""The fused CPU kernel (``cpu.cpp``: the recurrences, embedding dropout's lookup, hashed masks): compiled on first
+use with ``torch.utils.cpp_extension``, then cached.
 
 The build takes about half a minute once per machine, source version and torch version. It is cached in
 ``$EMBDROP_CACHE`` (default ``~/.cache/embdrop``), keyed and verified by content (see :mod:`embdrop._cache`), so
@@ -23,7 +24,10 @@ _SOURCE = Path(__file__).with_name("cpu.cpp")
 # Built for the CPU it runs on (the build happens there; the key below keeps builds for different CPUs apart).
 # -fno-trapping-math lets GCC vectorise the element-wise passes for AVX2 without changing any result (no
 # reassociation, no finite-math assumption): without it GCC 12 leaves them scalar ("control flow in loop").
-_FLAGS = ["-O3", "-march=native", "-fno-trapping-math"]
+# -fopenmp: at::parallel_for is an inline template that runs its loop on the calling thread unless the extension
+# itself is compiled with OpenMP; linked that way, it shares torch's OpenMP runtime (torch/lib/libgomp.so.1, loaded
+# first) and its thread count (torch.set_num_threads).
+_FLAGS = ["-O3", "-march=native", "-fno-trapping-math", "-fopenmp"]
 _state: dict = {}
 
 
@@ -58,15 +62,20 @@ def _build_and_load(name: str):
     from torch.utils.cpp_extension import load
 
     # a first run would otherwise look stalled (its first epoch holds the build): say what the wait is
-    print(f"embdrop: building the fused CPU recurrent kernel for this CPU, once (about a minute; cached in "
-          f"{_cache.cache_dir()})", file=sys.stderr, flush=True)  # fmt: skip
+    print(f"embdrop: building the fused CPU kernel (recurrent layers, embedding dropout) for this CPU, once "
+          f"(about a minute; cached in {_cache.cache_dir()})", file=sys.stderr, flush=True)  # fmt: skip
     built = {}
 
     def build(folder: Path) -> None:
         source = folder / "cpu.cpp"
         shutil.copyfile(_SOURCE, source)  # the build reads its own copy: no path of a checkout in it
         built["module"] = load(
-            name=name, sources=[str(source)], extra_cflags=_FLAGS, build_directory=str(folder), verbose=False
+            name=name,
+            sources=[str(source)],
+            extra_cflags=_FLAGS,
+            extra_ldflags=["-fopenmp"],
+            build_directory=str(folder),
+            verbose=False,
         )
 
     _cache.publish(name, filename, build)
@@ -92,7 +101,8 @@ def _load() -> None:
             _state["why"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
             warnings.warn(
                 f"embdrop: the fused CPU recurrent kernel could not be built ({_state['why']}); LSTM/GRU with "
-                "recurrent_dropout use the reference loop instead (same results, slower). It needs a C++ compiler "
+                "recurrent_dropout use the reference loop and embedding dropout torch's ops instead (same results, "
+                "slower). It needs a C++ compiler "
                 "and ninja (pip install ninja, or embdrop[train]).",
                 RuntimeWarning,
                 stacklevel=4,
@@ -410,3 +420,126 @@ def keep_mask(shape: tuple[int, ...], threshold: int, key: Tensor, dtype: torch.
     """The hashed keep-mask of :func:`embdrop.functional.masks.bernoulli_keep_hashed` for a CPU int64 ``key``
     (a 0-dim tensor, so that torch.compile keeps the draw in its graph); needs :func:`available`."""
     return _keep_mask(key, list(shape), threshold, dtype)
+
+
+def _eager() -> bool:
+    """Outside torch.compile the small embedding ops call the kernel directly: the custom op's Python dispatch costs
+    more than the kernel itself at B x T of a few thousand; the compiler gets the ops (fake shapes, autograd)."""
+    return not torch.compiler.is_compiling()
+
+
+def _word_keep_impl(
+    ids: Tensor, key: Tensor, row: int, num_embeddings: int, threshold: int, padding_idx: int, value: float,
+    dtype: torch.dtype,
+) -> Tensor:  # fmt: skip
+    _expect("key", key, (), (torch.int64,))
+    _expect("ids", ids, tuple(ids.shape), (torch.int64,))
+    if not 0 <= threshold <= 2**32:
+        raise _checks.invalid("threshold", "an int in [0, 2^32]", threshold)
+    if row > 0 and (ids.numel() // row) * num_embeddings > 2**32:
+        raise _checks.invalid("num_embeddings", f"rows x num_embeddings <= 2^32 (rows={ids.numel() // row})",
+                              num_embeddings)  # fmt: skip
+    flat = ids.contiguous().view(-1)
+    keep = _extension().word_keep(flat, row, num_embeddings, threshold, int(key), padding_idx, value, dtype)
+    return keep.view(ids.shape)
+
+
+_word_keep = torch.library.custom_op("embdrop::word_keep", _word_keep_impl, mutates_args=())
+
+
+@_word_keep.register_fake
+def _(ids, key, row, num_embeddings, threshold, padding_idx, value, dtype):
+    return ids.new_empty(ids.shape, dtype=dtype)
+
+
+def word_keep(
+    ids: Tensor, key: Tensor, *, row: int, num_embeddings: int, threshold: int, padding_idx: int | None,
+    value: float = 1.0, dtype: torch.dtype = torch.float32,
+) -> Tensor:  # fmt: skip
+    """The keep-mask of :func:`embdrop.functional.masks.word_type_mask` drawn by hashing: position n of ``ids``
+    reads entry ``(n // row) * num_embeddings + id`` (``row`` = T, "sample") or ``id`` (``row`` = 0, "batch") of
+    :func:`embdrop.functional.masks.bernoulli_keep_hashed`'s mask under ``key``; kept entries hold ``value``,
+    dropped ones 0, padding ids 1. Needs :func:`available`."""
+    pad = -1 if padding_idx is None else padding_idx
+    op = _word_keep_impl if _eager() else _word_keep
+    return op(ids, key, row, num_embeddings, threshold, pad, value, dtype)
+
+
+def _embedding_scaled_impl(weight: Tensor, ids: Tensor, scale: Tensor, padding_idx: int, sparse: bool) -> Tensor:
+    if weight.dim() != 2:
+        raise _checks.invalid("weight", "a (V, E) tensor", _checks.describe(weight))
+    _expect("weight", weight, tuple(weight.shape), (torch.float32, torch.float64))
+    _expect("ids", ids, tuple(ids.shape), (torch.int64,))
+    _expect("scale", scale, tuple(ids.shape), (weight.dtype,))
+    out = _extension().embedding_scaled(weight.contiguous(), ids.contiguous().view(-1), scale.contiguous().view(-1))
+    return out.view(*ids.shape, weight.shape[1])  # (N, E) -> (*ids.shape, E)
+
+
+_embedding_scaled = torch.library.custom_op("embdrop::embedding_scaled", _embedding_scaled_impl, mutates_args=())
+
+
+@_embedding_scaled.register_fake
+def _(weight, ids, scale, padding_idx, sparse):
+    return weight.new_empty((*ids.shape, weight.shape[1]))
+
+
+def _embedding_scaled_setup(ctx, inputs, output):
+    weight, ids, scale, padding_idx, sparse = inputs
+    ctx.num_embeddings, ctx.padding_idx, ctx.sparse = weight.shape[0], padding_idx, sparse
+    ctx.save_for_backward(ids, scale)
+
+
+def _embedding_scaled_grad(ctx, grad):
+    ids, scale = ctx.saved_tensors
+    E = grad.shape[-1]
+    grad, ids, scale = grad.reshape(-1, E), ids.reshape(-1), scale.reshape(-1)  # (N, E), (N,), (N,)
+    if not ctx.sparse:
+        backward = _embedding_scaled_backward_impl if _eager() else _embedding_scaled_backward
+        return backward(grad, ids, scale, ctx.num_embeddings, ctx.padding_idx), None, None, None, None
+    values = grad * scale.unsqueeze(1)  # (N, E)
+    if ctx.padding_idx >= 0:  # as nn.Embedding: the padding row gets no entry at all
+        real = ids != ctx.padding_idx
+        ids, values = ids[real], values[real]
+    dw = torch.sparse_coo_tensor(ids.unsqueeze(0), values, (ctx.num_embeddings, E), check_invariants=False)
+    return dw, None, None, None, None
+
+
+def _embedding_scaled_backward_impl(
+    grad: Tensor, ids: Tensor, scale: Tensor, num_embeddings: int, padding_idx: int
+) -> Tensor:
+    return _extension().embedding_scaled_backward(grad.contiguous(), ids, scale, num_embeddings, padding_idx)
+
+
+_embedding_scaled_backward = torch.library.custom_op(
+    "embdrop::embedding_scaled_backward", _embedding_scaled_backward_impl, mutates_args=()
+)
+
+
+@_embedding_scaled_backward.register_fake
+def _(grad, ids, scale, num_embeddings, padding_idx):
+    return grad.new_empty((num_embeddings, grad.shape[1]))
+
+
+_embedding_scaled.register_autograd(_embedding_scaled_grad, setup_context=_embedding_scaled_setup)
+
+
+class _EmbeddingScaled(torch.autograd.Function):
+    """The eager twin of the ``embdrop::embedding_scaled`` op: the same forward, context and backward."""
+
+    @staticmethod
+    def forward(weight, ids, scale, padding_idx, sparse):
+        return _embedding_scaled_impl(weight, ids, scale, padding_idx, sparse)
+
+    setup_context = staticmethod(_embedding_scaled_setup)
+    backward = staticmethod(_embedding_scaled_grad)
+
+
+def embedding_scaled(weight: Tensor, ids: Tensor, scale: Tensor, *, padding_idx: int | None, sparse: bool) -> Tensor:
+    """``weight[ids] * scale[..., None]`` in one pass: ``weight`` (V, E) float32/float64, ``ids`` int64 (B, T),
+    ``scale`` (B, T) in the weight's dtype, returns (B, T, E). The weight's gradient is dense (V, E) or, with
+    ``sparse``, a sparse (V, E) tensor as ``nn.Embedding(sparse=True)`` gives; the padding row gets none, as in
+    ``nn.Embedding``. ``scale`` gets no gradient. Needs :func:`available`."""
+    pad = -1 if padding_idx is None else padding_idx
+    if _eager():
+        return _EmbeddingScaled.apply(weight, ids, scale, pad, sparse)
+    return _embedding_scaled(weight, ids, scale, pad, sparse)

@@ -177,6 +177,7 @@ class Embedding(StochasticModule):
             self.dropout,
             mode=self.dropout_mode,
             padding_idx=self.padding_idx,
+            num_embeddings=self.num_embeddings,
             dtype=self.weight.dtype,
             generator=generator,
         )
