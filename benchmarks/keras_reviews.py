@@ -4,7 +4,7 @@ Keras (TensorFlow) and scikit-learn are not embdrop dependencies: run this in a 
 them, torch and embdrop:
 
     python3.11 -m venv /tmp/kvenv && /tmp/kvenv/bin/pip install torch==2.13.0 && \
-        /tmp/kvenv/bin/pip install tensorflow-cpu scikit-learn -e .
+        /tmp/kvenv/bin/pip install tensorflow-cpu scikit-learn -e '.[data,train]'
     /tmp/kvenv/bin/python benchmarks/keras_reviews.py --seeds 5
     /tmp/kvenv/bin/python benchmarks/keras_reviews.py --tfidf-only imdb-lstm --set data.root=../shared/data/imdb
 

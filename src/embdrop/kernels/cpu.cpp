@@ -234,10 +234,12 @@ __attribute__((noinline)) void gru_bwd_rows(int64_t bs, int64_t be, int64_t BH, 
   }
 }
 
-// Rows of B in parallel when a step is big enough to be worth it.
+// Rows of B in parallel when a step is big enough to be worth it (a step's passes are a few dozen flops per entry,
+// so a smaller grain than the plain element-wise passes').
+constexpr int64_t kRowGrain = 1 << 12;
 template <typename F>
 inline void for_rows(int64_t B, int64_t H, const F& f) {
-  at::parallel_for(0, B, std::max<int64_t>(1, kGrain / H), [&](int64_t s, int64_t e) { f(s, e); });
+  at::parallel_for(0, B, std::max<int64_t>(1, kRowGrain / H), [&](int64_t s, int64_t e) { f(s, e); });
 }
 
 // Where step t reads and writes: with the backward's tensors kept (training), step t's slot of the saved tensors
