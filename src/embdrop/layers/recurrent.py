@@ -164,9 +164,9 @@ class _Recurrent(StochasticModule):
                 wd = self.weight_dropout > 0
                 rows["weight"].append(M.bernoulli_keep_hashed((G * H, H), self.weight_dropout, **kw) if wd else None)
                 zo = self.zoneout > 0
-                rows["zoneout_h"].append(M.bernoulli_keep((B, T, H), self.zoneout, **kw) if zo else None)
+                rows["zoneout_h"].append(M.bernoulli_keep_hashed((B, T, H), self.zoneout, **kw) if zo else None)
                 lstm_zo = zo and self.has_cell_state
-                rows["zoneout_c"].append(M.bernoulli_keep((B, T, H), self.zoneout, **kw) if lstm_zo else None)
+                rows["zoneout_c"].append(M.bernoulli_keep_hashed((B, T, H), self.zoneout, **kw) if lstm_zo else None)
             for k, v in rows.items():
                 getattr(out, k).append(v)
         return out
@@ -316,7 +316,7 @@ class LSTM(_Recurrent):
     Mask: input (4 or 1, B, C) per layer and direction, fixed across T, redrawn every call ((B, T, C), redrawn
     every step, when ``variational=False``); recurrent (4, B, H), fixed across T, redrawn every call; weight
     (4H, H), shared by the batch, redrawn every call (hashed from one random key, ``bernoulli_keep_hashed``);
-    zoneout (B, T, H) for h and for c, redrawn every step.
+    zoneout (B, T, H) for h and for c, redrawn every step (hashed, one key per mask).
     ``sample_masks(x)`` returns them and ``forward(..., masks=...)`` applies given ones.
 
     Reference: Gal & Ghahramani, "A Theoretically Grounded Application of Dropout in Recurrent Neural Networks",
@@ -378,7 +378,7 @@ class GRU(_Recurrent):
     Mask: input (3 or 1, B, C) per layer and direction, fixed across T, redrawn every call ((B, T, C), redrawn
     every step, when ``variational=False``); recurrent (3, B, H), fixed across T, redrawn every call; weight
     (3H, H), shared by the batch, redrawn every call (hashed from one random key, ``bernoulli_keep_hashed``);
-    zoneout (B, T, H), redrawn every step.
+    zoneout (B, T, H), redrawn every step (hashed, one key per mask).
     ``sample_masks(x)`` returns them and ``forward(..., masks=...)`` applies given ones.
 
     Reference: Gal & Ghahramani, "A Theoretically Grounded Application of Dropout in Recurrent Neural Networks",
@@ -435,7 +435,8 @@ class SimpleRNN(_Recurrent):
 
     Mask: input (1, B, C) per layer and direction, fixed across T, redrawn every call ((B, T, C), redrawn every
     step, when ``variational=False``); recurrent (1, B, H), fixed across T, redrawn every call; weight (H, H),
-    shared by the batch, redrawn every call (hashed from one random key); zoneout (B, T, H), redrawn every step.
+    shared by the batch, redrawn every call (hashed from one random key); zoneout (B, T, H), redrawn every step
+    (hashed).
 
     Reference: Elman, "Finding Structure in Time", 1990; Gal & Ghahramani, 2016 (the dropout masks).
 
