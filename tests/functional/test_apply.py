@@ -117,6 +117,30 @@ def test_embedding_fused_kernel_equals_torch_ops(sparse, padding_idx, dtype, mon
         assert not (g_fused.coalesce().indices() == padding_idx).any()
 
 
+def test_embedding_fused_kernel_reads_strided_ids(monkeypatch):
+    # A column of a (B, 2) table, as a recommender passes user and item ids: a strided (B, 1) view.
+    from embdrop.kernels import cpu
+
+    if not cpu.available():
+        pytest.skip("the fused CPU kernel is not built here")
+    codes = torch.stack(
+        [torch.randint(0, 5, (40,), generator=gen(1)), torch.randint(0, 300, (40,), generator=gen(2))], 1
+    )
+    ids = codes[:, :1]  # (B, 1), stride (2, 1)
+    w0 = torch.randn(5, 4, generator=gen(3))
+
+    def run():
+        w = w0.clone().requires_grad_()
+        y = F.embedding(ids, w, p=0.3, generator=gen(4))
+        y.sum().backward()
+        return y, w.grad
+
+    y_fused, g_fused = run()
+    monkeypatch.setattr(cpu, "available", lambda: False)
+    y_ref, g_ref = run()
+    assert torch.equal(y_fused, y_ref) and torch.allclose(g_fused, g_ref, atol=1e-6)
+
+
 def test_embedding_fused_kernel_checks_its_arguments():
     from embdrop.kernels import cpu
 

@@ -575,6 +575,7 @@ Tensor keep_mask(std::vector<int64_t> shape, int64_t threshold, int64_t seed, at
 Tensor word_keep(Tensor ids, int64_t T, int64_t V, int64_t threshold, int64_t seed, int64_t padding_idx,
                  double value, at::ScalarType dtype) {
   const int64_t N = ids.numel();
+  TORCH_CHECK(ids.is_contiguous() && ids.scalar_type() == at::kLong, "word_keep: contiguous int64 ids expected");
   Tensor out = at::empty({N}, at::TensorOptions().dtype(dtype));
   const uint64_t key = static_cast<uint64_t>(seed);
   const uint32_t s0 = static_cast<uint32_t>(key), s1 = static_cast<uint32_t>(key >> 32);
@@ -598,6 +599,9 @@ Tensor word_keep(Tensor ids, int64_t T, int64_t V, int64_t threshold, int64_t se
 // out[n, :] = weight[ids[n], :] * scale[n]: the lookup and the mask in one pass over the (N, E) output.
 Tensor embedding_scaled(Tensor weight, Tensor ids, Tensor scale) {
   const int64_t N = ids.numel(), V = weight.size(0), E = weight.size(1);
+  TORCH_CHECK(ids.is_contiguous() && scale.is_contiguous() && weight.is_contiguous() && scale.numel() == N &&
+                  scale.scalar_type() == weight.scalar_type(),
+              "embedding_scaled: contiguous weight (V, E), ids (N,) and scale (N,) of weight's dtype expected");
   const int64_t* id = ids.data_ptr<int64_t>();
   for (int64_t n = 0; n < N; ++n) {
     TORCH_CHECK_INDEX(id[n] >= 0 && id[n] < V, "Invalid value for argument 'ids': expected ids in [0, ", V,
@@ -624,8 +628,15 @@ Tensor embedding_scaled(Tensor weight, Tensor ids, Tensor scale) {
 // split the columns, so that repeated ids never race.
 Tensor embedding_scaled_backward(Tensor grad, Tensor ids, Tensor scale, int64_t V, int64_t padding_idx) {
   const int64_t N = ids.numel(), E = grad.size(1);
-  Tensor gw = at::zeros({V, E}, grad.options());
+  TORCH_CHECK(ids.is_contiguous() && scale.is_contiguous() && grad.is_contiguous() && grad.size(0) == N &&
+                  scale.numel() == N && scale.scalar_type() == grad.scalar_type(),
+              "embedding_scaled_backward: contiguous grad (N, E), ids (N,) and scale (N,) of grad's dtype expected");
   const int64_t* id = ids.data_ptr<int64_t>();
+  for (int64_t n = 0; n < N; ++n) {
+    TORCH_CHECK_INDEX(id[n] >= 0 && id[n] < V, "Invalid value for argument 'ids': expected ids in [0, ", V,
+                      "). Received: ", id[n]);
+  }
+  Tensor gw = at::zeros({V, E}, grad.options());
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "embdrop_embedding_scaled_backward", [&] {
     const scalar_t* g = ptr<scalar_t>(grad);
     const scalar_t* sc = ptr<scalar_t>(scale);

@@ -492,7 +492,8 @@ def _embedding_scaled_setup(ctx, inputs, output):
 def _embedding_scaled_grad(ctx, grad):
     ids, scale = ctx.saved_tensors
     E = grad.shape[-1]
-    grad, ids, scale = grad.reshape(-1, E), ids.reshape(-1), scale.reshape(-1)  # (N, E), (N,), (N,)
+    # (N, E), (N,), (N,); ids may be a strided view (a column of a (B, 2) table): the kernel reads them flat
+    grad, ids, scale = grad.reshape(-1, E), ids.reshape(-1).contiguous(), scale.reshape(-1).contiguous()
     if not ctx.sparse:
         backward = _embedding_scaled_backward_impl if _eager() else _embedding_scaled_backward
         return backward(grad, ids, scale, ctx.num_embeddings, ctx.padding_idx), None, None, None, None
