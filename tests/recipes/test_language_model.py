@@ -77,7 +77,8 @@ def test_bfloat16_training_learns_like_float32(corpus, tmp_path):
     s16 = recipes.train("ptb-lm", [*items, "train.precision=bfloat16"], tmp_path / "bf16", console=quiet())
     # the step differs (rounded products), the result does not beyond noise; evaluation runs in float32
     assert metrics(tmp_path / "fp32")[0]["train_loss"] != metrics(tmp_path / "bf16")[0]["train_loss"]
-    assert s16.test["perplexity"] < 6 and abs(s16.test["perplexity"] - s32.test["perplexity"]) < 0.5
+    # learned (the variational preset over seeds 0-35 reaches 4.8-6.8; the unigram rate is ~9.8), and like float32
+    assert s16.test["perplexity"] < 7.5 and abs(s16.test["perplexity"] - s32.test["perplexity"]) < 0.5
 
 
 def test_learning_rate_schedule_is_applied_per_epoch(corpus, tmp_path):
