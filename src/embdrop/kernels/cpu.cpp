@@ -596,17 +596,24 @@ Tensor word_keep(Tensor ids, int64_t T, int64_t V, int64_t threshold, int64_t se
   return out;
 }
 
-// out[n, :] = weight[ids[n], :] * scale[n]: the lookup and the mask in one pass over the (N, E) output.
-Tensor embedding_scaled(Tensor weight, Tensor ids, Tensor scale) {
-  const int64_t N = ids.numel(), V = weight.size(0), E = weight.size(1);
-  TORCH_CHECK(ids.is_contiguous() && scale.is_contiguous() && weight.is_contiguous() && scale.numel() == N &&
-                  scale.scalar_type() == weight.scalar_type(),
-              "embedding_scaled: contiguous weight (V, E), ids (N,) and scale (N,) of weight's dtype expected");
+// The ids of an embedding op, checked: contiguous int64, each in [0, V) (the ops index memory with them).
+const int64_t* checked_ids(const Tensor& ids, int64_t V) {
+  TORCH_CHECK(ids.is_contiguous() && ids.scalar_type() == at::kLong, "contiguous int64 ids expected");
   const int64_t* id = ids.data_ptr<int64_t>();
-  for (int64_t n = 0; n < N; ++n) {
+  for (int64_t n = 0, N = ids.numel(); n < N; ++n) {
     TORCH_CHECK_INDEX(id[n] >= 0 && id[n] < V, "Invalid value for argument 'ids': expected ids in [0, ", V,
                       "). Received: ", id[n]);
   }
+  return id;
+}
+
+// out[n, :] = weight[ids[n], :] * scale[n]: the lookup and the mask in one pass over the (N, E) output.
+Tensor embedding_scaled(Tensor weight, Tensor ids, Tensor scale) {
+  const int64_t N = ids.numel(), V = weight.size(0), E = weight.size(1);
+  TORCH_CHECK(scale.is_contiguous() && weight.is_contiguous() && scale.numel() == N &&
+                  scale.scalar_type() == weight.scalar_type(),
+              "embedding_scaled: contiguous weight (V, E) and scale (N,) of weight's dtype expected");
+  const int64_t* id = checked_ids(ids, V);
   Tensor out = at::empty({N, E}, weight.options());
   AT_DISPATCH_FLOATING_TYPES(weight.scalar_type(), "embdrop_embedding_scaled", [&] {
     const scalar_t* w = ptr<scalar_t>(weight);
@@ -628,14 +635,10 @@ Tensor embedding_scaled(Tensor weight, Tensor ids, Tensor scale) {
 // split the columns, so that repeated ids never race.
 Tensor embedding_scaled_backward(Tensor grad, Tensor ids, Tensor scale, int64_t V, int64_t padding_idx) {
   const int64_t N = ids.numel(), E = grad.size(1);
-  TORCH_CHECK(ids.is_contiguous() && scale.is_contiguous() && grad.is_contiguous() && grad.size(0) == N &&
+  TORCH_CHECK(scale.is_contiguous() && grad.is_contiguous() && grad.size(0) == N &&
                   scale.numel() == N && scale.scalar_type() == grad.scalar_type(),
-              "embedding_scaled_backward: contiguous grad (N, E), ids (N,) and scale (N,) of grad's dtype expected");
-  const int64_t* id = ids.data_ptr<int64_t>();
-  for (int64_t n = 0; n < N; ++n) {
-    TORCH_CHECK_INDEX(id[n] >= 0 && id[n] < V, "Invalid value for argument 'ids': expected ids in [0, ", V,
-                      "). Received: ", id[n]);
-  }
+              "embedding_scaled_backward: contiguous grad (N, E) and scale (N,) of grad's dtype expected");
+  const int64_t* id = checked_ids(ids, V);
   Tensor gw = at::zeros({V, E}, grad.options());
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "embdrop_embedding_scaled_backward", [&] {
     const scalar_t* g = ptr<scalar_t>(grad);
