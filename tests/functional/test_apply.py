@@ -152,3 +152,53 @@ def test_embedding_fused_kernel_checks_its_arguments():
         cpu.embedding_scaled(w, ids, torch.ones(2, 2), padding_idx=None, sparse=False)
     with pytest.raises(ValueError, match="Invalid value for argument 'scale'"):
         cpu.embedding_scaled(w, ids.clamp(max=5), torch.ones(2, 2, dtype=torch.float64), padding_idx=None, sparse=False)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_a_deferred_hashed_mask_applies_as_its_tensor(dtype):
+    # Weight drop's mask, drawn and left unwritten: applied by the kernel in one pass each way, the same values and
+    # gradients as the written mask (bit for bit: the same products), the same draws from the generator.
+    from embdrop.functional import masks as M
+    from embdrop.kernels import cpu
+
+    if not cpu.available():
+        pytest.skip("the fused CPU kernel is not built here")
+    deferred = M.deferred_keep_hashed((40, 30), 0.3, dtype=dtype, generator=gen(7))
+    assert isinstance(deferred, M.HashedKeep)
+    tensor = M.bernoulli_keep_hashed((40, 30), 0.3, dtype=dtype, generator=gen(7))
+    assert torch.equal(deferred.tensor(), tensor)
+    w0, g_out = torch.randn(40, 30, generator=gen(1)).to(dtype), torch.randn(40, 30, generator=gen(2)).to(dtype)
+    results = []
+    for mask in (deferred, tensor):
+        w = w0.clone().requires_grad_()
+        y = F.apply_mask(w, mask, 0.3)
+        y.backward(g_out)
+        results.append((y, w.grad))
+    assert torch.equal(results[0][0], results[1][0])
+    assert torch.equal(results[0][1], results[1][1])
+    assert F.apply_mask(w0, M.deferred_keep_hashed((40, 30), 1.0, dtype=dtype, generator=gen()), 1.0).eq(0).all()
+
+
+def test_deferred_hashed_mask_gradcheck_float64():
+    from embdrop.functional import masks as M
+    from embdrop.kernels import cpu
+
+    if not cpu.available():
+        pytest.skip("the fused CPU kernel is not built here")
+    mask = M.deferred_keep_hashed((6, 7), 0.4, dtype=torch.float64, generator=gen(1))
+    w = torch.randn(6, 7, dtype=torch.float64, requires_grad=True)
+    assert gradcheck(lambda w: F.apply_mask(w, mask, 0.4), (w,))
+
+
+def test_hashed_scale_argument_errors():
+    from embdrop.kernels import cpu
+
+    if not cpu.available():
+        pytest.skip("the fused CPU kernel is not built here")
+    x = torch.randn(3, 4)
+    with pytest.raises(ValueError, match="Invalid value for argument 'key'"):
+        cpu.hashed_scale(x, torch.tensor(1.0), 2**31, 2.0)
+    with pytest.raises(ValueError, match="Invalid value for argument 'threshold'.*Received: threshold=8589934592"):
+        cpu.hashed_scale(x, torch.tensor(1), 2**33, 2.0)
+    with pytest.raises(ValueError, match="Invalid value for argument 'x'.*torch.int64"):
+        cpu.hashed_scale(torch.ones(3, dtype=torch.int64), torch.tensor(1), 2**31, 2.0)

@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+from torch import Tensor
 
 from embdrop.functional import masks as M
 
@@ -62,6 +63,22 @@ def test_hashed_mask_repeats_with_the_seed_draws_one_key_and_matches_its_fallbac
     by_torch = M._hashed_bits(300 * 70, key, torch.device("cpu"), numpy=False)
     assert torch.equal(by_torch, M._hashed_bits(300 * 70, key, torch.device("cpu"), numpy=True))
     assert M.bernoulli_keep_hashed((3, 4), 0.5, dtype=torch.float64, generator=gen()).dtype == torch.float64
+    # the deferred mask (weight drop's), written out without the kernel: the same bits
+    deferred = M.deferred_keep_hashed((300, 70), 0.4, generator=gen(5))
+    assert isinstance(deferred, Tensor) and torch.equal(deferred, a)
+
+
+@pytest.mark.parametrize("threshold", [0, 1, 2**31, 2**32 - 1, 2**32])
+def test_kernel_keep_mask_at_the_threshold_edges(threshold):
+    from embdrop.kernels import cpu
+
+    if not cpu.available():
+        pytest.skip("the fused CPU kernel is not built here")
+    key = torch.tensor(-123456789)
+    expected = (M._hashed_bits(5000, int(key), torch.device("cpu"), numpy=True) < threshold).float()
+    assert torch.equal(cpu.keep_mask((5000,), threshold, key, torch.float32), expected)
+    x = torch.randn(5000, generator=gen(1))
+    assert torch.equal(cpu.hashed_scale(x, key, threshold, 1.5), x * expected * 1.5)
 
 
 def test_p_one_is_all_zero_and_dtype_device_follow_input():

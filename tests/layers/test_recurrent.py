@@ -515,3 +515,20 @@ def test_simple_rnn_semantics_equal_a_hand_written_keras_cell():
         h = torch.tanh((x[:, t] * mi) @ W.T + (h * mr) @ U.T + b)
     out, hT = layer(x, masks=m)
     assert torch.allclose(hT[0], h, atol=1e-5) and torch.allclose(out[:, -1], h, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_weight_drop_drawn_in_the_call_equals_its_sampled_masks(kind):
+    # In a training call the weight-drop mask is drawn as a key and applied by the kernel unwritten: the same draws,
+    # outputs and gradients as the masks sample_masks writes out.
+    layer = getattr(embdrop, kind)(4, 6, weight_dropout=0.4, recurrent_dropout=0.2)
+    x = torch.randn(3, 5, 4, generator=gen(1))
+
+    def run(**kw):
+        layer.zero_grad()
+        out, _ = layer(x, **kw)
+        out.square().sum().backward()
+        return out, layer.weight_hh_l0.grad.clone()
+
+    a, b = run(generator=gen(8)), run(masks=layer.sample_masks(x, generator=gen(8)))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

@@ -124,3 +124,15 @@ def test_gradcheck_float64_with_reseeded_generator():
 
     w = lin.weight.detach().clone().requires_grad_()
     assert torch.autograd.gradcheck(f, (w,))
+
+
+def test_mask_drawn_in_the_call_equals_its_sampled_mask():
+    dc = DropConnect(nn.Linear(6, 5), 0.3)
+    x = torch.randn(4, 6, generator=gen(1))
+    y1 = dc(x, generator=gen(3))
+    y1.sum().backward()
+    g1 = dc.module.weight.grad.clone()
+    dc.zero_grad()
+    y2 = dc(x, masks=dc.sample_masks(generator=gen(3)))
+    y2.sum().backward()
+    assert torch.equal(y1, y2) and torch.equal(g1, dc.module.weight.grad)

@@ -14,8 +14,17 @@ from embdrop import _checks
 from embdrop.functional import masks as M
 
 
-def apply_mask(x: Tensor, mask: Tensor, p: float) -> Tensor:
-    """``x * mask / (1 - p)`` with the mask broadcast over x. ``p == 1`` gives zeros with zero (finite) gradients."""
+def apply_mask(x: Tensor, mask: Tensor | M.HashedKeep, p: float) -> Tensor:
+    """``x * mask / (1 - p)`` with the mask broadcast over x. ``p == 1`` gives zeros with zero (finite) gradients.
+
+    A :class:`~embdrop.functional.masks.HashedKeep` of x's shape (weight drop's mask, drawn and not written) is
+    applied by the fused CPU kernel in one pass forward and one backward."""
+    if isinstance(mask, M.HashedKeep):
+        if tuple(x.shape) == mask.shape and x.device.type == "cpu" and not torch.compiler.is_compiling():
+            from embdrop.kernels import cpu
+
+            return cpu.hashed_scale(x, mask.key, mask.threshold, keep_scale(p))
+        mask = mask.tensor().to(x.device)
     # Scale the (usually smaller) mask, not x: one pass over x.
     return x * (mask * keep_scale(p))
 

@@ -10,6 +10,7 @@ Rules, the same for every mask:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -99,6 +100,38 @@ def bernoulli_keep_hashed(
     are Bernoulli(1 - p) to within 2^-33 (``uniform_`` has 2^-24) and independent as far as the hash's statistics
     go (tested). The fused CPU kernel computes it in parallel; elsewhere torch ops compute the same bits.
     """
+    mask = deferred_keep_hashed(shape, p, device=device, dtype=dtype, generator=generator)
+    return mask.tensor() if isinstance(mask, HashedKeep) else mask
+
+
+@dataclasses.dataclass(frozen=True)
+class HashedKeep:
+    """A mask of :func:`bernoulli_keep_hashed` drawn (its key) but not written out:
+    :func:`embdrop.functional.apply_mask` applies it in one pass of the fused CPU kernel, without the mask in
+    memory; :meth:`tensor` writes it."""
+
+    shape: tuple[int, ...]
+    threshold: int  # an entry is kept when its hash is below this
+    key: Tensor  # 0-dim int64 on the CPU
+    dtype: torch.dtype
+
+    def tensor(self) -> Tensor:
+        from embdrop.kernels import cpu
+
+        return cpu.keep_mask(self.shape, self.threshold, self.key, self.dtype)
+
+
+def deferred_keep_hashed(
+    shape: tuple[int, ...],
+    p: float,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    generator: torch.Generator | None = None,
+) -> HashedKeep | Tensor:
+    """The mask of :func:`bernoulli_keep_hashed` (the same draws from ``generator``, the same bits), left unwritten
+    as a :class:`HashedKeep` where the fused CPU kernel can apply it (a CPU device, the kernel built, outside
+    ``torch.compile``), else as the tensor. For masks drawn only to be applied, such as weight drop's."""
     n = math.prod(shape)
     if n >= _HASHED_MAX:
         return bernoulli_keep(shape, p, device=device, dtype=dtype, generator=generator)
@@ -108,7 +141,8 @@ def bernoulli_keep_hashed(
     key = _hash_key(dev, generator)
     threshold = round((1.0 - p) * 2**32)
     if dev.type == "cpu" and cpu.available():
-        return cpu.keep_mask(shape, threshold, key, dtype)
+        mask = HashedKeep(tuple(shape), threshold, key, dtype)
+        return mask.tensor() if torch.compiler.is_compiling() else mask
     return (_hashed_bits(n, int(key), dev) < threshold).to(dtype).view(shape)
 
 

@@ -422,6 +422,36 @@ def keep_mask(shape: tuple[int, ...], threshold: int, key: Tensor, dtype: torch.
     return _keep_mask(key, list(shape), threshold, dtype)
 
 
+class _HashedScale(torch.autograd.Function):
+    """``x * keep * value`` with the hashed keep-mask of ``key`` computed in place of being read: forward and
+    backward are one pass each and no mask is stored."""
+
+    @staticmethod
+    def forward(x: Tensor, key: int, threshold: int, value: float) -> Tensor:
+        return _extension().hashed_scale(x.contiguous(), threshold, key, value)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.args = inputs[1:]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        key, threshold, value = ctx.args
+        return _extension().hashed_scale(grad.contiguous(), threshold, key, value), None, None, None
+
+
+def hashed_scale(x: Tensor, key: Tensor, threshold: int, value: float) -> Tensor:
+    """``x * keep_mask(x.shape, threshold, key) * value`` (see :func:`keep_mask`) without writing the mask, for an
+    eager CPU ``x`` of fewer than 2^32 entries; differentiable in ``x``. Needs :func:`available`."""
+    _expect("key", key, (), (torch.int64,))
+    if not 0 <= threshold <= 2**32:
+        raise _checks.invalid("threshold", "an int in [0, 2^32]", threshold)
+    if x.device.type != "cpu" or not x.is_floating_point() or x.numel() >= 2**32:
+        raise _checks.invalid("x", "a CPU floating-point tensor of fewer than 2^32 entries",
+                              f"{_checks.describe(x)} on {x.device}")  # fmt: skip
+    return _HashedScale.apply(x, int(key), threshold, value)
+
+
 def _eager() -> bool:
     """Outside torch.compile the small embedding ops call the kernel directly: the custom op's Python dispatch costs
     more than the kernel itself at B x T of a few thousand; the compiler gets the ops (fake shapes, autograd)."""

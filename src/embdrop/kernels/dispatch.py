@@ -22,7 +22,8 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from embdrop.functional.apply import keep_scale
+from embdrop.functional.apply import apply_mask, keep_scale
+from embdrop.functional.masks import HashedKeep
 from embdrop.kernels import cpu, reference
 
 KERNEL_ORDER = {"lstm": (0, 1, 3, 2), "gru": (0, 1, 2), "rnn": (0,)}  # the kernels' gate order, as indices into torch's
@@ -53,7 +54,7 @@ class Masks:
 
     input: Tensor | None = None  # (G or 1, B, C), or (B, T, C) when not variational
     recurrent: Tensor | None = None  # (G, B, H)
-    weight: Tensor | None = None  # (G*H, H)
+    weight: Tensor | HashedKeep | None = None  # (G*H, H)
     zoneout_h: Tensor | None = None  # (B, T, H)
     zoneout_c: Tensor | None = None  # (B, T, H), LSTM only
     given: bool = False  # the caller passed masks (in eval, zoneout then uses them rather than its expectation)
@@ -81,7 +82,7 @@ def run(
     """
     w_ih, w_hh, b_ih, b_hh = weights
     if masks.weight is not None:  # (G*H, H): one mask for the call, the batch shares it
-        w_hh = w_hh * (masks.weight * keep_scale(opts.weight_dropout))
+        w_hh = apply_mask(w_hh, masks.weight, opts.weight_dropout)
     m_rec = masks.recurrent
     zoneout_eval = opts.zoneout > 0 and not opts.training and not masks.given
     # torch.lstm/gru on a packed batch leave oneDNN for a slow generic path on CPU: with lengths, the CPU kernel

@@ -146,6 +146,11 @@ class _Recurrent(StochasticModule):
     def sample_masks(self, x: Tensor, *, generator: torch.Generator | None = None) -> RecurrentMasks:
         """The masks a training call on ``x`` (B, T, C) would draw (see :class:`RecurrentMasks`)."""
         self._check_input(x)
+        return self._draw_masks(x, generator, deferred=False)
+
+    def _draw_masks(self, x: Tensor, generator: torch.Generator | None, deferred: bool) -> RecurrentMasks:
+        """``deferred``: the weight-drop masks as :class:`~embdrop.functional.masks.HashedKeep` where the kernel can
+        apply them unwritten (the same draws and bits as the tensors)."""
         B, T, _ = x.shape
         G, H = self.gates, self.hidden_size
         kw = {"device": x.device, "dtype": x.dtype, "generator": generator}
@@ -162,7 +167,8 @@ class _Recurrent(StochasticModule):
                 rd = self.recurrent_dropout > 0
                 rows["recurrent"].append(M.bernoulli_keep((G, B, H), self.recurrent_dropout, **kw) if rd else None)
                 wd = self.weight_dropout > 0
-                rows["weight"].append(M.bernoulli_keep_hashed((G * H, H), self.weight_dropout, **kw) if wd else None)
+                draw_w = M.deferred_keep_hashed if deferred else M.bernoulli_keep_hashed
+                rows["weight"].append(draw_w((G * H, H), self.weight_dropout, **kw) if wd else None)
                 zo = self.zoneout > 0
                 rows["zoneout_h"].append(M.bernoulli_keep_hashed((B, T, H), self.zoneout, **kw) if zo else None)
                 lstm_zo = zo and self.has_cell_state
@@ -221,7 +227,7 @@ class _Recurrent(StochasticModule):
             st = self._initial_state(state, x)
             return x.new_zeros(B, T, self.output_size), st
         if masks is None and self.training and self._random:
-            masks = self.sample_masks(x, generator=generator)
+            masks = self._draw_masks(x, generator, deferred=True)
         st = self._initial_state(state, x)
         h0, c0 = st if self.has_cell_state else (st, None)
         rolled = start is not None and bool((start > 0).any())

@@ -75,12 +75,13 @@ class DropConnect(StochasticModule):
 
     def sample_masks(self, *, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """The keep-masks (0/1, each of its parameter's shape) a training forward would apply."""
+        return self._draw_masks(generator, M.bernoulli_keep_hashed)
+
+    def _draw_masks(self, generator: torch.Generator | None, draw) -> dict:
         out = {}
         for name in self.names:
             w = self._weight(name)
-            out[name] = M.bernoulli_keep_hashed(
-                tuple(w.shape), self.p, device=w.device, dtype=w.dtype, generator=generator
-            )
+            out[name] = draw(tuple(w.shape), self.p, device=w.device, dtype=w.dtype, generator=generator)
         return out
 
     def forward(
@@ -88,14 +89,16 @@ class DropConnect(StochasticModule):
     ):
         if not self.training or (self.p == 0.0 and masks is None):
             return self.module(*args, **kwargs)
-        if masks is None:
-            masks = self.sample_masks(generator=generator)
+        given = masks is not None
+        if not given:  # drawn here only to be applied: left unwritten where the kernel applies them in one pass
+            masks = self._draw_masks(generator, M.deferred_keep_hashed)
         dropped = {}
         for name in self.names:
             w = self._weight(name)
-            if name not in masks:
-                raise _checks.invalid("masks", f"a dict with keys {list(self.names)}", sorted(masks))
-            _checks.mask_shape("masks", masks[name], tuple(w.shape))
+            if given:
+                if name not in masks:
+                    raise _checks.invalid("masks", f"a dict with keys {list(self.names)}", sorted(masks))
+                _checks.mask_shape("masks", masks[name], tuple(w.shape))
             dropped[name] = FD.apply_mask(w, masks[name], self.p)
         return functional_call(self.module, dropped, args, kwargs)
 
