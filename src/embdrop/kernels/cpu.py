@@ -150,12 +150,13 @@ def _zone(z: Tensor | float | None, like: Tensor) -> Tensor:
 
 def _expect(name: str, t: object, shape: tuple[int, ...], dtypes: tuple[torch.dtype, ...]) -> None:
     """``t`` a CPU tensor of ``shape`` and one of ``dtypes``; otherwise the error template naming ``name``."""
+    if isinstance(t, Tensor) and t.shape == shape and t.dtype in dtypes and t.device.type == "cpu":
+        return  # the message below is built only on failure: these checks run on every call of a small op
     kinds = " or ".join(str(d).removeprefix("torch.") for d in dtypes)
     expected = f"a CPU {kinds} tensor of shape {tuple(shape)}"
     if not isinstance(t, Tensor):
         raise _checks.invalid(name, expected, type(t).__name__)
-    if tuple(t.shape) != tuple(shape) or t.dtype not in dtypes or t.device.type != "cpu":
-        raise _checks.invalid(name, expected, f"{_checks.describe(t)} on {t.device}")
+    raise _checks.invalid(name, expected, f"{_checks.describe(t)} on {t.device}")
 
 
 def _check_zone(name: str, z, T: int, B: int, H: int, dtype: torch.dtype) -> None:
@@ -558,10 +559,13 @@ class _EmbeddingScaled(torch.autograd.Function):
     """The eager twin of the ``embdrop::embedding_scaled`` op: the same forward, context and backward."""
 
     @staticmethod
-    def forward(weight, ids, scale, padding_idx, sparse):
-        return _embedding_scaled_impl(weight, ids, scale, padding_idx, sparse)
+    def forward(ctx, weight, ids, scale, padding_idx, sparse):
+        # ctx in forward, not a separate setup_context: Function.apply then skips binding the arguments through
+        # inspect.signature, which cost more than the kernel at B x T of a few thousand
+        out = _embedding_scaled_impl(weight, ids, scale, padding_idx, sparse)
+        _embedding_scaled_setup(ctx, (weight, ids, scale, padding_idx, sparse), out)
+        return out
 
-    setup_context = staticmethod(_embedding_scaled_setup)
     backward = staticmethod(_embedding_scaled_grad)
 
 

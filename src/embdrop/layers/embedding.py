@@ -186,8 +186,7 @@ class Embedding(StochasticModule):
         _checks.ids("ids", ids, self.num_embeddings)
         if mask is not None:
             _checks.mask_shape("mask", mask, tuple(ids.shape))
-        elif self.training and self.dropout > 0.0:
-            mask = self._draw_mask(ids, generator)
+        # without a mask the functional form draws it (the draw of _draw_mask), already scaled by 1/(1-p)
         return FD.embedding(
             ids,
             self.weight,
@@ -198,6 +197,7 @@ class Embedding(StochasticModule):
             sparse=self.sparse,
             training=self.training,
             mask=mask,
+            generator=generator,
         )
 
     def extra_repr(self) -> str:
