@@ -150,7 +150,7 @@ def _zone(z: Tensor | float | None, like: Tensor) -> Tensor:
 
 def _expect(name: str, t: object, shape: tuple[int, ...], dtypes: tuple[torch.dtype, ...]) -> None:
     """``t`` a CPU tensor of ``shape`` and one of ``dtypes``; otherwise the error template naming ``name``."""
-    if isinstance(t, Tensor) and t.shape == shape and t.dtype in dtypes and t.device.type == "cpu":
+    if isinstance(t, Tensor) and tuple(t.shape) == tuple(shape) and t.dtype in dtypes and t.device.type == "cpu":
         return  # the message below is built only on failure: these checks run on every call of a small op
     kinds = " or ".join(str(d).removeprefix("torch.") for d in dtypes)
     expected = f"a CPU {kinds} tensor of shape {tuple(shape)}"
