@@ -43,7 +43,10 @@ def row(run: Path) -> str:
     if summary_path.is_file():
         test = json.loads(summary_path.read_text())["test"]
         ppl = f"{test['perplexity']:.2f}"
-        mc = f"{test['mc_perplexity']:.2f} ({t['mc']} samples)" if "mc_perplexity" in test else "-"
+        # runs written before data.mc_masks existed drew new masks every window
+        masks = config["data"].get("mc_masks", "window")
+        how = "masks fixed over the split, embedding dropout off" if masks == "stream" else "new masks every window"
+        mc = f"{test['mc_perplexity']:.2f} ({t['mc']} samples, {how})" if "mc_perplexity" in test else "-"
     else:
         ppl, mc = "running", "running"
     return f"| {kind} | {t['precision']} | {ppl} | {mc} | {valid} | {times} |"

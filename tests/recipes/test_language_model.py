@@ -94,6 +94,69 @@ def test_mc_evaluation_averages_probabilities_and_keeps_dropout_on(corpus, tmp_p
     assert s.test["mc_perplexity"] != s.test["perplexity"] and s.test["mc_perplexity"] < 6
 
 
+def test_mc_stream_masks_make_each_sample_one_network_over_the_split(corpus, tmp_path):
+    # Gal's test: masks drawn once per sample and kept for the whole split, embedding dropout off. Then the windows
+    # only cut the stream (the state is carried), so any window length gives the same MC perplexity; new masks
+    # every window ("window") do not.
+    items = ["variant=variational", f"data.root={corpus}", *TINY, "train.epochs=1"]
+    recipes.train("ptb-lm", items, tmp_path / "run", console=quiet())
+    got = {}
+    for mode in ("stream", "window"):
+        for bptt in (5, 1000):
+            cfg = recipes.resolve("ptb-lm", [*items, f"data.mc_masks={mode}", f"data.bptt={bptt}"])
+            task = lm.task(cfg)
+            model = lm.build(cfg, task)
+            model.load_state_dict(lm_weights(tmp_path / "run"))
+            torch.manual_seed(3)
+            got[mode, bptt] = task.evaluate(model, "test", mc=6)["mc_perplexity"]
+            assert not any(m.training for m in model.modules())  # evaluation leaves the model in eval
+    assert got["stream", 5] == pytest.approx(got["stream", 1000], rel=1e-5)
+    assert abs(got["window", 5] - got["window", 1000]) > 1e-3
+
+
+def test_the_mc_mode_may_change_on_resume(corpus, tmp_path):
+    import json
+
+    items = ["variant=variational", f"data.root={corpus}", *TINY, "train.epochs=1"]
+    recipes.train("ptb-lm", items, tmp_path / "run", console=quiet())
+    s = recipes.train(resume=tmp_path / "run", overrides=["data.mc_masks=window", "train.mc=3"], console=quiet())
+    assert "mc_perplexity" in s.test
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["mc_masks"] == "window"
+    resumes = json.loads((tmp_path / "run" / "summary.json").read_text())["resumes"]
+    assert resumes == [{"changed": {"data.mc_masks": ["stream", "window"], "train.mc": [0, 3]}}]
+
+
+def test_fixed_masks_are_applied_and_embedding_dropout_is_left_out():
+    cfg = recipes.resolve("ptb-lm", ["variant=variational", "model.embedding_dim=8", "model.hidden=8"])
+    model = lm.LstmLm(20, cfg.model)
+    m = model.sample_masks(3, generator=torch.Generator().manual_seed(0))
+    assert m.input.shape == (3, 1, 8) and m.output.shape == (3, 1, 8) and len(m.rnns) == 2
+    assert m.rnns[1].input[0][0].shape == (4, 3, 8) and m.rnns[1].recurrent[0][0].shape == (4, 3, 8)
+    ids = torch.randint(0, 20, (3, 7))
+    model.embedding.training = False
+    a, *_ = model(ids, masks=m)
+    b, *_ = model(ids, masks=m)
+    assert torch.equal(a, b)  # nothing else random
+    model.eval()
+    c, *_ = model(ids, masks=m)
+    assert not torch.equal(a, c)  # in eval the masks are not applied
+    naive = lm.LstmLm(20, recipes.resolve("ptb-lm", ["variant=naive", "model.embedding_dim=8", "model.hidden=8"]).model)
+    m = naive.sample_masks(3)
+    assert m.input is None and m.output is None and m.rnns == [m.rnns[0], None] and m.rnns[0] is not None
+
+
+def test_mc_masks_must_be_a_known_mode(corpus):
+    message = r"argument 'data.mc_masks'.*'stream', 'window'.*Received: data.mc_masks='all'"
+    with pytest.raises(ValueError, match=message):
+        lm.task(recipes.resolve("ptb-lm", [f"data.root={corpus}", "data.mc_masks=all"]))
+
+
+def lm_weights(run):
+    from safetensors.torch import load_file
+
+    return load_file(run / "best.safetensors")
+
+
 def test_naive_masks_change_every_step_variational_ones_do_not():
     cfg = recipes.resolve("ptb-lm", ["variant=naive", "model.embedding_dim=8", "model.hidden=8"])
     naive = lm.LstmLm(20, cfg.model)

@@ -118,7 +118,7 @@ def test_bad_inputs_to_a_finished_run(run2, tmp_path, capsys):
     cases = [
         (["train", "--resume", str(run), "--set", "train.lr=0.5"],
          "'--set': expected only train.epochs, train.patience, train.mc, train.log_every, train.device, "
-         "train.threads with --resume"),
+         "train.threads, data.mc_masks with --resume"),
         (["train", "--resume", str(run), "--set", "model.hidden=8"], "Received: --set=model.hidden=8"),
         (["predict", str(run), ""], "'TEXT': expected a text with at least one word. Received: TEXT=''"),
         (["predict", str(run), "good", "--mc", "-5"], "'--mc': expected an int >= 0"),
@@ -168,6 +168,16 @@ def test_resume_records_the_fields_it_may_change(run2, tmp_path):
     assert resumes == [{"changed": {"train.epochs": [2, 3], "train.mc": [0, 2]}}]
     assert json.loads((run / "checkpoint.json").read_text())["resumes"] == resumes
     assert rows(run) == rows(run2[0] / "three")
+
+
+def test_resume_writes_the_config_it_runs_fields_newer_than_the_run_included(run2, tmp_path):
+    run = fresh_copy(run2, tmp_path)
+    config = json.loads((run / "config.json").read_text())
+    del config["train"]["mc"]  # as in a run written before the field existed
+    (run / "config.json").write_text(json.dumps(config))
+    recipes.train(resume=run, console=quiet())  # nothing changed: no epoch to run, the test again
+    assert json.loads((run / "config.json").read_text())["train"]["mc"] == 0
+    assert json.loads((run / "summary.json").read_text())["resumes"] == []
 
 
 def test_a_second_writer_is_refused_with_one_line(run2, tmp_path, capsys):

@@ -7,9 +7,10 @@
 - ``naive``: Zaremba "medium": 2 x 650, dropout 0.5 on the non-recurrent connections with a new mask at every
   step (the LSTM's ``variational=False``), none on the recurrent ones; 39 epochs, lr / 1.2 after the 6th, BPTT 35,
   init U(-0.05, 0.05). Paper: 82.7.
-- ``variational``: Gal & Ghahramani 2016 "medium", untied: the same size and schedule, masks fixed over time on the
-  inputs, the recurrent state and the outputs (p = 0.35) and embedding dropout on word types (p = 0.2); weight decay
-  1e-7 per step as in Gal's code. Paper: 79.7 (78.6 with MC dropout).
+- ``variational``: Gal & Ghahramani 2016 "medium", untied (each gate its own mask): the same size and schedule,
+  masks fixed over time on the layers' inputs and the output (p = 0.35) and on the recurrent state (p = 0.2), and
+  embedding dropout on word types (p = 0.2); weight decay 1e-7 per step as in Gal's code. Paper: 79.7 (78.6 with
+  MC dropout, ``--mc N``: by default Gal's test, see ``data.mc_masks``).
 - ``awd``: AWD-LSTM (Merity et al. 2017) at a size this machine can train: embedding dropout 0.1 (per batch),
   locked dropout 0.4 on the embedding, 0.25 between layers and 0.4 on the output, weight drop 0.5 on the recurrent
   weights, AR 2 / TAR 1, tied weights, SGD lr 30, clipping 0.25, variable BPTT 70, batch 40.
@@ -35,13 +36,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from embdrop import LSTM, Dropout, Embedding, LockedDropout, _checks
+from embdrop import LSTM, Dropout, Embedding, LockedDropout, RecurrentMasks, _checks
 from embdrop.data import Vocab, batchify, bptt_batches, load_dataset, num_bptt_batches
 from embdrop.recipes.config import Config, Dataset, ModelConfig, TrainConfig
 from embdrop.recipes.losses import linear_cross_entropy
 from embdrop.recipes.task import Task
 
 VARIANTS = ("none", "naive", "variational", "awd")
+MC_MASKS = ("stream", "window")
 
 
 @dataclass
@@ -71,6 +73,9 @@ class LmData(Dataset):
     bptt: int = 20
     variable_bptt: bool = False  # AWD-LSTM's random window lengths (with the learning rate scaled by t / bptt)
     eval_batch_size: int = 10
+    # MC-dropout evaluation (train.mc): "stream" draws one set of masks per sample and keeps it for the whole split,
+    # with embedding dropout off (Gal's test); "window" draws new masks for every window, every dropout on
+    mc_masks: str = "stream"
 
 
 def config(recipe: str, dataset: str, variant: str) -> Config:
@@ -95,6 +100,21 @@ def config(recipe: str, dataset: str, variant: str) -> Config:
                         output_dropout=0.4, init_range=0.0, ar=2.0, tar=1.0)  # fmt: skip
         train = TrainConfig(epochs=40, batch_size=40, optimizer="sgd", lr=30.0, clip=0.25, weight_decay=1.2e-6)
     return Config(recipe, data, model, train, variant=variant)
+
+
+@dataclass
+class LmMasks:
+    """Masks of an :class:`LstmLm` held fixed over a stream; None where a layer draws its own.
+
+    Attributes:
+        input: (B, 1, E) keep-mask of the embedding output's locked dropout.
+        rnns: one :class:`~embdrop.RecurrentMasks` (or None) per LSTM layer.
+        output: (B, 1, H) keep-mask of the last layer's output.
+    """
+
+    input: Tensor | None = None
+    rnns: list[RecurrentMasks | None] | None = None
+    output: Tensor | None = None
 
 
 class LstmLm(nn.Module):
@@ -134,18 +154,37 @@ class LstmLm(nn.Module):
             self.decoder.weight = self.embedding.weight
         self.ar, self.tar = m.ar, m.tar
 
+    def sample_masks(self, batch: int, *, generator: torch.Generator | None = None) -> LmMasks:
+        """The masks of ``batch`` rows that stay fixed over time: the locked dropouts' (B, 1, C) and the variational
+        LSTMs' (see :class:`~embdrop.RecurrentMasks`); None for a layer that draws a new mask every step (naive
+        dropout), or that has none. Passed to ``forward(masks=)`` window after window, they make each row one
+        sampled network over a whole stream (Gal's MC-dropout test). Embedding dropout is not included."""
+        w = self.decoder.weight
+        kw = {"generator": generator}
+
+        def locked(drop: nn.Module, size: int) -> Tensor | None:
+            fixed = isinstance(drop, LockedDropout) and drop.p > 0
+            return drop.sample_mask(w.new_empty(batch, 1, size), **kw) if fixed else None  # (B, 1, C)
+
+        rnns = [rnn.sample_masks(w.new_empty(batch, 1, rnn.input_size), **kw) if rnn.variational else None
+                for rnn in self.rnns]  # fmt: skip
+        return LmMasks(locked(self.input_dropout, self.rnns[0].input_size), rnns,
+                       locked(self.output_dropout, self.rnns[-1].hidden_size))  # fmt: skip
+
     def forward(
-        self, ids: Tensor, state: list | None = None, *, decode: bool = True
+        self, ids: Tensor, state: list | None = None, *, decode: bool = True, masks: LmMasks | None = None
     ) -> tuple[Tensor, list, Tensor, Tensor]:
         """ids (B, T) -> logits (B, T, V), the new state per layer, and the last layer's output without and with
         its dropout (B, T, H), which AR and TAR need. With ``decode=False`` the first item is the dropped output
-        (B, T, H) itself, for :func:`embdrop.recipes.losses.linear_cross_entropy`."""
-        x = self.input_dropout(self.embedding(ids))  # (B, T, E)
+        (B, T, H) itself, for :func:`embdrop.recipes.losses.linear_cross_entropy`. ``masks`` (from
+        :meth:`sample_masks`) are applied in training mode where given; the other layers draw their own."""
+        m = masks or LmMasks()
+        x = self.input_dropout(self.embedding(ids), mask=m.input)  # (B, T, E)
         new_state = []
         for i, rnn in enumerate(self.rnns):
-            x, s = rnn(x, None if state is None else state[i])  # (B, T, H_i)
+            x, s = rnn(x, None if state is None else state[i], masks=m.rnns[i] if m.rnns else None)  # (B, T, H_i)
             new_state.append(s)
-        dropped = self.output_dropout(x)
+        dropped = self.output_dropout(x, mask=m.output)
         return self.decoder(dropped) if decode else dropped, new_state, x, dropped
 
 
@@ -167,6 +206,7 @@ class LanguageModelling(Task):
         self.vocab = Vocab.build([ds["train"]], eos=True, max_size=d.max_tokens or None)
         t = config.train
         self.bptt, self.variable = d.bptt, d.variable_bptt
+        self.mc_masks = _checks.choice("data.mc_masks", d.mc_masks, MC_MASKS)
         self.base_lr = t.lr
         self.streams = {
             s: batchify(torch.tensor(self.vocab.encode(ds[s]), dtype=torch.long), t.batch_size if s == "train"
@@ -218,18 +258,26 @@ class LanguageModelling(Task):
     @torch.no_grad()
     def evaluate(self, model: LstmLm, split: str, batch_size: int = 0, mc: int = 0) -> dict:
         """Perplexity over the whole split; with ``mc`` > 0 the word probabilities are averaged over ``mc``
-        dropout samples (each with its own masks and its own carried state, as rows of one batch)."""
+        dropout samples, each with its own masks and its own carried state, as rows of one batch.
+
+        ``data.mc_masks="stream"`` (Gal & Ghahramani's test): each sample's masks are drawn once and kept for the
+        whole split, so a sample is one network, and embedding dropout is off. ``"window"``: every dropout layer
+        draws new masks for each window of ``bptt`` steps. A layer that draws a new mask every step (naive
+        dropout) does so in both."""
         from embdrop.layers import mc_dropout
 
         model.eval()
-        nll, n, state = 0.0, 0, None
+        nll, n, state, masks = 0.0, 0, None, None
         stream = self.streams[split]
         B = stream.shape[0]
         ctx = mc_dropout(model) if mc > 0 else torch.no_grad()
         with ctx:
+            if mc > 0 and self.mc_masks == "stream":
+                model.embedding.training = False  # restored with every flag when mc_dropout exits
+                masks = model.sample_masks(mc * B)
             for x, y in bptt_batches(stream, self.bptt):
                 if mc > 0:  # (mc*B, t): sample k is rows k*B .. k*B+B-1, each row its own masks
-                    logits, state, _, _ = model(x.repeat(mc, 1), state)
+                    logits, state, _, _ = model(x.repeat(mc, 1), state, masks=masks)
                     logp = torch.log_softmax(logits, -1).view(mc, B, x.shape[1], -1)
                     logp = torch.logsumexp(logp, 0) - math.log(mc)  # log of the mean probability
                     nll -= logp.gather(-1, y.unsqueeze(-1)).sum().item()

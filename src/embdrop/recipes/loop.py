@@ -234,8 +234,8 @@ def fit(
         if writer:  # repair what a death after the last commit may have left behind
             checkpoint.remove_partial_writes(run)
             checkpoint.write_derived(run, state)
-            if resumes:
-                write_json(run / "config.json", to_dict(config), indent=1)
+            # the config this process runs: the resume's changes, and the defaults of fields newer than the run
+            write_json(run / "config.json", to_dict(config), indent=1)
         changed = "; ".join(f"{k}: {a} -> {b}" for r in resumes or [] for k, (a, b) in r["changed"].items())
         console.print(f"resuming {run} after epoch {state.epoch}" + (f" ({changed})" if changed else ""),
                       soft_wrap=True)  # fmt: skip

@@ -18,7 +18,15 @@ from embdrop.recipes.registry import DEFAULT, load_config, recipe, resolve
 
 # Fields that a resume may change: when to stop and how to report. Any other field changes what the run means
 # (its data, its model or its optimisation), so a resume that sets one is refused.
-RESUMABLE = ("train.epochs", "train.patience", "train.mc", "train.log_every", "train.device", "train.threads")
+RESUMABLE = (
+    "train.epochs",
+    "train.patience",
+    "train.mc",
+    "train.log_every",
+    "train.device",
+    "train.threads",
+    "data.mc_masks",
+)
 
 
 def train(
