@@ -7,10 +7,11 @@
 - ``naive``: Zaremba "medium": 2 x 650, dropout 0.5 on the non-recurrent connections with a new mask at every
   step (the LSTM's ``variational=False``), none on the recurrent ones; 39 epochs, lr / 1.2 after the 6th, BPTT 35,
   init U(-0.05, 0.05). Paper: 82.7.
-- ``variational``: Gal & Ghahramani 2016 "medium", untied (each gate its own mask): the same size and schedule,
-  masks fixed over time on the layers' inputs and the output (p = 0.35) and on the recurrent state (p = 0.2), and
-  embedding dropout on word types (p = 0.2); weight decay 1e-7 per step as in Gal's code. Paper: 79.7 (78.6 with
-  MC dropout, ``--mc N``: by default Gal's test, see ``data.mc_masks``).
+- ``variational``: Gal & Ghahramani 2016 "medium", untied: the same size and schedule, masks fixed over time on the
+  layers' inputs and the output (p = 0.35) and on the recurrent state (p = 0.2), each gate its own mask (the first
+  layer's input excepted: one mask on the embedding output, shared by the gates), and embedding dropout on word
+  types (p = 0.2); weight decay 1e-7 per step as in Gal's code. Paper: 79.7 (78.6 with MC dropout, ``--mc N``: by
+  default Gal's test, see ``data.mc_masks``).
 - ``awd``: AWD-LSTM (Merity et al. 2017) at a size this machine can train: embedding dropout 0.1 (per batch),
   locked dropout 0.4 on the embedding, 0.25 between layers and 0.4 on the output, weight drop 0.5 on the recurrent
   weights, AR 2 / TAR 1, tied weights, SGD lr 30, clipping 0.25, variable BPTT 70, batch 40.
