@@ -143,6 +143,9 @@ def test_fixed_masks_are_applied_and_embedding_dropout_is_left_out():
     naive = lm.LstmLm(20, recipes.resolve("ptb-lm", ["variant=naive", "model.embedding_dim=8", "model.hidden=8"]).model)
     m = naive.sample_masks(3)
     assert m.input is None and m.output is None and m.rnns == [m.rnns[0], None] and m.rnns[0] is not None
+    awd = recipes.resolve("ptb-lm", ["variant=awd", "model.embedding_dim=8", "model.hidden=8", "model.layers=2"])
+    m = lm.LstmLm(20, awd.model).sample_masks(3)  # weight drop: a weight mask is shared by the rows, so not held
+    assert m.input.shape == (3, 1, 8) and m.rnns == [None, None]
 
 
 def test_mc_masks_must_be_a_known_mode(corpus):

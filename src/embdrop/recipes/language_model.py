@@ -159,7 +159,9 @@ class LstmLm(nn.Module):
         """The masks of ``batch`` rows that stay fixed over time: the locked dropouts' (B, 1, C) and the variational
         LSTMs' (see :class:`~embdrop.RecurrentMasks`); None for a layer that draws a new mask every step (naive
         dropout), or that has none. Passed to ``forward(masks=)`` window after window, they make each row one
-        sampled network over a whole stream (Gal's MC-dropout test). Embedding dropout is not included."""
+        sampled network over a whole stream (Gal's MC-dropout test). Embedding dropout is not included, and an
+        LSTM with weight drop is left to draw its own masks at every call: its weight mask is shared by all rows,
+        so holding it would give every sample the same dropped weights for the whole stream."""
         w = self.decoder.weight
         kw = {"generator": generator}
 
@@ -167,8 +169,8 @@ class LstmLm(nn.Module):
             fixed = isinstance(drop, LockedDropout) and drop.p > 0
             return drop.sample_mask(w.new_empty(batch, 1, size), **kw) if fixed else None  # (B, 1, C)
 
-        rnns = [rnn.sample_masks(w.new_empty(batch, 1, rnn.input_size), **kw) if rnn.variational else None
-                for rnn in self.rnns]  # fmt: skip
+        rnns = [rnn.sample_masks(w.new_empty(batch, 1, rnn.input_size), **kw)
+                if rnn.variational and rnn.weight_dropout == 0 else None for rnn in self.rnns]  # fmt: skip
         return LmMasks(locked(self.input_dropout, self.rnns[0].input_size), rnns,
                        locked(self.output_dropout, self.rnns[-1].hidden_size))  # fmt: skip
 
@@ -264,7 +266,8 @@ class LanguageModelling(Task):
         ``data.mc_masks="stream"`` (Gal & Ghahramani's test): each sample's masks are drawn once and kept for the
         whole split, so a sample is one network, and embedding dropout is off. ``"window"``: every dropout layer
         draws new masks for each window of ``bptt`` steps. A layer that draws a new mask every step (naive
-        dropout) does so in both."""
+        dropout) does so in both, and an LSTM with weight drop draws its masks every window in both (see
+        :meth:`LstmLm.sample_masks`)."""
         from embdrop.layers import mc_dropout
 
         model.eval()
