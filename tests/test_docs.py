@@ -3,6 +3,8 @@
 (Their code blocks run as doctests: pytest collects README.md and docs/guide.md.)"""
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -33,3 +35,20 @@ def test_guide_answers_each_question_and_shows_both_pictures():
     slugs = {re.sub(r"[^a-z0-9 _-]", "", h.lower()).replace(" ", "-") for h in headings}
     for anchor in re.findall(r"\]\(#([^)]+)\)", text):
         assert anchor in slugs, anchor
+
+
+def test_run_files_the_results_cite_are_committed():
+    """A run directory RESULTS.md names under benchmarks/runs/ is there, and git does not ignore that folder.
+
+    (An ignore rule for the top-level runs/ once matched benchmarks/runs/ too, and a cited run's files were never
+    committed: git add skipped them without a word.)"""
+    text = (ROOT / "benchmarks/RESULTS.md").read_text(encoding="utf-8")
+    for name in sorted(set(re.findall(r"benchmarks/runs/([\w.-]+)/", text))):
+        for part in ("config.json", "metrics.jsonl", "summary.json"):
+            assert (ROOT / "benchmarks/runs" / name / part).is_file(), f"RESULTS.md cites {name}, which has no {part}"
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout: the ignore rules cannot be asked")
+    probe = "benchmarks/runs/ptb-example/summary.json"
+    ignored = subprocess.run(["git", "check-ignore", "-q", probe], cwd=ROOT).returncode == 0
+    assert not ignored, f"git ignores {probe}: committed run files would be skipped"
+    assert subprocess.run(["git", "check-ignore", "-q", "runs/ptb-example/model.safetensors"], cwd=ROOT).returncode == 0
