@@ -45,7 +45,12 @@ def row(run: Path) -> str:
         ppl = f"{test['perplexity']:.2f}"
         # runs written before data.mc_masks existed drew new masks every window
         masks = config["data"].get("mc_masks", "window")
-        how = "masks fixed over the split, embedding dropout off" if masks == "stream" else "new masks every window"
+        if not m["variational"]:  # naive dropout draws a new mask every step, in training and in each sample
+            how = "a new mask every step"
+        elif masks == "stream":
+            how = "masks fixed over the split, embedding dropout off"
+        else:
+            how = "new masks every window"
         mc = f"{test['mc_perplexity']:.2f} ({t['mc']} samples, {how})" if "mc_perplexity" in test else "-"
     else:
         ppl, mc = "running", "running"
