@@ -17,6 +17,12 @@ import torch
 from torch import Tensor
 
 
+# Bounds of the counts a user types, checked before anything is allocated or run: a seed is what numpy and torch's
+# generators take in every API (32 bits); Monte Carlo samples beyond 10,000 only repeat the estimate at great cost.
+SEED_LIMIT = 2**32
+MC_LIMIT = 10_000
+
+
 class UsageError(ValueError):
     """A user's mistake: a wrong argument, field, file or input, said in the one error template.
 
@@ -70,6 +76,22 @@ def integer(name: str, value: object, *, low: int | None = None, high: int | Non
     if (low is not None and v < low) or (high is not None and v >= high):
         raise invalid(name, expected, repr(value))
     return v
+
+
+def _bounded(name: str, value: object, high: int, expected: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or not 0 <= int(value) <= high:
+        raise invalid(name, expected, repr(value))
+    return int(value)
+
+
+def seed(name: str, value: object) -> int:
+    """A seed: an int >= 0 and < 2**32."""
+    return _bounded(name, value, SEED_LIMIT - 1, f"an int >= 0 and < 2**32 = {SEED_LIMIT:,}")
+
+
+def mc_samples(name: str, value: object) -> int:
+    """A number of Monte Carlo samples: an int >= 0 (0: off) and at most 10,000."""
+    return _bounded(name, value, MC_LIMIT, f"an int >= 0 and <= {MC_LIMIT:,} (MC-dropout samples; 0: off)")
 
 
 def choice(name: str, value: object, options: Sequence[str]) -> str:

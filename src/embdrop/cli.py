@@ -167,7 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     variants = tuple(show_mod.VARIANTS if not args.variant or "all" in args.variant else dict.fromkeys(args.variant))
-    print(show_mod.show(_shape(args.shape), p=args.p, seed=args.seed, variants=variants, mode=args.mode))
+    p = _checks.probability("--p", args.p)
+    _checks.seed("--seed", args.seed)
+    _checks.choice("--mode", args.mode, ("sample", "batch"))
+    shape = _shape(args.shape, "--shape", "3,3,4")
+    try:
+        show_mod.check_shape(shape)
+    except _checks.UsageError as e:
+        raise _checks.invalid("--shape", e.expected, repr(args.shape)) from None
+    print(show_mod.show(shape, p=p, seed=args.seed, variants=variants, mode=args.mode))
     return 0
 
 
@@ -176,8 +184,7 @@ def _cmd_masks(args: argparse.Namespace) -> int:
     for v in variants:
         _checks.choice("--variant", v, masks_mod.VARIANTS)
     p = _checks.probability("--p", args.p)
-    if args.seed < 0:
-        raise _checks.invalid("--seed", "an int >= 0", args.seed)
+    _checks.seed("--seed", args.seed)
     shape = _shape(args.shape, "--shape", "2,6,8")
     try:
         masks_mod.check_shape(shape)
@@ -192,8 +199,8 @@ def _cmd_masks(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from embdrop import recipes
 
-    if args.mc is not None and args.mc < 0:
-        raise _checks.invalid("--mc", "an int >= 0 (MC-dropout samples; 0: off)", args.mc)
+    if args.mc is not None:
+        _checks.mc_samples("--mc", args.mc)
     try:
         overrides = _data_overrides(args, args.recipe) + args.overrides
         overrides += [f"train.mc={args.mc}"] if args.mc is not None else []

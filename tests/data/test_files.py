@@ -97,6 +97,11 @@ def test_given_splits_are_used_and_must_use_training_classes(tmp_path):
         ("bad.jsonl", b'{"text": "a", "label": 1}\nnot json\n', "line 2"),
         ("list.jsonl", b"[1, 2]\n", "one JSON object per line"),
         ("bool.jsonl", b'{"text": "a", "label": true}\n', "labels that are strings or ints"),
+        ("nan.jsonl", b'{"text": "a", "label": 1}\n{"text": "b", "label": NaN}\n', "line 2: label nan"),
+        ("inf.csv", b"text,label\na,1\nb,-inf\n", "line 3: label '-inf'"),
+        ("nan.txt", b"1\ta\nnan\tb\n", "line 2: label 'nan'"),
+        ("twice.csv", b"text,label,text\na,1,b\n", "column 'text' appears 2 times"),
+        ("twice.jsonl", b'{"text": "a", "label": 1, "label": 2}\n', "line 1: key 'label' appears twice"),
     ],
 )
 def test_bad_files_name_the_file_and_line(tmp_path, name, content, message):
@@ -120,3 +125,47 @@ def test_other_bad_inputs(tmp_path):
     (tmp_path / "long.txt").write_bytes(b"a " + b"x" * (1 << 24) + b"\n")
     with pytest.raises(UsageError, match="lines shorter than"):
         read_texts(tmp_path / "long.txt")
+
+
+def test_numbers_are_one_class_by_value_in_every_format(tmp_path):
+    (tmp_path / "n.csv").write_text("text,label\na,1\nb,1.0\nc, 01\nd,2\ne,2.00\nf,0.5\n")
+    assert read_texts(tmp_path / "n.csv")[1] == ["1", "1", "1", "2", "2", "0.5"]
+    (tmp_path / "n.jsonl").write_text('{"text": "a", "label": 1}\n{"text": "b", "label": 1.0}\n{"text": "c", "label": "1"}')
+    assert read_texts(tmp_path / "n.jsonl")[1] == ["1", "1", "1"]
+    write_csv(tmp_path / "t.csv", [(f"t {i}", ("1", "1.0", "2")[i % 3]) for i in range(30)])
+    assert load_text_files(tmp_path / "t.csv", log=lambda s: None).classes == ("1", "2")
+
+
+def test_class_order_does_not_depend_on_the_order_of_the_labels():
+    import itertools
+
+    labels = ["10", "2", "b", "a", "B"]
+    orders = {class_order(list(p), "f") for p in itertools.permutations(labels)}
+    assert orders == {("10", "2", "B", "a", "b")}
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
+    (tmp_path / "bom.csv").write_bytes("text,label\nbonjour,a\nhello,b\n".encode("utf-8-sig"))
+    assert read_texts(tmp_path / "bom.csv") == (["bonjour", "hello"], ["a", "b"])
+    (tmp_path / "bom.txt").write_bytes("a\tbonjour\nb\thello\n".encode("utf-8-sig"))
+    assert read_texts(tmp_path / "bom.txt")[1] == ["a", "b"]
+
+
+def test_a_folder_per_class_reads_files_in_nested_sub_folders(tmp_path):
+    for label in ("neg", "pos"):
+        for k in range(3):
+            sub = tmp_path / "data" / label / f"part{k}" / "deeper"
+            sub.mkdir(parents=True)
+            (sub / f"{k}.txt").write_text(f"{label} text {k}")
+        (tmp_path / "data" / label / "top.txt").write_text(f"{label} top")
+        (tmp_path / "data" / label / ".hidden").write_text("not read")
+    texts, labels = read_texts(tmp_path / "data")
+    assert len(texts) == 8 and labels.count("neg") == 4 and "not read" not in texts
+
+
+def test_a_carved_split_larger_than_asked_says_what_it_really_holds(tmp_path):
+    rows = [(f"text {c} {k}", f"c{c}") for c in range(40) for k in range(3)]
+    lines = []
+    ds = load_text_files(write_csv(tmp_path / "rare.csv", rows), log=lines.append)
+    assert [len(ds[s]) for s in ("train", "valid", "test")] == [40, 40, 40]
+    assert "10% each asked" in lines[0] and "valid 33.3% and test 33.3% of the file held out" in lines[0]

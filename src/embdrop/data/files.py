@@ -21,6 +21,7 @@ empty text or label, or a byte that does not decode in ``encoding``, gives its l
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
@@ -41,7 +42,8 @@ MAX_LINE = 1 << 24  # 16 MiB: a longer single line is refused as "not a text fil
 
 def _decode(raw: bytes, path: Path, encoding: str, argument: str) -> str:
     try:
-        return raw.decode(encoding)
+        # a byte-order mark, as spreadsheet programs write, is not part of the text
+        return raw.decode("utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding)
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         raise _checks.invalid(argument, f"a text file in {encoding} (data.encoding names another)",
@@ -83,13 +85,35 @@ def _check_row(path: Path, line: int, text: object, label: object, argument: str
         raise _checks.invalid(argument, "labels that are strings or ints", f"{where}: label {label!r}")
     if not isinstance(text, str) or not text.strip():
         raise _checks.invalid(argument, "a non-empty text on every row", f"{where}: text {text!r}")
-    return text, str(label).strip() if isinstance(label, str) else _number(label)
+    normal = normal_label(label)
+    if normal is None:
+        raise _checks.invalid(argument, "a label on every row (a missing value such as NaN is not a class)",
+                              f"{where}: label {label!r}")  # fmt: skip
+    return text, normal
 
 
-def _number(x: int | float) -> str:
-    if isinstance(x, float) and x.is_integer():
-        return str(int(x))
-    return str(x)
+def normal_label(label: str | int | float) -> str | None:
+    """A label as one class name: numbers by value (``1``, ``1.0``, ``01`` and ``1e0`` are the class ``1``; ``0.5``
+    stays ``0.5``), other text stripped. None for a missing value: NaN, or an infinity (as number or as text)."""
+    if isinstance(label, str):
+        label = label.strip()
+        value = _parse_float(label)
+        if value is None:
+            return label or None
+    else:
+        value = float(label)
+    if not math.isfinite(value):
+        return None
+    if value.is_integer():
+        return str(int(value)) if not isinstance(label, int) else str(label)
+    return repr(value)
+
+
+def _parse_float(text: str) -> float | None:
+    try:
+        return float(text)
+    except (ValueError, OverflowError):
+        return None
 
 
 def _table(text: str, path: Path, delimiter: str, text_column: str, label_column: str, argument: str):
@@ -102,6 +126,10 @@ def _table(text: str, path: Path, delimiter: str, text_column: str, label_column
     except csv.Error as e:
         raise _checks.invalid(argument, "a CSV/TSV file", f"{str(path)!r} ({e})") from None
     header = [h.strip() for h in header]
+    repeated = sorted({h for h in header if header.count(h) > 1 and h in (text_column, label_column)})
+    if repeated:
+        raise _checks.invalid(argument, "a header row naming each column once",
+                              f"{str(path)!r}: column {repeated[0]!r} appears {header.count(repeated[0])} times")  # fmt: skip
     for field, column in (("data.text", text_column), ("data.label", label_column)):
         if column not in header:
             raise _checks.invalid(field, f"a column of {str(path)!r}: one of {header}", repr(column))
@@ -111,9 +139,12 @@ def _table(text: str, path: Path, delimiter: str, text_column: str, label_column
     try:
         for row in reader:
             if len(row) == width and row[ti].strip() and row[li].strip():  # the common case, checked inline
-                texts.append(row[ti])
-                labels.append(row[li].strip())
-                continue
+                label = normal_label(row[li])
+                if label is not None:
+                    texts.append(row[ti])
+                    labels.append(label)
+                    continue
+                _check_row(path, reader.line_num, row[ti], row[li], argument)  # raises: a missing value
             if not row or all(not c.strip() for c in row):
                 continue
             line = reader.line_num
@@ -137,8 +168,11 @@ def _jsonl(text: str, path: Path, text_column: str, label_column: str, argument:
         if not row.strip():
             continue
         try:
-            obj = json.loads(row)
-        except json.JSONDecodeError:
+            obj = json.loads(row, object_pairs_hook=_unique_keys)
+        except _RepeatedKey as e:
+            raise _checks.invalid(argument, "JSON objects naming each key once",
+                                  f"{str(path)!r} line {line}: key {e.args[0]!r} appears twice") from None  # fmt: skip
+        except (json.JSONDecodeError, RecursionError):
             raise _checks.invalid(argument, "one JSON object per line", f"{str(path)!r} line {line}") from None
         if not isinstance(obj, dict):
             raise _checks.invalid(argument, "one JSON object per line", f"{str(path)!r} line {line}: {row[:40]!r}")
@@ -150,6 +184,19 @@ def _jsonl(text: str, path: Path, text_column: str, label_column: str, argument:
         texts.append(t)
         labels.append(lab)
     return texts, labels
+
+
+class _RepeatedKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise _RepeatedKey(k)
+        out[k] = v
+    return out
 
 
 def _lines(text: str, path: Path, argument: str):
@@ -179,8 +226,7 @@ def _folder(path: Path, encoding: str, argument: str, classes: tuple[str, ...] |
                               f"{str(path)!r} (no sub-folders)")  # fmt: skip
     texts, labels = [], []
     for sub in subs:
-        files = sorted(f for f in sub.iterdir() if f.is_file() and not f.name.startswith("."))
-        for f in files:
+        for f in _files_below(sub):
             t = _decode(_read_bytes(f, argument), f, encoding, argument)
             if not t.strip():
                 raise _checks.invalid(argument, "a non-empty text in every file", f"{str(f)!r} (empty)")
@@ -189,6 +235,16 @@ def _folder(path: Path, encoding: str, argument: str, classes: tuple[str, ...] |
     if not texts:
         raise _checks.invalid(argument, "text files in the class sub-folders", f"{str(path)!r} (none)")
     return texts, labels
+
+
+def _files_below(folder: Path) -> list[Path]:
+    """Every file in ``folder`` and its sub-folders, at any depth (as Keras' ``text_dataset_from_directory``),
+    in a stable order; names starting with a dot (hidden files and folders) are left out."""
+    found = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(root) / f for f in sorted(files) if not f.startswith(".")]
+    return [f for f in found if f.is_file()]
 
 
 def read_texts(
@@ -227,7 +283,8 @@ def read_texts(
 
 
 def class_order(labels: list[str], path: str, argument: str = "--data") -> tuple[str, ...]:
-    """The classes of the training labels in a stable order: ints by value, otherwise alphabetical.
+    """The classes of the training labels (as :func:`normal_label` writes them) in a stable order: ints by value,
+    otherwise alphabetical.
 
     Labels that all parse as numbers but not all as integers are a regression target, not classes: refused.
     """
@@ -240,7 +297,7 @@ def class_order(labels: list[str], path: str, argument: str = "--data") -> tuple
             examples = sorted(n for n, v in zip(names, numeric, strict=True) if not float(v).is_integer())[:3]
             raise _checks.invalid(argument, "class labels (strings or ints), not a continuous target",
                                   f"{path!r} (labels such as {examples})")  # fmt: skip
-        return tuple(sorted(names, key=lambda x: float(x)))
+        return tuple(sorted(names, key=lambda x: (float(x), x)))
     return tuple(sorted(names))
 
 
@@ -327,7 +384,14 @@ def load_text_files(
     if carved:
         carved_words = " and ".join(sorted(carved, reverse=True))  # "valid and test"
         each = " each" if len(carved) > 1 else ""
-        log(f"data: {carved_words} carved from {train} ({split:.0%}{each}, stratified, seed 0): {sizes}")
+        real = {k: len(splits[k]) / total for k in carved}
+        if all(abs(v - split) <= 0.01 for v in real.values()):
+            log(f"data: {carved_words} carved from {train} ({split:.0%}{each}, stratified, seed 0): {sizes}")
+        else:  # small classes: the share is rounded per class, and a class of two or more gives at least one
+            really = " and ".join(f"{k} {real[k]:.1%}" for k in sorted(carved, reverse=True))
+            log(f"data: {carved_words} carved from {train} (stratified, seed 0; {split:.0%}{each} asked, rounded per "
+                f"class with at least one example of every class of two or more: {really} of the file held out): "
+                f"{sizes}")
     else:
         log(f"data: {sizes}")
     shown = ", ".join(f"{names[k]} {v:,}" for k, v in sorted(counts.items())[:20])

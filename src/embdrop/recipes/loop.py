@@ -90,8 +90,8 @@ def check_train(t, world: int = 1) -> torch.device:
     _number("train.lr_decay", t.lr_decay, "a finite float > 0", lambda v: v > 0)
     _checks.integer("train.decay_after", t.decay_after, low=0)
     _number("train.weight_decay", t.weight_decay, "a finite float >= 0", lambda v: v >= 0)
-    _checks.integer("train.mc", t.mc, low=0)
-    _checks.integer("train.seed", t.seed, low=0)
+    _checks.mc_samples("train.mc", t.mc)
+    _checks.seed("train.seed", t.seed)
     _checks.choice("train.precision", t.precision, PRECISIONS)
     _number("train.log_every", t.log_every, "a number of seconds >= 0 (0: no progress lines)", lambda v: v >= 0)
     if t.threads is not None:

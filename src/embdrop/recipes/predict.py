@@ -84,7 +84,8 @@ def load_model(run: str | Path):
 
 def predict(run: str | Path, texts: list[str], *, mc: int = 0, seed: int = 0) -> list[Prediction]:
     """Predictions for ``texts`` with the run's best weights; ``mc`` > 0 for MC dropout over that many passes."""
-    mc = _checks.integer("--mc", mc, low=0)
+    mc = _checks.mc_samples("--mc", mc)
+    seed = _checks.seed("--seed", seed)
     config, vocab, classes, model = load_model(run)
     d = config.data
     encoded = tokenizer(d).encode(texts, vocab)

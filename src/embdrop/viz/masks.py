@@ -249,7 +249,7 @@ def sample(
     """
     B, T, C = check_shape(shape)
     p = _checks.probability("p", p)
-    seed = _checks.integer("seed", seed, low=0)
+    seed = _checks.seed("seed", seed)
     variants = check_variants(variants)
     x = torch.zeros(B, T, C)
     ids = sentence_ids(B, T)

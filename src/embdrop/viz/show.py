@@ -18,6 +18,9 @@ from embdrop.layers.embedding import DROPOUT_MODES, Embedding
 
 VARIANTS = ("dropout", "spatial", "token", "embedding")
 DROPPED = "."
+# The picture is text for a terminal: B <= 16, T <= 64, C <= 64 (each panel prints B*T rows of C numbers), checked
+# before anything is allocated.
+LIMITS = (16, 64, 64)
 
 
 @dataclass
@@ -132,6 +135,16 @@ def render(x: Tensor, panels: list[Panel], ids: Tensor, p: float, seed: int) -> 
     return "\n".join(out)
 
 
+def check_shape(shape: object) -> tuple[int, int, int]:
+    """A (B, T, C) of three positive ints within ``LIMITS`` (the text must fit a terminal)."""
+    expected = "three positive ints B,T,C such as 3,3,4, with B <= {}, T <= {}, C <= {}".format(*LIMITS)
+    if not isinstance(shape, (tuple, list)) or len(shape) != 3:
+        raise _checks.invalid("shape", expected, repr(shape))
+    if any(isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= limit for n, limit in zip(shape, LIMITS)):
+        raise _checks.invalid("shape", expected, repr(tuple(shape)))
+    return tuple(shape)  # type: ignore[return-value]
+
+
 def show(
     shape: tuple[int, int, int] = (3, 3, 4),
     p: float = 0.5,
@@ -140,9 +153,8 @@ def show(
     mode: str = "sample",
 ) -> str:
     """The whole demonstration for ``x = arange(1, B*T*C + 1).reshape(B, T, C)``, as a string."""
-    if len(shape) != 3 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in shape):
-        raise _checks.invalid("shape", "three positive ints B,T,C such as 3,3,4", repr(tuple(shape)))
-    B, T, C = shape
+    B, T, C = check_shape(shape)
+    seed = _checks.seed("seed", seed)
     x = torch.arange(1, B * T * C + 1, dtype=torch.float32).reshape(B, T, C)
     panels, ids = make_panels(x, p, seed, variants, mode)
     return render(x, panels, ids, _checks.probability("p", p), seed)
