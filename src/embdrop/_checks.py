@@ -16,7 +16,6 @@ from numbers import Integral, Real
 import torch
 from torch import Tensor
 
-
 # Bounds of the counts a user types, checked before anything is allocated or run: a seed is what numpy and torch's
 # generators take in every API (32 bits); Monte Carlo samples beyond 10,000 only repeat the estimate at great cost.
 SEED_LIMIT = 2**32

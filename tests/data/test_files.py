@@ -130,7 +130,8 @@ def test_other_bad_inputs(tmp_path):
 def test_numbers_are_one_class_by_value_in_every_format(tmp_path):
     (tmp_path / "n.csv").write_text("text,label\na,1\nb,1.0\nc, 01\nd,2\ne,2.00\nf,0.5\n")
     assert read_texts(tmp_path / "n.csv")[1] == ["1", "1", "1", "2", "2", "0.5"]
-    (tmp_path / "n.jsonl").write_text('{"text": "a", "label": 1}\n{"text": "b", "label": 1.0}\n{"text": "c", "label": "1"}')
+    rows = ['{"text": "a", "label": 1}', '{"text": "b", "label": 1.0}', '{"text": "c", "label": "1"}']
+    (tmp_path / "n.jsonl").write_text("\n".join(rows))
     assert read_texts(tmp_path / "n.jsonl")[1] == ["1", "1", "1"]
     write_csv(tmp_path / "t.csv", [(f"t {i}", ("1", "1.0", "2")[i % 3]) for i in range(30)])
     assert load_text_files(tmp_path / "t.csv", log=lambda s: None).classes == ("1", "2")

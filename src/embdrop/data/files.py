@@ -128,8 +128,9 @@ def _table(text: str, path: Path, delimiter: str, text_column: str, label_column
     header = [h.strip() for h in header]
     repeated = sorted({h for h in header if header.count(h) > 1 and h in (text_column, label_column)})
     if repeated:
+        times = header.count(repeated[0])
         raise _checks.invalid(argument, "a header row naming each column once",
-                              f"{str(path)!r}: column {repeated[0]!r} appears {header.count(repeated[0])} times")  # fmt: skip
+                              f"{str(path)!r}: column {repeated[0]!r} appears {times} times")  # fmt: skip
     for field, column in (("data.text", text_column), ("data.label", label_column)):
         if column not in header:
             raise _checks.invalid(field, f"a column of {str(path)!r}: one of {header}", repr(column))
@@ -389,9 +390,11 @@ def load_text_files(
             log(f"data: {carved_words} carved from {train} ({split:.0%}{each}, stratified, seed 0): {sizes}")
         else:  # small classes: the share is rounded per class, and a class of two or more gives at least one
             really = " and ".join(f"{k} {real[k]:.1%}" for k in sorted(carved, reverse=True))
-            log(f"data: {carved_words} carved from {train} (stratified, seed 0; {split:.0%}{each} asked, rounded per "
+            log(
+                f"data: {carved_words} carved from {train} (stratified, seed 0; {split:.0%}{each} asked, rounded per "
                 f"class with at least one example of every class of two or more: {really} of the file held out): "
-                f"{sizes}")
+                f"{sizes}"
+            )
     else:
         log(f"data: {sizes}")
     shown = ", ".join(f"{names[k]} {v:,}" for k, v in sorted(counts.items())[:20])

@@ -140,7 +140,8 @@ def check_shape(shape: object) -> tuple[int, int, int]:
     expected = "three positive ints B,T,C such as 3,3,4, with B <= {}, T <= {}, C <= {}".format(*LIMITS)
     if not isinstance(shape, (tuple, list)) or len(shape) != 3:
         raise _checks.invalid("shape", expected, repr(shape))
-    if any(isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= limit for n, limit in zip(shape, LIMITS)):
+    bad = (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= m for n, m in zip(shape, LIMITS, strict=True))
+    if any(bad):
         raise _checks.invalid("shape", expected, repr(tuple(shape)))
     return tuple(shape)  # type: ignore[return-value]
 
