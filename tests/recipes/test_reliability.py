@@ -225,6 +225,13 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_epoch(run2, tmp_path, 
     assert not (tmp_path / "huge").exists()  # no epoch completed: nothing kept
 
 
+def test_a_loss_that_explodes_without_a_nan_is_divergence_too(tmp_path):
+    # Adam at lr=1e30 on reviews-lstm stays finite (about 6e30) but has diverged: stopped at its second step
+    with pytest.raises(TrainingDiverged, match=r"training loss .*e\+\d\d is more than 1e\+06 times the first step's"):
+        recipes.train("reviews-lstm", TINY + ["train.lr=1e30", "train.epochs=1"], tmp_path / "huge", console=quiet())
+    assert not (tmp_path / "huge").exists()
+
+
 def test_a_run_written_before_the_one_file_commit_still_resumes(run2, tmp_path):
     """The earlier layout: state in checkpoint.json (with param_groups), no metadata, no best.* tensors."""
     run = fresh_copy(run2, tmp_path)

@@ -100,3 +100,54 @@ def test_a_test_file_with_an_unseen_class_or_an_empty_target(tmp_path, capsys):
     assert main(["train", "tabular-entity", "--data", str(tmp_path / "holes.csv"), "--set", "data.label=target",
                  "--out", str(tmp_path / "r2")]) == 2  # fmt: skip
     assert "line 5: empty" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "where, column, value, target, message",
+    [
+        ("data", "x", "inf", "binary", "argument '--data': expected finite numbers in the numeric column 'x' (no inf)"),
+        ("data", "x", "-inf", "binary", "line 8: -inf"),
+        ("valid", "noise", "hello", "binary", "argument '--valid': expected numbers in the numeric column 'noise'"),
+        ("test", "x", "1e999", "binary", "argument '--test': expected finite numbers in the numeric column 'x'"),
+        ("data", "target", "1e308", "regression", "argument 'data.label': expected a regression target whose mean"),
+        ("data", "target", "inf", "regression", "line 8: inf"),
+    ],
+)
+def test_numbers_that_are_not_finite_or_not_numbers_are_refused_with_their_line(
+    tmp_path, capsys, where, column, value, target, message
+):
+    import pandas as pd
+
+    train = table(tmp_path / "train.csv", n=200, target=target)
+    files = {"data": train}
+    if where != "data":
+        files[where] = table(tmp_path / f"{where}.csv", n=50, seed=1, target=target)
+    df = pd.read_csv(files[where]).astype({column: object})
+    for row in (6, 9, 11) if value == "1e308" else (6,):  # line 8 of the file is row 6
+        df.loc[row, column] = value
+    df.to_csv(files[where], index=False)
+    out = tmp_path / "run"
+    args = [x for k, p in files.items() for x in (f"--{k}", str(p))]
+    assert main(["train", "tabular-entity", *args, "--set", "data.label=target", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not out.exists()
+
+
+def test_test_metrics_that_are_not_finite_are_never_reported(tmp_path, monkeypatch, capsys):
+    from embdrop.recipes import tabular_entity
+
+    real = tabular_entity.OwnTable.evaluate
+
+    def nan_on_test(self, model, split, **kw):
+        out = real(self, model, split, **kw)
+        return {k: float("nan") for k in out} if split == "test" else out
+
+    monkeypatch.setattr(tabular_entity.OwnTable, "evaluate", nan_on_test)
+    path = table(tmp_path / "t.csv", n=200)
+    out = tmp_path / "run"
+    sets = ["--set", "data.label=target", "--set", "train.epochs=1", "--set", "train.threads=1"]
+    assert main(["train", "tabular-entity", "--data", str(path), *sets, "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "test metrics" in err[-1] and "are not finite" in err[-1] and "no result is reported" in err[-1]
+    assert not (out / "summary.json").exists() and (out / "checkpoint.safetensors").exists()

@@ -59,6 +59,7 @@ class State:
     history: list[dict] = field(default_factory=list)  # one metrics row per epoch, as metrics.jsonl
     resumes: list[dict] = field(default_factory=list)  # {"after_epoch": k, "changed": {field: [old, new]}}
     best_weights: dict[str, torch.Tensor] | None = None
+    first_loss: float | None = None  # the run's first training loss: the scale of an exploding loss
 
 
 def save(run: Path, model: nn.Module, opt: torch.optim.Optimizer, state: State) -> None:
@@ -81,6 +82,7 @@ def save(run: Path, model: nn.Module, opt: torch.optim.Optimizer, state: State) 
         "best": state.best,
         "history": state.history,
         "resumes": state.resumes,
+        "first_loss": state.first_loss,
         "param_groups": osd["param_groups"],
     }
     # safetensors refuses two names for one storage: any tensor that shares memory with another is written as a copy
@@ -147,7 +149,8 @@ def load(run: Path, model: nn.Module, opt: torch.optim.Optimizer) -> State:
         raise _checks.invalid(
             "--resume", "a run directory with a readable checkpoint", f"{str(path)!r} ({type(e).__name__}: {e})"
         ) from None
-    state = State(meta["epoch"], meta["best"], meta["history"], meta.get("resumes", []), best_weights)
+    state = State(meta["epoch"], meta["best"], meta["history"], meta.get("resumes", []), best_weights,
+                  meta.get("first_loss"))  # fmt: skip
     if state.best_weights is None and state.best.get("epoch", 0) > 0:  # a legacy run: the best weights' own file
         state.best_weights = _read_tensors(run / "best.safetensors")
     return state

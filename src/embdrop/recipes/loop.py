@@ -147,7 +147,13 @@ def resolve_threads(threads: int | None, log=print) -> int:
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite: the run stops, keeping the last complete epoch's checkpoint."""
+    """The loss became NaN or infinite, or exploded: the run stops, keeping the last complete epoch's checkpoint."""
+
+
+# A training loss this many times the run's first one (or 1, whichever is larger) has diverged, even while finite:
+# no run that learns comes within orders of magnitude of it, and one that got there only grows (Adam with
+# train.lr=1e30 trains to 7e30 without a NaN).
+EXPLODED = 1e6
 
 
 def epoch_lr(config: Config, epoch: int) -> float:
@@ -243,7 +249,7 @@ def fit(
         write_json(run / "config.json", to_dict(config), indent=1)
         task.save(run)
     for epoch in range(state.epoch + 1, t.epochs + 1):
-        sums, seconds = train_epoch(config, task, net, model, opt, epoch, state.epoch, console)
+        sums, seconds = train_epoch(config, task, net, model, opt, epoch, state, console)
         stop = end_epoch(config, task, model, opt, state, epoch, sums, seconds, run if writer else None, console)
         if stop:
             break
@@ -261,14 +267,17 @@ def train_epoch(
     model: nn.Module,
     opt: torch.optim.Optimizer,
     epoch: int,
-    committed: int,
+    state: checkpoint.State,
     console,
 ) -> tuple[dict, float]:
     """One pass over the training split: ``({"loss": mean, metric: mean}, seconds)``, the means over the ranks.
 
     ``net`` is ``model`` or its DDP wrapper; the order of the batches depends on (seed, epoch) only, so a resumed
-    run sees the batches an uninterrupted one would.
+    run sees the batches an uninterrupted one would. A step whose loss is not finite, or more than
+    :data:`EXPLODED` times the run's first loss (``state.first_loss``, kept in the commit), stops the run with
+    :class:`TrainingDiverged`.
     """
+    committed = state.epoch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     t = config.train
@@ -299,7 +308,13 @@ def train_epoch(
                 loss, extra = task.loss(net, batch)
             value = loss.item()
             if not math.isfinite(value):
-                _diverged(config, epoch, n + 1, total, f"training loss {value}", committed)
+                _diverged(config, epoch, n + 1, total, f"training loss {value} is not finite", committed)
+            if state.first_loss is None:
+                state.first_loss = value
+            if abs(value) > EXPLODED * max(abs(state.first_loss), 1.0):
+                first = state.first_loss
+                what = f"training loss {value:.4g} is more than {EXPLODED:.0e} times the first step's ({first:.4g})"
+                _diverged(config, epoch, n + 1, total, what, committed)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if t.clip is not None:
@@ -337,7 +352,7 @@ def end_epoch(
     valid = task.evaluate(model, "valid")
     if not all(math.isfinite(v) for v in valid.values()):
         total = task.num_batches("train", t.batch_size)
-        _diverged(config, epoch, sums["batches"], total, f"validation {valid}", state.epoch)
+        _diverged(config, epoch, sums["batches"], total, f"validation {valid} is not finite", state.epoch)
     row = {
         "epoch": epoch,
         "train_loss": sums["loss"],
@@ -387,6 +402,12 @@ def final_test(config: Config, task: Task, model: nn.Module, state: checkpoint.S
     if t.mc > 0:
         torch.manual_seed(t.seed)
         test.update(task.evaluate(model, "test", mc=t.mc))
+    wrong = {k: v for k, v in test.items() if not math.isfinite(v)}
+    if wrong:  # never reported as a result
+        raise TrainingDiverged(
+            f"test metrics {wrong} are not finite with the weights of epoch {state.best['epoch']}: no result is "
+            f"reported (the run's checkpoint is kept; check the test file for values the training data lack)"
+        )
     history = state.history
     per_epoch = sum(h["seconds"] for h in history) / max(len(history), 1)
     summary = Summary(test, state.best["epoch"], per_epoch, parameter_count(model), run)
@@ -398,6 +419,6 @@ def final_test(config: Config, task: Task, model: nn.Module, state: checkpoint.S
 def _diverged(config: Config, epoch: int, step: int, total: int, what: str, committed: int) -> None:
     kept = f"the checkpoint of epoch {committed} is kept" if committed else "no epoch had completed"
     raise TrainingDiverged(
-        f"{what} is not finite at epoch {epoch}, step {step} of {total}: training stopped ({kept}). "
+        f"{what} at epoch {epoch}, step {step} of {total}: training stopped ({kept}). "
         f"Try a lower train.lr (now {config.train.lr}) or train.clip (now {config.train.clip})."
     )

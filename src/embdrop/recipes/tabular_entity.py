@@ -143,6 +143,10 @@ class OwnTable(Task):
                 raise _checks.invalid("data.categorical", f"every non-numeric column ({c} is text)",
                                       repr(d.categorical))  # fmt: skip
         self.categorical, self.numeric = cat, num
+        paths = {"train": ("--data", d.train), "valid": ("--valid", d.valid), "test": ("--test", d.test)}
+        for split, frame in frames.items():
+            argument, path = paths[split]
+            _check_numbers(frame, num + ([d.label] if self.kind == "regression" else []), argument, path)
         self.classes: tuple[str, ...] = ()
         if self.kind != "regression":
             labels = train[d.label].astype(str)
@@ -159,8 +163,19 @@ class OwnTable(Task):
         self.mean = stats.mean().fillna(0.0).to_numpy() if num else np.zeros(0)
         self.std = stats.std().fillna(1.0).replace(0.0, 1.0).to_numpy() if num else np.ones(0)
         y_train = frames["train"][d.label].to_numpy(dtype=float) if self.kind == "regression" else None
-        self.y_mean = float(y_train.mean()) if y_train is not None else 0.0
-        self.y_std = float(y_train.std() or 1.0) if y_train is not None else 1.0
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.y_mean = float(y_train.mean()) if y_train is not None else 0.0
+            self.y_std = float(y_train.std() or 1.0) if y_train is not None else 1.0
+        if not (math.isfinite(self.y_mean) and math.isfinite(self.y_std)):
+            raise _checks.invalid("data.label", "a regression target whose mean and spread are finite in float64",
+                                  f"{d.label!r} in {d.train!r} (values up to {np.abs(y_train).max():.4g})")  # fmt: skip
+        if num:
+            with np.errstate(over="ignore", invalid="ignore"):
+                spread = frames["train"][num].astype(float).std().to_numpy()
+            too_wide = [c for c, v in zip(num, spread, strict=True) if not math.isfinite(v) and not math.isnan(v)]
+            if too_wide:
+                raise _checks.invalid("--data", "numeric columns whose spread is finite in float64",
+                                      f"{d.train!r} column {too_wide[0]!r}")  # fmt: skip
         self.splits = {k: self._encode(frames[k], d, k) for k in ("train", "valid", "test")}
         self.metric = {"binary": "auc", "multiclass": "accuracy", "regression": "rmse"}[self.kind]
         self.higher_is_better = self.kind != "regression"
@@ -292,6 +307,28 @@ class OwnTable(Task):
             return {f"{key}loss": loss, f"{key}accuracy": (out.argmax(-1) == y).float().mean().item()}
         return {f"{key}loss": loss, f"{key}rmse": math.sqrt(loss) * self.y_std,
                 f"{key}mean_baseline_rmse": math.sqrt(float((y**2).mean())) * self.y_std}  # fmt: skip
+
+
+def _check_numbers(frame, columns: list[str], argument: str, path: str) -> None:
+    """Every value of the numeric ``columns`` is a number (a missing one is allowed) and none is infinite."""
+    import pandas as pd
+
+    for c in columns:
+        col = frame[c]
+        if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            parsed = pd.to_numeric(col, errors="coerce")
+            bad = np.flatnonzero((parsed.isna() & col.notna()).to_numpy())
+            if len(bad) or pd.api.types.is_bool_dtype(col):
+                row = int(bad[0]) if len(bad) else 0
+                raise _checks.invalid(argument, f"numbers in the numeric column {c!r} (as in the training file)",
+                                      f"{path!r} line {row + 2}: {col.iloc[row]!r}")  # fmt: skip
+            col = parsed
+            frame[c] = parsed
+        values = col.to_numpy(dtype=float)
+        inf = np.flatnonzero(np.isinf(values))
+        if len(inf):
+            raise _checks.invalid(argument, f"finite numbers in the numeric column {c!r} (no inf)",
+                                  f"{path!r} line {int(inf[0]) + 2}: {values[int(inf[0])]}")  # fmt: skip
 
 
 def _numeric(col) -> bool:
