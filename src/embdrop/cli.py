@@ -252,10 +252,21 @@ def _cmd_convert(args: argparse.Namespace) -> int:
                                   f"{len(vocabulary)} tokens in {args.vocab!r}")  # fmt: skip
         shape = next((layer["config"].get("batch_shape") for layer in layers if layer["class_name"] == "InputLayer"),
                      None)  # fmt: skip
-        maxlen = args.maxlen if args.maxlen is not None else (shape[1] if shape and len(shape) == 2 else None)
-        if not isinstance(maxlen, int) or maxlen < 1:
+        given = (
+            isinstance(shape, list) and len(shape) == 2 and isinstance(shape[1], int) and not isinstance(shape[1], bool)
+        )
+        maxlen = args.maxlen if args.maxlen is not None else (shape[1] if given else None)
+        if maxlen is None:
             raise _checks.invalid("--maxlen", "ids per text (the model's input has no fixed length)", maxlen)
+        _checks.integer("--maxlen", maxlen, low=1, high=k.MAXLEN_LIMIT + 1)
         names = args.outputs.split(",") if args.outputs else None
+        if names is not None:
+            import torch
+
+            with torch.no_grad():
+                width = model.eval()(torch.ones(1, maxlen, dtype=torch.long)).reshape(1, -1).shape[1]
+            if len(names) != width:
+                raise _checks.invalid("--outputs", f"{width} names, one per output of the model", args.outputs)
         text = {"maxlen": maxlen, "padding": args.padding, "outputs": names}
     created = not out.exists()
     try:
@@ -263,6 +274,12 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         if text is not None:
             shutil.copyfile(args.vocab, out / "vocab.txt")
             _write_json(out / "text.json", text)
+    except OSError as e:  # a read-only folder, a full disk: nothing half-written is left
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise _checks.invalid(
+            "OUT_DIR", "a directory that can be written", f"{args.out!r} ({e.strerror or e})"
+        ) from None
     except BaseException:
         if created:
             shutil.rmtree(out, ignore_errors=True)

@@ -21,6 +21,7 @@ embdrop's layers of the same rates and mask shapes (see their ``Mask:`` lines); 
 from __future__ import annotations
 
 import json
+import math
 import re
 import zipfile
 from pathlib import Path
@@ -225,7 +226,7 @@ def layer_configs(config: dict) -> list[dict]:
             if (i == 0 and inbound) or (i > 0 and inbound != [previous]):
                 got = f"layer {i} '{layer['config'].get('name')}' reads {inbound or 'nothing'}"
                 raise KerasImportError("model", "a functional model whose layers form one chain", got)
-            previous = layer["config"]["name"]
+            previous = layer["config"].get("name")
         outputs = inner.get("output_layers", [])
         outputs = [outputs] if outputs and isinstance(outputs[0], str) else outputs  # one output: a flat triple
         if layers and outputs and (len(outputs) != 1 or outputs[0][0] != previous or outputs[0][2] != 0):
@@ -235,8 +236,44 @@ def layer_configs(config: dict) -> list[dict]:
     raise KerasImportError("model", "a Sequential or a functional Keras model", repr(kind))
 
 
+# Bounds checked before anything is read or allocated: a Keras config is kilobytes (a megabyte for a very deep
+# model), the weights of the text models this converter takes fit in memory, and no such model has 10,000 layers.
+CONFIG_LIMIT = 16 << 20
+WEIGHTS_LIMIT = 16 << 30
+LAYER_LIMIT = 10_000
+
+
+def _archive_error(path: Path, what: str) -> _checks.UsageError:
+    return _checks.invalid("path", "a Keras 3 .keras file (a zip with config.json and model.weights.h5)",
+                           f"{str(path)!r} ({what})")  # fmt: skip
+
+
+def read_json_bounded(path: Path, argument: str, expected: str, limit: int = CONFIG_LIMIT):
+    """The JSON in ``path``, refused (the error template) when it is missing, larger than ``limit`` bytes, not
+    UTF-8 or not JSON; nothing larger than ``limit`` is read."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(limit + 1)
+    except OSError as e:
+        raise _checks.invalid(argument, expected, f"{str(path)!r} ({e.strerror or e})") from None
+    if len(raw) > limit:
+        raise _checks.invalid(argument, f"{expected}, at most {limit:,} bytes", f"{str(path)!r} (larger)")
+    return _parse_json(raw, path, argument, expected)
+
+
+def _parse_json(raw: bytes, path: Path, argument: str, expected: str):
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise _checks.invalid(argument, expected, f"{str(path)!r} ({type(e).__name__}: {e})") from None
+
+
 def read_keras(path: str | Path) -> tuple[dict, dict[str, list]]:
-    """(config.json, {weights path: [arrays]}) of a ``.keras`` file; the arrays in the file's order."""
+    """(config.json, {weights path: [arrays]}) of a ``.keras`` file; the arrays in the file's order.
+
+    Every member's size is checked before it is read (:data:`CONFIG_LIMIT`, :data:`WEIGHTS_LIMIT`), and the
+    weights' datasets before they are: a damaged or hostile file is refused with the error template.
+    """
     path = Path(path)
     if not path.is_file():
         raise _checks.invalid("path", "an existing .keras file", repr(str(path)))
@@ -247,22 +284,59 @@ def read_keras(path: str | Path) -> tuple[dict, dict[str, list]]:
 
     try:
         with zipfile.ZipFile(path) as z:
-            config = json.loads(z.read("config.json"))
+            members = {i.filename: i for i in z.infolist()}
+            for name, limit in (("config.json", CONFIG_LIMIT), ("model.weights.h5", WEIGHTS_LIMIT)):
+                if name not in members:
+                    raise _archive_error(path, f"no {name}")
+                if members[name].file_size > limit:
+                    raise _archive_error(path, f"{name} of {members[name].file_size:,} bytes, over {limit:,}")
+            raw = z.read("config.json")
             data = z.read("model.weights.h5")
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as e:
-        raise _checks.invalid("path", "a Keras 3 .keras file (a zip with config.json and model.weights.h5)",
-                              f"{str(path)!r} ({type(e).__name__}: {e})") from None  # fmt: skip
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError, RuntimeError) as e:
+        raise _archive_error(path, f"{type(e).__name__}: {e}") from None
+    config = _parse_json(raw, path, "path", "a Keras 3 .keras file whose config.json is JSON")
+    check_config(config, f"{str(path)!r} config.json")
     weights: dict[str, list] = {}
-    with h5py.File(io.BytesIO(data), "r") as f:
-
-        def visit(name, obj):
-            if isinstance(obj, h5py.Group) and name.endswith("vars") and len(obj):
+    try:
+        with h5py.File(io.BytesIO(data), "r") as f:
+            groups: list[tuple[str, h5py.Group]] = []
+            f.visititems(lambda name, obj: groups.append((name, obj)) if isinstance(obj, h5py.Group)
+                         and name.endswith("vars") and len(obj) else None)  # fmt: skip
+            total = 0
+            for name, group in groups:
+                keys = list(group)
+                if not all(k.isdigit() for k in keys) or not all(isinstance(group[k], h5py.Dataset) for k in keys):
+                    raise _archive_error(path, f"weights group {name!r} holds {keys[:5]}, not datasets 0, 1, ...")
+                for k in keys:
+                    total += group[k].size * group[k].dtype.itemsize
+                if total > WEIGHTS_LIMIT:
+                    raise _archive_error(path, f"weights of more than {WEIGHTS_LIMIT:,} bytes")
                 weights[name[: -len("/vars")] if name != "vars" else ""] = [
-                    obj[k][()] for k in sorted(obj, key=int)
+                    group[k][()] for k in sorted(keys, key=int)
                 ]  # fmt: skip
-
-        f.visititems(visit)
+    except _checks.UsageError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as e:  # h5py's errors for a file that is not HDF5 or is cut
+        raise _archive_error(path, f"model.weights.h5 is not a readable HDF5 file: {type(e).__name__}: {e}") from None
     return config, weights
+
+
+def check_config(config: object, where: str) -> None:
+    """A Keras model config: a JSON object with ``class_name`` and a ``config`` object whose ``layers`` is a list of
+    at most :data:`LAYER_LIMIT` layer objects, each with a ``class_name`` and a ``config`` object."""
+    expected = "a Keras model config (an object with class_name and config.layers)"
+    if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
+        raise KerasImportError("model", expected, f"{where}: {type(config).__name__}")
+    layers = config["config"].get("layers")
+    if not isinstance(layers, list):
+        raise KerasImportError("model", expected, f"{where}: config.layers is {type(layers).__name__}")
+    if len(layers) > LAYER_LIMIT:
+        raise KerasImportError("model", f"at most {LAYER_LIMIT:,} layers", f"{where}: {len(layers):,} layers")
+    for i, layer in enumerate(layers):
+        if (not isinstance(layer, dict) or not isinstance(layer.get("class_name"), str)
+                or not isinstance(layer.get("config"), dict)):  # fmt: skip
+            raise KerasImportError("model", "layers that are objects with class_name and config",
+                                   f"{where}: layer {i} is {json.dumps(layer)[:80]}")  # fmt: skip
 
 
 def from_keras(path: str | Path) -> KerasModel:
@@ -303,9 +377,88 @@ def convert(config: dict, weights: dict[str, list]) -> KerasModel:
     return KerasModel(steps, config)
 
 
+_MISSING = object()
+SIZE_LIMIT = 2**31 - 1  # units, filters, input_dim...: what a tensor dimension takes (the weights bound the memory)
+
+
+class _Layer:
+    """One layer's config, read with checks: a missing or wrong field names the layer, the field and its value."""
+
+    def __init__(self, i: int, layer: dict) -> None:
+        self.i, self.kind, self.c = i, layer["class_name"], layer["config"]
+        self.layer = layer
+
+    def where(self) -> str:
+        return f"layer {self.i} '{self.c.get('name', '?')}' ({self.kind})"
+
+    def get(self, name: str, default=_MISSING):
+        if name not in self.c or self.c[name] is None:
+            if default is _MISSING:
+                raise KerasImportError("model", f"a {self.kind} config with {name}", f"{self.where()} without it")
+            return default
+        return self.c[name]
+
+    def wrong(self, name: str, expected: str) -> KerasImportError:
+        return KerasImportError("model", f"{name} {expected}", f"{self.where()} with {name}={self.c.get(name)!r}")
+
+    def size(self, name: str, default=_MISSING, *, single: bool = False) -> int:
+        """A positive int (``single``: or a one-element list of one, as Keras writes kernel sizes)."""
+        v = self.get(name, default)
+        if single and isinstance(v, (list, tuple)) and len(v) == 1:
+            v = v[0]
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= SIZE_LIMIT:
+            raise self.wrong(name, f"an int in [1, {SIZE_LIMIT}]")
+        return v
+
+    def rate(self, name: str, default=_MISSING, *, upper: float | None = 1.0) -> float:
+        v = self.get(name, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise self.wrong(name, "a finite number >= 0" if upper is None else "a float in [0, 1)")
+        if upper is not None and v >= upper:
+            raise self.wrong(name, "a float in [0, 1)")
+        return float(v)
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        v = self.get(name, default)
+        if not isinstance(v, bool):
+            raise self.wrong(name, "true or false")
+        return v
+
+    def weights(self, w: list, expected: list[tuple[str, tuple]]) -> list[Tensor]:
+        """The layer's arrays as float32 tensors, each of the shape its config implies (None: any size), floating
+        point and finite."""
+        names = ", ".join(n for n, _ in expected)
+        if len(w) != len(expected):
+            raise KerasImportError("model", f"{len(expected)} weights ({names}), as its config implies",
+                                   f"{self.where()} with {len(w)} in the weights file")  # fmt: skip
+        out = []
+        for (name, shape), a in zip(expected, w, strict=True):
+            got = tuple(getattr(a, "shape", ()))
+            if len(got) != len(shape) or any(s is not None and s != g for s, g in zip(shape, got, strict=True)):
+                shown = (
+                    "("
+                    + ", ".join("any" if s is None else str(s) for s in shape)
+                    + ("," if len(shape) == 1 else "")
+                    + ")"
+                )
+                raise KerasImportError("model", f"each weight of the shape its layer's config implies: {name} {shown}",
+                                       f"{self.where()} {name} of shape {got}")  # fmt: skip
+            if getattr(a, "dtype", None) is None or a.dtype.kind != "f":
+                dtype = getattr(a, "dtype", type(a).__name__)
+                raise KerasImportError("model", f"floating-point weights ({name})",
+                                       f"{self.where()} {name} of dtype {dtype}")  # fmt: skip
+            tensor = torch.from_numpy(a.astype("float32", copy=True))
+            if not bool(torch.isfinite(tensor).all()):
+                raise KerasImportError("model", f"finite weights ({name}: no nan or inf)",
+                                       f"{self.where()} {name} with {int((~torch.isfinite(tensor)).sum())} "
+                                       "non-finite values")  # fmt: skip
+            out.append(tensor)
+        return out
+
+
 def _convert_layer(i: int, layer: dict, w: list, weights: dict, key: str, width: int | None):
-    kind, c = layer["class_name"], layer["config"]
-    t = lambda a: torch.from_numpy(a.copy()).float()  # noqa: E731
+    L = _Layer(i, layer)
+    kind, c = L.kind, L.c
 
     def option(name, allowed):
         if c.get(name) not in allowed:
@@ -321,22 +474,26 @@ def _convert_layer(i: int, layer: dict, w: list, weights: dict, key: str, width:
     if kind == "InputLayer":
         return None, None
     if kind == "Embedding":
-        emb = Embedding(c["input_dim"], c["output_dim"])
+        V, E = L.size("input_dim"), L.size("output_dim")
+        (table,) = L.weights(w, [("embeddings", (V, E))])  # checked before the layer is allocated
+        emb = Embedding(V, E)
         with torch.no_grad():
-            emb.weight.copy_(t(w[0]))
-        return _Embed(emb, bool(c.get("mask_zero"))), c["output_dim"]
+            emb.weight.copy_(table)
+        return _Embed(emb, L.flag("mask_zero")), E
     if kind == "GaussianDropout":
-        return _Step(GaussianDropout(float(c["rate"]))), width
+        return _Step(GaussianDropout(L.rate("rate"))), width
     if kind == "GaussianNoise":
-        return _Step(GaussianNoise(float(c["stddev"]))), width
+        return _Step(GaussianNoise(L.rate("stddev", upper=None))), width
     if kind in ("Dropout", "SpatialDropout1D"):
-        rate = float(c["rate"])
+        rate = L.rate("rate")
         if kind == "SpatialDropout1D":
             return _Step(SpatialDropout1D(rate)), width
         shape = c.get("noise_shape")
         if shape is None:
             return _Step(Dropout(rate)), width
-        if list(shape)[1:] == [1, width] or (len(shape) == 3 and shape[1] == 1):
+        if not isinstance(shape, list):
+            raise _unsupported(i, layer, f"noise_shape={shape!r} (supported: None, (None, 1, C), (None, T, 1))")
+        if shape[1:] == [1, width] or (len(shape) == 3 and shape[1] == 1):
             return _Step(SpatialDropout1D(rate)), width  # one mask per sample, shared across T: (B, 1, C)
         if len(shape) == 3 and shape[2] == 1:
             return _Step(TokenDropout(rate)), width  # whole time steps: (B, T, 1)
@@ -345,92 +502,107 @@ def _convert_layer(i: int, layer: dict, w: list, weights: dict, key: str, width:
         option("data_format", ("channels_last", None))
         option("groups", (1, None))
         padding = option("padding", ("valid", "same", "causal"))
-        kernel = w[0]  # (K, C, filters)
-        conv = Conv1D(kernel.shape[1], c["filters"], kernel.shape[0], padding=padding, strides=c["strides"][0],
-                      dilation_rate=c["dilation_rate"][0], bias=bool(c.get("use_bias", True)))  # fmt: skip
+        filters, size = L.size("filters"), L.size("kernel_size", single=True)
+        strides, dilation = L.size("strides", 1, single=True), L.size("dilation_rate", 1, single=True)
+        bias = L.flag("use_bias", True)
+        arrays = L.weights(w, [("kernel", (size, width, filters))] + [("bias", (filters,))] * bias)
+        kernel = arrays[0]  # (K, C, filters)
+        conv = Conv1D(kernel.shape[1], filters, size, padding=padding, strides=strides, dilation_rate=dilation,
+                      bias=bias)  # fmt: skip
         with torch.no_grad():
-            conv.conv.weight.copy_(t(kernel).permute(2, 1, 0))  # (filters, C, K)
-            if conv.conv.bias is not None:
-                conv.conv.bias.copy_(t(w[1]))
-        return _MaskDropping(conv, activation()), c["filters"]
+            conv.conv.weight.copy_(kernel.permute(2, 1, 0))  # (filters, C, K)
+            if bias:
+                conv.conv.bias.copy_(arrays[1])
+        return _MaskDropping(conv, activation()), filters
     if kind in ("MaxPooling1D", "AveragePooling1D"):
         option("data_format", ("channels_last", None))
         padding = option("padding", ("valid", "same"))
-        size = c["pool_size"][0] if isinstance(c["pool_size"], list) else c["pool_size"]
-        strides = c.get("strides") or size
-        strides = strides[0] if isinstance(strides, list) else strides
+        size = L.size("pool_size", single=True)
+        strides = L.size("strides", size, single=True)
         return _Pool("max" if kind == "MaxPooling1D" else "average", size, strides, padding), width
     if kind in ("GlobalMaxPooling1D", "GlobalAveragePooling1D"):
         option("data_format", ("channels_last", None))
-        return _GlobalPool("max" if kind == "GlobalMaxPooling1D" else "average", bool(c.get("keepdims"))), width
+        return _GlobalPool("max" if kind == "GlobalMaxPooling1D" else "average", L.flag("keepdims")), width
     if kind == "Flatten":
         return _Flatten(), None
     if kind == "Dense":
-        kernel = w[0]  # (in, units)
-        dense = nn.Linear(kernel.shape[0], c["units"], bias=bool(c.get("use_bias", True)))
+        units, bias = L.size("units"), L.flag("use_bias", True)
+        arrays = L.weights(w, [("kernel", (width, units))] + [("bias", (units,))] * bias)
+        kernel = arrays[0]  # (in, units)
+        dense = nn.Linear(kernel.shape[0], units, bias=bias)
         with torch.no_grad():
-            dense.weight.copy_(t(kernel).T)
-            if dense.bias is not None:
-                dense.bias.copy_(t(w[1]))
-        return _Step(dense, activation()), c["units"]
+            dense.weight.copy_(kernel.T)
+            if bias:
+                dense.bias.copy_(arrays[1])
+        return _Step(dense, activation()), units
     if kind == "Activation":
         return _Step(None, activation()), width
     if kind in ("SimpleRNN", "LSTM", "GRU"):
-        rnn = _rnn(i, layer, [weights.get(f"{key}/cell", [])], width, bidirectional=False)
-        pick = layer.get("picked", 0) if c.get("return_state") else 0  # 1: the final h, 2: the final c (LSTM)
-        step = _Recurrent(rnn, bool(c.get("return_sequences")), bool(c.get("go_backwards")), None, pick)
-        return step, c["units"]
+        rnn = _rnn(L, [weights.get(f"{key}/cell", [])], width, bidirectional=False)
+        pick = layer.get("picked", 0) if L.flag("return_state") else 0  # 1: the final h, 2: the final c (LSTM)
+        step = _Recurrent(rnn, L.flag("return_sequences"), L.flag("go_backwards"), None, pick)
+        return step, L.size("units")
     if kind == "Bidirectional":
-        inner = c["layer"]
+        inner = c.get("layer")
+        if not isinstance(inner, dict) or not isinstance(inner.get("config"), dict):
+            raise L.wrong("layer", "a wrapped layer's config")
         if inner.get("class_name") not in ("SimpleRNN", "LSTM", "GRU"):
             raise _unsupported(i, layer, f"a wrapped {inner.get('class_name')} (supported: SimpleRNN, LSTM, GRU)")
         merge = option("merge_mode", ("concat", "sum", "ave", "mul"))
         back = c.get("backward_layer")
         same = ("units", "activation", "recurrent_activation", "use_bias", "dropout", "recurrent_dropout",
                 "return_sequences", "reset_after")  # fmt: skip
-        if back is not None and any(back["config"].get(k) != inner["config"].get(k) for k in same):
+        if back is not None and (not isinstance(back, dict) or not isinstance(back.get("config"), dict)
+                                 or any(back["config"].get(k) != inner["config"].get(k) for k in same)):  # fmt: skip
             raise _unsupported(i, layer, "a backward_layer that differs from the forward one")
         cells = [weights.get(f"{key}/forward_layer/cell", []), weights.get(f"{key}/backward_layer/cell", [])]
-        if inner["config"].get("return_state"):
+        wrapped = _Layer(i, {"class_name": inner["class_name"], "config": {"name": c.get("name"), **inner["config"]}})
+        if wrapped.flag("return_state"):
             raise _unsupported(i, layer, "return_state=True in Bidirectional (supported: False)")
-        rnn = _rnn(i, inner, cells, width, bidirectional=True, merge_mode=merge)
-        step = _Recurrent(rnn, bool(inner["config"].get("return_sequences")), False, merge)
-        units = inner["config"]["units"]
+        rnn = _rnn(wrapped, cells, width, bidirectional=True, merge_mode=merge)
+        step = _Recurrent(rnn, wrapped.flag("return_sequences"), False, merge)
+        units = wrapped.size("units")
         return step, units * (2 if merge == "concat" else 1)
     raise _unsupported(i, layer, "an unsupported layer type")  # pragma: no cover (SUPPORTED is checked first)
 
 
-def _rnn(i: int, layer: dict, cells: list[list], width: int | None, bidirectional: bool,
+def _rnn(L: _Layer, cells: list[list], width: int | None, bidirectional: bool,
          merge_mode: str = "concat") -> nn.Module:  # fmt: skip
-    kind, c = layer["class_name"], layer["config"]
+    kind, c = L.kind, L.c
     checks = {"activation": "tanh", "recurrent_activation": "sigmoid", "stateful": False, "unroll": False,
               "use_bias": True}  # fmt: skip
     for k, v in checks.items():
         if c.get(k, v) != v:
-            raise _unsupported(i, layer, f"{k}={c.get(k)!r} (supported: {v!r})")
-    H = c["units"]
-    C = cells[0][0].shape[0]
-    rates = {"dropout": float(c.get("dropout", 0.0)), "recurrent_dropout": float(c.get("recurrent_dropout", 0.0))}
-    reset_after = bool(c.get("reset_after", True))
+            raise _unsupported(L.i, L.layer, f"{k}={c.get(k)!r} (supported: {v!r})")
+    H = L.size("units")
+    G = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}[kind]
+    rates = {"dropout": L.rate("dropout", 0.0), "recurrent_dropout": L.rate("recurrent_dropout", 0.0)}
+    reset_after = kind == "GRU" and L.flag("reset_after", True)
+    bias_shape = (2, G * H) if reset_after else (G * H,)
+    arrays = [L.weights(cell, [("kernel", (width, G * H)), ("recurrent_kernel", (H, G * H)), ("bias", bias_shape)])
+              for cell in cells]  # fmt: skip
+    C = arrays[0][0].shape[0]
+    if len(arrays) == 2 and arrays[1][0].shape[0] != C:
+        raise KerasImportError("model", f"both directions' kernels of {C} rows", f"{L.where()}: "
+                               f"{arrays[1][0].shape[0]} in the backward layer")  # fmt: skip
     if kind == "SimpleRNN":
         rnn = SimpleRNN(C, H, **rates, bidirectional=bidirectional, merge_mode=merge_mode)
     elif kind == "LSTM":
         rnn = LSTM(C, H, **rates, bidirectional=bidirectional, merge_mode=merge_mode)
     else:
         rnn = GRU(C, H, **rates, bidirectional=bidirectional, merge_mode=merge_mode, reset_after=reset_after)
-    t = lambda a: torch.from_numpy(a.copy()).float()  # noqa: E731
-    for d, (kernel, recurrent, bias) in enumerate(cells):
+    for d, (kernel, recurrent, bias) in enumerate(arrays):
         s = "_reverse" if d == 1 else ""
-        w_ih, w_hh = t(kernel).T, t(recurrent).T  # (G*H, C), (G*H, H)
+        w_ih, w_hh = kernel.T, recurrent.T  # (G*H, C), (G*H, H)
         if kind != "GRU":  # one bias; LSTM's gate order i, f, c, o in both
-            b_ih, b_hh = t(bias), torch.zeros_like(t(bias))
+            b_ih, b_hh = bias, torch.zeros_like(bias)
         else:  # Keras z, r, h -> torch r, z, n
             order = torch.cat([torch.arange(H, 2 * H), torch.arange(0, H), torch.arange(2 * H, 3 * H)])
             w_ih, w_hh = w_ih[order], w_hh[order]
             if reset_after:  # (2, 3H): the input and the recurrent bias
-                b_ih, b_hh = t(bias[0])[order], t(bias[1])[order]
+                b_ih, b_hh = bias[0][order], bias[1][order]
             else:  # (3H,): one bias, on the input side
-                b_ih, b_hh = t(bias)[order], torch.zeros(3 * H)
+                b_ih, b_hh = bias[order], torch.zeros(3 * H)
         with torch.no_grad():
             for name, value in (("weight_ih", w_ih), ("weight_hh", w_hh), ("bias_ih", b_ih), ("bias_hh", b_hh)):
                 getattr(rnn, f"{name}_l0{s}").copy_(value)
@@ -462,10 +634,19 @@ def _load_converted(folder: Path) -> KerasModel:
     if not config_path.is_file() or not weights_path.is_file():
         raise _checks.invalid("path", "a .keras file or a folder written by embdrop convert (keras_config.json, "
                               "model.safetensors)", repr(str(folder)))  # fmt: skip
-    config = json.loads(config_path.read_text())
-    tensors = load_file(weights_path)
+    config = read_json_bounded(config_path, "path", "a folder written by embdrop convert (its keras_config.json)")
+    check_config(config, f"{str(config_path)!r}")
+    try:
+        tensors = load_file(weights_path)
+    except Exception as e:  # safetensors' own errors for a cut or foreign file
+        raise _checks.invalid("path", "a folder written by embdrop convert (a readable model.safetensors)",
+                              f"{str(weights_path)!r} ({type(e).__name__}: {e})") from None  # fmt: skip
     model = _skeleton(config, tensors)
-    model.load_state_dict(tensors)
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as e:  # tensors the config does not have, or lacks
+        raise _checks.invalid("path", "a model.safetensors written with its keras_config.json",
+                              f"{str(weights_path)!r} ({str(e).splitlines()[0]})") from None  # fmt: skip
     return model
 
 
@@ -481,7 +662,13 @@ def _skeleton(config: dict, tensors: dict[str, Tensor]) -> KerasModel:
         key = base if base not in used else f"{base}_{used[base] + 1}"
         used[base] = used.get(base, -1) + 1
         prefix = f"steps.{key}.module."
-        get = lambda n, prefix=prefix: tensors[prefix + n].numpy()  # noqa: E731
+
+        def get(n, prefix=prefix, key=key):
+            if prefix + n not in tensors:
+                raise _checks.invalid("path", "a model.safetensors written with its keras_config.json",
+                                      f"no {prefix + n} for layer {key}")  # fmt: skip
+            return tensors[prefix + n].numpy()
+
         if kind == "Embedding":
             weights[f"layers/{key}"] = [get("weight")]
         elif kind == "Dense":
@@ -491,7 +678,8 @@ def _skeleton(config: dict, tensors: dict[str, Tensor]) -> KerasModel:
             weights[f"layers/{key}"] = [get("conv.weight").transpose(2, 1, 0)] + b
         elif kind in ("SimpleRNN", "LSTM", "GRU", "Bidirectional"):
             cells = ["cell"] if kind != "Bidirectional" else ["forward_layer/cell", "backward_layer/cell"]
-            inner = layer["config"]["layer"]["class_name"] if kind == "Bidirectional" else kind
+            wrapped = layer["config"].get("layer") if kind == "Bidirectional" else None
+            inner = wrapped.get("class_name") if isinstance(wrapped, dict) else kind
             for d, cell in enumerate(cells):
                 s = "_reverse" if d == 1 else ""
                 kernel, recurrent = get(f"weight_ih_l0{s}").T, get(f"weight_hh_l0{s}").T
@@ -500,6 +688,8 @@ def _skeleton(config: dict, tensors: dict[str, Tensor]) -> KerasModel:
                     import numpy as np
 
                     rnn_config = layer["config"]["layer"]["config"] if kind == "Bidirectional" else layer["config"]
+                    if not isinstance(rnn_config, dict):
+                        break
                     if rnn_config.get("reset_after", True):
                         bias = np.stack([bias, get(f"bias_hh_l0{s}")])
                     H = recurrent.shape[0]
@@ -510,18 +700,23 @@ def _skeleton(config: dict, tensors: dict[str, Tensor]) -> KerasModel:
 
 
 # ----------------------------------------------------------------------------------------------- texts
-def read_vocabulary(path: str | Path) -> list[str]:
+VOCAB_LIMIT = 1 << 30  # bytes of a vocabulary file
+
+
+def read_vocabulary(path: str | Path, argument: str = "--vocab") -> list[str]:
     """A Keras ``TextVectorization`` vocabulary file (one token per line, as ``get_vocabulary()`` lists them: the
     padding token "" first, then "[UNK]"), as a list; index i is id i."""
     path = Path(path)
     try:
+        if path.stat().st_size > VOCAB_LIMIT:
+            raise _checks.invalid(argument, f"a vocabulary file of at most {VOCAB_LIMIT:,} bytes", repr(str(path)))
         lines = path.read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as e:
-        raise _checks.invalid("--vocab", "a UTF-8 file of one token per line", f"{str(path)!r} ({e})") from None
+        raise _checks.invalid(argument, "a UTF-8 file of one token per line", f"{str(path)!r} ({e})") from None
     if lines and lines[-1] == "":
         lines.pop()  # the final newline
     if len(lines) < 2 or lines[1] != "[UNK]":
-        raise _checks.invalid("--vocab", "TextVectorization's vocabulary: '' (padding) on line 1, '[UNK]' on line 2",
+        raise _checks.invalid(argument, "TextVectorization's vocabulary: '' (padding) on line 1, '[UNK]' on line 2",
                               f"{str(path)!r} (first lines {lines[:2]})")  # fmt: skip
     return lines
 
@@ -546,12 +741,38 @@ def predict_converted(folder: str | Path, texts: list[str]) -> tuple[list[str], 
     if not meta_path.is_file():
         raise _checks.invalid("RUN_DIR", "a folder converted with --vocab (embdrop convert MODEL OUT --vocab FILE)",
                               repr(str(folder)))  # fmt: skip
-    meta = json.loads(meta_path.read_text())
-    vocabulary = read_vocabulary(folder / "vocab.txt")
+    meta = read_json_bounded(meta_path, "RUN_DIR", "a folder converted with --vocab (its text.json)")
+    check_text_meta(meta, f"{str(meta_path)!r}")
+    vocabulary = read_vocabulary(folder / "vocab.txt", "RUN_DIR")
     ids = encode_texts(texts, vocabulary, meta["maxlen"], meta["padding"])
-    model = from_keras(folder).eval()
+    try:
+        model = from_keras(folder).eval()
+    except _checks.UsageError as e:  # named by what the user typed: the folder
+        raise _checks.invalid("RUN_DIR", e.expected, f"{str(folder)!r}: {e.received}") from None
     with torch.no_grad():
         out = model(ids)
     out = out.reshape(len(texts), -1)  # (N, K)
     names = meta.get("outputs") or [str(k) for k in range(out.shape[1])]
+    if len(names) != out.shape[1]:
+        raise _checks.invalid("RUN_DIR", f"a text.json naming the model's {out.shape[1]} outputs",
+                              f"{str(meta_path)!r} names {len(names)}: {names}")  # fmt: skip
     return names, out
+
+
+MAXLEN_LIMIT = 1 << 20  # ids per text: a (texts, maxlen) tensor is allocated for them
+
+
+def check_text_meta(meta: object, where: str) -> None:
+    """text.json of a converted folder: ``maxlen`` (an int in [1, 2**20]), ``padding`` ("pre" or "post") and
+    ``outputs`` (None or a list of names)."""
+    expected = "a text.json with maxlen (ids per text), padding ('pre' or 'post') and outputs (names or null)"
+    if not isinstance(meta, dict):
+        raise _checks.invalid("RUN_DIR", expected, f"{where}: {type(meta).__name__}")
+    maxlen = meta.get("maxlen")
+    if isinstance(maxlen, bool) or not isinstance(maxlen, int) or not 1 <= maxlen <= MAXLEN_LIMIT:
+        raise _checks.invalid("RUN_DIR", f"{expected}; maxlen in [1, {MAXLEN_LIMIT:,}]", f"{where}: maxlen={maxlen!r}")
+    if meta.get("padding") not in ("pre", "post"):
+        raise _checks.invalid("RUN_DIR", expected, f"{where}: padding={meta.get('padding')!r}")
+    names = meta.get("outputs")
+    if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
+        raise _checks.invalid("RUN_DIR", expected, f"{where}: outputs={names!r}")
