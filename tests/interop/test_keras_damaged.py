@@ -82,7 +82,8 @@ def test_the_original_converts(original, tmp_path, capsys):
     [
         ("layers/embedding/vars/0", np.zeros((V, 1), "float32"),
          "embeddings (30, 8). Received: model=layer 0 'embedding' (Embedding) embeddings of shape (30, 1)"),
-        ("layers/dense/vars/0", np.zeros((5, 1), "float32"), "kernel (5, 4). Received: model=layer 2 'dense' (Dense) kernel of shape (5, 1)"),
+        ("layers/dense/vars/0", np.zeros((5, 1), "float32"),
+         "kernel (5, 4). Received: model=layer 2 'dense' (Dense) kernel of shape (5, 1)"),
         ("layers/dense/vars/1", np.zeros((5,), "float32"), "bias (4,). Received: model=layer 2 'dense' (Dense) bias"),
         ("layers/lstm/cell/vars/1", np.zeros((5, 5), "float32"), "recurrent_kernel (5, 20)"),
         ("layers/dense/vars/0", np.full((5, 4), np.nan, "float32"), "expected finite weights (kernel: no nan or inf)"),
