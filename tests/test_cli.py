@@ -45,7 +45,7 @@ def test_show_options(capsys):
     [
         (
             ["show", "--p", "1.5"],
-            "embdrop show: error: Invalid value for argument 'p': expected a float in [0, 1). Received: p=1.5",
+            "embdrop show: error: Invalid value for argument '--p': expected a float in [0, 1). Received: --p=1.5",
         ),
         (["show", "--shape", "3,x,4"], "Invalid value for argument '--shape': expected three positive ints"),
         (["show", "--mode", "word"], "Invalid value for argument '--mode'"),

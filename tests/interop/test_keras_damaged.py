@@ -196,6 +196,9 @@ def test_convert_refuses_outputs_of_the_wrong_count_and_an_unwritable_folder(ori
     assert "argument '--outputs': expected 4 names" in capsys.readouterr().err
     assert main(["convert", str(path), str(tmp_path / "o2"), *vocab, "--maxlen", str(1 << 40)]) == 2
     assert "argument '--maxlen'" in capsys.readouterr().err
+    (tmp_path / "file").write_text("in the way")
+    assert main(["convert", str(path), str(tmp_path / "file" / "out")]) == 2
+    assert "argument 'OUT_DIR': expected a directory that can be written" in capsys.readouterr().err
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
