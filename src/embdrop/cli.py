@@ -115,18 +115,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train RECIPE for every combination of the --vary values and every seed (one process per core), "
         "then write runs.csv (raw metrics), table.md (mean, std, 95% interval) and compare.png to --out.",
     )
-    c.add_argument("recipe", help="recipe name (see 'embdrop recipes')")
+    c.add_argument("recipe", nargs="?", default=None, help="recipe name (see 'embdrop recipes')")
     c.add_argument("--vary", action="append", default=[], metavar="FIELD=V1,V2",
                    help="a field and the values to compare, e.g. --vary model.dropout=0,0.25 (repeatable)")  # fmt: skip
     c.add_argument("--cell", action="append", default=[], metavar="NAME:F=V;F=V",
                    help="a named cell setting several fields, e.g. 'both:model.dropout=0.25;model.lstm_dropout=0.5' "
                    "(repeatable; crossed with --vary)")  # fmt: skip
-    c.add_argument("--seeds", type=int, default=5, help="seeds per cell (default 5)")
+    c.add_argument("--seeds", type=int, default=None, help="seeds per cell (default 5)")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="a field set in every run (repeatable)")  # fmt: skip
     _data_arguments(c)
     c.add_argument("--out", default=None, help="output directory (default runs/compare-RECIPE); new or empty")
     c.add_argument("--jobs", type=int, default=None, help="processes (default: one per core)")
+    c.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue a killed or interrupted compare in DIR (finished runs kept)")  # fmt: skip
     p = sub.add_parser(
         "predict",
         help="class probability of a text from a trained text-classification run",
@@ -216,17 +218,31 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from embdrop.recipes.compare import compare
+    from embdrop.recipes.compare import CompareInterrupted, compare
 
-    out = compare(
-        args.recipe,
-        args.vary,
-        cells=args.cell,
-        seeds=args.seeds,
-        overrides=_data_overrides(args, args.recipe) + args.overrides,
-        out=args.out,
-        jobs=args.jobs,
-    )
+    if args.resume is not None:
+        given = [flag for flag, v in (("RECIPE", args.recipe), ("--vary", args.vary), ("--cell", args.cell),
+                                      ("--set", args.overrides), ("--out", args.out), ("--data", args.data),
+                                      ("--valid", args.valid), ("--test", args.test)) if v]  # fmt: skip
+        if given or args.seeds is not None:
+            raise _checks.invalid(given[0] if given else "--seeds", "nothing but --jobs with --resume (the grid is "
+                                  "the one in the compare directory)", "given")  # fmt: skip
+    elif args.recipe is None:
+        raise _checks.invalid("RECIPE", "a recipe name (see 'embdrop recipes'), or --resume DIR", "nothing")
+    try:
+        out = compare(
+            args.recipe,
+            args.vary,
+            cells=args.cell,
+            seeds=args.seeds if args.seeds is not None else 5,
+            overrides=_data_overrides(args, args.recipe) + args.overrides if args.resume is None else [],
+            out=args.out,
+            jobs=args.jobs,
+            resume=args.resume,
+        )
+    except CompareInterrupted as e:
+        print(f"embdrop compare: {e}", file=sys.stderr)
+        return 130
     print(f"written: {out / 'table.md'}, {out / 'runs.csv'}, {out / 'compare.png'}")
     return 0
 

@@ -43,3 +43,26 @@ def test_bad_vary_fails_before_anything_runs(tmp_path):
     with pytest.raises(ValueError, match="--vary"):
         compare("movielens-mf", ["model.factors"], out=tmp_path / "c", log=lambda *a: None)
     assert not (tmp_path / "c").exists()
+
+
+def test_a_diverged_run_is_a_row_of_its_cell_and_the_table_says_so():
+    rows = [{"cell": "a", "seed": s, "status": "finished", "rmse": 0.9 + s / 100} for s in range(3)]
+    rows += [{"cell": "b", "seed": 0, "status": "finished", "rmse": 0.8}]
+    rows += [{"cell": "b", "seed": s, "status": "diverged", "rmse": float("nan")} for s in (1, 2)]
+    rows += [{"cell": "c", "seed": s, "status": "diverged", "rmse": float("nan")} for s in range(3)]
+    table = summary_table(rows, "rmse", False)
+    lines = table.splitlines()
+    assert lines[0] == "| cell | runs | rmse |"
+    assert lines[2].startswith("| a | 3 of 3 | 0.9100 ± 0.0100")
+    assert lines[3].startswith("| b | 1 of 3 (2 diverged) | 0.8000 ± nan")
+    assert lines[4] == "| c | 0 of 3 (3 diverged) | diverged |"
+    assert "5 diverged and are left out" in table and "*" not in table.split("\n\n")[0]
+
+
+def test_resume_refuses_what_is_not_a_compare_directory(tmp_path):
+    (tmp_path / "compare.json").write_text('{"format": "embdrop-compare-1", "recipe": "movielens-mf", "seeds": 1, '
+                                           '"runs": [{"cell": "", "seed": 0, "overrides": [], "folder": "../x"}]}')
+    with pytest.raises(ValueError, match="argument '--resume': expected a compare directory .*not one that compare"):
+        compare(None, resume=tmp_path, log=lambda *a: None)
+    with pytest.raises(ValueError, match="argument '--resume': expected a compare directory"):
+        compare(None, resume=tmp_path / "missing", log=lambda *a: None)

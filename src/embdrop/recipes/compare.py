@@ -17,19 +17,16 @@ default, each with ``cores // jobs`` threads; spawned, so a script that calls :f
 from __future__ import annotations
 
 import csv
-import io
 import itertools
 import math
-import multiprocessing
 import os
 import shutil
 import statistics
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from embdrop import _checks, _extras
-from embdrop._io import atomic_write
+from embdrop import _checks
+from embdrop._io import atomic_write, read_json, write_json
 from embdrop.recipes.loop import check_train
 from embdrop.viz import plots
 
@@ -106,81 +103,229 @@ class Run:
     overrides: list[str]
     out: Path
 
+    @property
+    def log(self) -> Path:
+        return self.out.parent / f"{self.out.name}.log"
 
-def _train_one(recipe: str, overrides: list[str], out: str, threads: int) -> dict:
-    from embdrop import recipes
+    @property
+    def result(self) -> Path:
+        return self.out.parent / f"{self.out.name}.result.json"
 
-    _extras.need("rich")
-    from rich.console import Console
 
-    # the grid's share of the cores, unless the user set train.threads (a later --set wins)
-    summary = recipes.train(recipe, [f"train.threads={threads}", *overrides], out, console=Console(file=io.StringIO()))
-    return {"test": summary.test, "best_epoch": summary.best_epoch, "seconds_per_epoch": summary.seconds_per_epoch}
+FORMAT = "embdrop-compare-1"
 
 
 def compare(
-    recipe: str,
-    vary: list[str],
+    recipe: str | None,
+    vary: list[str] = (),
     *,
     cells: list[str] = (),
     seeds: int = 5,
     overrides: list[str] = (),
     out: str | Path | None = None,
     jobs: int | None = None,
+    resume: str | Path | None = None,
     log=print,
 ) -> Path:
-    """Run the grid and write ``runs.csv``, ``table.md`` and ``compare.png`` into ``out``; returns ``out``."""
+    """Run the grid and write ``runs.csv``, ``table.md`` and ``compare.png`` into ``out``; returns ``out``.
+
+    The plan (every run's cell, seed and fields) is written first to ``OUT/compare.json``; ``resume=OUT`` continues
+    a grid that was killed or interrupted: finished and diverged runs are kept, a run with a committed epoch is
+    resumed from it, any other is started again, and the table is written at the end as if nothing had happened.
+    A run whose loss diverges is recorded as diverged (in ``runs.csv`` and the table) and the grid goes on.
+    """
     from embdrop import recipes
 
-    seeds = _checks.integer("--seeds", seeds, low=1)
+    if resume is not None:
+        out, plan = _read_plan(Path(resume))
+        recipe, seeds = plan["recipe"], plan["seeds"]
+        runs = [
+            Run(r["cell"], r["seed"], r["overrides"], out / r["folder"] / f"seed-{r['seed']}") for r in plan["runs"]
+        ]
+        if jobs is None:
+            jobs = plan.get("jobs")
+        created = False
+    else:
+        seeds = _checks.integer("--seeds", seeds, low=1, high=1001)
+        grid = parse_vary(list(vary), recipe)
+        named = parse_cells(list(cells), recipe) or [("", [])]
+        recipes.resolve(recipe, list(overrides))  # checks the --set items before anything runs
+        out = Path(out) if out is not None else Path("runs") / f"compare-{recipe}"
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise _checks.invalid("--out", "a new or empty directory (continue a compare with --resume)",
+                                  repr(str(out)))  # fmt: skip
+        runs = []
+        for (name, sets), combo in itertools.product(named, itertools.product(*[[(f, v) for v in vs]
+                                                                                for f, vs in grid])):  # fmt: skip
+            cell = ",".join([name] * bool(name) + [f"{f}={v}" for f, v in combo])
+            folder = "_".join([name] * bool(name) + [f"{f.split('.')[-1]}-{v}" for f, v in combo]) or "default"
+            for seed in range(seeds):
+                items = [*overrides, *sets, *(f"{f}={v}" for f, v in combo), f"train.seed={seed}"]
+                runs.append(Run(cell, seed, items, out / folder / f"seed-{seed}"))
+        if len(runs) > 10_000:
+            raise _checks.invalid("--vary", "a grid of at most 10,000 runs", f"{len(runs):,} runs")
+        for r in runs[::seeds]:  # every cell's training fields, before any process starts
+            check_train(recipes.resolve(recipe, r.overrides).train)
+        created = not out.exists()
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            plan = {"format": FORMAT, "recipe": recipe, "seeds": seeds, "jobs": jobs,
+                    "runs": [{"cell": r.cell, "seed": r.seed, "overrides": r.overrides,
+                              "folder": r.out.parent.name} for r in runs]}  # fmt: skip
+            for r in runs:
+                r.out.parent.mkdir(exist_ok=True)
+            write_json(out / "compare.json", plan, indent=1)
+        except OSError as e:
+            if created:
+                shutil.rmtree(out, ignore_errors=True)
+            raise _checks.invalid(
+                "--out", "a directory that can be written", f"{str(out)!r} ({e.strerror or e})"
+            ) from None
     cores = os.cpu_count() or 1
-    jobs = _checks.integer("--jobs", jobs if jobs is not None else cores, low=1)
-    grid = parse_vary(list(vary), recipe)
-    named = parse_cells(list(cells), recipe) or [("", [])]
-    recipes.resolve(recipe, list(overrides))  # checks the --set items before anything runs
-    out = Path(out) if out is not None else Path("runs") / f"compare-{recipe}"
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise _checks.invalid("--out", "a new or empty directory", repr(str(out)))
-    runs = []
-    for (name, sets), combo in itertools.product(named, itertools.product(*[[(f, v) for v in vs] for f, vs in grid])):
-        cell = ",".join([name] * bool(name) + [f"{f}={v}" for f, v in combo])
-        folder = "_".join([name] * bool(name) + [f"{f.split('.')[-1]}-{v}" for f, v in combo]) or "default"
-        for seed in range(seeds):
-            items = [*overrides, *sets, *(f"{f}={v}" for f, v in combo), f"train.seed={seed}"]
-            runs.append(Run(cell, seed, items, out / folder / f"seed-{seed}"))
-    for r in runs[::seeds]:  # every cell's training fields, before any process starts
-        check_train(recipes.resolve(recipe, r.overrides).train)
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    jobs = min(jobs, len(runs))
+    jobs = _checks.integer("--jobs", jobs if jobs is not None else cores, low=1, high=max(4 * cores, 64) + 1)
+    results = {i: _finished(r) for i, r in enumerate(runs)}
+    results = {i: v for i, v in results.items() if v is not None}
+    todo = [i for i in range(len(runs)) if i not in results]
+    jobs = max(1, min(jobs, len(todo) or 1))
     threads = max(1, cores // jobs)
-    log(f"{len(runs)} runs ({len(runs) // seeds} cells x {seeds} seeds) on {jobs} processes x {threads} threads")
-    results: dict[int, dict] = {}
-    # spawned, not forked: a fork of a process whose torch thread pool has run deadlocks in the child
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = {pool.submit(_train_one, recipe, r.overrides, str(r.out), threads): i for i, r in enumerate(runs)}
-        for done, fut in enumerate(as_completed(futures), 1):
-            i = futures[fut]
-            try:
-                results[i] = fut.result()
-            except _checks.UsageError:  # a cell the recipe refuses: the grid is wrong, so none of it is kept
-                pool.shutdown(wait=True, cancel_futures=True)
-                if created:
-                    shutil.rmtree(out, ignore_errors=True)
-                raise
-            r = runs[i]
-            metric = base_metric(results[i]["test"])
-            log(f"[{done}/{len(runs)}] {r.cell or 'default'} seed {r.seed}: {metric[0]} {metric[1]:.4f}")
-    rows = [{"cell": r.cell or "default", "seed": r.seed, **results[i]["test"], "best_epoch": results[i]["best_epoch"],
-             "seconds_per_epoch": results[i]["seconds_per_epoch"]} for i, r in enumerate(runs)]  # fmt: skip
-    metric, higher = _recipe_metric(recipe, rows)
-    _write_csv(out / "runs.csv", rows)
+    kept = f", {len(results)} kept from before" if results else ""
+    log(f"{len(runs)} runs ({len(runs) // seeds} cells x {seeds} seeds{kept}) on {jobs} processes x {threads} threads")
+    try:
+        _run_all(recipe, runs, todo, results, jobs, threads, log)
+    except _checks.UsageError:  # a cell the recipe refuses: the grid is wrong, so none of it is kept
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    except KeyboardInterrupt:
+        raise CompareInterrupted(out, sum(1 for v in results.values() if v["status"] != "usage"), len(runs)) from None
+    rows = []
+    for i, r in enumerate(runs):
+        res = results[i]
+        row = {"cell": r.cell or "default", "seed": r.seed, "status": res["status"]}
+        if res["status"] == "finished":
+            row.update(res["test"])
+            row.update(best_epoch=res["best_epoch"], seconds_per_epoch=res["seconds_per_epoch"])
+        rows.append(row)
+    finished = [row for row in rows if row["status"] == "finished"]
+    if not finished:
+        raise _checks.invalid("--vary", "a grid where at least one run trains to the end",
+                              f"every one of the {len(rows)} runs diverged (see the .log beside each run)")  # fmt: skip
+    metric, higher = _recipe_metric(recipe, finished)
+    keys = list(dict.fromkeys(k for row in finished for k in row))
+    for row in rows:  # a diverged run has no metrics: NaN, and its status says why
+        for k in keys:
+            row.setdefault(k, float("nan"))
+    _write_csv(out / "runs.csv", [{k: row[k] for k in keys} for row in rows])
     table = summary_table(rows, metric, higher)
     atomic_write(out / "table.md", lambda tmp: Path(tmp).write_text(table, encoding="utf-8"))
-    plots.compare_cells(out / "compare.png", rows, metric, f"{recipe}: test {metric}, {seeds} seeds")
+    plots.compare_cells(out / "compare.png", finished, metric, f"{recipe}: test {metric}, {seeds} seeds")
     log(table)
     return out
+
+
+class CompareInterrupted(Exception):
+    """Ctrl-C or SIGTERM stopped the grid: the workers are stopped, the finished runs kept."""
+
+    def __init__(self, out: Path, done: int, total: int) -> None:
+        self.out = out
+        super().__init__(f"interrupted; {done} of {total} runs finished and are kept (continue with: embdrop "
+                         f"compare --resume {out})")  # fmt: skip
+
+
+def _read_plan(out: Path) -> tuple[Path, dict]:
+    from embdrop import recipes
+
+    expected = "a compare directory (with the compare.json that embdrop compare writes first)"
+    plan = read_json(out / "compare.json", expected, argument="--resume")
+    ok = (isinstance(plan, dict) and plan.get("format") == FORMAT and plan.get("recipe") in recipes.RECIPES
+          and isinstance(plan.get("seeds"), int) and isinstance(plan.get("runs"), list) and plan["runs"]
+          and all(isinstance(r, dict) and isinstance(r.get("cell"), str) and isinstance(r.get("seed"), int)
+                  and isinstance(r.get("folder"), str) and "/" not in r["folder"] and r["folder"] not in (".", "..")
+                  and isinstance(r.get("overrides"), list) and all(isinstance(o, str) for o in r["overrides"])
+                  for r in plan["runs"]))  # fmt: skip
+    if not ok:
+        raise _checks.invalid("--resume", expected, f"{str(out / 'compare.json')!r} (not one that compare wrote)")
+    return out, plan
+
+
+def _finished(r: Run) -> dict | None:
+    """What became of a run in an earlier process: finished (its summary.json), diverged (its result file), or
+    None: it has to run (again)."""
+    if (r.out / "summary.json").is_file():
+        s = read_json(r.out / "summary.json", "a finished run", argument="--resume")
+        return {"status": "finished", **s}
+    if r.result.is_file():
+        res = read_json(r.result, "a run's result", argument="--resume")
+        if isinstance(res, dict) and res.get("status") == "diverged":
+            return res
+    return None
+
+
+def _command(recipe: str, r: Run, threads: int) -> list[str]:
+    """The worker's arguments: --resume where an epoch is committed, otherwise a fresh --out."""
+    if (r.out / "checkpoint.safetensors").is_file():
+        return ["--resume", str(r.out)]
+    if r.out.exists():  # started but killed before its first commit: nothing in it is worth keeping
+        shutil.rmtree(r.out)
+    return [recipe, "--out", str(r.out), "--set", f"train.threads={threads}",
+            *(x for o in r.overrides for x in ("--set", o))]  # fmt: skip
+
+
+def _run_all(recipe: str, runs: list[Run], todo: list[int], results: dict, jobs: int, threads: int, log) -> None:
+    """Run ``todo`` on ``jobs`` worker processes; stop them all on an error or an interrupt."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    live: dict[int, tuple[subprocess.Popen, object]] = {}
+    queue = list(todo)
+    total, done = len(runs), len(results)
+    try:
+        while queue or live:
+            while queue and len(live) < jobs:
+                i = queue.pop(0)
+                r = runs[i]
+                r.result.unlink(missing_ok=True)
+                logfile = open(r.log, "ab")  # noqa: SIM115 (closed when the worker ends, or in finally)
+                cmd = [sys.executable, "-m", "embdrop.recipes.worker", str(os.getpid()), str(r.result), "--",
+                       *_command(recipe, r, threads)]  # fmt: skip
+                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT,
+                                        start_new_session=True)  # fmt: skip
+                live[i] = (proc, logfile)
+            time.sleep(0.05)
+            for i, (proc, logfile) in list(live.items()):
+                code = proc.poll()
+                if code is None:
+                    continue
+                logfile.close()
+                del live[i]
+                r = runs[i]
+                res = read_json(r.result, "a run's result", argument="--out") if r.result.is_file() else None
+                if code == 2 and isinstance(res, dict) and res.get("status") == "usage":
+                    raise _checks.UsageError(res["argument"], res["expected"], res["received"])
+                if code == 1 and isinstance(res, dict) and res.get("status") == "diverged":
+                    results[i] = res
+                    done += 1
+                    log(f"[{done}/{total}] {r.cell or 'default'} seed {r.seed}: diverged ({res['message'][:80]})")
+                    continue
+                if code != 0:
+                    raise RuntimeError(f"the run {r.out} ended with exit status {code}; its log: {r.log}")
+                results[i] = _finished(r)
+                done += 1
+                metric = base_metric(results[i]["test"])
+                log(f"[{done}/{total}] {r.cell or 'default'} seed {r.seed}: {metric[0]} {metric[1]:.4f}")
+    finally:
+        for proc, _ in live.values():
+            proc.kill()
+        for proc, logfile in live.values():
+            proc.wait()
+            logfile.close()
+        signal.signal(signal.SIGTERM, previous)
 
 
 def base_metric(test: dict) -> tuple[str, float]:
@@ -197,28 +342,41 @@ def _recipe_metric(recipe: str, rows: list[dict]) -> tuple[str, bool]:
 
 
 def summary_table(rows: list[dict], metric: str, higher: bool) -> str:
-    """Markdown: one line per cell, mean ± std and [95% interval] of every test metric; ``*`` on the best cell of
-    ``metric`` when its interval does not overlap any other cell's."""
+    """Markdown: one line per cell, mean ± std and [95% interval] of every test metric over the runs that finished;
+    ``*`` on the best cell of ``metric`` when its interval does not overlap any other cell's. A run with
+    ``status`` "diverged" counts in the cell's ``runs`` column only."""
     cells = list(dict.fromkeys(r["cell"] for r in rows))
-    keys = [k for k in rows[0] if k not in ("cell", "seed", "best_epoch", "seconds_per_epoch")]
-    stats = {c: {k: interval([r[k] for r in rows if r["cell"] == c]) for k in keys} for c in cells}
-    means = {c: stats[c][metric][0] for c in cells}
-    best = (max if higher else min)(cells, key=means.__getitem__)
+    ok = [r for r in rows if r.get("status", "finished") == "finished"]
+    skip = ("cell", "seed", "status", "best_epoch", "seconds_per_epoch")
+    keys = [k for k in ok[0] if k not in skip]
+    of = {c: [r for r in ok if r["cell"] == c] for c in cells}
+    nan4 = (float("nan"),) * 4
+    stats = {c: {k: interval([r[k] for r in of[c]]) if of[c] else nan4 for k in keys} for c in cells}
+    ranked = [c for c in cells if of[c]]
+    means = {c: stats[c][metric][0] for c in ranked}
+    best = (max if higher else min)(ranked, key=means.__getitem__)
     lo, hi = stats[best][metric][2], stats[best][metric][3]
-    separated = len(cells) > 1 and all(
-        (stats[c][metric][3] < lo) if higher else (stats[c][metric][2] > hi) for c in cells if c != best
+    separated = (
+        len(ranked) > 1
+        and len(ranked) == len(cells)
+        and all((stats[c][metric][3] < lo) if higher else (stats[c][metric][2] > hi) for c in cells if c != best)
     )
-    n = len([r for r in rows if r["cell"] == cells[0]])
-    lines = [f"| cell | {' | '.join(keys)} |", "|---" * (len(keys) + 1) + "|"]
+    diverged = len(rows) - len(ok)
+    lines = [f"| cell | runs | {' | '.join(keys)} |", "|---" * (len(keys) + 2) + "|"]
     for c in cells:
+        total = sum(1 for r in rows if r["cell"] == c)
+        runs = f"{len(of[c])} of {total}" + (f" ({total - len(of[c])} diverged)" if len(of[c]) < total else "")
         parts = []
         for k in keys:
             mean, std, low, high = stats[c][k]
             mark = " *" if (k == metric and c == best and separated) else ""
-            parts.append(f"{mean:.4f} ± {std:.4f} [{low:.4f}, {high:.4f}]{mark}")
-        lines.append(f"| {c} | {' | '.join(parts)} |")
-    note = f"\nmean ± std [95% interval of the mean] over {n} seeds; * marks the best {metric} only where its "
-    note += "interval separates from every other cell's" + ("" if separated else " (none does here)") + ".\n"
+            parts.append("diverged" if not of[c] else f"{mean:.4f} ± {std:.4f} [{low:.4f}, {high:.4f}]{mark}")
+        lines.append(f"| {c} | {runs} | {' | '.join(parts)} |")
+    n = max(len(v) for v in of.values())
+    note = f"\nmean ± std [95% interval of the mean] over {n} seeds"
+    note += f" (the runs that finished; {diverged} diverged and are left out)" if diverged else ""
+    note += f"; * marks the best {metric} only where its interval separates from every other cell's"
+    note += ("" if separated else " (none does here)") + ".\n"
     return "\n".join(lines) + "\n" + note
 
 

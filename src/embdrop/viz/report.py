@@ -104,7 +104,11 @@ def read_source(path: str | Path) -> Source:
         if not rows or "cell" not in rows[0] or "seed" not in rows[0]:
             raise _checks.invalid("RUN_DIR", "a compare directory whose runs.csv has cell and seed columns",
                                   repr(str(path)))  # fmt: skip
+        rows = [r for r in rows if r.get("status", "finished") == "finished"]  # a diverged run has no metrics
+        if not rows:
+            raise _checks.invalid("RUN_DIR", "a compare directory with at least one finished run", repr(str(path)))
         for r in rows:
+            r.pop("status", None)
             for k, v in r.items():
                 if k not in ("cell",):
                     try:
