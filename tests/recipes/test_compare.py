@@ -60,8 +60,10 @@ def test_a_diverged_run_is_a_row_of_its_cell_and_the_table_says_so():
 
 
 def test_resume_refuses_what_is_not_a_compare_directory(tmp_path):
-    (tmp_path / "compare.json").write_text('{"format": "embdrop-compare-1", "recipe": "movielens-mf", "seeds": 1, '
-                                           '"runs": [{"cell": "", "seed": 0, "overrides": [], "folder": "../x"}]}')
+    (tmp_path / "compare.json").write_text(
+        '{"format": "embdrop-compare-1", "recipe": "movielens-mf", "seeds": 1, '
+        '"runs": [{"cell": "", "seed": 0, "overrides": [], "folder": "../x"}]}'
+    )
     with pytest.raises(ValueError, match="argument '--resume': expected a compare directory .*not one that compare"):
         compare(None, resume=tmp_path, log=lambda *a: None)
     with pytest.raises(ValueError, match="argument '--resume': expected a compare directory"):

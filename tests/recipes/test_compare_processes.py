@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -28,8 +29,8 @@ def workers_of(out) -> list[int]:
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
-                cmd = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
-                state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
             except OSError:
                 continue
             if str(out) in cmd and "embdrop.recipes.worker" in cmd and state != "Z":
@@ -95,7 +96,7 @@ def test_a_diverging_cell_is_recorded_and_the_grid_goes_on(tmp_path):
                 "train.epochs=1", "--jobs", "2", "--out", str(out))  # fmt: skip
     stdout, stderr = p.communicate(timeout=300)
     assert p.returncode == 0, stderr
-    rows = list(csv.DictReader(open(out / "runs.csv", newline="")))
+    rows = list(csv.DictReader((out / "runs.csv").read_text().splitlines()))
     assert [(r["cell"], r["status"]) for r in rows] == [("train.lr=0.005", "finished")] * 2 + [
         ("train.lr=1e30", "diverged")] * 2  # fmt: skip
     assert "| train.lr=1e30 | 0 of 2 (2 diverged) | diverged |" in (out / "table.md").read_text()
