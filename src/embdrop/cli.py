@@ -203,15 +203,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     if args.mc is not None:
         _checks.mc_samples("--mc", args.mc)
+    import signal
+    import threading
+
+    from embdrop.recipes.runs import TrainingInterrupted
+
+    def on_term(signum, frame):  # SIGTERM stops a run as Ctrl-C does: what is kept is said, nothing half-written
+        raise KeyboardInterrupt
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_term) if main_thread else None
     try:
         overrides = _data_overrides(args, args.recipe) + args.overrides
         overrides += [f"train.mc={args.mc}"] if args.mc is not None else []
         summary = recipes.train(args.recipe, overrides, args.out, resume=args.resume)
-    except KeyboardInterrupt:
-        print(
-            "embdrop train: interrupted; the last complete epoch is saved (continue with --resume DIR)", file=sys.stderr
-        )
+    except TrainingInterrupted as e:
+        print(f"embdrop train: {e.advice()}", file=sys.stderr)
         return 130
+    except KeyboardInterrupt:  # before the run directory was chosen: nothing was written
+        print("embdrop train: interrupted before training started; nothing was written", file=sys.stderr)
+        return 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     if summary is not None:  # under torchrun only rank 0 has one
         print(summary)
     return 0

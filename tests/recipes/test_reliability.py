@@ -303,10 +303,10 @@ def test_a_sigkill_at_any_write_resumes_to_the_uninterrupted_numbers(tmp_path):
         run = tmp_path / f"{when}-{point}"
         killed = run_cli(str(driver), str(point), when, *argv, "--out", str(run), env=SAME_PATH)
         assert killed.returncode == -signal.SIGKILL, (point, when, killed.stderr)
+        before_commit = not (run / "checkpoint.safetensors").exists()
         r = run_cli("-m", "embdrop.cli", "train", "--resume", str(run), env=SAME_PATH)
-        if not (run / "checkpoint.safetensors").exists():  # killed before the first commit
-            assert r.returncode == 2 and "stopped before its first epoch ended" in r.stderr, (point, when, r.stderr)
-            continue
+        if before_commit:  # killed before the first commit: --resume starts it again from scratch
+            assert "stopped before its first epoch ended: starting it again" in r.stderr, (point, when, r.stderr)
         assert r.returncode == 0, (point, when, r.stderr)
         assert rows(run) == rows(whole), (point, when, killed.stderr, r.stderr)
         assert json.loads((run / "summary.json").read_text())["test"] == test, (point, when)
@@ -336,3 +336,83 @@ def test_a_second_process_is_refused_and_a_killed_owner_leaves_no_stale_lock(tmp
     assert (run / ".lock").exists()  # the file stays; its lock died with the process
     r = run_cli("-m", "embdrop.cli", "train", "--resume", str(run), "--set", "train.epochs=1")
     assert r.returncode == 0 and "resuming" in r.stderr, r.stderr
+
+
+def _interrupt_at_step(monkeypatch, step):
+    calls = {"n": 0}
+    real = text_classification.TextClassification.loss
+
+    def loss(model, batch):
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise KeyboardInterrupt
+        return real(model, batch)
+
+    monkeypatch.setattr(text_classification.TextClassification, "loss", staticmethod(loss))
+
+
+def test_an_interrupt_says_the_one_way_on_that_works(tmp_path, monkeypatch, capsys):
+    argv = ["train", "reviews-lstm", *sum((["--set", s] for s in TINY + ["train.epochs=2"]), [])]
+    run = tmp_path / "run"
+    _interrupt_at_step(monkeypatch, 3)  # in the first epoch: no commit, nothing kept
+    assert main([*argv, "--out", str(run)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("embdrop train: interrupted before its first epoch ended; nothing was kept (run the same "
+                       "command again)")  # fmt: skip
+    assert not run.exists()
+    _interrupt_at_step(monkeypatch, 20)  # in the second epoch: epoch 1 is committed
+    assert main([*argv, "--out", str(run)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"embdrop train: interrupted; the last complete epoch is saved (continue with: embdrop train " \
+                      f"--resume {run})"  # fmt: skip
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(run)]) == 0
+
+
+@pytest.mark.parametrize("way", ["resume", "same command"])
+def test_a_run_killed_before_its_first_commit_starts_again_either_way(tmp_path, capsys, way):
+    """What a SIGKILL in the first epoch leaves (config.json, vocab.json, classes.json, a stray temporary file):
+    both --resume DIR and the same command again train it from scratch, to the numbers of a run never killed."""
+    sets = TINY + ["train.epochs=1"]
+    whole = recipes.train("reviews-lstm", sets, tmp_path / "whole", console=quiet())
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("config.json", "vocab.json", "classes.json"):
+        shutil.copy(tmp_path / "whole" / name, run / name)
+    (run / "metrics.jsonl.abc.tmp").write_text("half")
+    if way == "resume":
+        argv = ["train", "--resume", str(run)]
+    else:
+        argv = ["train", "reviews-lstm", *sum((["--set", s] for s in sets), []), "--out", str(run)]
+    assert main(argv) == 0
+    assert "stopped before its first epoch ended: starting it again from scratch" in capsys.readouterr().err
+    assert json.loads((run / "summary.json").read_text())["test"] == whole.test
+    assert rows(run) == rows(tmp_path / "whole") and not list(run.glob("*.tmp"))
+
+
+def test_a_folder_with_other_files_is_never_cleared(tmp_path):
+    run = tmp_path / "mine"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"recipe": "reviews-lstm"}))
+    (run / "notes.txt").write_text("my notes")
+    for kw in ({"resume": run}, {"name": "reviews-lstm", "out": run}):
+        with pytest.raises(ValueError, match="'--(resume|out)': expected"):
+            recipes.train(overrides=[] if "out" not in kw else TINY, console=quiet(), **kw)
+    assert (run / "notes.txt").read_text() == "my notes"
+
+
+@pytest.mark.slow
+def test_sigterm_in_the_first_epoch_is_one_line_and_the_same_command_works(tmp_path):
+    run = tmp_path / "run"
+    argv = [sys.executable, "-m", "embdrop.cli", "train", "reviews-lstm", "--out", str(run),
+            *sum((["--set", s] for s in TINY + ["train.epochs=1", "train.batch_size=8"]), [])]  # fmt: skip
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (run / "classes.json").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("embdrop train: interrupted before its first epoch ended")
+    r = run_cli(*argv[1:])
+    assert r.returncode == 0, r.stderr

@@ -156,17 +156,23 @@ def load(run: Path, model: nn.Module, opt: torch.optim.Optimizer) -> State:
     return state
 
 
+def committed(run: Path) -> bool:
+    """Whether ``run`` has committed an epoch (its ``checkpoint.safetensors`` exists)."""
+    return (run / "checkpoint.safetensors").exists()
+
+
 def check_readable(run: Path) -> None:
     """The run's checkpoint exists and its header parses: checked before the data are read for a resume."""
     from safetensors import safe_open
 
     path = run / "checkpoint.safetensors"
     if not path.exists() and (run / "config.json").is_file():
+        others = sorted(p.name for p in run.iterdir() if p.name not in ("config.json", ".lock"))[:5]
         raise _checks.invalid(
             "--resume",
-            "a run directory with a checkpoint (this run stopped before its first epoch ended: start it "
-            "again with --out)",
-            repr(str(run)),
+            "a run directory with a checkpoint, or one stopped before its first epoch ended that holds only what "
+            "embdrop writes before it",
+            f"{str(run)!r} (no checkpoint; other files: {others})",
         )
     try:
         with safe_open(str(path), framework="pt") as f:

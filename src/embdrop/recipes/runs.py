@@ -4,6 +4,7 @@ the task and the model to :func:`embdrop.recipes.loop.fit`."""
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -47,6 +48,7 @@ def train(
     _extras.need("rich", "safetensors", "matplotlib")  # before anything is read or written
     distributed.start()
     changes: list[dict] = []
+    restart = False  # a run killed before its first commit: started again from scratch in its own directory
     if resume is not None:
         run = Path(resume)
         saved = load_config(run, "--resume")
@@ -64,13 +66,15 @@ def train(
             )
         if changed:
             changes.append({"changed": changed})
-        checkpoint.check_readable(run)
+        restart = _uncommitted(run)
+        if not restart:
+            checkpoint.check_readable(run)
     else:
         config = resolve(name or DEFAULT, overrides)
         run = Path(out) if out is not None else Path("runs") / f"{config.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
         run = distributed.same_on_every_rank(run)
         if distributed.world_rank()[1] == 0:
-            _check_new_run_dir(run)
+            restart = _check_new_run_dir(run)
     check_train(config.train, distributed.world_rank()[0])  # a wrong training field fails before the data are read
     keep_freed_memory()  # no page faults on every step's fresh activations (see recipes/losses.py)
     torch.manual_seed(config.train.seed)
@@ -89,25 +93,73 @@ def train(
         except OSError as e:
             raise _checks.invalid(argument, "a directory that can be written", f"{str(run)!r} ({e.strerror})") from None
         lock = checkpoint.RunLock(run).acquire()
-        if resume is None and any(p.name != ".lock" for p in run.iterdir()):  # another run started here meanwhile
+        if restart:  # under the lock: no other process is writing it
+            if not _uncommitted(run):  # it changed meanwhile
+                lock.release()
+                raise _checks.invalid(argument, "a run directory that no other process has started meanwhile",
+                                      repr(str(run)))  # fmt: skip
+            for p in run.iterdir():
+                if p.name != ".lock":
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
+            note = f"{run} holds a run stopped before its first epoch ended: starting it again from scratch"
+            console.print(note, soft_wrap=True) if console is not None else print(note, file=sys.stderr)
+        elif resume is None and any(p.name != ".lock" for p in run.iterdir()):  # another run started here meanwhile
             lock.release()
             raise _checks.invalid("--out", "a new or empty directory (continue a run with --resume)", repr(str(run)))
     distributed.barrier()
     try:
-        return fit(config, task, model, run, resume=resume is not None, console=console, resumes=changes)
-    except BaseException:
+        return fit(config, task, model, run, resume=resume is not None and not restart, console=console,
+                   resumes=changes)  # fmt: skip
+    except BaseException as e:
         if lock is not None:
             lock.release(remove=True)
-        if created and not (run / "checkpoint.safetensors").exists():
+        removed = created and not checkpoint.committed(run)
+        if removed:
             shutil.rmtree(run, ignore_errors=True)  # nothing worth keeping: leave no half-made run behind
+        if isinstance(e, KeyboardInterrupt):
+            raise TrainingInterrupted(run, kept=not removed, committed=checkpoint.committed(run)) from None
         raise
     finally:
         if lock is not None:
             lock.release()
 
 
-def _check_new_run_dir(run: Path) -> None:
-    """``--out`` must be a new or empty directory that this process can create or write."""
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a run. ``kept``: its directory is still there (``--resume`` continues it, from its
+    last commit, or from scratch when ``committed`` is False); otherwise nothing was kept."""
+
+    def __init__(self, run: Path, *, kept: bool, committed: bool) -> None:
+        super().__init__(str(run))
+        self.run, self.kept, self.committed = run, kept, committed
+
+    def advice(self) -> str:
+        if not self.kept:
+            return "interrupted before its first epoch ended; nothing was kept (run the same command again)"
+        if self.committed:
+            return f"interrupted; the last complete epoch is saved (continue with: embdrop train --resume {self.run})"
+        return (f"interrupted before its first epoch ended (start it again with: embdrop train --resume {self.run}, "
+                "or the same command)")  # fmt: skip
+
+
+# What a run writes before its first commit (and the lock): a directory holding only these is a run killed then.
+EARLY_FILES = ("config.json", "vocab.json", "source_vocab.json", "classes.json", "categories.json", ".lock")
+
+
+def _uncommitted(run: Path) -> bool:
+    """``run`` holds a run killed before its first commit: its config.json, nothing but the files a run writes
+    before that commit (and temporary files), and no checkpoint."""
+    try:
+        names = [p.name for p in run.iterdir()]
+    except OSError:
+        return False
+    return "config.json" in names and all(n in EARLY_FILES or n.endswith(".tmp") for n in names)
+
+
+def _check_new_run_dir(run: Path) -> bool:
+    """``--out`` must be a new or empty directory that this process can create or write, or one that holds a run
+    killed before its first epoch ended (True: it is started again there)."""
+    if run.is_dir() and _uncommitted(run):
+        return True
     if run.exists() and (not run.is_dir() or any(run.iterdir())):
         raise _checks.invalid("--out", "a new or empty directory (continue a run with --resume)", repr(str(run)))
     base = run
@@ -125,6 +177,7 @@ def _check_new_run_dir(run: Path) -> None:
         raise _checks.invalid(
             "--out", "a directory that can be written", f"{str(run)!r} ({e.strerror} in {str(base)!r})"
         ) from None
+    return False
 
 
 def _leaves(d: dict, prefix: str = "") -> dict:
