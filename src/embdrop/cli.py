@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config field, e.g. --set model.dropout=0.3 (repeatable)")  # fmt: skip
     t.add_argument("--out", default=None, help="run directory (default runs/RECIPE-TIME); must be new or empty")
     t.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR from its last epoch")
+    t.add_argument("--allow-changed-data", action="store_true",
+                   help="with --resume: go on although an input file changed (the summary records it)")  # fmt: skip
     _data_arguments(t)
     t.add_argument("--mc", type=int, default=None, metavar="N",
                    help="also evaluate the test split with MC dropout over N samples (sets train.mc)")  # fmt: skip
@@ -216,7 +218,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         overrides = _data_overrides(args, args.recipe) + args.overrides
         overrides += [f"train.mc={args.mc}"] if args.mc is not None else []
-        summary = recipes.train(args.recipe, overrides, args.out, resume=args.resume)
+        if args.allow_changed_data and args.resume is None:
+            raise _checks.invalid("--allow-changed-data", "--resume DIR beside it", "no --resume")
+        summary = recipes.train(args.recipe, overrides, args.out, resume=args.resume,
+                                allow_changed_data=args.allow_changed_data)  # fmt: skip
     except TrainingInterrupted as e:
         print(f"embdrop train: {e.advice()}", file=sys.stderr)
         return 130

@@ -416,3 +416,39 @@ def test_sigterm_in_the_first_epoch_is_one_line_and_the_same_command_works(tmp_p
     assert err.strip().splitlines()[-1].startswith("embdrop train: interrupted before its first epoch ended")
     r = run_cli(*argv[1:])
     assert r.returncode == 0, r.stderr
+
+
+def test_resume_on_changed_data_is_refused_unless_allowed_and_then_recorded(tmp_path):
+    data = tmp_path / "d.csv"
+    lines = ["text,label"] + [f"text number {i} {'good great' if i % 2 else 'bad awful'},{i % 2}" for i in range(200)]
+    data.write_text("\n".join(lines) + "\n")
+    sets = ["model.hidden=4", "model.embedding_dim=8", "train.threads=1", "train.log_every=0"]
+    run = tmp_path / "run"
+    recipes.train("text-lstm", sets + [f"data.train={data}", "train.epochs=1"], run, console=quiet())
+    os.utime(data, (1, 1))  # touched, not changed: accepted
+    recipes.train(resume=run, overrides=["train.epochs=2"], console=quiet())
+    flipped = [lines[0]] + [line[:-1] + str(1 - int(line[-1])) for line in lines[1:]]  # every label flipped
+    data.write_text("\n".join(flipped) + "\n")
+    before = digest(run)
+    with pytest.raises(ValueError, match=r"argument '--resume': expected the input files the run was trained on, "
+                       r"unchanged .* data.train='.*d.csv' changed \(content differs\)"):  # fmt: skip
+        recipes.train(resume=run, overrides=["train.epochs=3"], console=quiet())
+    assert {k: v for k, v in digest(run).items() if k != ".lock"} == {k: v for k, v in before.items() if k != ".lock"}
+    recipes.train(resume=run, overrides=["train.epochs=3"], console=quiet(), allow_changed_data=True)
+    record = json.loads((run / "summary.json").read_text())["resumes"]
+    assert record[-1]["inputs_changed"] == {"data.train": f"data.train={str(data)!r} changed (content differs)"}
+    recipes.train(resume=run, overrides=["train.epochs=4"], console=quiet())  # the files as accepted: no question
+    data.unlink()
+    with pytest.raises(ValueError, match=r"data.train='.*d.csv' is gone"):
+        recipes.train(resume=run, overrides=["train.epochs=5"], console=quiet())
+
+
+def test_a_folder_fingerprint_sees_a_file_added(tmp_path):
+    from embdrop.recipes import inputs
+
+    (tmp_path / "root" / "a").mkdir(parents=True)
+    (tmp_path / "root" / "a" / "1.txt").write_text("x")
+    first = inputs.fingerprints({"data.root": str(tmp_path / "root")})
+    (tmp_path / "root" / "a" / "2.txt").write_text("y")
+    assert inputs.fingerprints({"data.root": str(tmp_path / "root")}) != first
+    assert first["data.root"]["files"] == 1

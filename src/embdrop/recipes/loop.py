@@ -242,7 +242,10 @@ def fit(
             checkpoint.write_derived(run, state)
             # the config this process runs: the resume's changes, and the defaults of fields newer than the run
             write_json(run / "config.json", to_dict(config), indent=1)
-        changed = "; ".join(f"{k}: {a} -> {b}" for r in resumes or [] for k, (a, b) in r["changed"].items())
+        changed = "; ".join(
+            [f"{k}: {a} -> {b}" for r in resumes or [] for k, (a, b) in r.get("changed", {}).items()]
+            + [v for r in resumes or [] for v in r.get("inputs_changed", {}).values()]
+        )
         console.print(f"resuming {run} after epoch {state.epoch}" + (f" ({changed})" if changed else ""),
                       soft_wrap=True)  # fmt: skip
     elif writer:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from embdrop import _checks, _extras
-from embdrop.recipes import checkpoint, distributed
+from embdrop.recipes import checkpoint, distributed, inputs
 from embdrop.recipes.config import Config, to_dict
 from embdrop.recipes.loop import Summary, check_train, fit
 from embdrop.recipes.losses import keep_freed_memory
@@ -37,12 +37,15 @@ def train(
     *,
     resume: str | Path | None = None,
     console=None,
+    allow_changed_data: bool = False,
 ) -> Summary:
     """Train a recipe into a new run directory (``out``, default ``runs/<recipe>-<time>``), or continue ``resume``.
 
     Everything a user gives is checked before the data are read; the run directory is locked while training (a
     second process writing it gets an error). With ``resume``, ``overrides`` may set only the fields of
-    :data:`RESUMABLE`; the changes are written to ``config.json`` and recorded in the checkpoint's ``resumes``.
+    :data:`RESUMABLE`; the changes are written to ``config.json`` and recorded in the checkpoint's ``resumes``. A
+    resume whose input files changed since the run began (see :mod:`embdrop.recipes.inputs`) is refused unless
+    ``allow_changed_data``, which the record of resumes then keeps.
     Started by ``torchrun --nproc_per_node N`` it trains on N processes (DDP over gloo); see :func:`loop.fit`.
     """
     _extras.need("rich", "safetensors", "matplotlib")  # before anything is read or written
@@ -69,6 +72,17 @@ def train(
         restart = _uncommitted(run)
         if not restart:
             checkpoint.check_readable(run)
+        moved = inputs.changed(run, _leaves(to_dict(config)))
+        if moved and not allow_changed_data:
+            raise _checks.invalid("--resume", "the input files the run was trained on, unchanged (or "
+                                  "--allow-changed-data to go on with them as they are now; the run's summary "
+                                  "records it)", f"{str(run)!r}: {inputs.describe(moved)}")  # fmt: skip
+        if moved:
+            record = {"inputs_changed": {f: inputs.describe({f: v}) for f, v in moved.items()}}
+            if changes:
+                changes[0].update(record)
+            else:
+                changes.append(record)
     else:
         config = resolve(name or DEFAULT, overrides)
         run = Path(out) if out is not None else Path("runs") / f"{config.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -76,6 +90,7 @@ def train(
         if distributed.world_rank()[1] == 0:
             restart = _check_new_run_dir(run)
     check_train(config.train, distributed.world_rank()[0])  # a wrong training field fails before the data are read
+    prints = inputs.fingerprints(_leaves(to_dict(config)))  # the files as this process reads them
     keep_freed_memory()  # no page faults on every step's fresh activations (see recipes/losses.py)
     torch.manual_seed(config.train.seed)
     r = recipe(config.recipe)
@@ -106,10 +121,15 @@ def train(
         elif resume is None and any(p.name != ".lock" for p in run.iterdir()):  # another run started here meanwhile
             lock.release()
             raise _checks.invalid("--out", "a new or empty directory (continue a run with --resume)", repr(str(run)))
+        if resume is None or restart:
+            inputs.save(run, prints)
     distributed.barrier()
     try:
-        return fit(config, task, model, run, resume=resume is not None and not restart, console=console,
-                   resumes=changes)  # fmt: skip
+        summary = fit(config, task, model, run, resume=resume is not None and not restart, console=console,
+                      resumes=changes)  # fmt: skip
+        if lock is not None and any("inputs_changed" in c for c in changes):  # accepted: the files as they are now
+            inputs.save(run, prints)
+        return summary
     except BaseException as e:
         if lock is not None:
             lock.release(remove=True)
@@ -142,7 +162,8 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 # What a run writes before its first commit (and the lock): a directory holding only these is a run killed then.
-EARLY_FILES = ("config.json", "vocab.json", "source_vocab.json", "classes.json", "categories.json", ".lock")
+EARLY_FILES = ("config.json", "vocab.json", "source_vocab.json", "classes.json", "categories.json", "inputs.json",
+               ".lock")  # fmt: skip
 
 
 def _uncommitted(run: Path) -> bool:
