@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from embdrop import _checks, _extras
-from embdrop.recipes import checkpoint, distributed, inputs
+from embdrop.recipes import checkpoint, distributed, inputs, memory
 from embdrop.recipes.config import Config, to_dict
 from embdrop.recipes.loop import Summary, check_train, fit
 from embdrop.recipes.losses import keep_freed_memory
@@ -96,7 +96,15 @@ def train(
     r = recipe(config.recipe)
     with _fields_named(config):
         task = r.task(config)  # reads the data: a wrong data.root fails here, before anything is written
-        model = r.build(config, task)
+        sizing = [o for o in overrides if o.partition("=")[0].strip().startswith(("model.", "data.max_tokens"))]
+        memory.check_fits(lambda: r.build(config, task), sizing)
+        try:
+            model = r.build(config, task)
+        except (RuntimeError, MemoryError) as e:
+            if not (isinstance(e, MemoryError) or memory.allocation_failed(e)):
+                raise
+            field, _, value = sizing[0].partition("=") if sizing else ("model", "", "the recipe's model")
+            raise _checks.invalid(field, "a model that can be allocated in this machine's memory", value) from None
     created, lock = False, None
     if distributed.world_rank()[1] == 0:
         argument = "--resume" if resume is not None else "--out"
