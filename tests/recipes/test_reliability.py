@@ -464,3 +464,46 @@ def test_a_folder_fingerprint_sees_a_file_added(tmp_path):
     (tmp_path / "root" / "a" / "2.txt").write_text("y")
     assert inputs.fingerprints({"data.root": str(tmp_path / "root")}) != first
     assert first["data.root"]["files"] == 1
+
+
+def _edit_json(path, change):
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def test_damaged_run_directories_are_one_line_for_predict_and_resume(run2, tmp_path, capsys):
+    """Each damage on a fresh copy of a finished run: predict and resume say what is wrong in one line, exit 2, and
+    change nothing."""
+    other = tmp_path / "other"
+    recipes.train("reviews-lstm", TINY + ["train.epochs=1", "model.hidden=6"], other, console=quiet())
+    cases = [
+        ("recipe a list", lambda r: _edit_json(r / "config.json", lambda c: c.update(recipe=["reviews-lstm"])),
+         "expected a run directory written by embdrop train (config.json naming its recipe)"),
+        ("recipe unknown", lambda r: _edit_json(r / "config.json", lambda c: c.update(recipe="nope")),
+         "config.json naming its recipe"),
+        ("a newer format", lambda r: _edit_json(r / "config.json", lambda c: c.update(format="embdrop-run-9")),
+         "expected a run directory of format 'embdrop-run-1'"),
+        ("an unknown field", lambda r: _edit_json(r / "config.json", lambda c: c["model"].update(colour="red")),
+         "expected a config.json of the fields of reviews-lstm. Received: "),
+        ("a value of the wrong type", lambda r: _edit_json(r / "config.json", lambda c: c["model"].update(hidden="x")),
+         "expected a config.json as embdrop train writes it"),
+        ("classes.json missing", lambda r: (r / "classes.json").unlink(),
+         "expected a run directory with its classes.json"),
+        ("an edited model size", lambda r: _edit_json(r / "config.json", lambda c: c["model"].update(hidden=5)),
+         "lstm.weight_ih_l0: (16, 8) in "),
+        ("another run's weights", lambda r: shutil.copy(other / "best.safetensors", r / "best.safetensors"),
+         "(24, 8) in best.safetensors, (16, 8) from config.json"),
+    ]  # fmt: skip
+    for name, damage, message in cases:
+        run = fresh_copy(run2, tmp_path / name.replace(" ", "-"))
+        damage(run)
+        before = digest(run)
+        argvs = [["predict", str(run), "good tea"]]
+        if name not in ("classes.json missing", "another run's weights"):  # resume reads neither
+            argvs.append(["train", "--resume", str(run), "--set", "train.epochs=3"])
+        for argv in argvs:
+            assert main(argv) == 2, (name, argv)
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and message in err, (name, argv, err)
+            assert digest(run) == before, (name, argv)

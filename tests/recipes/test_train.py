@@ -26,11 +26,12 @@ def test_run_directory_and_same_seed_same_numbers(tmp_path):
     a = recipes.train("reviews-cnn-lstm", FAST + ["model.filters=16"], tmp_path / "a", console=quiet())
     b = recipes.train("reviews-cnn-lstm", FAST + ["model.filters=16"], tmp_path / "b", console=quiet())
     names = {p.name for p in (tmp_path / "a").iterdir()}
-    assert names == {".lock", "config.json", "vocab.json", "classes.json", "metrics.jsonl", "curve.png",
+    assert names == {".lock", "config.json", "vocab.json", "classes.json", "metrics.jsonl", "curve.png", "inputs.json",
                      "checkpoint.safetensors", "checkpoint.json", "best.safetensors", "summary.json"}  # fmt: skip
     assert (tmp_path / "a" / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     config = json.loads((tmp_path / "a" / "config.json").read_text())
-    assert config["recipe"] == "reviews-cnn-lstm" and config["data"]["maxlen"] == 40 and config["train"]["epochs"] == 3
+    assert config["format"] == "embdrop-run-1" and config["recipe"] == "reviews-cnn-lstm"
+    assert config["data"]["maxlen"] == 40 and config["train"]["epochs"] == 3
     assert metrics(tmp_path / "a") == metrics(tmp_path / "b") and a.test == b.test
     assert len(metrics(tmp_path / "a")) == 3 and 0.5 < a.test["accuracy"] <= 1.0
     assert a.parameters == sum(p.numel() for p in recipes.recipe("reviews-cnn-lstm").build(

@@ -132,7 +132,17 @@ def load(run: Path, model: nn.Module, opt: torch.optim.Optimizer) -> State:
         else:
             meta = _legacy_state(run)
             best_weights = None
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        saved = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        got = {k: tuple(v.shape) for k, v in saved.items()}
+        if want != got:
+            wrong = [k for k in want if k in got and want[k] != got[k]]
+            what = (f"{wrong[0]}: {got[wrong[0]]} in checkpoint.safetensors, {want[wrong[0]]} from config.json"
+                    if wrong else f"missing {sorted(set(want) - set(got))[:3]}, unexpected "
+                    f"{sorted(set(got) - set(want))[:3]}")  # fmt: skip
+            raise _checks.invalid("--resume", "a checkpoint of the model its config.json describes (not another "
+                                  "run's, not an edited config)", f"{str(path)!r} ({what})")  # fmt: skip
+        model.load_state_dict(saved)
         optim_state: dict = {}
         for k, v in tensors.items():
             if k.startswith("optim."):
@@ -146,8 +156,11 @@ def load(run: Path, model: nn.Module, opt: torch.optim.Optimizer) -> State:
     except _checks.UsageError:
         raise
     except Exception as e:  # a missing, truncated or foreign file: one line, nothing changed in the run directory
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise _checks.invalid(
-            "--resume", "a run directory with a readable checkpoint", f"{str(path)!r} ({type(e).__name__}: {e})"
+            "--resume",
+            "a run directory with a readable checkpoint of the model its config.json describes",
+            f"{str(path)!r} ({type(e).__name__}: {first[:300]})",
         ) from None
     state = State(meta["epoch"], meta["best"], meta["history"], meta.get("resumes", []), best_weights,
                   meta.get("first_loss"))  # fmt: skip

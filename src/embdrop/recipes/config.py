@@ -123,6 +123,16 @@ def to_dict(config) -> dict:
     return dataclasses.asdict(config)
 
 
+# The version of a run directory's config.json. Written since this format; a config.json without it is an earlier
+# run's, read as before (fields that no longer exist dropped). One with it may hold only fields this version knows.
+RUN_FORMAT = "embdrop-run-1"
+
+
+def config_document(config) -> dict:
+    """What config.json holds: the format, then the config."""
+    return {"format": RUN_FORMAT, **to_dict(config)}
+
+
 def from_dict(cls, data: dict):
     """Rebuild a dataclass of type ``cls`` from :func:`to_dict` output (nested dataclasses by their field types)."""
     hints = typing.get_type_hints(cls)

@@ -27,7 +27,7 @@ from embdrop._io import write_json
 from embdrop.kernels import cpu as cpu_kernel
 from embdrop.recipes import checkpoint, distributed
 from embdrop.recipes.checkpoint import weights_of  # noqa: F401  (re-exported: the weights as safetensors takes them)
-from embdrop.recipes.config import Config, to_dict
+from embdrop.recipes.config import Config, config_document
 from embdrop.recipes.task import Task
 from embdrop.viz import plots
 
@@ -241,7 +241,7 @@ def fit(
             checkpoint.remove_partial_writes(run)
             checkpoint.write_derived(run, state)
             # the config this process runs: the resume's changes, and the defaults of fields newer than the run
-            write_json(run / "config.json", to_dict(config), indent=1)
+            write_json(run / "config.json", config_document(config), indent=1)
         changed = "; ".join(
             [f"{k}: {a} -> {b}" for r in resumes or [] for k, (a, b) in r.get("changed", {}).items()]
             + [v for r in resumes or [] for v in r.get("inputs_changed", {}).values()]
@@ -249,7 +249,7 @@ def fit(
         console.print(f"resuming {run} after epoch {state.epoch}" + (f" ({changed})" if changed else ""),
                       soft_wrap=True)  # fmt: skip
     elif writer:
-        write_json(run / "config.json", to_dict(config), indent=1)
+        write_json(run / "config.json", config_document(config), indent=1)
         task.save(run)
     for epoch in range(state.epoch + 1, t.epochs + 1):
         sums, seconds = train_epoch(config, task, net, model, opt, epoch, state, console)

@@ -66,20 +66,42 @@ def load_model(run: str | Path):
     except Exception as e:
         raise _checks.invalid("RUN_DIR", "a run directory with vocab.json and best.safetensors",
                               f"{str(run)!r} ({type(e).__name__}: {e})") from None  # fmt: skip
-    classes: tuple = ("0", "1")
+    classes: tuple = ("0", "1")  # a run written before classes.json: two classes (checked against the weights below)
     if (run / "classes.json").exists():
         names = read_json(run / "classes.json", "a JSON list of the class names", argument="RUN_DIR")
         if not (isinstance(names, list) and len(names) >= 2 and all(isinstance(c, str) for c in names)):
             raise _checks.invalid("RUN_DIR", "a classes.json holding a JSON list of at least two class names",
                                   f"{str(run / 'classes.json')!r} ({str(names)[:80]})")  # fmt: skip
         classes = tuple(names)
+    elif (run / "inputs.json").exists():  # a run of this version always writes classes.json
+        raise _checks.invalid("RUN_DIR", "a run directory with its classes.json", f"{str(run)!r} (missing)")
     if config.embedding is not None and config.embedding.pretrained is not None:
         config.embedding.pretrained = None  # the trained weights replace the vectors: no need to read them again
-        config.model.embedding_dim = weights["embedding.weight"].shape[1]
-    model = r.build(config, TextInputs(vocab, outputs(len(classes))))
+        if "embedding.weight" in weights and weights["embedding.weight"].dim() == 2:
+            config.model.embedding_dim = weights["embedding.weight"].shape[1]
+    inputs = TextInputs(vocab, outputs(len(classes)))
+    _check_weights(run, lambda: r.build(config, inputs), weights)  # before the model is allocated
+    model = r.build(config, inputs)
     model.load_state_dict(weights)
     model.eval()
     return config, vocab, classes, model
+
+
+def _check_weights(run: Path, build, weights: dict) -> None:
+    """The weights file holds exactly the tensors, of exactly the shapes, of the model config.json describes
+    (built on the meta device: nothing allocated)."""
+    with torch.device("meta"):
+        skeleton = build()
+    want = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in weights.items()}
+    if want == got:
+        return
+    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    wrong = [k for k in want if k in got and want[k] != got[k]]
+    what = (f"{wrong[0]}: {got[wrong[0]]} in best.safetensors, {want[wrong[0]]} from config.json, vocab.json and "
+            "classes.json" if wrong else f"missing {missing[:3]}, unexpected {extra[:3]}")  # fmt: skip
+    raise _checks.invalid("RUN_DIR", "a best.safetensors of the model its config.json, vocab.json and classes.json "
+                          "describe (not another run's, not an edited config)", f"{str(run)!r} ({what})")  # fmt: skip
 
 
 def predict(run: str | Path, texts: list[str], *, mc: int = 0, seed: int = 0) -> list[Prediction]:

@@ -26,7 +26,7 @@ from embdrop.recipes import (
     text_lstm,
     translate_fr_en,
 )
-from embdrop.recipes.config import Config, apply_overrides, fields
+from embdrop.recipes.config import RUN_FORMAT, Config, apply_overrides, fields, to_dict
 from embdrop.recipes.task import Task
 
 
@@ -115,17 +115,41 @@ def resolve(name: str, overrides: list[str] = ()) -> Config:
 
 
 def load_config(run: str | Path, argument: str, overrides: list[str] = ()) -> Config:
-    """The resolved config of a run directory (its ``config.json``), with ``overrides`` on top."""
-    saved = read_json(Path(run) / "config.json", "a run directory written by embdrop train", argument=argument)
-    if not isinstance(saved, dict) or saved.get("recipe") not in RECIPES:
-        raise _checks.invalid(argument, "a run directory written by embdrop train", repr(str(run)))
+    """The resolved config of a run directory (its ``config.json``), with ``overrides`` on top.
+
+    A config.json that is not one embdrop train wrote (another format, a recipe that is not one, a field this
+    version does not know in a run of this format, a value of the wrong type) is refused naming ``argument``."""
+    path = Path(run) / "config.json"
+    saved = read_json(path, "a run directory written by embdrop train", argument=argument)
+    if not isinstance(saved, dict) or not isinstance(saved.get("recipe"), str) or saved["recipe"] not in RECIPES:
+        raise _checks.invalid(argument, "a run directory written by embdrop train (config.json naming its recipe)",
+                              repr(str(run)))  # fmt: skip
+    fmt = saved.get("format")
+    if fmt is not None and fmt != RUN_FORMAT:
+        raise _checks.invalid(argument, f"a run directory of format {RUN_FORMAT!r} (or an earlier one without a "
+                              "format)", f"{str(path)!r} (format {fmt!r}: a newer embdrop wrote it?)")  # fmt: skip
     name = saved["recipe"]
+    variant = saved.get("variant")
+    r = recipe(name)
+    if variant is not None and (not isinstance(variant, str) or variant not in r.variants):
+        raise _checks.invalid(argument, f"a config.json whose variant is one of {r.variants}",
+                              f"{str(path)!r} (variant {variant!r})")  # fmt: skip
     renamed = RENAMED.get(name, {})
-    known = fields(recipe(name).preset(saved.get("variant")))
-    values = {renamed.get(k, k): v for k, v in flatten(saved).items()}
+    known = fields(r.preset(variant))
+    values = {renamed.get(k, k): v for k, v in flatten({k: v for k, v in saved.items() if k != "format"}).items()}
+    preset = r.preset(variant)
+    unknown = [k for k in values if k not in known and k not in flatten(to_dict(preset))]
+    if fmt == RUN_FORMAT and unknown:
+        raise _checks.invalid(argument, f"a config.json of the fields of {name}",
+                              f"{str(path)!r} (unknown: {', '.join(unknown[:5])})")  # fmt: skip
     items = [f"{k}={v}" for k, v in values.items() if k in known]
-    if saved.get("variant") is not None:
-        items.insert(0, f"variant={saved['variant']}")
+    if variant is not None:
+        items.insert(0, f"variant={variant}")
+    try:
+        resolve(name, items)
+    except _checks.UsageError as e:  # a value that does not parse: the file is wrong, not the user's --set
+        raise _checks.invalid(argument, f"a config.json as embdrop train writes it ({e.expected})",
+                              f"{str(path)!r} ({e.argument}={e.received})") from None  # fmt: skip
     return resolve(name, items + list(overrides))
 
 
