@@ -28,8 +28,9 @@ def original(tmp_path_factory):
     """config.json and the weights (HDF5 bytes) of Embedding(V, 8) -> LSTM(5) -> Dense(4), and its vocabulary."""
     folder = tmp_path_factory.mktemp("keras")
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((T,), dtype="int32"), kl.Embedding(V, 8, mask_zero=True), kl.LSTM(5),
-                              kl.Dense(4, activation="softmax")])  # fmt: skip
+    layers = [kl.Embedding(V, 8, mask_zero=True, name="embedding"), kl.LSTM(5, name="lstm"),
+              kl.Dense(4, activation="softmax", name="dense")]  # fmt: skip
+    model = keras.Sequential([keras.Input((T,), dtype="int32"), *layers])
     model.save(folder / "m.keras")
     with zipfile.ZipFile(folder / "m.keras") as z:
         config, weights = json.loads(z.read("config.json")), z.read("model.weights.h5")
