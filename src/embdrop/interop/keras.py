@@ -24,6 +24,7 @@ import json
 import math
 import re
 import zipfile
+import zlib
 from pathlib import Path
 
 import torch
@@ -292,7 +293,8 @@ def read_keras(path: str | Path) -> tuple[dict, dict[str, list]]:
                     raise _archive_error(path, f"{name} of {members[name].file_size:,} bytes, over {limit:,}")
             raw = z.read("config.json")
             data = z.read("model.weights.h5")
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError, RuntimeError) as e:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImplementedError, EOFError, OSError,
+            RuntimeError) as e:  # fmt: skip
         raise _archive_error(path, f"{type(e).__name__}: {e}") from None
     config = _parse_json(raw, path, "path", "a Keras 3 .keras file whose config.json is JSON")
     check_config(config, f"{str(path)!r} config.json")
