@@ -58,3 +58,27 @@ def test_run_files_the_results_cite_are_committed():
     probe = "benchmarks/runs/ptb-example/summary.json"
     assert not ignored(probe), f"git ignores {probe}: committed run files would be skipped"
     assert ignored("runs/ptb-example/model.safetensors")  # a run directory at the top stays out of git
+
+
+def test_every_test_the_reliability_page_names_exists():
+    """docs/reliability.md names the test of each row: each named test file and test function must exist, and each
+    row of its faults table names one, so the page and the tests cannot drift apart."""
+    page = (ROOT / "docs" / "reliability.md").read_text(encoding="utf-8")
+    defined = set()
+    for path in (ROOT / "tests").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        defined |= set(re.findall(r"^def (test_\w+)\(", text, re.M))
+        for pair in re.findall(r"^(test_\w+), (test_\w+) = fuzz\(", text, re.M):  # the fuzz tests' pairs
+            defined |= set(pair)
+    named = re.findall(r"`((?:tests/[\w/]+\.py)?(?:::)?(?:test_\w+)?)`", page)
+    files = {n.split("::")[0] for n in named if n.startswith("tests/")}
+    tests = {n.split("::")[-1] for n in named if n.split("::")[-1].startswith("test_")}
+    assert len(tests) >= 20 and len(files) >= 5
+    assert sorted(f for f in files if not (ROOT / f).is_file()) == []
+    assert sorted(t for t in tests if t not in defined) == []
+    faults = page.split("## Faults tried")[1].split("## Bad inputs tried")[0]
+    rows = [line for line in faults.splitlines() if line.startswith("| ") and not line.startswith("| fault")]
+    assert len(rows) >= 15
+    for line in rows:
+        last = line.rstrip().rstrip("|").rsplit("|", 1)[-1]
+        assert "test" in last or "same test" in last, line  # the last column names its test

@@ -22,7 +22,7 @@ LINE_ROWS = st.lists(st.tuples(LINE_TEXT, LABEL), min_size=1, max_size=20)
 def write(path, fmt, rows):
     if fmt in ("csv", "tsv"):
         buf = io.StringIO(newline="")
-        w = csv.writer(buf, delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
+        w = csv.writer(buf, delimiter="," if fmt == "csv" else "\t")  # quotes every field holding \r or \n
         w.writerow(["text", "label"])
         w.writerows(rows)
         data = buf.getvalue().encode()
