@@ -210,3 +210,11 @@ def test_convert_refuses_outputs_of_the_wrong_count_and_an_unwritable_folder(ori
         assert "argument 'OUT_DIR': expected a directory that can be written" in capsys.readouterr().err
     finally:
         locked.chmod(0o700)
+
+
+def test_a_text_with_no_word_is_named_as_the_text(converted, capsys):
+    for text in ("", "!!! ..."):
+        assert main(["predict", str(converted), text]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"embdrop predict: error: Invalid value for argument 'TEXT': expected a text with at least one "
+                       f"word. Received: TEXT={text!r}"]  # fmt: skip

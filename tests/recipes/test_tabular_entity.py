@@ -151,3 +151,14 @@ def test_test_metrics_that_are_not_finite_are_never_reported(tmp_path, monkeypat
     err = capsys.readouterr().err.strip().splitlines()
     assert "test metrics" in err[-1] and "are not finite" in err[-1] and "no result is reported" in err[-1]
     assert not (out / "summary.json").exists() and (out / "checkpoint.safetensors").exists()
+
+
+def test_a_column_named_twice_is_refused(tmp_path, capsys):
+    path = table(tmp_path / "t.csv", n=100)
+    lines = path.read_text().splitlines()
+    lines[0] = lines[0].replace("noise", "x")  # city,day,x,x,target
+    path.write_text("\n".join(lines) + "\n")
+    assert main(["train", "tabular-entity", "--data", str(path), "--set", "data.label=target", "--out",
+                 str(tmp_path / "run")]) == 2  # fmt: skip
+    assert "expected a header row naming each column once. Received: --data=" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

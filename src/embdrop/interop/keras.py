@@ -747,6 +747,9 @@ def predict_converted(folder: str | Path, texts: list[str]) -> tuple[list[str], 
     check_text_meta(meta, f"{str(meta_path)!r}")
     vocabulary = read_vocabulary(folder / "vocab.txt", "RUN_DIR")
     ids = encode_texts(texts, vocabulary, meta["maxlen"], meta["padding"])
+    for text, row in zip(texts, ids, strict=True):
+        if not bool((row != 0).any()):  # no word left after TextVectorization's standardisation
+            raise _checks.invalid("TEXT", "a text with at least one word", repr(text[:60]))
     try:
         model = from_keras(folder).eval()
     except _checks.UsageError as e:  # named by what the user typed: the folder

@@ -81,12 +81,34 @@ def _read(path: str, argument: str, d: TableData):
         raise _checks.invalid(argument, "a table with a header row", f"{path!r} ({type(e).__name__}: {e})") from None
     if len(df) == 0:
         raise _checks.invalid(argument, "a table with at least one row", f"{path!r} (no rows)")
+    if not name.endswith((".jsonl", ".json")):  # pandas renames a repeated column (x, x.1): read the header itself
+        _check_header(p, "\t" if name.endswith(".tsv") else ",", d.encoding, argument, path)
     if d.label not in df.columns:
         raise _checks.invalid("data.label", f"a column of {path!r}: one of {list(df.columns)}", repr(d.label))
     if df[d.label].isna().any():
         row = int(np.flatnonzero(df[d.label].isna().to_numpy())[0]) + 2  # the header is line 1
         raise _checks.invalid(argument, f"a target ({d.label}) on every row", f"{path!r} line {row}: empty")
     return df
+
+
+def _check_header(p: Path, sep: str, encoding: str, argument: str, path: str) -> None:
+    import codecs
+    import csv
+    import gzip
+
+    opener = gzip.open if p.name.lower().endswith(".gz") else open
+    enc = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+    try:
+        with opener(p, "rt", encoding=enc, newline="") as f:
+            header = next(csv.reader(f, delimiter=sep, skipinitialspace=True), [])
+    except (OSError, UnicodeDecodeError, csv.Error, EOFError):
+        return  # pandas read it: its own header is what the table has
+    header = [h.strip() for h in header]
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        times = header.count(repeated[0])
+        raise _checks.invalid(argument, "a header row naming each column once",
+                              f"{path!r}: column {repeated[0]!r} appears {times} times")  # fmt: skip
 
 
 def _target_kind(y, d: TableData) -> str:
