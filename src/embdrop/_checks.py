@@ -30,13 +30,22 @@ class UsageError(ValueError):
     """
 
     def __init__(self, argument: str, expected: str, received: object) -> None:
-        self.argument, self.expected, self.received = argument, expected, str(received)
+        # one line, whatever a user's file holds (a column named "a\nb" is shown as its escape)
+        argument, expected, received = (_one_line(str(x)) for x in (argument, expected, received))
+        self.argument, self.expected, self.received = argument, expected, received
         super().__init__(
             f"Invalid value for argument '{argument}': expected {expected}. Received: {argument}={received}"
         )
 
     def __reduce__(self):  # crosses process boundaries (compare's workers) with its three parts
         return type(self), (self.argument, self.expected, self.received)
+
+
+def _one_line(text: str) -> str:
+    if "\n" in text or "\r" in text or "\x85" in text or "\u2028" in text or "\u2029" in text:
+        for ch, esc in (("\r", "\\r"), ("\n", "\\n"), ("\x85", "\\x85"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+            text = text.replace(ch, esc)
+    return text
 
 
 def invalid(name: str, expected: str, received: object) -> UsageError:

@@ -396,15 +396,16 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"embdrop {args.command}: error: {_extras.explain(e)}", file=sys.stderr)
         return 2
-    except _diverged() as e:  # the run itself failed (a NaN loss): its last checkpoint is kept
+    except _diverged() as e:  # the run itself failed (a NaN loss, a full disk): its last checkpoint is kept
         print(f"embdrop {args.command}: error: {e}", file=sys.stderr)
         return 1
 
 
-def _diverged() -> type[Exception]:
+def _diverged() -> tuple[type[Exception], ...]:
     from embdrop.recipes.loop import TrainingDiverged
+    from embdrop.recipes.runs import StorageFull
 
-    return TrainingDiverged
+    return TrainingDiverged, StorageFull
 
 
 if __name__ == "__main__":

@@ -507,3 +507,27 @@ def test_damaged_run_directories_are_one_line_for_predict_and_resume(run2, tmp_p
             err = capsys.readouterr().err
             assert err.count("\n") == 1 and message in err, (name, argv, err)
             assert digest(run) == before, (name, argv)
+
+
+def test_a_disk_that_fills_up_at_a_commit_is_one_line_and_the_run_resumes(run2, tmp_path, monkeypatch, capsys):
+    import errno
+
+    from embdrop import _io
+
+    run = fresh_copy(run2, tmp_path)
+    real = _io._replace
+
+    def full(src, dst):
+        if str(dst).endswith("checkpoint.safetensors"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(src, dst)
+
+    monkeypatch.setattr(_io, "_replace", full)
+    assert main(["train", "--resume", str(run), "--set", "train.epochs=3", "--set", "train.threads=1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"embdrop train: error: no space left on the device writing {run} (the last complete epoch is "
+                       f"kept): free some space, then continue with: embdrop train --resume {run}")  # fmt: skip
+    assert not list(run.glob("*.tmp"))
+    monkeypatch.undo()
+    resumed = recipes.train(resume=run, console=quiet())
+    assert rows(run) == rows(run2[0] / "three") and resumed.test == run2[1].test

@@ -140,4 +140,12 @@ class Vocab:
         itos, counts = (data.get("itos"), data.get("counts")) if ok else (None, None)
         if not (isinstance(itos, list) and isinstance(counts, list) and len(itos) == len(counts)):
             raise _checks.invalid("path", expected, f"{str(path)!r} (not in that format)")
-        return cls(itos, {t: int(n) for t, n in zip(itos, counts, strict=False) if n})
+        if not all(isinstance(t, str) for t in itos) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts
+        ):
+            raise _checks.invalid("path", expected, f"{str(path)!r} (tokens that are not all strings, or counts that "
+                                  "are not all ints >= 0)")  # fmt: skip
+        try:
+            return cls(itos, {t: n for t, n in zip(itos, counts, strict=True) if n})
+        except _checks.UsageError as e:  # repeated tokens, or no <pad>, <unk> first
+            raise _checks.invalid("path", expected, f"{str(path)!r} ({e.expected}: {e.received})") from None

@@ -146,10 +146,28 @@ def train(
             shutil.rmtree(run, ignore_errors=True)  # nothing worth keeping: leave no half-made run behind
         if isinstance(e, KeyboardInterrupt):
             raise TrainingInterrupted(run, kept=not removed, committed=checkpoint.committed(run)) from None
+        if _disk_full(e):
+            kept = "the last complete epoch is kept" if checkpoint.committed(run) else "no epoch had completed"
+            raise StorageFull(f"no space left on the device writing {run} ({kept}): free some space, then continue "
+                              f"with: embdrop train --resume {run}" if not removed else
+                              f"no space left on the device writing {run} (nothing was kept): free some space "
+                              "and run the same command again") from None  # fmt: skip
         raise
     finally:
         if lock is not None:
             lock.release()
+
+
+class StorageFull(RuntimeError):
+    """The disk filled up while a run wrote its directory: the last commit is intact (writes are atomic)."""
+
+
+def _disk_full(e: BaseException) -> bool:
+    import errno
+
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "No space left on device" in str(e) or "Disk quota exceeded" in str(e)  # safetensors' own errors
 
 
 class TrainingInterrupted(KeyboardInterrupt):
