@@ -39,9 +39,33 @@ def folder():
         yield Path(d)
 
 
-def refused_or_read(read, size: int, *, slack: int = 32 << 20):
-    """``read()`` either returns or raises UsageError (any other exception fails the test), and its Python
-    allocations peak below ``slack`` plus 40 times ``size`` (the file's bytes): memory bounded by the input."""
+def _peak_rss() -> int | None:
+    """The process's peak resident memory in bytes since the last :func:`_reset_peak_rss` (Linux), else None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current RSS
+        return True
+    except OSError:
+        return False
+
+
+def refused_or_read(read, size: int, *, slack: int = 32 << 20, native_slack: int = 1 << 30):
+    """``read()`` either returns or raises UsageError (any other exception fails the test) in one line, with memory
+    bounded by the input: Python's allocations peak below ``slack`` plus 40 times ``size`` (the file's bytes), and
+    the process's resident memory (torch and numpy included) grows by less than ``native_slack`` plus that."""
+    tracked = _reset_peak_rss()
+    start = _peak_rss() if tracked else None
     tracemalloc.start()
     try:
         try:
@@ -53,6 +77,9 @@ def refused_or_read(read, size: int, *, slack: int = 32 << 20):
     finally:
         tracemalloc.stop()
     assert peak < slack + 40 * size, peak
+    if start is not None:
+        grown = _peak_rss() - start
+        assert grown < native_slack + 40 * size, f"resident memory grew by {grown:,} bytes"
     return result
 
 

@@ -41,11 +41,12 @@ class UsageError(ValueError):
         return type(self), (self.argument, self.expected, self.received)
 
 
+# every character str.splitlines breaks at, as its escape: an error is one line whatever a user's file holds
+_LINE_BREAKS = {ord(c): c.encode("unicode_escape").decode() for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
 def _one_line(text: str) -> str:
-    if "\n" in text or "\r" in text or "\x85" in text or "\u2028" in text or "\u2029" in text:
-        for ch, esc in (("\r", "\\r"), ("\n", "\\n"), ("\x85", "\\x85"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
-            text = text.replace(ch, esc)
-    return text
+    return text.translate(_LINE_BREAKS)
 
 
 def invalid(name: str, expected: str, received: object) -> UsageError:

@@ -83,6 +83,8 @@ def bad_inputs(tmp):
         ("max_tokens 0", ["train", "--set", "data.max_tokens=0", *out], "'data.max_tokens': expected an int >= 2"),
         ("hidden 100000", ["train", "reviews-lstm", "--set", "model.hidden=100000", *out],
          "'model.hidden': expected a model whose training fits in the free memory (40,027,140,001 parameters"),
+        ("maxlen 10**8", ["train", "--set", "data.maxlen=100000000", *out],
+         "'data.maxlen': expected a value whose padded ids (5,000 texts x 100,000,000 ids x 8 bytes) fit in the free"),
         ("seed 2**40", ["train", "--set", f"train.seed={2**40}", *out],
          "'train.seed': expected an int >= 0 and < 2**32"),
         ("mc 10**20", ["train", "--mc", str(10**20), *out], "'--mc': expected an int >= 0 and <= 10,000"),

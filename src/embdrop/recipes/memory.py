@@ -64,3 +64,12 @@ def allocation_failed(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or (
         isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
     )
+
+
+def check_bytes(need: int, argument: str, received: object, what: str, available: int | None = None) -> None:
+    """Refuse ``need`` bytes that the free memory cannot hold (half of it: the run needs the rest), naming
+    ``argument``; ``what`` says what they are for."""
+    available = available_bytes() if available is None else available
+    if available is not None and need > available // 2:
+        raise _checks.invalid(argument, f"a value whose {what} fit in the free memory ({gib(need)} asked; "
+                              f"{gib(available)} free)", received)  # fmt: skip

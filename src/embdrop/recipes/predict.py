@@ -16,7 +16,7 @@ from embdrop import _checks, _extras
 from embdrop._io import read_json
 from embdrop.data import Vocab, pad_sequences
 from embdrop.layers import mc_predict
-from embdrop.recipes import text_classification
+from embdrop.recipes import memory, text_classification
 from embdrop.recipes.text_classification import TextClassification, TextInputs, _Probability, outputs, tokenizer
 
 
@@ -110,6 +110,8 @@ def predict(run: str | Path, texts: list[str], *, mc: int = 0, seed: int = 0) ->
     seed = _checks.seed("--seed", seed)
     config, vocab, classes, model = load_model(run)
     d = config.data
+    memory.check_bytes(len(texts) * int(d.maxlen) * 8, "RUN_DIR", f"{str(run)!r} (data.maxlen={d.maxlen})",
+                       "padded ids (texts x data.maxlen x 8 bytes)")  # fmt: skip
     encoded = tokenizer(d).encode(texts, vocab)
     for text, seq in zip(texts, encoded, strict=True):
         if len(seq) == 0:

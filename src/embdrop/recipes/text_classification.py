@@ -23,6 +23,7 @@ from embdrop import _checks
 from embdrop.data import Tokenizer, Vocab, load_dataset
 from embdrop.init import keras_
 from embdrop.layers import Embedding
+from embdrop.recipes import memory
 from embdrop.recipes.config import Config
 from embdrop.recipes.task import Task
 
@@ -107,6 +108,9 @@ class TextClassification(Task):
         self.outputs = outputs(len(self.classes))
         self.tokenizer = tokenizer(d)
         self.vocab = Vocab.from_counts(self.tokenizer.count(ds["train"].texts), max_size=d.max_tokens)
+        texts = sum(len(ds[name].texts) for name in ("train", "valid", "test"))
+        memory.check_bytes(texts * int(d.maxlen) * 8, "data.maxlen", d.maxlen,
+                           f"padded ids ({texts:,} texts x {d.maxlen:,} ids x 8 bytes)")  # fmt: skip
         self.splits = {name: self.encode(ds[name].texts, ds[name].labels, d) for name in ("train", "valid", "test")}
 
     def save(self, run) -> None:
