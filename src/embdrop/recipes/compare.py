@@ -136,6 +136,9 @@ def compare(
     """
     from embdrop import recipes
 
+    cores = os.cpu_count() or 1
+    if jobs is not None:  # before anything is written
+        _checks.integer("--jobs", jobs, low=1, high=max(4 * cores, 64) + 1)
     if resume is not None:
         out, plan = _read_plan(Path(resume))
         recipe, seeds = plan["recipe"], plan["seeds"]
@@ -181,7 +184,6 @@ def compare(
             raise _checks.invalid(
                 "--out", "a directory that can be written", f"{str(out)!r} ({e.strerror or e})"
             ) from None
-    cores = os.cpu_count() or 1
     jobs = _checks.integer("--jobs", jobs if jobs is not None else cores, low=1, high=max(4 * cores, 64) + 1)
     results = {i: _finished(r) for i, r in enumerate(runs)}
     results = {i: v for i, v in results.items() if v is not None}
