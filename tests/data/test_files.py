@@ -170,3 +170,23 @@ def test_a_carved_split_larger_than_asked_says_what_it_really_holds(tmp_path):
     ds = load_text_files(write_csv(tmp_path / "rare.csv", rows), log=lines.append)
     assert [len(ds[s]) for s in ("train", "valid", "test")] == [40, 40, 40]
     assert "10% each asked" in lines[0] and "valid 33.3% and test 33.3% of the file held out" in lines[0]
+
+
+def test_special_files_and_gzip_bombs_are_refused_before_they_are_read(tmp_path, monkeypatch):
+    import os
+
+    from embdrop.data import files
+
+    os.mkfifo(tmp_path / "pipe")
+    for special in (tmp_path / "pipe", "/dev/zero"):
+        with pytest.raises(UsageError, match="argument '--data': expected a regular file .or a folder."):
+            read_texts(special)
+    monkeypatch.setattr(files, "read_limit", lambda: 1 << 20)
+    with gzip.open(tmp_path / "bomb.jsonl.gz", "wb") as f:
+        f.write(b" " * (8 << 20))  # 8 MiB of spaces in a few kilobytes
+    assert (tmp_path / "bomb.jsonl.gz").stat().st_size < 100_000
+    with pytest.raises(UsageError, match=r"expected a file of at most 1,048,576 bytes of text .* \(larger\)"):
+        read_texts(tmp_path / "bomb.jsonl.gz")
+    (tmp_path / "big.csv").write_bytes(b"text,label\n" + b"a,b\n" * (300 << 10))
+    with pytest.raises(UsageError, match="bytes of text"):
+        read_texts(tmp_path / "big.csv")

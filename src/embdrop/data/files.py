@@ -28,6 +28,7 @@ import io
 import json
 import math
 import os
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -54,14 +55,37 @@ def _decode(raw: bytes, path: Path, encoding: str, argument: str) -> str:
                               repr(encoding)) from None  # fmt: skip
 
 
+def read_limit() -> int:
+    """The most bytes of text read from one file: an eighth of the free memory (Linux; the text is copied as it is
+    decoded, split and tokenized, and the model needs the rest), at most 4 GiB."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return min(4 << 30, int(line.split()[1]) * 1024 // 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 4 << 30
+
+
 def _read_bytes(path: Path, argument: str) -> bytes:
+    """The file's bytes (decompressed for a ``.gz``), refused beyond :func:`read_limit`: a gzip bomb or a file
+    larger than memory is one line, not a machine that swaps."""
+    limit = read_limit()
+    if not path.is_file():  # /dev/zero, a pipe: no end to read to
+        raise _checks.invalid(argument, "a regular file (or a folder)", repr(str(path)))
     try:
         if path.name.endswith(".gz"):
             with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
-    except (OSError, EOFError) as e:
+                data = f.read(limit + 1)
+        else:
+            data = path.read_bytes() if path.stat().st_size <= limit else None
+    except (OSError, EOFError, zlib.error) as e:
         raise _checks.invalid(argument, "a readable file", f"{str(path)!r} ({e})") from None
+    if data is None or len(data) > limit:
+        raise _checks.invalid(argument, f"a file of at most {limit:,} bytes of text (an eighth of the free memory)",
+                              f"{str(path)!r} (larger)")  # fmt: skip
+    return data
 
 
 def _format(path: Path) -> str:
