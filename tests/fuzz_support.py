@@ -15,17 +15,18 @@ FEW = int(os.environ.get("EMBDROP_FUZZ_EXAMPLES", "60"))  # each property in the
 MANY = 10 * FEW  # each property again under -m slow
 
 
-def fuzz(strategy, check):
-    """Two tests of ``check(example)``: FEW examples in the default suite, MANY under ``-m slow``."""
+def fuzz(strategy, check, share: float = 1.0):
+    """Two tests of ``check(example)``: FEW examples in the default suite, MANY under ``-m slow`` (times ``share``,
+    for a check that takes a second)."""
     common = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
 
-    @settings(max_examples=FEW, **common)
+    @settings(max_examples=max(1, int(FEW * share)), **common)
     @given(strategy)
     def few(example):
         check(example)
 
     @pytest.mark.slow
-    @settings(max_examples=MANY, **common)
+    @settings(max_examples=max(1, int(MANY * share)), **common)
     @given(strategy)
     def many(example):
         check(example)

@@ -109,3 +109,36 @@ test_bytes_damage, test_bytes_damage_many = fuzz(
     st.tuples(st.integers(0, 3), st.integers(0, 10**6), st.integers(0, 10**6), st.binary(min_size=1, max_size=8)),
     bytes_damage,
 )
+
+
+def report_damage(example):
+    from embdrop.viz import report
+
+    which, pick, value, drop = example
+    with folder() as d:
+        run = shutil.copytree(finished_run(), d / "run")
+        name = ["config.json", "summary.json", "metrics.jsonl"][which]
+        if name == "metrics.jsonl":
+            rows = [json.loads(line) for line in (run / name).read_text().splitlines()]
+            key = sorted(rows[0])[pick % len(rows[0])]
+            rows[0] = {k: v for k, v in rows[0].items() if k != key} if drop else {**rows[0], key: value}
+            (run / name).write_text("\n".join(json.dumps(r) for r in rows))
+        else:
+            data = json.loads((run / name).read_text())
+            path = sorted(leaves(data))[pick % len(list(leaves(data)))]
+            node = data
+            for k in path[:-1]:
+                node = node[k]
+            if drop:
+                del node[path[-1]]
+            else:
+                node[path[-1]] = value
+            (run / name).write_text(json.dumps(data))
+        before = digest(run)
+        refused_or_read(lambda: report.write([run], d / "report.html", log=lambda line: None), 100_000)
+        assert digest(run) == before
+
+
+test_report_damage, test_report_damage_many = fuzz(
+    st.tuples(st.integers(0, 2), st.integers(0, 200), JSON, st.booleans()), report_damage, share=0.1
+)

@@ -66,10 +66,18 @@ def _read_jsonl(path: Path, argument: str) -> list[dict]:
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+            row = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
             raise _checks.invalid(argument, "a metrics.jsonl of one JSON object per line",
                                   f"{str(path)!r} (line {i} is not JSON)") from None  # fmt: skip
+        if not isinstance(row, dict) or not all(isinstance(k, str) for k in row):
+            raise _checks.invalid(argument, "a metrics.jsonl of one JSON object per line",
+                                  f"{str(path)!r} (line {i} is {type(row).__name__})")  # fmt: skip
+        numbers = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if not isinstance(row.get("epoch"), int) or len(numbers) != len(row):
+            raise _checks.invalid(argument, "a metrics.jsonl whose rows hold an epoch and numbers",
+                                  f"{str(path)!r} (line {i})")  # fmt: skip
+        rows.append(row)
     return rows
 
 
@@ -84,12 +92,23 @@ def read_run(path: Path, name: str, cell: str = "", argument: str = "RUN_DIR") -
         raise _checks.invalid(argument, "a run directory with at least one finished epoch (metrics.jsonl)",
                               f"{str(path)!r} (no metrics.jsonl: the run has not finished an epoch)")  # fmt: skip
     config = read_json(path / "config.json", "a readable config.json", argument=argument)
+    if not isinstance(config, dict) or not isinstance(config.get("recipe"), str):
+        raise _checks.invalid(argument, "a config.json written by embdrop train (an object naming its recipe)",
+                              f"{str(path / 'config.json')!r}")  # fmt: skip
     history = _read_jsonl(path / "metrics.jsonl", argument)
     if not history:
         raise _checks.invalid(argument, "a run directory with at least one finished epoch",
                               f"{str(path)!r} (metrics.jsonl is empty)")  # fmt: skip
     summary = read_json(path / "summary.json", "a readable summary.json", argument=argument) if (
         path / "summary.json").is_file() else None  # fmt: skip
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    if summary is not None and not (
+        isinstance(summary, dict) and isinstance(summary.get("test"), dict)
+        and all(number(v) for v in summary["test"].values()) and isinstance(summary.get("best_epoch"), int)
+        and number(summary.get("seconds_per_epoch")) and isinstance(summary.get("parameters"), int)
+    ):  # fmt: skip
+        raise _checks.invalid(argument, "a summary.json written by embdrop train (its test metrics as numbers)",
+                              f"{str(path / 'summary.json')!r}")  # fmt: skip
     return Run(path, name, cell, config, history, summary)
 
 
@@ -99,8 +118,15 @@ def read_source(path: str | Path) -> Source:
     if not p.is_dir():
         raise _checks.invalid("RUN_DIR", "an existing run or compare directory", repr(str(path)))
     if (p / "runs.csv").is_file():
-        with open(p / "runs.csv", newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+        try:
+            with open(p / "runs.csv", newline="", encoding="utf-8") as f:
+                rows = list(csv.DictReader(f))
+        except (OSError, UnicodeDecodeError, csv.Error) as e:
+            raise _checks.invalid("RUN_DIR", "a compare directory with a readable runs.csv",
+                                  f"{str(path)!r} ({type(e).__name__}: {e})") from None  # fmt: skip
+        if any(None in r or any(v is None for v in r.values()) for r in rows):
+            raise _checks.invalid("RUN_DIR", "a runs.csv whose rows have a value for every column",
+                                  repr(str(path)))  # fmt: skip
         if not rows or "cell" not in rows[0] or "seed" not in rows[0]:
             raise _checks.invalid("RUN_DIR", "a compare directory whose runs.csv has cell and seed columns",
                                   repr(str(path)))  # fmt: skip
