@@ -3,6 +3,7 @@ cut, inserted or flipped; any cell set to any text) are a UsageError in bounded 
 
 import csv
 import io
+import json
 import os
 import sys
 
@@ -71,4 +72,32 @@ test_damaged_tables_are_refused, test_damaged_tables_are_refused_many = fuzz(
         st.binary(min_size=1, max_size=6),
     ),  # fmt: skip
     damaged_tables,
+)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=5,
+)
+
+
+def json_lines_damage(example):
+    rows, row, col, value, drop = example
+    header, body = rows[0], rows[1:]
+    objects = [dict(zip(header, r, strict=True)) for r in body]
+    obj = objects[row % len(objects)]
+    key = header[col % 3]
+    if drop:
+        del obj[key]
+    else:
+        obj[key] = value
+    data = "\n".join(json.dumps(o) for o in objects).encode()
+    with folder() as d:
+        (d / "t.jsonl").write_bytes(data)
+        refused_or_read(lambda: task(d / "t.jsonl"), len(data))
+
+
+test_damaged_json_lines_are_refused, test_damaged_json_lines_are_refused_many = fuzz(
+    st.tuples(tables(), st.integers(0, 100), st.integers(0, 2), JSON, st.booleans()), json_lines_damage
 )

@@ -83,6 +83,15 @@ def _read(path: str, argument: str, d: TableData):
         raise _checks.invalid(argument, "a table with at least one row", f"{path!r} (no rows)")
     if not name.endswith((".jsonl", ".json")):  # pandas renames a repeated column (x, x.1): read the header itself
         _check_header(p, "\t" if name.endswith(".tsv") else ",", d.encoding, argument, path)
+    for c in df.columns:  # JSON lines may nest: a cell must be one value
+        if not isinstance(c, str):
+            raise _checks.invalid(argument, "column names that are text", f"{path!r} column {c!r}")
+        if df[c].dtype == object:
+            nested = np.flatnonzero(df[c].map(lambda v: isinstance(v, (dict, list, tuple, set))).to_numpy())
+            if len(nested):
+                shown = str(df[c].iloc[nested[0]])[:40]
+                raise _checks.invalid(argument, f"one value per cell (column {c!r})",
+                                      f"{path!r} line {int(nested[0]) + 1}: {shown}")  # fmt: skip
     if d.label not in df.columns:
         raise _checks.invalid("data.label", f"a column of {path!r}: one of {list(df.columns)}", repr(d.label))
     if df[d.label].isna().any():
