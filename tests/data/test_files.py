@@ -190,3 +190,17 @@ def test_special_files_and_gzip_bombs_are_refused_before_they_are_read(tmp_path,
     (tmp_path / "big.csv").write_bytes(b"text,label\n" + b"a,b\n" * (300 << 10))
     with pytest.raises(UsageError, match="bytes of text"):
         read_texts(tmp_path / "big.csv")
+
+
+def test_columns_and_classes_that_would_train_on_nothing_sensible_are_refused(tmp_path):
+    rows = [(f"text {i} word", str(i % 3)) for i in range(300)]
+    path = write_csv(tmp_path / "t.csv", rows)
+    with pytest.raises(UsageError, match=r"argument 'data.label': expected a column other than data.text's"):
+        read_texts(path, label_column="text")
+    with pytest.raises(UsageError, match=r"argument 'data.text': expected a column other than data.label's"):
+        read_texts(path, text_column="label")  # data.text set to the label column: data.text is named
+    with pytest.raises(UsageError, match=r"argument 'data.classes': expected a folder of class sub-folders"):
+        read_texts(path, classes=("0", "1"))
+    ids = write_csv(tmp_path / "ids.csv", [(f"text {i}", str(i)) for i in range(300)])
+    with pytest.raises(UsageError, match=r"labels shared by several examples each .*\(300 classes in 300 examples\)"):
+        load_text_files(ids, log=lambda s: None)

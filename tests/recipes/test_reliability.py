@@ -91,6 +91,7 @@ def bad_inputs(tmp):
         ("show 1000 cubed", ["show", "--shape", "1000,1000,1000"], "'--shape': expected three positive ints B,T,C"),
         ("compare out under /proc", ["compare", "movielens-mf", "--vary", "model.factors=4", "--seeds", "1",
                                      "--out", "/proc/embdrop-never"], "'--out': expected a directory that can be"),
+        ("threads 100000", ["train", "--set", "train.threads=100000", *out], "'train.threads': expected an int in [1, "),
         ("compare jobs 0", ["compare", "movielens-mf", "--vary", "model.factors=4", "--jobs", "0", *out],
          "'--jobs': expected an int in [1, "),
         ("compare resume with a grid", ["compare", "movielens-mf", "--resume", str(tmp)],

@@ -288,6 +288,13 @@ def read_texts(
     fmt = _format(p)
     if fmt == "folder":
         return _folder(p, encoding, argument, classes)
+    if classes is not None:  # it picks sub-folders: given with a file it would change nothing, silently
+        raise _checks.invalid("data.classes", f"a folder of class sub-folders in {argument} (data.classes picks "
+                              "among them)", f"{','.join(classes)!r} with the file {str(p)!r}")  # fmt: skip
+    if fmt in ("csv", "tsv", "jsonl") and text_column == label_column:  # named by the field that left its default
+        field, other = ("data.label", "data.text") if text_column == "text" else ("data.text", "data.label")
+        raise _checks.invalid(field, f"a column other than {other}'s (the texts and their labels are two columns)",
+                              repr(text_column))  # fmt: skip
     raw = _read_bytes(p, argument)
     if not raw.strip():
         raise _checks.invalid(argument, "a file with at least one example", f"{str(p)!r} (empty)")
@@ -316,6 +323,9 @@ def class_order(labels: list[str], path: str, argument: str = "--data") -> tuple
     names = set(labels)
     if len(names) < 2:
         raise _checks.invalid(argument, "labels of at least 2 classes", f"{path!r} (only {sorted(names)})")
+    if len(names) > 20 and len(names) > len(labels) // 2:  # nearly one class per example: not a label column
+        raise _checks.invalid(argument, "labels shared by several examples each (is data.label the right column?)",
+                              f"{path!r} ({len(names):,} classes in {len(labels):,} examples)")  # fmt: skip
     numeric = [_as_float(x) for x in names]
     if all(v is not None for v in numeric):
         if not all(float(v).is_integer() for v in numeric):

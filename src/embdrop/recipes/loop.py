@@ -95,7 +95,8 @@ def check_train(t, world: int = 1) -> torch.device:
     _checks.choice("train.precision", t.precision, PRECISIONS)
     _number("train.log_every", t.log_every, "a number of seconds >= 0 (0: no progress lines)", lambda v: v >= 0)
     if t.threads is not None:
-        _checks.integer("train.threads", t.threads, low=1)
+        most = max(4 * (os.cpu_count() or 1), 64)  # each thread is created: a typo of 100000 is not a request
+        _checks.integer("train.threads", t.threads, low=1, high=most + 1)
     return resolve_device(t.device, world)
 
 
