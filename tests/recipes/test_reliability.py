@@ -314,8 +314,8 @@ def test_a_sigkill_at_any_write_resumes_to_the_uninterrupted_numbers(tmp_path):
     r = run_cli("-m", "embdrop.cli", *argv, "--out", str(whole), env=SAME_PATH)
     assert r.returncode == 0, r.stderr
     test, best = json.loads((whole / "summary.json").read_text())["test"], load_file(whole / "best.safetensors")
-    writes = 3 + 3 * 5  # config, vocab, classes; per epoch checkpoint, best, metrics, checkpoint.json, curve
-    points = [(k, "after") for k in range(1, writes + 1)] + [(k, "before") for k in (4, 9, 10)]
+    writes = 4 + 3 * 5  # config, vocab, classes, inputs; per epoch checkpoint, best, metrics, checkpoint.json, curve
+    points = [(k, "after") for k in range(1, writes + 1)] + [(k, "before") for k in (5, 10, 11)]
     points += [(20, "step"), (31, "step")]  # 15 steps an epoch: inside epoch 2 and epoch 3
     for point, when in points:
         run = tmp_path / f"{when}-{point}"

@@ -242,6 +242,7 @@ def layer_configs(config: dict) -> list[dict]:
 CONFIG_LIMIT = 16 << 20
 WEIGHTS_LIMIT = 16 << 30
 LAYER_LIMIT = 10_000
+DEFLATE_RATIO = 1032  # the most deflate can expand: a member said to expand further is damaged
 
 
 def _archive_error(path: Path, what: str) -> _checks.UsageError:
@@ -289,8 +290,12 @@ def read_keras(path: str | Path) -> tuple[dict, dict[str, list]]:
             for name, limit in (("config.json", CONFIG_LIMIT), ("model.weights.h5", WEIGHTS_LIMIT)):
                 if name not in members:
                     raise _archive_error(path, f"no {name}")
-                if members[name].file_size > limit:
-                    raise _archive_error(path, f"{name} of {members[name].file_size:,} bytes, over {limit:,}")
+                info = members[name]
+                if info.file_size > limit:
+                    raise _archive_error(path, f"{name} of {info.file_size:,} bytes, over {limit:,}")
+                if info.file_size > DEFLATE_RATIO * info.compress_size + (1 << 16):  # more than deflate can give
+                    raise _archive_error(path, f"{name} said to expand {info.compress_size:,} bytes to "
+                                         f"{info.file_size:,}")  # fmt: skip
             raw = z.read("config.json")
             data = z.read("model.weights.h5")
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImplementedError, EOFError, OSError,
@@ -310,9 +315,12 @@ def read_keras(path: str | Path) -> tuple[dict, dict[str, list]]:
                 if not all(k.isdigit() for k in keys) or not all(isinstance(group[k], h5py.Dataset) for k in keys):
                     raise _archive_error(path, f"weights group {name!r} holds {keys[:5]}, not datasets 0, 1, ...")
                 for k in keys:
-                    total += group[k].size * group[k].dtype.itemsize
-                if total > WEIGHTS_LIMIT:
-                    raise _archive_error(path, f"weights of more than {WEIGHTS_LIMIT:,} bytes")
+                    ds = group[k]
+                    # what a dataset can hold: its bytes in the file, or as much as a compression filter gives
+                    total += ds.size * ds.dtype.itemsize // (1 if ds.compression is None else DEFLATE_RATIO)
+                if total > min(WEIGHTS_LIMIT, len(data)):
+                    raise _archive_error(path, f"weights datasets of more bytes than model.weights.h5 holds "
+                                         f"({len(data):,})")  # fmt: skip
                 weights[name[: -len("/vars")] if name != "vars" else ""] = [
                     group[k][()] for k in sorted(keys, key=int)
                 ]  # fmt: skip

@@ -26,6 +26,7 @@ from embdrop import _checks, _extras
 from embdrop._io import write_json
 from embdrop.kernels import cpu as cpu_kernel
 from embdrop.recipes import checkpoint, distributed
+from embdrop.recipes import inputs as input_files
 from embdrop.recipes.checkpoint import weights_of  # noqa: F401  (re-exported: the weights as safetensors takes them)
 from embdrop.recipes.config import Config, config_document
 from embdrop.recipes.task import Task
@@ -192,12 +193,14 @@ def fit(
     resume: bool = False,
     console=None,
     resumes: list[dict] | None = None,
+    inputs: dict | None = None,
 ) -> Summary | None:
     """Train ``model`` on ``task`` as ``config.train`` says, writing the run directory ``run``.
 
     Each epoch (:func:`train_epoch`, then :func:`end_epoch`: validation, best weights, the commit) ends with one
     atomic commit (see :mod:`embdrop.recipes.checkpoint`); ``resume`` continues from the last one, and ``resumes``
-    (the fields a resume changed) is added to its record. A NaN or infinite loss stops the run with
+    (the fields a resume changed) is added to its record; ``inputs`` (the fingerprints of the input files, see
+    :mod:`embdrop.recipes.inputs`) is written beside the config of a new run. A NaN or infinite loss stops the run with
     :class:`TrainingDiverged`, the last commit kept. :func:`final_test` evaluates the best epoch's weights.
 
     Under ``torchrun --nproc_per_node N`` (a gloo process group, see :mod:`embdrop.recipes.distributed`) the model
@@ -249,9 +252,11 @@ def fit(
         )
         console.print(f"resuming {run} after epoch {state.epoch}" + (f" ({changed})" if changed else ""),
                       soft_wrap=True)  # fmt: skip
-    elif writer:
+    elif writer:  # config.json first: a run killed after any of these writes is one --resume restarts
         write_json(run / "config.json", config_document(config), indent=1)
         task.save(run)
+        if inputs is not None:
+            input_files.save(run, inputs)
     for epoch in range(state.epoch + 1, t.epochs + 1):
         sums, seconds = train_epoch(config, task, net, model, opt, epoch, state, console)
         stop = end_epoch(config, task, model, opt, state, epoch, sums, seconds, run if writer else None, console)

@@ -129,12 +129,10 @@ def train(
         elif resume is None and any(p.name != ".lock" for p in run.iterdir()):  # another run started here meanwhile
             lock.release()
             raise _checks.invalid("--out", "a new or empty directory (continue a run with --resume)", repr(str(run)))
-        if resume is None or restart:
-            inputs.save(run, prints)
     distributed.barrier()
     try:
         summary = fit(config, task, model, run, resume=resume is not None and not restart, console=console,
-                      resumes=changes)  # fmt: skip
+                      resumes=changes, inputs=prints)  # fmt: skip
         if lock is not None and any("inputs_changed" in c for c in changes):  # accepted: the files as they are now
             inputs.save(run, prints)
         return summary
