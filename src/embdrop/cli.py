@@ -262,6 +262,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     except CompareInterrupted as e:
         print(f"embdrop compare: {e}", file=sys.stderr)
         return 130
+    except KeyboardInterrupt:  # while the grid was checked, before any run started
+        where = f" (continue with: embdrop compare --resume {args.resume})" if args.resume else ""
+        print(f"embdrop compare: interrupted before any run started{where}", file=sys.stderr)
+        return 130
     print(f"written: {out / 'table.md'}, {out / 'runs.csv'}, {out / 'compare.png'}")
     return 0
 
