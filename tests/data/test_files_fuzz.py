@@ -2,6 +2,7 @@
 memory, never another exception."""
 
 import csv
+import gzip
 import io
 import json
 
@@ -38,8 +39,10 @@ def round_trips(example):
     fmt, rows = example
     with folder() as d:
         path = d / f"f.{fmt}"
-        write(path, fmt, rows)
+        data = write(path, fmt, rows)
+        (d / f"g.{fmt}.gz").write_bytes(gzip.compress(data))
         texts, labels = read_texts(path)
+        assert refused_or_read(lambda: read_texts(d / f"g.{fmt}.gz"), len(data)) == (texts, labels)
     want_texts = [t for t, _ in rows]
     if fmt == "jsonl":  # JSON keeps a text exactly
         assert texts == want_texts
@@ -52,10 +55,11 @@ def damaged_files_are_refused(example):
     fmt, rows, cut, where, junk = example
     with folder() as d:
         data = write(d / "good", fmt, rows)
-        for k, bad in enumerate(damaged(data, cut, where, junk)):
-            path = d / f"bad{k}.{fmt}"
+        packed = gzip.compress(data)
+        for k, bad in enumerate(damaged(data, cut, where, junk) + damaged(packed, cut, where, junk)):
+            path = d / (f"bad{k}.{fmt}" + (".gz" if k >= 3 else ""))
             path.write_bytes(bad)
-            result = refused_or_read(lambda path=path: read_texts(path), len(bad))
+            result = refused_or_read(lambda path=path: read_texts(path), len(bad) + len(data))
             if isinstance(result, tuple):  # a damage that leaves a readable file: texts and labels agree
                 assert len(result[0]) == len(result[1])
                 assert all(t.strip() for t in result[0]) and all(lab for lab in result[1])

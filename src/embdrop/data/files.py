@@ -75,9 +75,13 @@ def _read_bytes(path: Path, argument: str) -> bytes:
     if not path.is_file():  # /dev/zero, a pipe: no end to read to
         raise _checks.invalid(argument, "a regular file (or a folder)", repr(str(path)))
     try:
-        if path.name.endswith(".gz"):
+        if path.name.endswith(".gz"):  # a mebibyte at a time: read(n) allocates n bytes before it reads
+            parts, total = [], 0
             with gzip.open(path, "rb") as f:
-                data = f.read(limit + 1)
+                while total <= limit and (part := f.read(1 << 20)):
+                    parts.append(part)
+                    total += len(part)
+            data = b"".join(parts)
         else:
             data = path.read_bytes() if path.stat().st_size <= limit else None
     except (OSError, EOFError, zlib.error) as e:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import zipfile
 import zlib
@@ -255,7 +256,10 @@ def read_json_bounded(path: Path, argument: str, expected: str, limit: int = CON
     UTF-8 or not JSON; nothing larger than ``limit`` is read."""
     try:
         with open(path, "rb") as f:
-            raw = f.read(limit + 1)
+            if os.fstat(f.fileno()).st_size > limit or not path.is_file():
+                raise _checks.invalid(argument, f"{expected}, a regular file of at most {limit:,} bytes",
+                                      f"{str(path)!r} (larger)")  # fmt: skip
+            raw = f.read()
     except OSError as e:
         raise _checks.invalid(argument, expected, f"{str(path)!r} ({e.strerror or e})") from None
     if len(raw) > limit:
@@ -296,8 +300,8 @@ def read_keras(path: str | Path) -> tuple[dict, dict[str, list]]:
                 if info.file_size > DEFLATE_RATIO * info.compress_size + (1 << 16):  # more than deflate can give
                     raise _archive_error(path, f"{name} said to expand {info.compress_size:,} bytes to "
                                          f"{info.file_size:,}")  # fmt: skip
-            raw = z.read("config.json")
-            data = z.read("model.weights.h5")
+            raw = _read_member(z, members["config.json"])
+            data = _read_member(z, members["model.weights.h5"])
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImplementedError, EOFError, OSError,
             RuntimeError) as e:  # fmt: skip
         raise _archive_error(path, f"{type(e).__name__}: {e}") from None
@@ -316,6 +320,8 @@ def read_keras(path: str | Path) -> tuple[dict, dict[str, list]]:
                     raise _archive_error(path, f"weights group {name!r} holds {keys[:5]}, not datasets 0, 1, ...")
                 for k in keys:
                     ds = group[k]
+                    if ds.dtype.kind not in "fiub" or ds.dtype.itemsize > 8:  # strings, compounds: not weights
+                        raise _archive_error(path, f"weights dataset {name}/{k} of dtype {ds.dtype}, not numbers")
                     # what a dataset can hold: its bytes in the file, or as much as a compression filter gives
                     total += ds.size * ds.dtype.itemsize // (1 if ds.compression is None else DEFLATE_RATIO)
                 if total > min(WEIGHTS_LIMIT, len(data)):
@@ -329,6 +335,22 @@ def read_keras(path: str | Path) -> tuple[dict, dict[str, list]]:
     except (OSError, ValueError, KeyError, TypeError) as e:  # h5py's errors for a file that is not HDF5 or is cut
         raise _archive_error(path, f"model.weights.h5 is not a readable HDF5 file: {type(e).__name__}: {e}") from None
     return config, weights
+
+
+def _read_member(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """A member's bytes, read a mebibyte at a time up to its declared size: ``ZipFile.read`` asks the file for up to
+    2 GiB at once when a damaged header says so, and the buffer is allocated before a byte is read."""
+    parts, total = [], 0
+    with z.open(info) as f:
+        while True:
+            part = f.read(1 << 20)
+            if not part:
+                break
+            total += len(part)
+            if total > info.file_size:
+                raise zipfile.BadZipFile(f"{info.filename} holds more than its declared {info.file_size:,} bytes")
+            parts.append(part)
+    return b"".join(parts)
 
 
 def check_config(config: object, where: str) -> None:
