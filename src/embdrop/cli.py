@@ -59,7 +59,10 @@ def _data_overrides(args: argparse.Namespace, recipe: str | None) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from embdrop import __version__
+
     parser = _Parser(prog="embdrop", description="Embedding layers and the dropout family that regularizes them.")
+    parser.add_argument("--version", action="version", version=f"embdrop {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     s = sub.add_parser(
         "show",
@@ -127,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="a field set in every run (repeatable)")  # fmt: skip
     _data_arguments(c)
-    c.add_argument("--out", default=None, help="output directory (default runs/compare-RECIPE); new or empty")
+    c.add_argument("--out", default=None, help="output directory (default runs/compare-RECIPE-TIME); new or empty")
     c.add_argument("--jobs", type=int, default=None, help="processes (default: one per core)")
     c.add_argument("--resume", default=None, metavar="DIR",
                    help="continue a killed or interrupted compare in DIR (finished runs kept)")  # fmt: skip

@@ -54,7 +54,7 @@ def test_a_diverged_run_is_a_row_of_its_cell_and_the_table_says_so():
     lines = table.splitlines()
     assert lines[0] == "| cell | runs | rmse |"
     assert lines[2].startswith("| a | 3 of 3 | 0.9100 ± 0.0100")
-    assert lines[3].startswith("| b | 1 of 3 (2 diverged) | 0.8000 ± nan")
+    assert lines[3] == "| b | 1 of 3 (2 diverged) | 0.8000 (1 seed: no spread) |"
     assert lines[4] == "| c | 0 of 3 (3 diverged) | diverged |"
     assert "5 diverged and are left out" in table and "*" not in table.split("\n\n")[0]
 
@@ -68,3 +68,15 @@ def test_resume_refuses_what_is_not_a_compare_directory(tmp_path):
         compare(None, resume=tmp_path, log=lambda *a: None)
     with pytest.raises(ValueError, match="argument '--resume': expected a compare directory"):
         compare(None, resume=tmp_path / "missing", log=lambda *a: None)
+
+
+def test_one_seed_has_no_interval_and_few_seeds_keep_to_the_metrics_range():
+    one = [{"cell": c, "seed": 0, "accuracy": a, "rmse": r} for c, a, r in (("a", 0.9, 3.0), ("b", 0.8, 4.0))]
+    table = summary_table(one, "accuracy", True)
+    assert "| a | 1 of 1 | 0.9000 (1 seed: no spread) | 3.0000 (1 seed: no spread) |" in table
+    assert "nan" not in table and "over 1 seed;" in table
+    two = [{"cell": "a", "seed": s, "accuracy": a, "rmse": r} for s, a, r in ((0, 0.98, 1.0), (1, 0.6, 90.0))]
+    table = summary_table(two, "accuracy", True)
+    row = table.splitlines()[2]
+    assert "[0.0000†, 1.0000†]" in row and "[0.0000†, " in row.split("|")[4]  # accuracy in [0, 1], RMSE >= 0
+    assert "† an end beyond the range of accuracy, rmse is cut at it" in table

@@ -153,7 +153,9 @@ def compare(
         grid = parse_vary(list(vary), recipe)
         named = parse_cells(list(cells), recipe) or [("", [])]
         recipes.resolve(recipe, list(overrides))  # checks the --set items before anything runs
-        out = Path(out) if out is not None else Path("runs") / f"compare-{recipe}"
+        import time
+
+        out = Path(out) if out is not None else Path("runs") / f"compare-{recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise _checks.invalid("--out", "a new or empty directory (continue a compare with --resume)",
                                   repr(str(out)))  # fmt: skip
@@ -364,6 +366,7 @@ def summary_table(rows: list[dict], metric: str, higher: bool) -> str:
         and all((stats[c][metric][3] < lo) if higher else (stats[c][metric][2] > hi) for c in cells if c != best)
     )
     diverged = len(rows) - len(ok)
+    clipped: set[str] = set()
     lines = [f"| cell | runs | {' | '.join(keys)} |", "|---" * (len(keys) + 2) + "|"]
     for c in cells:
         total = sum(1 for r in rows if r["cell"] == c)
@@ -372,14 +375,37 @@ def summary_table(rows: list[dict], metric: str, higher: bool) -> str:
         for k in keys:
             mean, std, low, high = stats[c][k]
             mark = " *" if (k == metric and c == best and separated) else ""
-            parts.append("diverged" if not of[c] else f"{mean:.4f} ± {std:.4f} [{low:.4f}, {high:.4f}]{mark}")
+            if not of[c]:
+                parts.append("diverged")
+            elif len(of[c]) == 1:
+                parts.append(f"{mean:.4f} (1 seed: no spread)")
+            else:
+                lo_cut, hi_cut = _bounds(k)
+                shown_low = f"{max(low, lo_cut):.4f}" + ("†" if lo_cut is not None and low < lo_cut else "")
+                shown_high = f"{min(high, hi_cut):.4f}" + ("†" if hi_cut is not None and high > hi_cut else "")
+                clipped.update({k} if "†" in shown_low + shown_high else set())
+                parts.append(f"{mean:.4f} ± {std:.4f} [{shown_low}, {shown_high}]{mark}")
         lines.append(f"| {c} | {runs} | {' | '.join(parts)} |")
     n = max(len(v) for v in of.values())
-    note = f"\nmean ± std [95% interval of the mean] over {n} seeds"
+    note = f"\nmean ± std [95% interval of the mean] over {n} seed{'s' if n != 1 else ''}"
+    if clipped:
+        note += f" († an end beyond the range of {', '.join(sorted(clipped))} is cut at it: too few seeds)"
     note += f" (the runs that finished; {diverged} diverged and are left out)" if diverged else ""
     note += f"; * marks the best {metric} only where its interval separates from every other cell's"
     note += ("" if separated else " (none does here)") + ".\n"
     return "\n".join(lines) + "\n" + note
+
+
+def _bounds(key: str) -> tuple[float, float]:
+    """The range a test metric can take: [0, 1] for accuracies and AUC, [0, 100] for BLEU, >= 0 otherwise (losses,
+    RMSE, perplexity)."""
+    if "accuracy" in key or key.endswith("auc"):
+        return 0.0, 1.0
+    if "bleu" in key:
+        return 0.0, 100.0
+    if "loss" in key or "rmse" in key or "perplexity" in key:
+        return 0.0, math.inf
+    return -math.inf, math.inf
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
