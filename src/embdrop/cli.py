@@ -299,7 +299,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         )
         maxlen = args.maxlen if args.maxlen is not None else (shape[1] if given else None)
         if maxlen is None:
-            raise _checks.invalid("--maxlen", "ids per text (the model's input has no fixed length)", maxlen)
+            raise _checks.invalid("--maxlen", "--maxlen N, the ids per text: this model's input has no fixed length, "
+                                  "so convert cannot take it from the model", "nothing")  # fmt: skip
         _checks.integer("--maxlen", maxlen, low=1, high=k.MAXLEN_LIMIT + 1)
         names = args.outputs.split(",") if args.outputs else None
         if names is not None:
@@ -327,10 +328,13 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             shutil.rmtree(out, ignore_errors=True)
         raise
     params = sum(p.numel() for p in model.parameters())
+    extra = k.extra_biases(model)
     for name, step in model.steps.items():
         shown = str(step.module) if step.module is not None else type(step).__name__.strip("_")
         print(f"{name:24} {shown}" + (f" -> {step.activation}" if step.activation != "linear" else ""))
-    print(f"written: {out} ({params:,} parameters{', with its vocabulary' if text else ''})")
+    counted = (f"; Keras counts {params - extra:,}: torch's recurrent layers hold a second bias, here kept at zero"
+               if extra else "")  # fmt: skip
+    print(f"written: {out} ({params:,} parameters{counted}{', with its vocabulary' if text else ''})")
     return 0
 
 

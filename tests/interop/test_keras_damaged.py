@@ -218,3 +218,20 @@ def test_a_text_with_no_word_is_named_as_the_text(converted, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert err == [f"embdrop predict: error: Invalid value for argument 'TEXT': expected a text with at least one "
                        f"word. Received: TEXT={text!r}"]  # fmt: skip
+
+
+def test_convert_says_how_many_parameters_keras_counts(original, tmp_path, capsys):
+    folder, config, weights = original
+    path = write_keras(tmp_path / "ok.keras", config, weights)
+    assert main(["convert", str(path), str(tmp_path / "out")]) == 0
+    keras_count = keras.saving.load_model(path).count_params()
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert f"({keras_count + 20:,} parameters; Keras counts {keras_count:,}: torch's recurrent layers" in last
+    assert main(["convert", str(path), str(tmp_path / "o2"), "--vocab", str(folder / "vocab.txt")]) == 0
+    unfixed = json.loads(json.dumps(config))
+    for lay in unfixed["config"]["layers"]:
+        if lay["class_name"] == "InputLayer":
+            lay["config"]["batch_shape"] = [None, None]
+    path2 = write_keras(tmp_path / "var.keras", unfixed, weights)
+    assert main(["convert", str(path2), str(tmp_path / "o3"), "--vocab", str(folder / "vocab.txt")]) == 2
+    assert "argument '--maxlen': expected --maxlen N, the ids per text" in capsys.readouterr().err

@@ -642,6 +642,18 @@ def _rnn(L: _Layer, cells: list[list], width: int | None, bidirectional: bool,
 
 
 # ----------------------------------------------------------------------------------------------- convert
+def extra_biases(model: KerasModel) -> int:
+    """The parameters the converted model has and Keras' does not: a recurrent layer's ``bias_hh``, which torch
+    adds to ``bias_ih`` and which stays zero where Keras has one bias (LSTM, SimpleRNN, GRU with
+    ``reset_after=False``)."""
+    extra = 0
+    for step in model.steps.values():
+        rnn = step.module
+        if isinstance(rnn, (LSTM, SimpleRNN)) or (isinstance(rnn, GRU) and not rnn.reset_after):
+            extra += sum(p.numel() for n, p in rnn.named_parameters() if n.startswith("bias_hh"))
+    return extra
+
+
 def save_converted(model: KerasModel, out: str | Path) -> Path:
     """Write ``model`` to the folder ``out``: ``model.safetensors`` (the torch weights) and ``keras_config.json``;
     :func:`from_keras` reads the folder back without h5py. Each file is written atomically."""
