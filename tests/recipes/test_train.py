@@ -66,8 +66,11 @@ def test_resume_after_an_interrupt_ends_like_an_uninterrupted_run(tmp_path, monk
 def test_overrides_are_typed():
     c = apply_overrides(recipes.resolve("reviews-lstm"), ["model.dropout=0.3", "train.clip=None", "data.root=/x"])
     assert c.model.dropout == 0.3 and c.train.clip is None and c.data.root == "/x"
-    with pytest.raises(ValueError, match=r"'--set': expected FIELD=VALUE with FIELD one of data.name, .*model.dropou"):
+    with pytest.raises(ValueError, match=r"'--set': expected FIELD=VALUE with FIELD a field of reviews-lstm \(did you "
+                       r"mean model.dropout\? all of them: data.name, .*model.dropou"):  # fmt: skip
         recipes.resolve("reviews-lstm", ["model.dropuot=0.3"])
+    with pytest.raises(ValueError, match=r"did you mean model.hidden\?"):  # the section left out
+        recipes.resolve("reviews-lstm", ["hidden=8"])
     with pytest.raises(ValueError, match=r"'--set': expected train.epochs to be int. Received: --set=train.epochs=ten"):
         recipes.resolve("reviews-lstm", ["train.epochs=ten"])
     with pytest.raises(

@@ -203,8 +203,15 @@ def apply_overrides(config, items: list[str]):
         name, sep, text = item.partition("=")
         name = name.strip()
         if not sep or name not in known:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+            close += [k for k in known if name and k.rsplit(".", 1)[-1] == name.rsplit(".", 1)[-1]][:1]
+            hint = f"did you mean {close[0]}? " if close and sep else ""
             raise _checks.invalid(
-                "--set", f"FIELD=VALUE with FIELD one of {', '.join(known)} (recipe {config.recipe})", item
+                "--set",
+                f"FIELD=VALUE with FIELD a field of {config.recipe} ({hint}all of them: {', '.join(known)})",
+                item,
             )
         value = _parse(known[name], text.strip(), name, item)
         target = config
