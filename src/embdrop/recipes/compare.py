@@ -193,7 +193,10 @@ def compare(
     jobs = max(1, min(jobs, len(todo) or 1))
     threads = max(1, cores // jobs)
     kept = f", {len(results)} kept from before" if results else ""
-    log(f"{len(runs)} runs ({len(runs) // seeds} cells x {seeds} seeds{kept}) on {jobs} processes x {threads} threads")
+    cells_n = len(runs) // seeds
+    plural = lambda n, word, end="s": f"{n} {word}{end * (n != 1)}"  # noqa: E731
+    log(f"{plural(len(runs), 'run')} ({plural(cells_n, 'cell')} x {plural(seeds, 'seed')}{kept}) on "
+        f"{plural(jobs, 'process', 'es')} x {plural(threads, 'thread')}")  # fmt: skip
     try:
         _run_all(recipe, runs, todo, results, jobs, threads, log)
     except _checks.UsageError:  # a cell the recipe refuses: the grid is wrong, so none of it is kept
@@ -222,7 +225,8 @@ def compare(
     _write_csv(out / "runs.csv", [{k: row[k] for k in keys} for row in rows])
     table = summary_table(rows, metric, higher)
     atomic_write(out / "table.md", lambda tmp: Path(tmp).write_text(table, encoding="utf-8"))
-    plots.compare_cells(out / "compare.png", finished, metric, f"{recipe}: test {metric}, {seeds} seeds")
+    plots.compare_cells(out / "compare.png", finished, metric, f"{recipe}: test {metric}, {seeds} seed"
+                        + "s" * (seeds != 1))  # fmt: skip
     log(table)
     return out
 

@@ -81,6 +81,11 @@ def _read_jsonl(path: Path, argument: str) -> list[dict]:
     return rows
 
 
+def _count(n: int, noun: str) -> str:
+    """A count and its noun: 1 run, 2 runs."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def read_run(path: Path, name: str, cell: str = "", argument: str = "RUN_DIR") -> Run:
     """A run directory written by ``embdrop train``; a missing or incomplete one is an error naming it."""
     from embdrop._io import read_json
@@ -380,7 +385,7 @@ def metrics_html(sources: list[Source]) -> str:
                 body += f"<tr><th>{_esc(c)}</th>{tds}</tr>"
             metric = base_metric({k: rows[0][k] for k in keys})[0]
             parts.append(
-                f"<h3>{_esc(src.path.name)}: {len(cells)} cells x {n} seeds</h3>"
+                f"<h3>{_esc(src.path.name)}: {_count(len(cells), 'cell')} x {_count(n, 'seed')}</h3>"
                 f'<table class="compare-table"><tr><th>cell</th>{head}</tr>{body}</table>'
                 f'<p class="note">mean ± std [95% interval of the mean] over the seeds (Student\'s t), as '
                 f"<code>embdrop compare</code> computes them; the recipe's metric is {_esc(metric)}. Two cells "
@@ -428,7 +433,7 @@ def build(paths: list[str | Path], log: Callable[[str], None] = lambda s: None) 
     log("report: config")
     out.append(f'<section id="config"><h2>Config</h2>{config_html(runs)}</section>')
 
-    log(f"report: learning curves of {len(runs)} runs")
+    log(f"report: learning curves of {_count(len(runs), 'run')}")
     note = "thin dotted: training; thick: validation" + ("; one colour per cell" if len(runs) > 1 else "")
     out.append(f'<section id="curves"><h2>Learning curves</h2><p class="note">{note}.</p>'
                f"{_img(curves_figure(runs), 'curves-img', 'learning curves')}</section>")  # fmt: skip
