@@ -353,8 +353,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         from embdrop.interop.keras import predict_converted
 
         if args.mc:
-            raise _checks.invalid("--mc", "0 for a converted Keras model", args.mc)
-        names, out = predict_converted(args.run, args.texts)
+            names, r = predict_converted(args.run, args.texts, mc=args.mc, seed=args.seed)
+            for i, text in enumerate(args.texts):
+                shown = ", ".join(
+                    f"{n} {m:.4f} (MC std {s:.4f})"
+                    for n, m, s in zip(names, r.mean[i].tolist(), r.std[i].tolist(), strict=True)
+                )
+                if r.mutual_information is not None:
+                    shown += f", mutual information {float(r.mutual_information[i].reshape(-1)[0]):.4f} nats"
+                print(f"{shown}  {text[:60]!r}")
+            return 0
+        names, out = predict_converted(args.run, args.texts, seed=args.seed)
         for text, row in zip(args.texts, out.tolist(), strict=True):
             shown = ", ".join(f"{n} {v:.4f}" for n, v in zip(names, row, strict=True))
             print(f"{shown}  {text[:60]!r}")

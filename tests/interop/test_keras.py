@@ -315,3 +315,23 @@ def test_convert_and_predict_from_the_command_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "never").exists()
+
+
+def test_predict_with_mc_dropout_on_a_converted_model(tmp_path, capsys):
+    words = ["", "[UNK]"] + [f"w{i}" for i in range(V - 2)]
+    (tmp_path / "vocab.txt").write_text("\n".join(words) + "\n")
+    layers = [kl.Embedding(V, 6, mask_zero=True), kl.Dropout(0.3), kl.LSTM(5, dropout=0.5, recurrent_dropout=0.5),
+              kl.Dense(1, activation="sigmoid")]  # fmt: skip
+    model, path = build(tmp_path, *layers)
+    out = tmp_path / "converted"
+    assert main(["convert", str(path), str(out), "--vocab", str(tmp_path / "vocab.txt"), "--outputs", "pos"]) == 0
+    capsys.readouterr()
+    runs = []
+    for _ in range(2):
+        assert main(["predict", str(out), "w3 w7 w12", "w1", "--mc", "30", "--seed", "4"]) == 0
+        runs.append(capsys.readouterr().out)
+    assert runs[0] == runs[1]  # the same seed, the same masks
+    line = runs[0].splitlines()[0]
+    std = float(line.split("MC std ")[1].split(")")[0])
+    mi = float(line.split("mutual information ")[1].split()[0])
+    assert line.startswith("pos ") and std > 0 and mi >= 0

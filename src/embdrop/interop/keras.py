@@ -777,9 +777,13 @@ def encode_texts(texts: list[str], vocabulary: list[str], maxlen: int, padding: 
                          truncating=padding)  # fmt: skip
 
 
-def predict_converted(folder: str | Path, texts: list[str]) -> tuple[list[str], Tensor]:
+def predict_converted(folder: str | Path, texts: list[str], *, mc: int = 0, seed: int = 0):
     """(output names, (N, K) outputs) of a converted model on ``texts``, with the vocabulary it was converted
-    with (``embdrop convert --vocab``)."""
+    with (``embdrop convert --vocab``). With ``mc`` > 0: (names, :class:`~embdrop.layers.MCPrediction`) over ``mc``
+    passes with the dropout layers on (MC dropout), reproducible from ``seed``; its predictive entropy and mutual
+    information are computed where the last layer is a sigmoid or a softmax (the outputs are probabilities)."""
+    mc = _checks.mc_samples("--mc", mc)
+    seed = _checks.seed("--seed", seed)
     folder = Path(folder)
     meta_path = folder / "text.json"
     if not meta_path.is_file():
@@ -803,7 +807,25 @@ def predict_converted(folder: str | Path, texts: list[str]) -> tuple[list[str], 
     if len(names) != out.shape[1]:
         raise _checks.invalid("RUN_DIR", f"a text.json naming the model's {out.shape[1]} outputs",
                               f"{str(meta_path)!r} names {len(names)}: {names}")  # fmt: skip
-    return names, out
+    if mc == 0:
+        return names, out
+    from embdrop.layers.mc import mc_predict
+
+    last = [s.activation for s in model.steps.values() if s.module is not None or s.activation != "linear"][-1]
+    probs = "binary" if last == "sigmoid" and out.shape[1] == 1 else "categorical" if last == "softmax" else None
+    flat = _Flat(model)
+    return names, mc_predict(flat, ids, samples=mc, probs=probs, generator=torch.Generator().manual_seed(seed))
+
+
+class _Flat(nn.Module):
+    """The converted model with its outputs as (N, K)."""
+
+    def __init__(self, model: KerasModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return self.model(ids).reshape(ids.shape[0], -1)
 
 
 MAXLEN_LIMIT = 1 << 20  # ids per text: a (texts, maxlen) tensor is allocated for them
