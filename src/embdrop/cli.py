@@ -170,6 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories of 'embdrop train' or 'compare'")
     r.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
     sub.add_parser("recipes", help="list the recipes", description="List the recipes, one line each.")
+    g = sub.add_parser(
+        "config",
+        help="print every field of a recipe's config: type, value, default and meaning",
+        description="Print every field of RECIPE's config, as --set FIELD=VALUE takes it: its type, its value (after "
+        "the --set items, if any), its default where it differs, and what it means. Nothing is trained.",
+    )
+    g.add_argument("recipe", help="recipe name (see 'embdrop recipes')")
+    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help="show the config resolved with these overrides (repeatable)")  # fmt: skip
     return parser
 
 
@@ -392,6 +401,15 @@ def _cmd_recipes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_config(args: argparse.Namespace) -> int:
+    from embdrop import recipes
+    from embdrop.recipes.explain import render
+
+    config = recipes.resolve(args.recipe, args.overrides)
+    print(render(config, recipes.recipe(args.recipe).preset(getattr(config, "variant", None))))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -408,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
             "convert": _cmd_convert,
             "report": _cmd_report,
             "recipes": _cmd_recipes,
+            "config": _cmd_config,
         }[args.command](args)
     except _checks.UsageError as e:  # a user's mistake; anything else is a bug and keeps its traceback
         print(f"embdrop {args.command}: error: {e}", file=sys.stderr)

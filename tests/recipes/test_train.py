@@ -67,7 +67,8 @@ def test_overrides_are_typed():
     c = apply_overrides(recipes.resolve("reviews-lstm"), ["model.dropout=0.3", "train.clip=None", "data.root=/x"])
     assert c.model.dropout == 0.3 and c.train.clip is None and c.data.root == "/x"
     with pytest.raises(ValueError, match=r"'--set': expected FIELD=VALUE with FIELD a field of reviews-lstm \(did you "
-                       r"mean model.dropout\? all of them: data.name, .*model.dropou"):  # fmt: skip
+                       r"mean model.dropout\? 'embdrop config reviews-lstm' says what each means; all of them: "
+                       r"data.name, .*model.dropou"):  # fmt: skip
         recipes.resolve("reviews-lstm", ["model.dropuot=0.3"])
     with pytest.raises(ValueError, match=r"did you mean model.hidden\?"):  # the section left out
         recipes.resolve("reviews-lstm", ["hidden=8"])

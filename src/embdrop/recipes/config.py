@@ -25,7 +25,7 @@ class DataConfig:
 class Dataset(DataConfig):
     """A built-in dataset: its ``name`` and, for one that is not packaged, its directory."""
 
-    name: str = "reviews"
+    name: str = "reviews"  # the dataset (see `embdrop recipes`)
     root: str | None = None  # the dataset directory, for datasets that are not packaged
 
 
@@ -49,32 +49,32 @@ class TextData(Dataset):
     maxlen: int = 200  # pad / truncate to this many tokens (Keras' pad_sequences)
     padding: str = "pre"  # "pre" (Keras' default) or "post"
     punctuation: str = "strip"  # Keras' TextVectorization default: lower case, punctuation deleted
-    train: str | None = None
-    valid: str | None = None
-    test: str | None = None
+    train: str | None = None  # your training file or class folder (--data)
+    valid: str | None = None  # your validation file (--valid; None: carved from --data)
+    test: str | None = None  # your test file (--test; None: carved from --data)
     text: str = "text"  # the text column (CSV/TSV) or key (JSONL)
     label: str = "label"  # the label column or key
-    encoding: str = "utf-8"
+    encoding: str = "utf-8"  # the files' text encoding (utf-8 also reads a byte-order mark)
     classes: str | None = None  # for a folder: the class sub-folders to read, comma-separated (None: all)
     tokenizer: str = "word"  # "word", "whitespace" (pre-tokenized text) or "char"
-    lower: bool = True
+    lower: bool = True  # lower-case the text before tokenizing
 
 
 @dataclass
 class TrainConfig:
     """The loop: optimizer, schedule, stopping, seed."""
 
-    epochs: int = 10
-    batch_size: int = 32
+    epochs: int = 10  # passes over the training split
+    batch_size: int = 32  # examples per training step
     optimizer: str = "adam"  # "adam", "rmsprop" or "sgd"
-    lr: float = 1e-3
+    lr: float = 1e-3  # the learning rate
     clip: float | None = 5.0  # gradient norm clipping (None: off)
     patience: int | None = None  # early stopping after this many epochs without a better validation metric
     lr_decay: float = 1.0  # the learning rate of epoch k is lr * lr_decay ** max(0, k - decay_after)
-    decay_after: int = 0
-    weight_decay: float = 0.0
+    decay_after: int = 0  # epochs before lr_decay starts
+    weight_decay: float = 0.0  # L2 penalty (the optimizer's weight_decay)
     mc: int = 0  # > 0: also evaluate the test split with MC dropout over this many samples
-    seed: int = 0
+    seed: int = 0  # seeds the initial weights, the shuffling and the dropout masks
     # "bfloat16": the training step's matrix products under torch.autocast (CPUs with AMX or AVX512-BF16 run them
     # several times faster); weights, optimizer, state and the evaluation stay float32
     precision: str = "float32"
@@ -210,7 +210,8 @@ def apply_overrides(config, items: list[str]):
             hint = f"did you mean {close[0]}? " if close and sep else ""
             raise _checks.invalid(
                 "--set",
-                f"FIELD=VALUE with FIELD a field of {config.recipe} ({hint}all of them: {', '.join(known)})",
+                f"FIELD=VALUE with FIELD a field of {config.recipe} ({hint}'embdrop config {config.recipe}' says what "
+                f"each means; all of them: {', '.join(known)})",
                 item,
             )
         value = _parse(known[name], text.strip(), name, item)

@@ -49,9 +49,9 @@ MC_MASKS = ("stream", "window")
 
 @dataclass
 class LmModel(ModelConfig):
-    embedding_dim: int = 200
-    hidden: int = 200
-    layers: int = 2
+    embedding_dim: int = 200  # word embedding size
+    hidden: int = 200  # LSTM units per layer
+    layers: int = 2  # LSTM layers
     tie: bool = False  # share the embedding and the softmax weight (the last layer then has embedding_dim units)
     embedding_dropout: float = 0.0  # embedding dropout on word types
     embedding_dropout_mode: str = "sample"  # "sample" (Gal: per sequence) or "batch" (AWD-LSTM)
@@ -71,9 +71,9 @@ class LmData(Dataset):
     """A language-modelling corpus (ptb, wikitext2) cut into windows of ``bptt`` tokens."""
 
     max_tokens: int = 0  # vocabulary size, <eos> and <unk> included; 0: every word of the training split
-    bptt: int = 20
+    bptt: int = 20  # steps of truncated backpropagation through time
     variable_bptt: bool = False  # AWD-LSTM's random window lengths (with the learning rate scaled by t / bptt)
-    eval_batch_size: int = 10
+    eval_batch_size: int = 10  # parallel streams when evaluating
     # MC-dropout evaluation (train.mc): "stream" draws one set of masks per sample and keeps it for the whole split,
     # with embedding dropout off (Gal's test); "window" draws new masks for every window, every dropout on
     mc_masks: str = "stream"

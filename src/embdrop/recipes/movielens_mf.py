@@ -22,9 +22,9 @@ from embdrop.recipes.tabular import Tabular
 
 @dataclass
 class MfModel(ModelConfig):
-    factors: int = 32
+    factors: int = 32  # embedding size of users and movies
     embedding_dropout: float = 0.2  # drops a user's or a movie's whole factor vector
-    init_std: float = 0.01
+    init_std: float = 0.01  # std of the normal initial factors
 
 
 def config() -> Config:

@@ -44,9 +44,9 @@ class EntityModel(ModelConfig):
     max_dim: int = 16  # embedding width per feature: min(max_dim, fastai's rule)
     embedding_dropout: float = 0.1  # drops a feature's whole vector
     dropout: float = 0.2  # on the concatenated vectors and on the hidden layer
-    hidden: int = 64
+    hidden: int = 64  # units of the hidden layer
     buckets: int = 4096  # hash: rows of each feature's table
-    num_hashes: int = 2
+    num_hashes: int = 2  # hash functions per category (hash kind)
 
 
 class Tabular(Task):

@@ -47,7 +47,7 @@ class TableData(DataConfig):
     label: str = "label"  # the target column
     categorical: str | None = None  # comma-separated; None: every non-numeric column
     target: str = "auto"  # "auto", "binary", "multiclass" or "regression"
-    encoding: str = "utf-8"
+    encoding: str = "utf-8"  # the table's text encoding
     min_count: int = 1  # categories seen fewer times in training share the unknown row
 
 

@@ -20,16 +20,16 @@ from embdrop.recipes.text_classification import TextClassification, head, real_s
 
 @dataclass
 class CnnLstmModel(ModelConfig):
-    embedding_dim: int = 16
+    embedding_dim: int = 16  # word embedding size
     dropout: float = 0.2  # a Dropout layer after the embedding (entries)
     spatial_dropout: float = 0.0  # SpatialDropout1D after the embedding (whole channels)
     embedding_dropout: float = 0.0  # embedding dropout (whole words)
     init: str = "keras"  # "keras" (the initialisers of the Keras model this mirrors) or "torch" (PyTorch's)
-    filters: int = 64
-    kernel_size: int = 5
-    pool_size: int = 4
+    filters: int = 64  # Conv1D filters
+    kernel_size: int = 5  # Conv1D kernel width
+    pool_size: int = 4  # MaxPooling1D size
     conv_dropout: float = 0.0  # a Dropout layer after Conv1D and max pooling, before the LSTM (entries)
-    hidden: int = 64
+    hidden: int = 64  # LSTM units
     lstm_dropout: float = 0.0  # the LSTM's own dropout (inputs)
     recurrent_dropout: float = 0.0  # the LSTM's recurrent_dropout (states)
 

@@ -20,12 +20,12 @@ from embdrop.recipes.text_classification import TextClassification, head, real_s
 
 @dataclass
 class LstmModel(ModelConfig):
-    embedding_dim: int = 64
+    embedding_dim: int = 64  # word embedding size
     dropout: float = 0.25  # a Dropout layer after the embedding (entries)
     spatial_dropout: float = 0.0  # SpatialDropout1D after the embedding (whole channels)
     embedding_dropout: float = 0.0  # embedding dropout (whole words)
     init: str = "keras"  # "keras" (the initialisers of the Keras model this mirrors) or "torch" (PyTorch's)
-    hidden: int = 100
+    hidden: int = 100  # LSTM units
     lstm_dropout: float = 0.5  # the LSTM's own dropout (inputs)
     recurrent_dropout: float = 0.5  # the LSTM's recurrent_dropout (states)
     lstm_variational: bool = True  # False: naive dropout (Zaremba), a new input mask at every step

@@ -39,11 +39,11 @@ class TranslationData(Dataset):
 @dataclass
 class Seq2SeqModel(ModelConfig):
     cell: str = "gru"  # "lstm" or "gru"
-    embedding_dim: int = 128
-    hidden: int = 256
+    embedding_dim: int = 128  # word embedding size (both sides)
+    hidden: int = 256  # recurrent units
     embedding_dropout: float = 0.1  # whole words, on both sides
     dropout: float = 0.2  # the recurrent layers' input dropout, and before the softmax
-    recurrent_dropout: float = 0.0
+    recurrent_dropout: float = 0.0  # recurrent_dropout of the encoder and decoder (states)
     max_output: int = 14  # greedy decoding stops here or at <eos>
 
 
