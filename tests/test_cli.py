@@ -121,3 +121,16 @@ def test_compare_help_prints_a_plain_percent_sign(capsys):
         main(["compare", "--help"])
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     assert e.value.code == 0 and "95% interval" in out and "%%" not in out
+
+
+def test_help_and_version_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, embdrop.cli\n"
+            "try:\n    embdrop.cli.main(['--version'])\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n"
+            "import embdrop\nassert 'torch' not in sys.modules\n"
+            "assert embdrop.LSTM.__name__ == 'LSTM' and 'torch' in sys.modules\n")  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip().startswith("embdrop "), r.stderr

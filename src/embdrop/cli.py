@@ -8,9 +8,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from embdrop import _checks
-from embdrop.viz import masks as masks_mod
-from embdrop.viz import show as show_mod
+from embdrop.viz import names as viz_names  # torch-free: the parser is built without importing torch
+
+_checks = show_mod = masks_mod = None  # imported by _load() once a command runs (they import torch)
+
+
+def _load() -> None:
+    global _checks, show_mod, masks_mod
+    from embdrop import _checks
+    from embdrop.viz import masks as masks_mod
+    from embdrop.viz import show as show_mod
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--variant",
         action="append",
-        choices=["all", *show_mod.VARIANTS],
+        choices=["all", *viz_names.SHOW_VARIANTS],
         help="variant to show (repeatable; default: all)",
     )
     s.add_argument("--p", type=float, default=0.5, help="probability to drop (default 0.5)")
@@ -89,12 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
         "time across, channels down) and masks-recurrent (an LSTM unrolled: naive, variational, weight drop).",
     )
     m.add_argument("--variant", action="append", metavar="NAME",
-                   help="variant to draw (repeatable; default: all): " + ", ".join(masks_mod.VARIANTS))  # fmt: skip
+                   help="variant to draw (repeatable; default: all): "
+                   + ", ".join(viz_names.MASK_VARIANTS))  # fmt: skip
     m.add_argument("--p", type=float, default=0.5, help="probability to drop (default 0.5)")
     m.add_argument("--shape", default="2,6,8", help="B,T,C of the input (default 2,6,8)")
     m.add_argument("--seed", type=int, default=0, help="seed: variant k draws from seed + k (default 0)")
     m.add_argument("--out", default="masks", help="directory for the pictures (default ./masks)")
-    m.add_argument("--format", action="append", choices=masks_mod.FORMATS, help="png, svg (default: both)")
+    m.add_argument("--format", action="append", choices=viz_names.FORMATS, help="png, svg (default: both)")
 
     t = sub.add_parser(
         "train",
@@ -412,7 +420,8 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # --help and --version end here, before torch is imported
+    _load()
     if args.command is None:
         parser.print_help()
         return 2

@@ -32,11 +32,8 @@ from embdrop.layers.dropout import Dropout, SpatialDropout1D, TokenDropout, Word
 from embdrop.layers.embedding import Embedding
 from embdrop.layers.recurrent import LSTM
 from embdrop.layers.weight_drop import DropConnect
-
-LAYER_VARIANTS = ("dropout", "spatial", "token", "word", "embedding-sample", "embedding-batch", "dropconnect")
-RECURRENT_VARIANTS = ("naive", "variational", "weight-drop")
-VARIANTS = LAYER_VARIANTS + RECURRENT_VARIANTS
-FORMATS = ("png", "svg")
+from embdrop.viz.names import FORMATS, LAYER_VARIANTS, RECURRENT_VARIANTS
+from embdrop.viz.names import MASK_VARIANTS as VARIANTS
 
 # A tiny vocabulary and text whose words repeat, so that embedding dropout's "every occurrence" shows.
 WORDS = ("<pad>", "<unk>", "the", "cat", "sat", "on", "mat", "dog", "ran")

@@ -15,8 +15,8 @@ from torch import Tensor
 from embdrop import _checks
 from embdrop.layers.dropout import Dropout, SpatialDropout1D, TokenDropout
 from embdrop.layers.embedding import DROPOUT_MODES, Embedding
+from embdrop.viz.names import SHOW_VARIANTS as VARIANTS
 
-VARIANTS = ("dropout", "spatial", "token", "embedding")
 DROPPED = "."
 # The picture is text for a terminal: B <= 16, T <= 64, C <= 64 (each panel prints B*T rows of C numbers), checked
 # before anything is allocated.
