@@ -79,9 +79,9 @@ def save(run: Path, prints: dict[str, dict]) -> None:
     write_json(run / NAME, {"format": "embdrop-inputs-1", "inputs": prints}, indent=1)
 
 
-def changed(run: Path, values: dict[str, object]) -> dict[str, list]:
-    """``{field: [then, now]}`` for every recorded input that is not what it was; {} for a run without a record
-    (written before this check existed)."""
+def changed(run: Path, now: dict[str, dict]) -> dict[str, list]:
+    """``{field: [then, now]}`` for every input recorded in ``run`` that is not what :func:`fingerprints` finds
+    ``now``; {} for a run without a record (written before this check existed)."""
     path = run / NAME
     if not path.is_file():
         return {}
@@ -89,13 +89,12 @@ def changed(run: Path, values: dict[str, object]) -> dict[str, list]:
     if not isinstance(saved, dict) or not isinstance(saved.get("inputs"), dict):
         raise _checks.invalid("--resume", "a run directory written by embdrop train (a readable inputs.json)",
                               repr(str(path)))  # fmt: skip
-    now = fingerprints({**values, **{f: p.get("path") for f, p in saved["inputs"].items() if isinstance(p, dict)}})
     out = {}
     for field, then in saved["inputs"].items():
         current = now.get(field)
         if current is None:
             out[field] = [then, "missing"]
-        elif {k: v for k, v in current.items() if k != "mtime_ns" or "sha256_sampled" in current} != then:
+        elif current != then:
             out[field] = [then, current]
     return out
 

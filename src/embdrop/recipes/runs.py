@@ -72,7 +72,8 @@ def train(
         restart = _uncommitted(run)
         if not restart:
             checkpoint.check_readable(run)
-        moved = inputs.changed(run, _leaves(to_dict(config)))
+        prints = inputs.fingerprints(_leaves(to_dict(config)))  # the files as this process reads them
+        moved = inputs.changed(run, prints)
         if moved and not allow_changed_data:
             raise _checks.invalid("--resume", "the input files the run was trained on, unchanged (or "
                                   "--allow-changed-data to go on with them as they are now; the run's summary "
@@ -89,8 +90,8 @@ def train(
         run = distributed.same_on_every_rank(run)
         if distributed.world_rank()[1] == 0:
             restart = _check_new_run_dir(run)
+        prints = inputs.fingerprints(_leaves(to_dict(config)))  # the files as this process reads them
     check_train(config.train, distributed.world_rank()[0])  # a wrong training field fails before the data are read
-    prints = inputs.fingerprints(_leaves(to_dict(config)))  # the files as this process reads them
     keep_freed_memory()  # no page faults on every step's fresh activations (see recipes/losses.py)
     torch.manual_seed(config.train.seed)
     r = recipe(config.recipe)
