@@ -14,6 +14,18 @@ from embdrop import _checks
 _replace = os.replace  # the commit of every write; the fault-injection tests wrap it to die around it
 
 
+def available_memory() -> int | None:
+    """The free memory in bytes (MemAvailable of /proc/meminfo, Linux); None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)``, then rename onto ``path``: readers see the old file or the new one, never half."""
     path = Path(path)

@@ -36,15 +36,21 @@ import numpy as np
 import torch
 
 from embdrop import _checks
+from embdrop._io import available_memory
 from embdrop.data._splits import SEED, Dataset, TextSplit
 
 MAX_LINE = 1 << 24  # 16 MiB: a longer single line is refused as "not a text file", not read into memory whole
 
 
+def reading_encoding(encoding: str) -> str:
+    """The codec that reads ``encoding``: UTF-8 as ``utf-8-sig``, since a byte-order mark (spreadsheet programs
+    write one) is not part of the text. An unknown name raises LookupError."""
+    return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+
+
 def _decode(raw: bytes, path: Path, encoding: str, argument: str) -> str:
     try:
-        # a byte-order mark, as spreadsheet programs write, is not part of the text
-        return raw.decode("utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding)
+        return raw.decode(reading_encoding(encoding))
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         raise _checks.invalid(argument, f"a text file in {encoding} (data.encoding names another)",
@@ -56,16 +62,10 @@ def _decode(raw: bytes, path: Path, encoding: str, argument: str) -> str:
 
 
 def read_limit() -> int:
-    """The most bytes of text read from one file: an eighth of the free memory (Linux; the text is copied as it is
-    decoded, split and tokenized, and the model needs the rest), at most 4 GiB."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return min(4 << 30, int(line.split()[1]) * 1024 // 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 4 << 30
+    """The most bytes of text read from one file: an eighth of the free memory (the text is copied as it is
+    decoded, split and tokenized, and the model needs the rest), at most 4 GiB (also where it cannot be read)."""
+    free = available_memory()
+    return 4 << 30 if free is None else min(4 << 30, free // 8)
 
 
 def _read_bytes(path: Path, argument: str) -> bytes:

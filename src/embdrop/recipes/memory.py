@@ -11,21 +11,15 @@ import torch
 from torch import nn
 
 from embdrop import _checks
+from embdrop._io import available_memory
 
 # Training holds each parameter about four times: the weights, their gradients and Adam's two moments.
 COPIES = 4
 
 
 def available_bytes() -> int | None:
-    """MemAvailable of /proc/meminfo (Linux); None elsewhere."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    """The free memory in bytes (Linux); None elsewhere."""
+    return available_memory()
 
 
 def meta_parameters(build: Callable[[], nn.Module]) -> int | None:

@@ -101,16 +101,16 @@ def _read(path: str, argument: str, d: TableData):
 
 
 def _check_header(p: Path, sep: str, encoding: str, argument: str, path: str) -> None:
-    import codecs
     import csv
     import gzip
 
+    from embdrop.data.files import reading_encoding
+
     opener = gzip.open if p.name.lower().endswith(".gz") else open
-    enc = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
     try:
-        with opener(p, "rt", encoding=enc, newline="") as f:
+        with opener(p, "rt", encoding=reading_encoding(encoding), newline="") as f:
             header = next(csv.reader(f, delimiter=sep, skipinitialspace=True), [])
-    except (OSError, UnicodeDecodeError, csv.Error, EOFError):
+    except (OSError, UnicodeDecodeError, LookupError, csv.Error, EOFError):
         return  # pandas read it: its own header is what the table has
     header = [h.strip() for h in header]
     repeated = sorted({h for h in header if header.count(h) > 1})
