@@ -286,12 +286,19 @@ def test_keras_golden_values(kind, go_backwards, want):
     assert np.allclose(got, np.repeat(np.array(want, "float32")[:, None], 3, 1), atol=1e-5)
 
 
-def test_convert_and_predict_from_the_command_line(tmp_path, capsys):
+def sentiment_model(tmp_path):
+    """The Keras LSTM sentiment model with dropout and recurrent dropout, saved, and its vocabulary in
+    ``tmp_path / "vocab.txt"``: (words, model, path)."""
     words = ["", "[UNK]"] + [f"w{i}" for i in range(V - 2)]
     (tmp_path / "vocab.txt").write_text("\n".join(words) + "\n")
     layers = [kl.Embedding(V, 6, mask_zero=True), kl.Dropout(0.3), kl.LSTM(5, dropout=0.5, recurrent_dropout=0.5),
               kl.Dense(1, activation="sigmoid")]  # fmt: skip
     model, path = build(tmp_path, *layers)
+    return words, model, path
+
+
+def test_convert_and_predict_from_the_command_line(tmp_path, capsys):
+    words, model, path = sentiment_model(tmp_path)
     out = tmp_path / "converted"
     assert main(["convert", str(path), str(out), "--vocab", str(tmp_path / "vocab.txt"), "--padding", "post",
                  "--outputs", "positive"]) == 0  # fmt: skip
@@ -318,11 +325,7 @@ def test_convert_and_predict_from_the_command_line(tmp_path, capsys):
 
 
 def test_predict_with_mc_dropout_on_a_converted_model(tmp_path, capsys):
-    words = ["", "[UNK]"] + [f"w{i}" for i in range(V - 2)]
-    (tmp_path / "vocab.txt").write_text("\n".join(words) + "\n")
-    layers = [kl.Embedding(V, 6, mask_zero=True), kl.Dropout(0.3), kl.LSTM(5, dropout=0.5, recurrent_dropout=0.5),
-              kl.Dense(1, activation="sigmoid")]  # fmt: skip
-    model, path = build(tmp_path, *layers)
+    words, model, path = sentiment_model(tmp_path)
     out = tmp_path / "converted"
     assert main(["convert", str(path), str(out), "--vocab", str(tmp_path / "vocab.txt"), "--outputs", "pos"]) == 0
     capsys.readouterr()

@@ -45,6 +45,20 @@ def leaves(d, prefix=()):
             yield (*prefix, k)
 
 
+def set_leaf(data: dict, pick: int, value, drop: bool) -> dict:
+    """``data`` with its leaf number ``pick`` (in sorted order, wrapping) set to ``value``, or removed."""
+    paths = sorted(leaves(data))
+    path = paths[pick % len(paths)]
+    node = data
+    for k in path[:-1]:
+        node = node[k]
+    if drop:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return data
+
+
 def read_back(run):
     before = digest(run)
     size = sum(p.stat().st_size for p in run.iterdir() if p.is_file())
@@ -56,15 +70,7 @@ def config_damage(example):
     pick, value, drop = example
     with folder() as d:
         run = shutil.copytree(finished_run(), d / "run")
-        config = json.loads((run / "config.json").read_text())
-        path = sorted(leaves(config))[pick % len(list(leaves(config)))]
-        node = config
-        for k in path[:-1]:
-            node = node[k]
-        if drop:
-            del node[path[-1]]
-        else:
-            node[path[-1]] = value
+        config = set_leaf(json.loads((run / "config.json").read_text()), pick, value, drop)
         (run / "config.json").write_text(json.dumps(config))
         read_back(run)
 
@@ -124,15 +130,7 @@ def report_damage(example):
             rows[0] = {k: v for k, v in rows[0].items() if k != key} if drop else {**rows[0], key: value}
             (run / name).write_text("\n".join(json.dumps(r) for r in rows))
         else:
-            data = json.loads((run / name).read_text())
-            path = sorted(leaves(data))[pick % len(list(leaves(data)))]
-            node = data
-            for k in path[:-1]:
-                node = node[k]
-            if drop:
-                del node[path[-1]]
-            else:
-                node[path[-1]] = value
+            data = set_leaf(json.loads((run / name).read_text()), pick, value, drop)
             (run / name).write_text(json.dumps(data))
         before = digest(run)
         refused_or_read(lambda: report.write([run], d / "report.html", log=lambda line: None), 100_000)
