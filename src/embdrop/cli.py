@@ -92,15 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
         "masks",
         help="draw the masks each dropout variant samples (PNG and SVG)",
         description="Draw the keep-masks the layers really sample: masks-layers (Dropout, SpatialDropout1D, "
-        "TokenDropout, WordDropout, embedding dropout per sample and per batch, DropConnect; one grid per sample, "
-        "time across, channels down) and masks-recurrent (an LSTM unrolled: naive, variational, weight drop).",
+        "TokenDropout, WordDropout, embedding dropout per sample and per batch, DropConnect; one grid per sample "
+        "as x[b] prints: a row per time step, a column per channel) and masks-recurrent (an LSTM unrolled: "
+        "naive, variational, weight drop).",
     )
     m.add_argument("--variant", action="append", metavar="NAME",
                    help="variant to draw (repeatable; default: all): "
                    + ", ".join(viz_names.MASK_VARIANTS))  # fmt: skip
-    m.add_argument("--p", type=float, default=0.5, help="probability to drop (default 0.5)")
-    m.add_argument("--shape", default="2,6,8", help="B,T,C of the input (default 2,6,8)")
-    m.add_argument("--seed", type=int, default=0, help="seed: variant k draws from seed + k (default 0)")
+    m.add_argument("--p", type=float, default=viz_names.DEFAULT_P, help="probability to drop (default %(default)s)")
+    m.add_argument("--shape", default=",".join(map(str, viz_names.DEFAULT_SHAPE)),
+                   help="B,T,C of the input (default %(default)s)")  # fmt: skip
+    m.add_argument("--seed", type=int, default=viz_names.DEFAULT_SEED,
+                   help="seed: variant k draws from seed + k (default %(default)s)")  # fmt: skip
     m.add_argument("--out", default="masks", help="directory for the pictures (default ./masks)")
     m.add_argument("--format", action="append", choices=viz_names.FORMATS, help="png, svg (default: both)")
 
@@ -210,7 +213,7 @@ def _cmd_masks(args: argparse.Namespace) -> int:
         _checks.choice("--variant", v, masks_mod.VARIANTS)
     p = _checks.probability("--p", args.p)
     _checks.seed("--seed", args.seed)
-    shape = _shape(args.shape, "--shape", "2,6,8")
+    shape = _shape(args.shape, "--shape", "2,8,8")
     try:
         masks_mod.check_shape(shape)
     except _checks.UsageError as e:

@@ -1,4 +1,5 @@
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from embdrop import LSTM, DropConnect, Dropout, Embedding, SpatialDropout1D, Tok
 from embdrop.cli import main
 from embdrop.viz import masks as M
 
-SHAPE, P, SEED = (2, 6, 8), 0.5, 3
+SHAPE, P, SEED = (2, 8, 8), 0.5, 3
 
 
 def drawn_cells(fig) -> dict[tuple[str, int], torch.Tensor]:
@@ -65,19 +66,19 @@ def test_layer_pictures_show_the_masks_the_layers_sample():
         )
     for variant, keep in expected.items():
         for b in range(B):
-            assert torch.equal(cells[variant, b], keep[b].T.long()), variant  # channels down, time across
+            assert torch.equal(cells[variant, b], keep[b].long()), variant  # as x[b] prints: time down, channels across
     linear = DropConnect(nn.Linear(C, C // 2), P)
     assert torch.equal(cells["dropconnect", 0], linear.sample_masks(generator=gen("dropconnect"))["weight"].long())
     # and the pictures show what the names promise, for any seed
     spatial = cells["spatial", 0]
-    assert (spatial == spatial[:, :1]).all()  # a channel (row) is all kept or all dropped across time
+    assert (spatial == spatial[:1]).all()  # a channel (column) is all kept or all dropped down the time steps
     token = cells["token", 1]
-    assert (token == token[:1]).all()  # a time step (column) is all kept or all dropped across channels
+    assert (token == token[:, :1]).all()  # a time step (row) is all kept or all dropped across channels
     for mode in ("sample", "batch"):
         for b in range(B):
             for w in ids[b].unique():
-                cols = cells[f"embedding-{mode}", b][0, ids[b] == w]
-                assert cols.unique().numel() == 1  # a word is dropped at every occurrence or at none
+                rows = cells[f"embedding-{mode}", b][ids[b] == w, 0]
+                assert rows.unique().numel() == 1  # a word's rows are dropped at every occurrence or at none
     assert 0 < int(cells["dropout", 0].sum()) < C * T  # this seed drops some entries and keeps some
 
 
@@ -91,28 +92,28 @@ def test_recurrent_picture_shows_the_lstm_masks_step_by_step():
     g = gen("naive")
     m = LSTM(C, H, dropout=P, variational=False).sample_masks(x, generator=g)
     out = Dropout(P).sample_mask(h, generator=g)
-    for t in range(T):  # grids per step: input, recurrent, output
-        assert torch.equal(cells["naive", 3 * t][:, 0], m.input[0][0][0, t].long())
+    for t in range(T):  # grids per step: input, recurrent, output, each a row of units
+        assert torch.equal(cells["naive", 3 * t][0], m.input[0][0][0, t].long())
         assert (cells["naive", 3 * t + 1] == -1).all()  # naive dropout puts no mask on h(t-1)
-        assert torch.equal(cells["naive", 3 * t + 2][:, 0], out[0, t].long())
+        assert torch.equal(cells["naive", 3 * t + 2][0], out[0, t].long())
     assert not all(torch.equal(cells["naive", 0], cells["naive", 3 * t]) for t in range(T))  # new mask per step
 
     g = gen("variational")
     m = LSTM(C, H, dropout=P, recurrent_dropout=P).sample_masks(x, generator=g)
     out = SpatialDropout1D(P).sample_mask(h, generator=g)
     for t in range(T):
-        assert torch.equal(cells["variational", 3 * t], m.input[0][0][:, 0].T.long())  # (C, 4 gates)
-        assert torch.equal(cells["variational", 3 * t + 1], m.recurrent[0][0][:, 0].T.long())  # (H, 4 gates)
-        assert torch.equal(cells["variational", 3 * t + 2][:, 0], out[0, 0].long())
+        assert torch.equal(cells["variational", 3 * t], m.input[0][0][:, 0].long())  # (4 gates, C)
+        assert torch.equal(cells["variational", 3 * t + 1], m.recurrent[0][0][:, 0].long())  # (4 gates, H)
+        assert torch.equal(cells["variational", 3 * t + 2][0], out[0, 0].long())
 
     g = gen("weight-drop")
     m = LSTM(C, H, weight_dropout=P).sample_masks(x, generator=g)
     locked_in = SpatialDropout1D(P).sample_mask(x, generator=g)
     locked_out = SpatialDropout1D(P).sample_mask(h, generator=g)
     for t in range(T):
-        assert torch.equal(cells["weight-drop", 3 * t][:, 0], locked_in[0, 0].long())
-        assert torch.equal(cells["weight-drop", 3 * t + 1], m.weight[0][0].long())  # (4H, H)
-        assert torch.equal(cells["weight-drop", 3 * t + 2][:, 0], locked_out[0, 0].long())
+        assert torch.equal(cells["weight-drop", 3 * t][0], locked_in[0, 0].long())
+        assert torch.equal(cells["weight-drop", 3 * t + 1], m.weight[0][0].T.long())  # W_hh^T (H, 4H)
+        assert torch.equal(cells["weight-drop", 3 * t + 2][0], locked_out[0, 0].long())
 
 
 def test_captions_are_the_layers_mask_lines():
@@ -121,16 +122,19 @@ def test_captions_are_the_layers_mask_lines():
     assert panels["token"].caption.startswith("Mask: (B, T, 1), shared across C")
     assert panels["embedding-sample"].caption == M.mask_line(Embedding)
     assert "1/(1-p) = 2" in panels["dropout"].scale and "nothing is rescaled" in panels["word"].scale
+    assert all(p.scale.startswith(f"p = {P}:") for p in panels.values())  # every panel says its p
+    assert not any("``" in p.caption for p in panels.values())  # no reST markup in a picture
 
 
 def test_cli_writes_png_and_svg_with_the_cells_as_element_ids(tmp_path):
-    assert main(["masks", "--out", str(tmp_path), "--seed", "1", "--variant", "spatial", "--variant", "naive"]) == 0
+    args = ["--seed", "1", "--shape", "2,6,8", "--variant", "spatial", "--variant", "naive"]
+    assert main(["masks", "--out", str(tmp_path), *args]) == 0
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["masks-layers.png", "masks-layers.svg", "masks-recurrent.png", "masks-recurrent.svg"]
     assert (tmp_path / "masks-layers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     svg = (tmp_path / "masks-layers.svg").read_text()
     ids = re.findall(r'id="cell:spatial:(\d+):(\d+):(\d+):(\w+)"', svg)
-    assert len(ids) == 2 * 8 * 6  # B grids of C x T cells
+    assert len(ids) == 2 * 6 * 8  # B grids of T x C cells
     panel = M.sample((2, 6, 8), 0.5, 1, ("spatial",))[0]
     for grid, r, c, state in ids:
         assert state == ("kept" if panel.grids[int(grid)].keep[int(r), int(c)] else "dropped")
@@ -168,3 +172,79 @@ def test_p_zero_keeps_everything():
     for panel in M.sample((1, 3, 4), 0.0, 0):
         for grid in panel.grids:
             assert grid.keep is None or bool(grid.keep.all())
+
+
+def test_the_default_picture_teaches():
+    """At the default shape, p and seed, every grid keeps some cells and drops some, no sample loses all or nearly
+    all its words, and embedding dropout visibly drops a repeated word at every occurrence."""
+    panels = {p.variant: p for p in M.sample()}
+    ids = M.sentence_ids(*M.DEFAULT_SHAPE[:2])
+    for v in M.LAYER_VARIANTS:
+        for grid in panels[v].grids:
+            kept = grid.keep.float()
+            assert 0 < kept.mean() < 1, (v, grid.label)
+            if v in ("word", "token", "embedding-sample", "embedding-batch"):
+                assert 0.25 <= kept[:, 0].mean() <= 0.75, (v, grid.label)  # share of words (rows) kept
+            if v == "spatial":
+                assert 0.25 <= kept[0].mean() <= 0.75, grid.label  # share of channels (columns) kept
+    for v in ("embedding-sample", "embedding-batch"):
+        repeated_dropped = [
+            int(w)
+            for b, grid in enumerate(panels[v].grids)
+            for w in ids[b].unique()
+            if (ids[b] == w).sum() > 1 and not grid.keep[ids[b] == w, 0].any()
+        ]
+        assert repeated_dropped, v
+    naive = panels["naive"].grids
+    assert len({tuple(g.keep[0].tolist()) for g in naive[0::3]}) > 1  # naive: a new input mask at each step
+
+
+def test_the_legend_names_grey_only_where_a_grid_has_no_mask():
+    layers = M.draw(M.sample(variants=M.LAYER_VARIANTS), P, SEED, SHAPE)
+    recurrent = M.draw(M.sample(variants=("variational",)), P, SEED, SHAPE)
+    naive = M.draw(M.sample(variants=("naive",)), P, SEED, SHAPE)
+    texts = lambda fig: " ".join(t.get_text() for t in fig.axes[0].texts)  # noqa: E731
+    assert "grey" not in texts(layers) and "grey" not in texts(recurrent)
+    assert "grey: no mask" in texts(naive)  # naive dropout puts no mask on h(t-1): those cells are grey
+
+
+def _svg_content(path):
+    """The cells (id and state) and the texts of an SVG that ``embdrop masks`` wrote, in drawing order."""
+    svg = path.read_text()
+    return re.findall(r'id="(cell:[^"]+)"', svg), re.findall(r"<text[^>]*>([^<]*)</text>", svg)
+
+
+@pytest.mark.parametrize("name", ["masks-layers", "masks-recurrent"])
+def test_the_committed_pictures_are_what_the_code_draws(tmp_path, name):
+    """docs/img holds what ``embdrop masks --out docs/img`` draws today: the SVG cell by cell and text by text,
+    the PNG by the colour at each cell's centre. Redraw them with that command when a layer's masks change."""
+    docs = Path(__file__).parents[2] / "docs" / "img"
+    assert main(["masks", "--out", str(tmp_path)]) == 0
+    cells, texts = _svg_content(tmp_path / f"{name}.svg")
+    committed_cells, committed_texts = _svg_content(docs / f"{name}.svg")
+    assert len(cells) > 100 and texts
+    assert committed_cells == cells, f"docs/img/{name}.svg differs: run `embdrop masks --out docs/img`"
+    assert committed_texts == texts, f"docs/img/{name}.svg differs: run `embdrop masks --out docs/img`"
+
+    from matplotlib.image import imread
+
+    group = M.LAYER_VARIANTS if name == "masks-layers" else M.RECURRENT_VARIANTS
+    fig = M.draw(M.sample(variants=group), M.DEFAULT_P, M.DEFAULT_SEED, M.DEFAULT_SHAPE)
+    png = imread(docs / f"{name}.png")[..., :3]  # (rows, cols, RGB) in [0, 1]
+    height, width = png.shape[:2]
+    assert (width, height) == tuple(round(v * 110) for v in fig.get_size_inches())
+    ax, scale = fig.axes[0], 110 / fig.dpi
+    seen = 0
+    for patch in ax.patches:
+        gid = patch.get_gid() or ""
+        if not gid.startswith("cell:"):
+            continue
+        x, y = patch.get_xy()
+        (x0, y0), (x1, y1) = ax.transData.transform([(x + 0.2, y + 0.2), (x + 0.8, y + 0.8)]) * scale
+        inner = png[round(height - y1) : round(height - y0), round(x0) : round(x1)]  # the middle of the cell
+        r, g, b = (float(inner[..., k].mean()) for k in range(3))
+        state = gid.rsplit(":", 1)[1]
+        looks = "kept" if b - r > 0.3 else "none" if float(inner.std()) < 0.02 else "dropped"
+        assert looks == state, (name, gid, (r, g, b))
+        seen += 1
+    assert seen == len(cells)

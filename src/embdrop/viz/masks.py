@@ -1,20 +1,27 @@
 """``embdrop masks``: pictures of the keep-masks embdrop's layers really sample.
 
-Figure 1, "rows or columns?" (``LAYER_VARIANTS``): for a (B, T, C) input, one panel per dropout variant, one grid per
-sample with time across and channels down; a kept cell is filled, a dropped one white and hatched (so the picture
-reads in grey print). DropConnect has one grid, its weight matrix (out rows, in columns).
+Every picture is drawn the way a user prints the tensor: ``x[0]`` of a (B, T, C) output has one row per time step
+(one word's vector) and one column per channel. So a grid has time down and channels across; SpatialDropout1D
+blanks whole columns, TokenDropout and word or embedding dropout whole rows.
 
-Figure 2, recurrent dropout unrolled (``RECURRENT_VARIANTS``): an LSTM over T steps for sample 0, with, at each step,
-the masks on the input x_t (one column per gate where the masks are per gate), on the recurrent state h(t-1) and on
-the output h_t. Naive (Zaremba) draws new input and output masks at every step and none on h(t-1); variational
-(Gal & Ghahramani, Keras' ``dropout`` + ``recurrent_dropout``) repeats the same masks at every step; weight drop
-(AWD-LSTM) drops entries of ``weight_hh`` (drawn (H, 4H): h(t-1) units down, gate units across), the same for every
-step and sample, with locked dropout on the input and the output. This is Gal & Ghahramani's Figure 1, from masks.
+Figure 1, "rows or columns?" (``LAYER_VARIANTS``): for a (B, T, C) input, one panel per dropout variant, one (T, C)
+grid per sample with its words on the left; a kept cell is filled, a dropped one white and hatched (so the picture
+reads in grey print). DropConnect has one grid, its weight matrix as ``Linear.weight`` prints it (out rows, in
+columns).
+
+Figure 2, recurrent dropout unrolled (``RECURRENT_VARIANTS``): an LSTM over T steps for sample 0, one row band per
+step, one column per variant. At each step: the masks on the input x_t (one row per gate where the masks are per
+gate), on the recurrent state h(t-1) and on the output h_t. Naive (Zaremba) draws new input and output masks at
+every step and none on h(t-1); variational (Gal & Ghahramani, Keras' ``dropout`` + ``recurrent_dropout``) repeats
+the same masks at every step; weight drop (AWD-LSTM) drops entries of ``weight_hh``, drawn as ``W_hh^T`` (H, 4H),
+the matrix h(t-1) multiplies (h(t-1) units down, gate units across), the same for every step and sample, with
+locked dropout on the input and the output. This is Gal & Ghahramani's Figure 1, from masks.
 
 Every mask comes from the layer's own ``sample_mask``/``sample_masks``: variant k of ``VARIANTS`` draws from a
 generator seeded with ``seed + k``, in the order written in :func:`sample`, so a test (or a reader) can draw the
 same masks again. Drawing keeps the data: every cell is a rectangle whose ``gid`` names the variant, the grid, the
-cell and whether it was kept, and SVG output carries these as element ids.
+cell and whether it was kept, and SVG output carries these as element ids (and its text as text), so the committed
+pictures in ``docs/img`` are checked cell by cell against the code.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from embdrop.layers.dropout import Dropout, SpatialDropout1D, TokenDropout, Word
 from embdrop.layers.embedding import Embedding
 from embdrop.layers.recurrent import LSTM
 from embdrop.layers.weight_drop import DropConnect
-from embdrop.viz.names import FORMATS, LAYER_VARIANTS, RECURRENT_VARIANTS
+from embdrop.viz.names import DEFAULT_P, DEFAULT_SEED, DEFAULT_SHAPE, FORMATS, LAYER_VARIANTS, RECURRENT_VARIANTS
 from embdrop.viz.names import MASK_VARIANTS as VARIANTS
 
 # A tiny vocabulary and text whose words repeat, so that embedding dropout's "every occurrence" shows.
@@ -47,10 +54,12 @@ class Grid:
     """One drawn matrix of mask cells.
 
     Attributes:
-        label: what the grid is ("sample 0", "step 2: x", ...).
+        label: what the grid is ("sample 0", "x_t", ...).
         keep: (rows, cols) bool, True where the mask keeps the entry; None where no mask is applied (all pass).
-        rows: what the rows are ("channel c", ...); cols: what the columns are.
-        col_labels: a label per column (the words of the sequence), or None.
+        rows: what the rows are ("time step", "gate", ...); cols: what the columns are ("channel", ...).
+        shape: (rows, cols).
+        row_labels: a label per row (the words of the sequence, the gates), or None.
+        col_labels: a label per column ("" for none), or None.
         step: the time step of a recurrent grid, else None.
     """
 
@@ -59,6 +68,7 @@ class Grid:
     rows: str
     cols: str
     shape: tuple[int, int]
+    row_labels: list[str] | None = None
     col_labels: list[str] | None = None
     step: int | None = None
 
@@ -79,7 +89,7 @@ def mask_line(cls: type) -> str:
     doc = inspect.getdoc(cls) or ""
     for para in doc.split("\n\n"):
         if para.lstrip().startswith("Mask:"):
-            return " ".join(line.strip() for line in para.splitlines())
+            return " ".join(line.strip() for line in para.splitlines()).replace("``", "")  # no reST markup
     raise LookupError(f"{cls.__name__} has no Mask: line")
 
 
@@ -95,7 +105,7 @@ LIMITS = (8, 40, 32)  # the largest B, T and C that still make a readable pictur
 
 def check_shape(shape: object) -> tuple[int, int, int]:
     """A (B, T, C) of three positive ints, small enough to draw (``LIMITS``)."""
-    expected = "three positive ints B,T,C such as 2,6,8, with B <= {}, T <= {}, C <= {}".format(*LIMITS)
+    expected = "three positive ints B,T,C such as 2,8,8, with B <= {}, T <= {}, C <= {}".format(*LIMITS)
     if not isinstance(shape, (tuple, list)) or len(shape) != 3:
         raise _checks.invalid("shape", expected, repr(shape))
     if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in shape):
@@ -120,7 +130,7 @@ def generator(seed: int, variant: str) -> torch.Generator:
 
 
 def _scale(p: float) -> str:
-    return f"survivors x 1/(1-p) = {1 / (1 - p):.3g}"
+    return f"p = {p}: each mask entry dropped with probability {p}; survivors x 1/(1-p) = {1 / (1 - p):.3g}"
 
 
 def _words(ids: Tensor) -> list[str]:
@@ -141,24 +151,22 @@ def _sequence_panel(variant: str, x: Tensor, ids: Tensor, p: float, g: torch.Gen
         layer = WordDropout(p, unk_id=WORDS.index("<unk>"), padding_idx=0)
         keep = layer.sample_mask(ids, generator=g).unsqueeze(-1).expand(B, T, C)  # (B, T) -> (B, T, C)
         title = f"WordDropout({p}, unk_id=1) before the embedding"
-        scale = "a dropped word becomes <unk>; nothing is rescaled"
+        scale = f"p = {p}: each word replaced by <unk> with probability {p}; nothing is rescaled"
     else:
         cls = Embedding
         mode = variant.split("-")[1]
         layer = Embedding(len(WORDS), C, padding_idx=0, dropout=p, dropout_mode=mode)
         keep = layer.sample_mask(ids, generator=g).bool().unsqueeze(-1).expand(B, T, C)  # (B, T) -> (B, T, C)
         title = f"Embedding(dropout={p}, dropout_mode={mode!r})"
-        scale = _scale(p)
-    grids = [
-        Grid(f"sample {b}", keep[b].T.contiguous(), "channel", "time step", (C, T), _words(ids[b])) for b in range(B)
-    ]
+        scale = _scale(p).replace("each mask entry", "each word type")
+    grids = [Grid(f"sample {b}", keep[b], "time step", "channel", (T, C), _words(ids[b])) for b in range(B)]
     return Panel(variant, title, scale, mask_line(cls), grids)
 
 
 def _dropconnect_panel(C: int, p: float, g: torch.Generator) -> Panel:
     out = max(2, C // 2)
     layer = DropConnect(nn.Linear(C, out), p, names=("weight",))
-    keep = layer.sample_masks(generator=g)["weight"].bool()  # (out, C)
+    keep = layer.sample_masks(generator=g)["weight"].bool()  # (out, C), as Linear.weight prints
     grid = Grid(f"Linear({C}, {out}).weight", keep, "output unit", "input unit", (out, C))
     return Panel("dropconnect", f"DropConnect(Linear({C}, {out}), {p})", _scale(p), mask_line(DropConnect), [grid])
 
@@ -168,80 +176,87 @@ def _or_ones(mask: Tensor | None, shape: tuple[int, ...]) -> Tensor:
     return torch.ones(shape) if mask is None else mask
 
 
+GATES = list("ifgo")
+
+
 def _recurrent_panel(variant: str, x: Tensor, p: float, g: torch.Generator) -> Panel:
     """Sample 0 of an LSTM (C -> H = max(2, C // 2)) over T steps; the draws: the LSTM's masks, then the others'."""
     B, T, C = x.shape
     H = max(2, C // 2)
     h = torch.zeros(B, T, H)  # the LSTM's output, for the output masks' shapes
-    gate_cols = "gate i f g o"
     G = 4
     if variant == "naive":
         lstm = LSTM(C, H, dropout=p, variational=p == 0)  # p = 0: no mask either way (and no warning)
         m = lstm.sample_masks(x, generator=g)
         m.input[0][0] = _or_ones(m.input[0][0], (B, T, C))
         out_keep = Dropout(p).sample_mask(h, generator=g)  # (B, T, H)
-        x_keep = [m.input[0][0][0, t].unsqueeze(1) for t in range(T)]  # (C, 1) per step
+        x_keep = [m.input[0][0][0, t].unsqueeze(0) for t in range(T)]  # (1, C) per step
         h_keep = [None] * T
-        y_keep = [out_keep[0, t].unsqueeze(1) for t in range(T)]  # (H, 1)
+        y_keep = [out_keep[0, t].unsqueeze(0) for t in range(T)]  # (1, H)
         title = f"naive (Zaremba): LSTM(dropout={p}, variational=False) + Dropout({p}) on h_t"
         caption = (
-            "Mask: input (B, T, C) and output (B, T, H), redrawn at every step; nothing on h(t-1). A different "
-            "pattern at each step."
+            "Mask: input (B, T, C) and output (B, T, H), redrawn at every step; nothing on h(t-1) (grey). A "
+            "different pattern at each step."
         )
-        x_cols, x_shape = "", (C, 1)
+        x_rows = None
     elif variant == "variational":
         lstm = LSTM(C, H, dropout=p, recurrent_dropout=p)
         m = lstm.sample_masks(x, generator=g)
         m.input[0][0] = _or_ones(m.input[0][0], (G, B, C))
         m.recurrent[0][0] = _or_ones(m.recurrent[0][0], (G, B, H))
         out_keep = SpatialDropout1D(p).sample_mask(h, generator=g)  # (B, 1, H)
-        x_keep = [m.input[0][0][:, 0].T] * T  # (G, B, C) -> (C, G), the same at every step
-        h_keep = [m.recurrent[0][0][:, 0].T] * T  # (G, B, H) -> (H, G)
-        y_keep = [out_keep[0, 0].unsqueeze(1)] * T  # (H, 1)
+        x_keep = [m.input[0][0][:, 0]] * T  # (G, B, C) -> (G, C), the same at every step
+        h_keep = [m.recurrent[0][0][:, 0]] * T  # (G, B, H) -> (G, H)
+        y_keep = [out_keep[0, 0].unsqueeze(0)] * T  # (1, H)
         title = f"variational (Gal, Keras): LSTM(dropout={p}, recurrent_dropout={p}) + SpatialDropout1D({p}) on h_t"
         caption = (
-            "Mask: input (4, B, C) and recurrent (4, B, H), one per gate, output (B, 1, H); drawn once per sequence "
-            "and repeated at every step."
+            "Mask: input (4, B, C) and recurrent (4, B, H), one per gate (rows i, f, g, o), output (B, 1, H); drawn "
+            "once per sequence and repeated at every step."
         )
-        x_cols, x_shape = gate_cols, (C, G)
+        x_rows = GATES
     else:
         lstm = LSTM(C, H, weight_dropout=p)
         m = lstm.sample_masks(x, generator=g)
         m.weight[0][0] = _or_ones(m.weight[0][0], (G * H, H))
         in_keep = SpatialDropout1D(p).sample_mask(x, generator=g)  # (B, 1, C)
         out_keep = SpatialDropout1D(p).sample_mask(h, generator=g)  # (B, 1, H)
-        x_keep = [in_keep[0, 0].unsqueeze(1)] * T  # (C, 1)
-        h_keep = [m.weight[0][0]] * T  # (4H, H): gate unit down (i, f, g, o blocks), h(t-1) unit across
-        y_keep = [out_keep[0, 0].unsqueeze(1)] * T
+        x_keep = [in_keep[0, 0].unsqueeze(0)] * T  # (1, C)
+        h_keep = [m.weight[0][0].T] * T  # (4H, H) -> (H, 4H): h(t-1) unit down, gate unit across (i, f, g, o blocks)
+        y_keep = [out_keep[0, 0].unsqueeze(0)] * T
         title = f"weight drop (AWD-LSTM): LSTM(weight_dropout={p}), LockedDropout({p}) on x_t and h_t"
         caption = (
-            "Mask: weight_hh (4H, H), shared by every sample and step; locked input (B, 1, C) and output (B, 1, H); "
-            "all drawn once per call."
+            "Mask: weight_hh (4H, H), drawn here as W_hh^T (H, 4H), shared by every sample and step; locked input "
+            "(B, 1, C) and output (B, 1, H); all drawn once per call."
         )
-        x_cols, x_shape = "", (C, 1)
+        x_rows = None
     grids = []
     for t in range(T):
-        gates = list("ifgo") if x_cols else None
-        grids.append(Grid("x", x_keep[t].bool(), "input unit", x_cols, x_shape, gates, step=t))
+        grids.append(Grid("x_t", x_keep[t].bool(), "gate" if x_rows else "", "input unit", tuple(x_keep[t].shape),
+                          x_rows, step=t))  # fmt: skip
         if variant == "weight-drop":
-            grids.append(Grid("W_hh", h_keep[t].bool(), "gate unit (i, f, g, o blocks)", "h(t-1) unit", (G * H, H),
-                              step=t))  # fmt: skip
+            blocks = [GATES[c // H] if c % H == H // 2 else "" for c in range(G * H)]
+            grids.append(Grid("W_hh^T", h_keep[t].bool(), "h(t-1) unit", "gate unit (i, f, g, o blocks)", (H, G * H),
+                              None, blocks, step=t))  # fmt: skip
+        elif h_keep[t] is None:
+            grids.append(Grid("h(t-1)", None, "", "hidden unit", (1, H), step=t))
         else:
-            grids.append(Grid("h(t-1)", None if h_keep[t] is None else h_keep[t].bool(), "hidden unit", gate_cols,
-                              (H, G), list("ifgo"), step=t))  # fmt: skip
-        grids.append(Grid("out", y_keep[t].bool(), "hidden unit", "", (H, 1), step=t))
+            grids.append(Grid("h(t-1)", h_keep[t].bool(), "gate", "hidden unit", (G, H), GATES, step=t))
+        grids.append(Grid("out h_t", y_keep[t].bool(), "", "hidden unit", (1, H), step=t))
     return Panel(variant, title, _scale(p), caption, grids)
 
 
 def sample(
-    shape: tuple[int, int, int] = (2, 6, 8), p: float = 0.5, seed: int = 0, variants: tuple[str, ...] = VARIANTS
+    shape: tuple[int, int, int] = DEFAULT_SHAPE,
+    p: float = DEFAULT_P,
+    seed: int = DEFAULT_SEED,
+    variants: tuple[str, ...] = VARIANTS,
 ) -> list[Panel]:
     """The panels of ``variants`` for an input of ``shape`` (B, T, C), drawn with the layers' own samplers.
 
     Variant k of ``VARIANTS`` uses ``torch.Generator().manual_seed(seed + k)``. Its draws, in order: the layer's
     ``sample_mask`` (sequence variants: on a (B, T, C) input, or on the ids of :func:`sentence_ids` for word and
     embedding dropout); DropConnect's ``sample_masks`` on ``Linear(C, max(2, C // 2))``; the recurrent variants
-    ``LSTM(C, C, ...).sample_masks(x)``, then naive ``Dropout(p)`` on the (B, T, H) output, variational
+    ``LSTM(C, C // 2, ...).sample_masks(x)``, then naive ``Dropout(p)`` on the (B, T, H) output, variational
     ``SpatialDropout1D(p)`` on it, weight drop ``SpatialDropout1D(p)`` on the input and then on the output.
     """
     B, T, C = check_shape(shape)
@@ -265,10 +280,20 @@ def sample(
 # --------------------------------------------------------------------------------------------------- drawing
 CELL = 0.2  # inches per cell
 MAX_WIDTH = 64  # cells: layer panels flow left to right and wrap at this width
+GAP = 1.0  # cells between two grids
+# Rough characters per cell at each font size, to wrap text to a panel's width.
+TITLE_CHARS, SCALE_CHARS, CAPTION_CHARS = 3.0, 3.6, 4.0
 
 
-def _draw_grid(ax, grid: Grid, x0: float, y0: float, variant: str, index: int) -> None:
-    """The grid's top-left corner at (x0, y0); one Rectangle per cell, its state in its gid."""
+def _gutter(grid: Grid) -> float:
+    """Room on a grid's left for its row labels (the words, the gates)."""
+    if not grid.row_labels:
+        return 0.0
+    return 0.8 + 0.45 * max(len(s) for s in grid.row_labels)
+
+
+def _draw_grid(ax, grid: Grid, x0: float, y0: float, variant: str, index: int, label: bool = True) -> None:
+    """The grid's top-left corner at (x0, y0) (y grows upward); one Rectangle per cell, its state in its gid."""
     from matplotlib.patches import Rectangle
 
     rows, cols = grid.shape
@@ -281,88 +306,165 @@ def _draw_grid(ax, grid: Grid, x0: float, y0: float, variant: str, index: int) -
                              hatch=None if kept else "////")  # fmt: skip
             rect.set_gid(f"cell:{variant}:{index}:{r}:{c}:{state}")
             ax.add_patch(rect)
-    if grid.col_labels:
-        for c, w in enumerate(grid.col_labels):
-            ax.text(x0 + c + 0.5, y0 + 0.2, w, ha="center", va="bottom", fontsize=6, rotation=90 if len(w) > 1 else 0)
-        ax.text(x0 + cols / 2, y0 + 2.0, grid.label, ha="center", va="bottom", fontsize=7)
-    else:
-        ax.text(x0 + cols / 2, y0 + 0.2, grid.label, ha="center", va="bottom", fontsize=7)
+    for r, w in enumerate(grid.row_labels or []):
+        ax.text(x0 - 0.3, y0 - r - 0.5, w, ha="right", va="center", fontsize=6)
+    for c, w in enumerate(grid.col_labels or []):
+        if w and label:
+            ax.text(x0 + c + 0.5, y0 + 0.2, w, ha="center", va="bottom", fontsize=6)
+    if label:
+        ax.text(x0, y0 + (1.1 if grid.col_labels else 0.2), grid.label, ha="left", va="bottom", fontsize=7)
 
 
-def _layout(panel: Panel) -> tuple[list[tuple[float, float]], float, float]:
-    """Each grid's offset (x, y down from the panel's grid line) and the panel's grid width and height, in cells."""
-    offsets, x = [], 0.0
-    last_step = None
-    for grid in panel.grids:
-        if grid.step is not None and grid.step != last_step and last_step is not None:
-            x += 1.5  # a wider gap between time steps
-        last_step = grid.step
-        offsets.append((x, 0.0))
-        x += grid.shape[1] + (1.0 if grid.step is not None else 2.0)
-    return offsets, x, max(g.shape[0] for g in panel.grids)
+def _text_block(ax, x: float, y: float, lines: list[tuple[str, float, dict]]) -> float:
+    """Write wrapped lines from (x, y) down; return the y below them. Each item: text, line height, text style."""
+    for text, height, style in lines:
+        ax.text(x, y, text, va="top", **style)
+        y -= height * (text.count("\n") + 1)
+    return y
 
 
-def draw(panels: list[Panel], p: float, seed: int, shape: tuple[int, int, int]):
-    """One matplotlib Figure; the cells keep their state in their ``gid``, the panels in ``fig.embdrop_panels``."""
-    _extras.need("matplotlib")
+def _header(panel: Panel, width: float) -> list[tuple[str, float, dict]]:
+    return [
+        (textwrap.fill(panel.title, int(width * TITLE_CHARS)), 1.0, {"fontsize": 8, "fontweight": "bold"}),
+        (textwrap.fill(panel.scale, int(width * SCALE_CHARS)), 0.9, {"fontsize": 7}),
+    ]
+
+
+def _caption(panel: Panel, width: float) -> tuple[str, float, dict]:
+    style = {"fontsize": 6.5, "style": "italic", "color": "#333333"}
+    return (textwrap.fill(panel.caption, int(width * CAPTION_CHARS)), 0.85, style)
+
+
+def _lines_height(lines: list[tuple[str, float, dict]]) -> float:
+    return sum(h * (t.count("\n") + 1) for t, h, _ in lines)
+
+
+def _legend(panels: list[Panel]) -> str:
+    legend = "filled: kept;  white, hatched: dropped"
+    if any(g.keep is None for pl in panels for g in pl.grids):
+        legend += ";  grey: no mask at all"
+    return legend
+
+
+def _figure(width: float, height: float):
     from matplotlib.figure import Figure
 
-    recurrent = all(pl.variant in RECURRENT_VARIANTS for pl in panels)
-    # Place the panels: each a slot of width >= 24 cells, flowing left to right (one per row if recurrent).
-    rows, x = [[]], 0.0
+    fig = Figure(figsize=(width * CELL + 0.4, height * CELL + 0.2))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(-1, width + 1)
+    ax.set_ylim(-height, 0.5)
+    ax.set_axis_off()
+    return fig, ax
+
+
+def _draw_layers(panels: list[Panel], p: float, seed: int, shape: tuple[int, int, int]):
+    """Figure 1: panels flowing left to right; in each, one (T, C) grid per sample, side by side."""
+    placed, rows, x = [], [[]], 0.0
     for pl in panels:
-        _, w, h = _layout(pl)
-        width = max(w, 24.0)
-        if rows[-1] and (recurrent or x + width > MAX_WIDTH):
+        widths = [_gutter(g) + g.shape[1] for g in pl.grids]
+        width = max(sum(widths) + GAP * (len(widths) - 1), 24.0)
+        if rows[-1] and x + width > MAX_WIDTH:
             rows.append([])
             x = 0.0
-        rows[-1].append((pl, x, width, h))
+        rows[-1].append((pl, x, width))
         x += width + 2.0
     heights = []
     for r in rows:
-        words = any(g.col_labels for pl, *_ in r for g in pl.grids)
-        steps = any(g.step is not None for pl, *_ in r for g in pl.grids)
-        caption = max(len(textwrap.wrap(pl.caption, int(w * 4))) for pl, _, w, _ in r)
-        heights.append(2.5 + (2.4 if words else 0.0) + (1.2 if steps else 0.0) + 1.0 + max(h for *_, h in r)
-                       + 1.0 + 1.1 * caption)  # fmt: skip
-    width = max(max(x + w for _, x, w, _ in r) for r in rows)
-    total = 2.0 + sum(heights)
-    fig = Figure(figsize=(width * CELL + 0.4, total * CELL + 0.2))
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.set_xlim(-1, width + 1)
-    ax.set_ylim(-total, 0.5)
-    ax.set_axis_off()
-    what = "an LSTM unrolled over T steps (sample 0, H = C // 2)" if recurrent else "one grid per sample"
-    ax.text(0, 0, f"What each mask drops: {what}; (B, T, C) = {shape}, p = {p}, seed = {seed}", fontsize=9,
-            va="top", fontweight="bold")  # fmt: skip
-    ax.text(0, -1.0, "filled: kept;  white, hatched: dropped;  grey: no mask", fontsize=7.5, va="top")
-    y = -2.2
-    for r, height in zip(rows, heights, strict=True):
-        for pl, x, w, h in r:
-            ax.text(x, y, pl.title, fontsize=8, va="top", fontweight="bold")
-            ax.text(x, y - 1.0, pl.scale, fontsize=7, va="top")
-            words = any(g.col_labels for g in pl.grids)
-            top = y - 2.5 - (2.4 if words else 0.0) - (1.2 if recurrent else 0.0) - 0.5
-            offsets, _, _ = _layout(pl)
-            last_step = None
-            for k, (grid, (dx, _)) in enumerate(zip(pl.grids, offsets, strict=True)):
-                if grid.step is not None and grid.step != last_step:
-                    ax.text(x + dx, top + (3.4 if words else 1.5), f"t = {grid.step}", fontsize=7, va="bottom",
-                            color="#444444")  # fmt: skip
-                    last_step = grid.step
+        head = max(_lines_height(_header(pl, w)) for pl, _, w in r)
+        grid = max(g.shape[0] for pl, *_ in r for g in pl.grids)
+        caption = max(_lines_height([_caption(pl, w)]) for pl, _, w in r)
+        heights.append(head + 1.6 + grid + 0.8 + caption + 1.2)
+        placed.append((head, grid))
+    width = max(x + w for r in rows for _, x, w in r)
+    fig, ax = _figure(width, 3.2 + sum(heights))
+    B, T, C = shape
+    _text_block(ax, 0, 0, [
+        (f"Which entries each dropout drops: (B, T, C) = {shape}, p = {p}, seed = {seed}", 1.1,
+         {"fontsize": 9, "fontweight": "bold"}),
+        ("Each grid is one sample x[b] as PyTorch prints it: one row per time step (its word on the left), one column "
+         "per channel.", 0.9, {"fontsize": 7.5}),
+        (_legend(panels), 0.9, {"fontsize": 7.5}),
+    ])  # fmt: skip
+    y = -3.4
+    for r, height, (head, grid_h) in zip(rows, heights, placed, strict=True):
+        for pl, x, w in r:
+            _text_block(ax, x, y, _header(pl, w))
+            top = y - head - 1.6
+            dx = 0.0
+            for k, grid in enumerate(pl.grids):
+                dx += _gutter(grid)
                 _draw_grid(ax, grid, x + dx, top, pl.variant, k)
-            caption = textwrap.fill(pl.caption, int(w * 4))
-            ax.text(x, top - h - 0.8, caption, fontsize=6.5, va="top", style="italic", color="#333333")
+                dx += grid.shape[1] + GAP
+            _text_block(ax, x, top - grid_h - 0.8, [_caption(pl, w)])
         y -= height
+    return fig
+
+
+def _draw_recurrent(panels: list[Panel], p: float, seed: int, shape: tuple[int, int, int]):
+    """Figure 2: one column per variant, one row band per time step; in a band the grids of that step."""
+    steps = sorted({g.step for pl in panels for g in pl.grids})
+    by_step = [{t: [(k, g) for k, g in enumerate(pl.grids) if g.step == t] for t in steps} for pl in panels]
+    columns, x = [], 3.0  # room on the left for "t = k"
+    for pl, grids in zip(panels, by_step, strict=True):
+        band = max(sum(_gutter(g) + g.shape[1] + GAP for _, g in gs) - GAP for gs in grids.values())
+        width = max(band, 24.0)
+        columns.append((pl, x, width))
+        x += width + 2.0
+    width = x - 2.0
+    head = max(_lines_height(_header(pl, w) + [_caption(pl, w)]) for pl, _, w in columns)
+    labels = 1.1 + (1.0 if any(g.col_labels for pl in panels for g in pl.grids) else 0.0)
+    band_h = [max(g.shape[0] for grids in by_step for _, g in grids[t]) for t in steps]
+    total = 3.4 + head + 0.6 + labels + sum(h + 0.8 for h in band_h)
+    fig, ax = _figure(width, total)
+    _text_block(ax, 0, 0, [
+        (f"Recurrent dropout, unrolled: an LSTM over T = {shape[1]} steps (sample 0, C = {shape[2]}, "
+         f"H = {max(2, shape[2] // 2)}), p = {p}, seed = {seed}", 1.1, {"fontsize": 9, "fontweight": "bold"}),
+        ("One row band per time step. In each: the mask on the input x_t (one row per gate where the masks are per "
+         "gate), on h(t-1) and on the output h_t, each a row of units.", 0.9, {"fontsize": 7.5}),
+        (_legend(panels), 0.9, {"fontsize": 7.5}),
+    ])  # fmt: skip
+    y = -3.4
+    for pl, x, w in columns:
+        _text_block(ax, x, y, _header(pl, w) + [_caption(pl, w)])
+    top = y - head - 0.6 - labels
+    for t, h in zip(steps, band_h, strict=True):
+        ax.text(0, top - 0.5, f"t = {t}", fontsize=7, va="center", color="#444444")
+        for (pl, x, _), grids in zip(columns, by_step, strict=True):
+            dx = 0.0
+            for k, grid in grids[t]:
+                dx += _gutter(grid)
+                _draw_grid(ax, grid, x + dx, top, pl.variant, k, label=t == steps[0])
+                dx += grid.shape[1] + GAP
+        top -= h + 0.8
+    return fig
+
+
+def draw(panels: list[Panel], p: float, seed: int, shape: tuple[int, int, int]):
+    """One matplotlib Figure; the cells keep their state in their ``gid``, the panels in ``fig.embdrop_panels``.
+
+    Panels of the recurrent variants make Figure 2 (steps down, one column per variant), any others Figure 1.
+    """
+    _extras.need("matplotlib")
+    recurrent = all(pl.variant in RECURRENT_VARIANTS for pl in panels)
+    fig = (_draw_recurrent if recurrent else _draw_layers)(panels, p, seed, shape)
     fig.embdrop_panels = panels  # the data the picture was drawn from
     return fig
 
 
+def save(fig, path: str | Path, fmt: str) -> None:
+    """Write ``fig`` as ``fmt``: the same figure gives the same bytes (no date; SVG keeps its text as text)."""
+    import matplotlib
+
+    metadata = {"Date": None} if fmt == "svg" else {"Software": None}
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "embdrop"}):
+        fig.savefig(path, format=fmt, dpi=110, metadata=metadata)
+
+
 def write(
     out: str | Path,
-    shape: tuple[int, int, int] = (2, 6, 8),
-    p: float = 0.5,
-    seed: int = 0,
+    shape: tuple[int, int, int] = DEFAULT_SHAPE,
+    p: float = DEFAULT_P,
+    seed: int = DEFAULT_SEED,
     variants: tuple[str, ...] = VARIANTS,
     formats: tuple[str, ...] = FORMATS,
 ) -> list[Path]:
@@ -392,7 +494,7 @@ def write(
         for f in formats:
             path = out / f"{name}.{f}"
             try:
-                atomic_write(path, lambda tmp, fig=fig, f=f: fig.savefig(tmp, format=f, dpi=110))
+                atomic_write(path, lambda tmp, fig=fig, f=f: save(fig, tmp, f))
             except OSError as e:
                 raise _checks.invalid("--out", "a writable directory", f"{str(out)!r} ({e})") from None
             written.append(path)

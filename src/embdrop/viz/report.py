@@ -448,12 +448,14 @@ def build(paths: list[str | Path], log: Callable[[str], None] = lambda s: None) 
     log(f"report: mask pictures of {len(variants)} dropout variants")
     out.append('<section id="masks"><h2>What the dropout in these models drops</h2>')
     if variants:
-        out.append('<p class="note">The masks embdrop\'s layers sample for a small input (B, T, C) = (2, 6, 8) at '
+        out.append('<p class="note">The masks embdrop\'s layers sample for a small input (B, T, C) = (2, 8, 8) at '
                    "the rates the runs use (the first run's rate where they differ); filled: kept, white and "
-                   "hatched: dropped. <code>embdrop masks --variant NAME --p P</code> draws them alone."
+                   "hatched: dropped; each grid is one sample, a row per time step and a column per channel. "
+                   "<code>embdrop masks --variant NAME --p P</code> draws them alone."
                    "</p>")  # fmt: skip
         for v, p in variants.items():
-            fig = masks_mod.draw(masks_mod.sample((2, 6, 8), p, 0, (v,)), p, 0, (2, 6, 8))
+            shape, seed = masks_mod.DEFAULT_SHAPE, masks_mod.DEFAULT_SEED
+            fig = masks_mod.draw(masks_mod.sample(shape, p, seed, (v,)), p, seed, shape)
             out.append(_img(fig, f"mask-{v}", f"the masks of {v} at p = {p}"))
     else:
         out.append('<p class="note">These runs use no dropout.</p>')
