@@ -82,3 +82,55 @@ def test_every_test_the_reliability_page_names_exists():
     for line in rows:
         last = line.rstrip().rstrip("|").rsplit("|", 1)[-1]
         assert "test" in last or "same test" in last, line  # the last column names its test
+
+
+# Numbers in the guide and README that are facts, not results: each with where it comes from.
+FACTS = {
+    "3.11": "the Python version of the install commands",
+    "2.0": "the licence, Apache-2.0",
+    "2,000,000": "an example vocabulary size in the guide's sentence on embedding dropout's cost",
+    "0.56": "the exponent of fastai's embedding-size rule, min(600, round(1.6 * n ** 0.56))",
+    "73,000": "the number of tree species on Earth, the guide's example of a high-cardinality category",
+}
+CITATION_YEAR = re.compile(r"(?:et al\.|Ghahramani|Hochreiter|Schmidhuber)\s+(?:\(|,\s*)?(19|20)\d\d\b")
+
+
+def _prose_numbers(text: str) -> list[str]:
+    """The numbers of a Markdown page's prose and tables: not its code blocks, inline code or citation years."""
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    text = re.sub(r"`[^`]*`", "", text)
+    text = re.sub(r"\]\([^)]*\)", "]", text)  # link targets
+    text = CITATION_YEAR.sub("", text)
+    return list(dict.fromkeys(re.findall(r"(?<![\w.,])(\d[\d,]*(?:\.\d+)?)(?=x\b|[^\w]|$)", text)))  # 1.2x too
+
+
+def _value(number: str) -> tuple[float, int]:
+    plain = number.replace(",", "")
+    return float(plain), len(plain.split(".")[1]) if "." in plain else 0
+
+
+def _in_results(number: str, results: list[str]) -> bool:
+    """Written in RESULTS.md as it is, or rounded from a figure RESULTS.md gives to more decimals."""
+    if number in results:
+        return True
+    value, decimals = _value(number)
+    half = 0.5 * 10**-decimals + 1e-12
+    return any(d > decimals and abs(v - value) <= half for v, d in map(_value, results))
+
+
+@pytest.mark.parametrize("name", ["docs/guide.md", "README.md"])
+def test_every_number_in_the_guide_and_readme_is_one_results_gives(name):
+    """A figure in the guide or README that RESULTS.md does not hold is stale or unmeasured: measure it and record
+    it in benchmarks/RESULTS.md, or correct it. Facts that are not results are listed in FACTS with their source."""
+    results = re.findall(r"\d[\d,]*(?:\.\d+)?", (ROOT / "benchmarks/RESULTS.md").read_text(encoding="utf-8"))
+    numbers = _prose_numbers((ROOT / name).read_text(encoding="utf-8"))
+    assert len(numbers) > 50
+    unknown = [n for n in numbers if n not in FACTS and not _in_results(n, results)]
+    assert not unknown, f"{name}: numbers that benchmarks/RESULTS.md does not give: {unknown}"
+
+
+def test_the_numbers_check_finds_a_stale_figure():
+    results = ["0.4967", "79.93", "1,000"]
+    assert _in_results("0.497", results) and _in_results("79.9", results) and _in_results("1,000", results)
+    assert not _in_results("0.498", results) and not _in_results("79.7", results) and not _in_results("5", results)
+    assert _prose_numbers("a 5x slower loop (Zaremba et al. 2014) `run 7` [a](x/1.5.md)\n```\n9.9\n```") == ["5"]
