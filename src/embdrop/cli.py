@@ -148,12 +148,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue a killed or interrupted compare in DIR (finished runs kept)")  # fmt: skip
     p = sub.add_parser(
         "predict",
-        help="class probability of a text from a trained text-classification run",
-        description="Print P(class) for each text with the run's best weights; with --mc N also the standard "
-        "deviation over N MC-dropout passes and the mutual information (model uncertainty).",
+        help="predict texts or a file's rows with a trained run (or a converted Keras model)",
+        description="Print P(class) for each TEXT with the run's best weights; with --mc N also the standard "
+        "deviation over N MC-dropout passes and the mutual information (model uncertainty). With --data FILE: one "
+        "prediction per row of FILE as CSV (stdout or --out): a text-classification run reads the text column "
+        "(CSV/TSV/JSONL as in training, a folder, or a .txt with one text per line), a tabular-entity run the "
+        "training columns; a label column, where the file has one, is put beside the predictions.",
     )
-    p.add_argument("run", metavar="RUN_DIR", help="a run directory written by 'embdrop train'")
-    p.add_argument("texts", nargs="+", metavar="TEXT", help="text(s) to classify")
+    p.add_argument("run", metavar="RUN_DIR", help="a run directory written by 'embdrop train' or 'embdrop convert'")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="text(s) to classify (or --data FILE)")
+    p.add_argument("--data", default=None, metavar="FILE", help="a file (or folder) of inputs: one prediction per row")
+    p.add_argument("--out", default=None, metavar="FILE", help="with --data: write the CSV here (default: stdout)")
+    p.add_argument("--all-classes", action="store_true", help="with --data: a probability column per class")
     p.add_argument("--mc", type=int, default=0, metavar="N", help="MC-dropout passes (default 0: dropout off)")
     p.add_argument("--seed", type=int, default=0, help="seed of the MC-dropout masks (default 0)")
     k = sub.add_parser(
@@ -370,6 +376,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     from embdrop.recipes.predict import predict
 
+    if args.data is not None or args.out is not None or args.all_classes:
+        return _predict_file(args)
+    if not args.texts:
+        raise _checks.invalid("TEXT", "one or more texts to classify, or --data FILE", "nothing")
     if (Path(args.run) / "keras_config.json").is_file():  # a model brought over by embdrop convert
         from embdrop.interop.keras import predict_converted
 
@@ -392,6 +402,51 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     for prediction in predict(args.run, args.texts, mc=args.mc, seed=args.seed):
         print(f"{prediction}  {prediction.text[:60]!r}")
+    return 0
+
+
+def _predict_file(args: argparse.Namespace) -> int:
+    """``predict RUN --data FILE``: a CSV of one prediction per row, to stdout or ``--out`` (written whole)."""
+    import csv
+    import io
+    from pathlib import Path
+
+    from embdrop._io import atomic_write
+    from embdrop.recipes.predict import predict_converted_file, predict_file
+
+    if args.data is None:
+        flag = "--out" if args.out is not None else "--all-classes"
+        raise _checks.invalid(flag, "--data FILE beside it (it shapes the CSV of a file's predictions)", "no --data")
+    if args.texts:
+        raise _checks.invalid("TEXT", "either texts or --data FILE, not both", repr(args.texts[0][:60]))
+    out = Path(args.out) if args.out is not None else None
+    if out is not None:
+        if out.is_dir():
+            raise _checks.invalid("--out", "a file to write the CSV to", f"{args.out!r} (a directory)")
+        if out.exists() and Path(args.data).exists() and out.resolve() == Path(args.data).resolve():
+            raise _checks.invalid("--out", "a file other than --data (the inputs would be lost)", repr(args.out))
+        if not out.parent.is_dir():
+            raise _checks.invalid("--out", "a file in an existing folder", repr(args.out))
+    if (Path(args.run) / "keras_config.json").is_file():
+        if args.all_classes:
+            raise _checks.invalid("--all-classes", "a run of embdrop (a converted model prints every output)", "given")
+        result = predict_converted_file(args.run, args.data, mc=args.mc, seed=args.seed)
+    else:
+        result = predict_file(args.run, args.data, mc=args.mc, seed=args.seed, all_classes=args.all_classes)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(result.header)
+    writer.writerows(result.rows)
+    if out is None:
+        sys.stdout.write(buffer.getvalue())
+    else:
+        try:
+            atomic_write(out, lambda tmp: Path(tmp).write_text(buffer.getvalue(), encoding="utf-8"))
+        except OSError as e:
+            raise _checks.invalid("--out", "a file that can be written", f"{args.out!r} ({e})") from None
+    where = f"written to {args.out}" if out is not None else "printed"
+    score = "" if result.accuracy is None else f"; accuracy {result.accuracy:.4f} against the file's labels"
+    print(f"predict: {len(result.rows):,} rows {where}{score}", file=sys.stderr)
     return 0
 
 

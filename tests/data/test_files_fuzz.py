@@ -8,7 +8,7 @@ import json
 
 from hypothesis import strategies as st
 
-from embdrop.data.files import load_text_files, normal_label, read_texts
+from embdrop.data.files import load_text_files, normal_label, read_texts, read_texts_to_predict
 from fuzz_support import damaged, folder, fuzz, refused_or_read
 
 TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1,
@@ -116,4 +116,70 @@ test_folders_round_trip, test_folders_round_trip_many = fuzz(
 test_carving_keeps_every_example_once, test_carving_keeps_every_example_once_many = fuzz(
     st.lists(st.tuples(TEXT, LABEL), min_size=1, max_size=60, unique_by=lambda r: r[0]),
     carving_keeps_every_example_once,
+)
+
+
+# ------------------------------------------------------------------ files to predict (embdrop predict --data)
+def write_unlabelled(path, fmt, texts):
+    if fmt in ("csv", "tsv"):
+        buf = io.StringIO(newline="")
+        w = csv.writer(buf, delimiter="," if fmt == "csv" else "\t")
+        w.writerow(["id", "text"])
+        w.writerows([k, t] for k, t in enumerate(texts))
+        data = buf.getvalue().encode()
+    elif fmt == "jsonl":
+        data = "\n".join(json.dumps({"text": t, "id": k}) for k, t in enumerate(texts)).encode()
+    else:
+        data = "\n".join(texts).encode()
+    path.write_bytes(data)
+    return data
+
+
+def files_to_predict_round_trip(example):
+    fmt, labelled, rows = example
+    with folder() as d:
+        path = d / f"f.{fmt}"
+        data = write(path, fmt, rows) if labelled else write_unlabelled(path, fmt, [t for t, _ in rows])
+        texts, labels = refused_or_read(lambda: read_texts_to_predict(path), len(data))
+    assert len(texts) == len(rows)
+    if fmt == "jsonl" or (fmt == "txt" and not labelled):
+        assert texts == [t for t, _ in rows]
+    assert labels == ([normal_label(lab) for _, lab in rows] if labelled else None)
+
+
+def damaged_files_to_predict_are_refused(example):
+    fmt, texts, cut, where, junk = example
+    with folder() as d:
+        data = write_unlabelled(d / "good", fmt, texts)
+        for k, bad in enumerate(damaged(data, cut, where, junk)):
+            path = d / f"bad{k}.{fmt}"
+            path.write_bytes(bad)
+            result = refused_or_read(lambda path=path: read_texts_to_predict(path), len(bad) + len(data))
+            if isinstance(result, tuple):  # a damage that leaves a readable file: non-empty texts, labels aligned
+                assert result[0] and all(t.strip() for t in result[0])
+                assert result[1] is None or len(result[1]) == len(result[0])
+
+
+PLAIN_LINE = LINE_TEXT.filter(lambda t: "\t" not in t)
+test_files_to_predict_round_trip, test_files_to_predict_round_trip_many = fuzz(
+    st.tuples(FORMATS, st.booleans()).flatmap(
+        lambda f: st.tuples(
+            st.just(f[0]),
+            st.just(f[1]),
+            st.lists(st.tuples(LINE_TEXT if f[1] else PLAIN_LINE, LABEL), min_size=1, max_size=20)
+            if f[0] == "txt"
+            else ROWS,
+        )  # fmt: skip
+    ),
+    files_to_predict_round_trip,
+)
+test_damaged_files_to_predict_are_refused, test_damaged_files_to_predict_are_refused_many = fuzz(
+    st.tuples(
+        FORMATS,
+        st.lists(PLAIN_LINE, min_size=1, max_size=20),
+        st.integers(0, 10**6),
+        st.integers(0, 10**6),
+        st.binary(min_size=1, max_size=8),
+    ),  # fmt: skip
+    damaged_files_to_predict_are_refused,
 )

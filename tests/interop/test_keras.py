@@ -338,3 +338,20 @@ def test_predict_with_mc_dropout_on_a_converted_model(tmp_path, capsys):
     std = float(line.split("MC std ")[1].split(")")[0])
     mi = float(line.split("mutual information ")[1].split()[0])
     assert line.startswith("pos ") and std > 0 and mi >= 0
+
+
+def test_predict_a_file_with_a_converted_model(tmp_path, capsys):
+    words, model, path = sentiment_model(tmp_path)
+    out = tmp_path / "converted"
+    assert main(["convert", str(path), str(out), "--vocab", str(tmp_path / "vocab.txt"), "--outputs", "pos"]) == 0
+    capsys.readouterr()
+    texts = ["w3 w7 w12", "w1 w2", "w9"]
+    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
+    assert main(["predict", str(out), "--data", str(tmp_path / "texts.txt")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "row,pos" and len(lines) == 4
+    ids = encode_texts(texts, words, T, "pre")
+    want = np.asarray(model.predict(ids.numpy().astype("int32"), verbose=0))[:, 0]
+    assert np.allclose([float(line.split(",")[1]) for line in lines[1:]], want, atol=1e-4)
+    assert main(["predict", str(out), "--data", str(tmp_path / "texts.txt"), "--all-classes"]) == 2
+    assert "argument '--all-classes'" in capsys.readouterr().err

@@ -101,3 +101,37 @@ def json_lines_damage(example):
 test_damaged_json_lines_are_refused, test_damaged_json_lines_are_refused_many = fuzz(
     st.tuples(tables(), st.integers(0, 100), st.integers(0, 2), JSON, st.booleans()), json_lines_damage
 )
+
+
+def rows_to_predict(example):
+    """A table to predict (``embdrop predict RUN --data``): the training columns without the target are read whole,
+    one input row per row; any damage is a UsageError in bounded memory."""
+    rows, row, col, cell, cut, where, junk = example
+    with folder() as d:
+        (d / "t.csv").write_bytes(encode(rows))
+        t = refused_or_read(lambda: task(d / "t.csv"), 10_000)
+        if isinstance(t, Exception):  # a split too small to carve: said so (read_whole checks the message)
+            return
+        config = resolve("tabular-entity", [f"data.train={d / 't.csv'}"])
+        unlabelled = [r[:2] for r in rows]
+        (d / "p.csv").write_bytes(encode(unlabelled))
+        codes, hashed, numeric = t.features(t.read(str(d / "p.csv"), config.data))
+        assert len(codes) == len(hashed) == len(numeric) == len(rows) - 1
+        unlabelled[row % len(unlabelled)][col % 2] = cell
+        for k, bad in enumerate([encode(unlabelled), *damaged(encode(unlabelled), cut, where, junk)]):
+            (d / f"{k}.csv").write_bytes(bad)
+            refused_or_read(lambda k=k: t.features(t.read(str(d / f"{k}.csv"), config.data)), len(bad))
+
+
+test_rows_to_predict_are_read_or_refused, test_rows_to_predict_are_read_or_refused_many = fuzz(
+    st.tuples(
+        tables(),
+        st.integers(0, 100),
+        st.integers(0, 1),
+        CELL,
+        st.integers(0, 10**5),
+        st.integers(0, 10**5),
+        st.binary(min_size=1, max_size=6),
+    ),  # fmt: skip
+    rows_to_predict,
+)

@@ -144,7 +144,7 @@ def _parse_float(text: str) -> float | None:
         return None
 
 
-def _table(text: str, path: Path, delimiter: str, text_column: str, label_column: str, argument: str):
+def _table(text: str, path: Path, delimiter: str, text_column: str, label_column: str | None, argument: str):
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = next(reader)
@@ -160,8 +160,10 @@ def _table(text: str, path: Path, delimiter: str, text_column: str, label_column
         raise _checks.invalid(argument, "a header row naming each column once",
                               f"{str(path)!r}: column {repeated[0]!r} appears {times} times")  # fmt: skip
     for field, column in (("data.text", text_column), ("data.label", label_column)):
-        if column not in header:
+        if column is not None and column not in header:
             raise _checks.invalid(field, f"a column of {str(path)!r}: one of {header}", repr(column))
+    if label_column is None:
+        return _table_texts(reader, path, len(header), header.index(text_column), argument), None
     ti, li = header.index(text_column), header.index(label_column)
     texts, labels = [], []
     width = len(header)
@@ -186,12 +188,30 @@ def _table(text: str, path: Path, delimiter: str, text_column: str, label_column
     return texts, labels
 
 
+def _table_texts(reader, path: Path, width: int, ti: int, argument: str) -> list[str]:
+    """The text column of the remaining rows (a file to predict: no labels)."""
+    texts = []
+    try:
+        for row in reader:
+            if not row or all(not c.strip() for c in row):
+                continue
+            where = f"{str(path)!r} line {reader.line_num}"
+            if len(row) != width:
+                raise _checks.invalid(argument, f"rows of {width} fields, as the header", f"{where}: {len(row)} fields")
+            if not row[ti].strip():
+                raise _checks.invalid(argument, "a non-empty text on every row", f"{where}: text {row[ti]!r}")
+            texts.append(row[ti])
+    except csv.Error as e:
+        raise _checks.invalid(argument, "a CSV/TSV file", f"{str(path)!r} line {reader.line_num} ({e})") from None
+    return texts
+
+
 def _split_lines(text: str) -> list[str]:
     """Lines split at a newline only (``str.splitlines`` would also split at U+2028 and U+0085 inside a text)."""
     return [line.removesuffix("\r") for line in text.split("\n")]
 
 
-def _jsonl(text: str, path: Path, text_column: str, label_column: str, argument: str):
+def _jsonl(text: str, path: Path, text_column: str, label_column: str | None, argument: str):
     texts, labels = [], []
     for line, row in enumerate(_split_lines(text), 1):
         if not row.strip():
@@ -206,10 +226,11 @@ def _jsonl(text: str, path: Path, text_column: str, label_column: str, argument:
         if not isinstance(obj, dict):
             raise _checks.invalid(argument, "one JSON object per line", f"{str(path)!r} line {line}: {row[:40]!r}")
         for field, key in (("data.text", text_column), ("data.label", label_column)):
-            if key not in obj:
+            if key is not None and key not in obj:
                 raise _checks.invalid(field, f"a key of every object in {str(path)!r}; line {line} has "
                                       f"{sorted(obj)}", repr(key))  # fmt: skip
-        t, lab = _check_row(path, line, obj[text_column], obj[label_column], argument)
+        label = "-" if label_column is None else obj[label_column]  # a file to predict: no labels
+        t, lab = _check_row(path, line, obj[text_column], label, argument)
         texts.append(t)
         labels.append(lab)
     return texts, labels
@@ -315,6 +336,67 @@ def read_texts(
         texts, labels = _lines(text, p, argument)
     if not texts:
         raise _checks.invalid(argument, "a file with at least one example", f"{str(p)!r} (no rows)")
+    return texts, labels
+
+
+def read_texts_to_predict(
+    path: str | os.PathLike,
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    encoding: str = "utf-8",
+    argument: str = "--data",
+) -> tuple[list[str], list[str] | None]:
+    """Texts to classify and, where the file has them, their labels (else None), in the file's order.
+
+    The training formats, with the label optional: a CSV/TSV's ``label_column`` or a JSON line's key is read when
+    the header (the first object) has it; a folder of class sub-folders gives labels, a folder of files one text
+    per file; any other file is one text per line, or ``<label><TAB><text>`` when every line has a tab.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise _checks.invalid(argument, "an existing file or folder", repr(str(path)))
+    fmt = _format(p)
+    if fmt == "folder":
+        if any(d.is_dir() and not d.name.startswith(".") for d in p.iterdir()):
+            return _folder(p, encoding, argument, None)
+        texts = []
+        for f in _files_below(p):
+            t = _decode(_read_bytes(f, argument), f, encoding, argument)
+            if not t.strip():
+                raise _checks.invalid(argument, "a non-empty text in every file", f"{str(f)!r} (empty)")
+            texts.append(t)
+        if not texts:
+            raise _checks.invalid(argument, "a folder of text files", f"{str(p)!r} (none)")
+        return texts, None
+    raw = _read_bytes(p, argument)
+    if not raw.strip():
+        raise _checks.invalid(argument, "a file with at least one text", f"{str(p)!r} (empty)")
+    longest = max((len(x) for x in raw.split(b"\n")), default=0)
+    if longest > MAX_LINE:
+        raise _checks.invalid(argument, f"lines shorter than {MAX_LINE:,} bytes",
+                              f"{str(p)!r} (a line of {longest:,} bytes)")  # fmt: skip
+    text = _decode(raw, p, encoding, argument)
+    rows = [line for line in _split_lines(text) if line.strip()]
+    if fmt in ("csv", "tsv"):
+        header = next(csv.reader(io.StringIO(rows[0]), delimiter="," if fmt == "csv" else "\t"), [])
+        labelled = label_column in [h.strip() for h in header] and label_column != text_column
+        texts, labels = _table(text, p, "," if fmt == "csv" else "\t", text_column,
+                               label_column if labelled else None, argument)  # fmt: skip
+    elif fmt == "jsonl":
+        try:
+            first = json.loads(rows[0])
+        except (json.JSONDecodeError, RecursionError):
+            first = None
+        labelled = isinstance(first, dict) and label_column in first and label_column != text_column
+        texts, labels = _jsonl(text, p, text_column, label_column if labelled else None, argument)
+        labels = labels if labelled else None
+    elif all("\t" in line for line in rows):
+        texts, labels = _lines(text, p, argument)
+    else:
+        texts, labels = [line.removesuffix("\r") for line in rows], None
+    if not texts:
+        raise _checks.invalid(argument, "a file with at least one text", f"{str(p)!r} (no rows)")
     return texts, labels
 
 

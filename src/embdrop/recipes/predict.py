@@ -139,4 +139,197 @@ def predict(run: str | Path, texts: list[str], *, mc: int = 0, seed: int = 0) ->
     return out
 
 
-__all__ = ["Prediction", "TextClassification", "load_model", "predict"]
+# ------------------------------------------------------------------------------------------- a file of inputs
+BATCH = 256  # rows per forward pass: memory stays bounded whatever the file's length
+
+
+@dataclass
+class FilePredictions:
+    """One row per input row: ``header`` names the columns of ``rows``; ``accuracy`` where the file has labels
+    (classification runs), else None."""
+
+    header: list[str]
+    rows: list[list[str]]
+    accuracy: float | None = None
+
+
+def _probability_columns(classes: tuple[str, ...], probs: torch.Tensor, all_classes: bool) -> tuple[list, list]:
+    """(header, per-row cells) from class probabilities (N, K): the likeliest class and its probability, and with
+    ``all_classes`` every class's probability."""
+    header = ["predicted", "probability"] + ([f"p_{c}" for c in classes] if all_classes else [])
+    cells = []
+    for q in probs.tolist():
+        k = max(range(len(q)), key=q.__getitem__)
+        cells.append([classes[k], f"{q[k]:.6f}"] + ([f"{v:.6f}" for v in q] if all_classes else []))
+    return header, cells
+
+
+def _as_classes(p: torch.Tensor) -> torch.Tensor:
+    """(N,) P(class 1) of a binary model -> (N, 2); (N, K) stays."""
+    return torch.stack([1 - p, p], dim=1) if p.dim() == 1 else p
+
+
+def _mc_columns(classes: tuple[str, ...], r, all_classes: bool) -> tuple[list, list]:
+    mean = _as_classes(r.mean)
+    std = _as_classes(r.std)
+    header, cells = _probability_columns(classes, mean, all_classes)
+    for row, m, s, mi in zip(cells, mean, std, r.mutual_information.reshape(len(mean)), strict=True):
+        row += [f"{float(s[int(m.argmax())]):.6f}", f"{float(mi):.6f}"]
+    return header + ["mc_std", "mutual_information"], cells
+
+
+def _batches(n: int):
+    for start in range(0, n, BATCH):
+        yield slice(start, min(n, start + BATCH))
+
+
+def _text_file(run: Path, path: str, mc: int, seed: int, all_classes: bool) -> FilePredictions:
+    from embdrop.data.files import read_texts_to_predict
+
+    config, vocab, classes, model = load_model(run)
+    d = config.data
+    texts, labels = read_texts_to_predict(path, text_column=d.text, label_column=d.label, encoding=d.encoding)
+    tok = tokenizer(d)
+    header, cells = [], []
+    g = torch.Generator().manual_seed(seed)
+    for part in _batches(len(texts)):
+        encoded = tok.encode(texts[part], vocab)
+        for i, seq in enumerate(encoded, part.start + 1):
+            if len(seq) == 0:
+                raise _checks.invalid("--data", "a text with at least one word on every row",
+                                      f"{path!r} text {i}: {texts[i - 1][:60]!r}")  # fmt: skip
+        ids = pad_sequences(encoded, d.maxlen, padding=d.padding, truncating="pre")
+        if mc == 0:
+            with torch.no_grad():
+                header, part_cells = _probability_columns(classes, _as_classes(_Probability(model)(ids)), all_classes)
+        else:
+            probs = "binary" if len(classes) == 2 else "categorical"
+            r = mc_predict(_Probability(model), ids, samples=mc, probs=probs, generator=g)
+            header, part_cells = _mc_columns(classes, r, all_classes)
+        cells += part_cells
+    return _with_rows_and_labels(header, cells, labels)
+
+
+def _with_rows_and_labels(header: list, cells: list, labels: list[str] | None) -> FilePredictions:
+    """Number the rows from 1 and, where the file has labels, put each beside its prediction."""
+    if labels is None:
+        return FilePredictions(["row", *header], [[str(i), *c] for i, c in enumerate(cells, 1)])
+    rows = [[str(i), lab, *c] for i, (lab, c) in enumerate(zip(labels, cells, strict=True), 1)]
+    accuracy = sum(lab == c[0] for lab, c in zip(labels, cells, strict=True)) / len(cells)
+    return FilePredictions(["row", "label", *header], rows, accuracy)
+
+
+def _table_file(run: Path, config, path: str, mc: int, seed: int, all_classes: bool) -> FilePredictions:
+    from safetensors.torch import load_file
+
+    from embdrop import recipes
+    from embdrop.layers import mc_dropout
+    from embdrop.recipes import tabular_entity as te
+
+    if (run / "table.json").exists():
+        table = te.SavedTable(run)
+    else:  # a run written before table.json: the training files give the same columns and statistics again
+        import contextlib
+        import sys
+
+        with contextlib.redirect_stdout(sys.stderr):
+            table = te.OwnTable(config)
+    try:
+        weights = load_file(run / "best.safetensors")
+    except Exception as e:
+        raise _checks.invalid("RUN_DIR", "a run directory with best.safetensors",
+                              f"{str(run)!r} ({type(e).__name__}: {e})") from None  # fmt: skip
+    r = recipes.recipe(config.recipe)
+    _check_weights(run, lambda: r.build(config, table), weights)
+    model = r.build(config, table)
+    model.load_state_dict(weights)
+    model.eval()
+    df = table.read(path, config.data)
+    labels = None
+    if table.kind != "regression" and table.label in df.columns and df[table.label].notna().all():
+        from embdrop.data.files import normal_label
+
+        labels = [normal_label(v) or "" for v in df[table.label].astype(str)]
+    header, cells = [], []
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for part in _batches(len(df)):
+            inputs = table.features(df.iloc[part])
+            if mc == 0:
+                runs = model(*inputs).unsqueeze(0)  # (1, N) or (1, N, K)
+            else:
+                with mc_dropout(model), torch.random.fork_rng():
+                    torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))
+                    runs = torch.stack([model(*inputs) for _ in range(mc)])  # (S, N) or (S, N, K)
+            if table.kind == "regression":
+                values = runs * table.y_std + table.y_mean  # (S, N) in the target's units
+                header = ["predicted"] + (["mc_std"] if mc else [])
+                part_cells = [[f"{float(m):.6g}"] + ([f"{float(s):.6g}"] if mc else [])
+                              for m, s in zip(values.mean(0), values.std(0, correction=0), strict=True)]  # fmt: skip
+            else:
+                p = torch.sigmoid(runs) if table.kind == "binary" else torch.softmax(runs, dim=-1)
+                p = torch.stack([_as_classes(q) for q in p])  # (S, N, K)
+                header, part_cells = _probability_columns(table.classes, p.mean(0), all_classes)
+                if mc:
+                    mean = p.mean(0)
+                    entropy = -(mean * mean.clamp_min(1e-12).log()).sum(-1)
+                    expected = -(p * p.clamp_min(1e-12).log()).sum(-1).mean(0)
+                    for row, m, s, mi in zip(part_cells, mean, p.std(0, correction=0), entropy - expected, strict=True):
+                        row += [f"{float(s[int(m.argmax())]):.6f}", f"{float(mi):.6f}"]
+                    header = header + ["mc_std", "mutual_information"]
+            cells += part_cells
+    return _with_rows_and_labels(header, cells, labels)
+
+
+def predict_file(run: str | Path, path: str, *, mc: int = 0, seed: int = 0, all_classes: bool = False):
+    """One prediction per row of ``path`` (``--data``) with the run's best weights: a text-classification run reads
+    the file's text column (its label column too, where there is one), a ``tabular-entity`` run its training
+    columns. ``mc`` > 0 adds the MC-dropout standard deviation and mutual information; ``all_classes`` every class's
+    probability."""
+    from embdrop import recipes
+
+    mc = _checks.mc_samples("--mc", mc)
+    seed = _checks.seed("--seed", seed)
+    run = Path(run)
+    config = recipes.load_config(run, "RUN_DIR")
+    r = recipes.recipe(config.recipe)
+    if r.task is text_classification.task:
+        return _text_file(run, path, mc, seed, all_classes)
+    if config.recipe == "tabular-entity":
+        return _table_file(run, config, path, mc, seed, all_classes)
+    text = ", ".join(n for n, m in recipes.RECIPES.items() if m.task is text_classification.task)
+    raise _checks.invalid("RUN_DIR", f"a run of a text-classification recipe ({text}) or of tabular-entity, or a "
+                          "folder from embdrop convert", f"{str(run)!r} (recipe {config.recipe})")  # fmt: skip
+
+
+__all__ = ["FilePredictions", "Prediction", "TextClassification", "load_model", "predict", "predict_file"]
+
+
+def predict_converted_file(folder: str | Path, path: str, *, mc: int = 0, seed: int = 0) -> FilePredictions:
+    """One row per text of ``path`` for a folder from ``embdrop convert --vocab``: each output of the model (a
+    column per output name) and, with ``mc``, each output's MC standard deviation."""
+    from embdrop.data.files import read_texts_to_predict
+    from embdrop.interop.keras import predict_converted
+
+    mc = _checks.mc_samples("--mc", mc)
+    seed = _checks.seed("--seed", seed)
+    texts, labels = read_texts_to_predict(path)
+    header, cells = [], []
+    for k, part in enumerate(_batches(len(texts))):
+        try:
+            names, out = predict_converted(folder, texts[part], mc=mc, seed=seed + k)
+        except _checks.UsageError as e:
+            if e.argument != "TEXT":
+                raise
+            raise _checks.invalid("--data", "a text with at least one word on every row",
+                                  f"{path!r}: {e.received}") from None  # fmt: skip
+        if mc:
+            header = [*names, *(f"mc_std_{n}" for n in names)]
+            cells += [[f"{v:.6f}" for v in (*m, *s)] for m, s in zip(out.mean.tolist(), out.std.tolist(), strict=True)]
+        else:
+            header = list(names)
+            cells += [[f"{v:.6f}" for v in row] for row in out.tolist()]
+    if labels is None:
+        return FilePredictions(["row", *header], [[str(i), *c] for i, c in enumerate(cells, 1)])
+    return FilePredictions(["row", "label", *header], [[str(i), lab, *c] for i, (lab, c) in
+                                                       enumerate(zip(labels, cells, strict=True), 1)])  # fmt: skip

@@ -33,6 +33,7 @@ from embdrop.recipes.tabular import EntityModel, auc
 from embdrop.recipes.task import Task
 
 KINDS = ("embedding", "hash", "onehot")
+TABLE_FORMAT = "embdrop-table-1"
 TARGETS = ("auto", "binary", "multiclass", "regression")
 MAX_CLASSES_OF_INTS = 20  # integer targets with more distinct values are a regression under target=auto
 
@@ -60,7 +61,7 @@ def config() -> Config:
     )
 
 
-def _read(path: str, argument: str, d: TableData):
+def _read(path: str, argument: str, d: TableData, need_label: bool = True):
     _extras.need("pandas")
     import pandas as pd
 
@@ -92,6 +93,8 @@ def _read(path: str, argument: str, d: TableData):
                 shown = str(df[c].iloc[nested[0]])[:40]
                 raise _checks.invalid(argument, f"one value per cell (column {c!r})",
                                       f"{path!r} line {int(nested[0]) + 1}: {shown}")  # fmt: skip
+    if not need_label and d.label not in df.columns:
+        return df  # a table to predict: no target
     if d.label not in df.columns:
         raise _checks.invalid("data.label", f"a column of {path!r}: one of {list(df.columns)}", repr(d.label))
     if df[d.label].isna().any():
@@ -157,6 +160,7 @@ class OwnTable(Task):
                     raise _checks.invalid(f"--{name}", f"the training file's columns {list(frames['train'].columns)}",
                                           f"{path!r} without {missing}")  # fmt: skip
         train = frames["train"]
+        self.label = d.label
         self.kind = _target_kind(train[d.label], d)
         features = [c for c in train.columns if c != d.label]
         if d.categorical is not None:
@@ -246,16 +250,7 @@ class OwnTable(Task):
         return out
 
     def _encode(self, df, d: TableData, split: str):
-        n = len(df)
-        codes = self.encoder.transform(df) if self.encoder else torch.zeros(n, 0, dtype=torch.long)
-        hashed = (torch.stack([self.encoder.hash_values(df, c) for c in self.categorical], dim=1) if self.encoder
-                  else torch.zeros(n, 0, dtype=torch.long))  # fmt: skip
-        if self.numeric:
-            x = df[self.numeric].astype(float).to_numpy()
-            x = np.where(np.isnan(x), self.mean, x)
-            numeric = torch.tensor((x - self.mean) / self.std, dtype=torch.float32)
-        else:
-            numeric = torch.zeros(n, 0)
+        codes, hashed, numeric = self.features(df)
         if self.kind == "regression":
             y = torch.tensor((df[d.label].to_numpy(dtype=float) - self.y_mean) / self.y_std, dtype=torch.float32)
         else:
@@ -270,6 +265,31 @@ class OwnTable(Task):
                 y = y.float()
         return codes, hashed, numeric, y
 
+    def features(self, df) -> tuple[Tensor, Tensor, Tensor]:
+        """The model's inputs for the rows of ``df``: codes (N, Fc), hashed values (N, Fc), standardised numeric
+        columns (N, Fn) (a missing number is the training mean)."""
+        n = len(df)
+        codes = self.encoder.transform(df) if self.encoder else torch.zeros(n, 0, dtype=torch.long)
+        hashed = (torch.stack([self.encoder.hash_values(df, c) for c in self.categorical], dim=1) if self.encoder
+                  else torch.zeros(n, 0, dtype=torch.long))  # fmt: skip
+        if self.numeric:
+            x = df[self.numeric].astype(float).to_numpy()
+            x = np.where(np.isnan(x), self.mean, x)
+            numeric = torch.tensor((x - self.mean) / self.std, dtype=torch.float32)
+        else:
+            numeric = torch.zeros(n, 0)
+        return codes, hashed, numeric
+
+    def read(self, path: str, d: TableData):
+        """The rows of a table to predict, with the training columns (its target, when it has one, is kept)."""
+        df = _read(path, "--data", d, need_label=False)
+        missing = [c for c in self.categorical + self.numeric if c not in df.columns]
+        if missing:
+            raise _checks.invalid("--data", f"a table with the training columns {self.categorical + self.numeric}",
+                                  f"{path!r} without {missing}")  # fmt: skip
+        _check_numbers(df, self.numeric, "--data", path)
+        return df
+
     @property
     def cardinalities(self) -> list[int]:
         return [self.encoder.cardinalities[c] for c in self.categorical] if self.encoder else []
@@ -281,6 +301,14 @@ class OwnTable(Task):
             self.encoder.save(run / "categories.json")
         if self.classes:
             write_json(run / "classes.json", list(self.classes))
+        write_json(run / "table.json", self.state())
+
+    def state(self) -> dict:
+        """What predicting needs besides the weights and categories.json: the target, the columns and the training
+        statistics the numeric columns and a regression target are standardised with."""
+        return {"format": TABLE_FORMAT, "kind": self.kind, "label": self.label, "classes": list(self.classes),
+                "categorical": self.categorical, "numeric": self.numeric, "mean": [float(v) for v in self.mean],
+                "std": [float(v) for v in self.std], "y_mean": self.y_mean, "y_std": self.y_std}  # fmt: skip
 
     def to(self, device: torch.device) -> None:
         self.splits = {k: tuple(x.to(device) for x in v) for k, v in self.splits.items()}
@@ -407,6 +435,28 @@ class TableNet(nn.Module):
             parts = [t(ids[:, f : f + 1])[:, 0] for f, t in enumerate(self.tables)]  # each (B, width)
             out = self.mlp(torch.cat([*parts, numeric], dim=1))  # (B, K)
         return out.squeeze(-1) if self.outputs == 1 else out
+
+
+class SavedTable(OwnTable):
+    """A trained run's table, for prediction: its columns and statistics from ``table.json`` and its categories from
+    ``categories.json``, with no training file read."""
+
+    def __init__(self, run: Path) -> None:  # noqa: D107 - the parent's reads the training files; this one does not
+        from embdrop._io import read_json
+
+        expected = "a tabular-entity run with its table.json (columns and training statistics)"
+        s = read_json(run / "table.json", expected, argument="RUN_DIR")
+        ok = isinstance(s, dict) and s.get("format") == TABLE_FORMAT and s.get("kind") in TARGETS[1:]
+        ok = ok and all(isinstance(s.get(k), list) for k in ("classes", "categorical", "numeric", "mean", "std"))
+        ok = ok and len(s["mean"]) == len(s["std"]) == len(s["numeric"]) and isinstance(s.get("label"), str)
+        if not ok:
+            raise _checks.invalid("RUN_DIR", expected, f"{str(run / 'table.json')!r} (not in that format)")
+        self.kind, self.label, self.classes = s["kind"], s["label"], tuple(s["classes"])
+        self.categorical, self.numeric = list(s["categorical"]), list(s["numeric"])
+        self.mean, self.std = np.array(s["mean"], dtype=float), np.array(s["std"], dtype=float)
+        self.y_mean, self.y_std = float(s["y_mean"]), float(s["y_std"])
+        self.encoder = CategoryEncoder.load(run / "categories.json") if self.categorical else None
+        self.outputs = len(self.classes) if self.kind == "multiclass" else 1
 
 
 def task(config: Config) -> OwnTable:
