@@ -193,3 +193,30 @@ def test_a_gpu_run_writes_cpu_checkpoints_and_resumes_to_the_same_numbers(tmp_pa
     resumed = recipes.train(resume=tmp_path / "cut", console=quiet())
     assert metrics(tmp_path / "cut") == metrics(tmp_path / "full") and resumed.test == full.test
     assert 0.5 < full.test["accuracy"] <= 1.0
+
+
+def test_the_one_time_kernel_build_is_reported_on_its_own_line_not_in_the_epoch(tmp_path, monkeypatch):
+    """A first run on a new CPU builds the fused kernel inside its first forward pass: that time is said on its own
+    line and left out of epoch 1's seconds (simulated here: 0.5 s of "build" in the first batch)."""
+    import io
+    import time
+
+    from embdrop.kernels import cpu
+
+    original = text_classification.TextClassification.loss
+    calls = []
+
+    def loss_with_a_build(model, batch):
+        if not calls:
+            time.sleep(0.5)
+            monkeypatch.setitem(cpu._state, "build_seconds", cpu.build_seconds() + 0.5)
+        calls.append(1)
+        return original(model, batch)
+
+    monkeypatch.setattr(text_classification.TextClassification, "loss", staticmethod(loss_with_a_build))
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    recipes.train("reviews-lstm", FAST + ["train.epochs=2"], tmp_path / "run", console=console)
+    seconds = [json.loads(line)["seconds"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert seconds[0] < seconds[1] + 0.4  # the 0.5 s of building is not in epoch 1
+    assert "the fused CPU kernel was built in 0.5 s" in out.getvalue() and "not counted in epoch 1" in out.getvalue()
