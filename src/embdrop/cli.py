@@ -478,7 +478,11 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)  # --help and --version end here, before torch is imported
+    args, extra = parser.parse_known_args(argv)  # --help and --version end here, before torch is imported
+    if extra and args.command == "predict" and not any(a.startswith("-") for a in extra):
+        args.texts += extra  # texts after options ("predict RUN --mc 50 TEXT..."): argparse leaves them over
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _load()
     if args.command is None:
         parser.print_help()

@@ -156,3 +156,13 @@ def test_a_table_run_predicts_each_row_with_its_training_columns(table_run, tmp_
     rows.drop(columns=["target", "city"]).to_csv(tmp_path / "less.csv", index=False)
     with pytest.raises(ValueError, match=r"argument '--data': expected a table with the training columns"):
         predict_file(run, str(tmp_path / "less.csv"))
+
+
+def test_texts_may_follow_the_options(run, capsys):
+    """As the README writes it: ``predict RUN --mc 50 TEXT...`` (argparse alone would leave the texts over)."""
+    assert main(["predict", str(run), "--mc", "5", "great tea", "awful coffee"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].endswith("'great tea'") and "MC std" in lines[1]
+    with pytest.raises(SystemExit) as e:
+        main(["predict", str(run), "--bogus", "great tea"])
+    assert e.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
