@@ -112,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a recipe on real data (default: reviews-cnn-lstm on the packaged reviews)",
         description="Train a recipe, writing config.json, vocab.json, metrics.jsonl, curve.png and safetensors "
         "checkpoints to the run directory. A '*' at the end of an epoch's line marks the best validation metric so "
-        "far: the test metrics are computed with the weights of the last epoch so marked.",
+        "far (a tie goes to the lower validation loss): the test metrics are computed with the weights of the last "
+        "epoch so marked.",
     )
     t.add_argument(
         "recipe", nargs="?", default=None, help="recipe name (see 'embdrop recipes'; default reviews-cnn-lstm)"

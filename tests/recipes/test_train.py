@@ -220,3 +220,16 @@ def test_the_one_time_kernel_build_is_reported_on_its_own_line_not_in_the_epoch(
     seconds = [json.loads(line)["seconds"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert seconds[0] < seconds[1] + 0.4  # the 0.5 s of building is not in epoch 1
     assert "the fused CPU kernel was built in 0.5 s" in out.getvalue() and "not counted in epoch 1" in out.getvalue()
+
+
+def test_a_tie_in_the_validation_metric_goes_to_the_lower_validation_loss():
+    from embdrop.recipes.loop import is_better
+
+    best = {"epoch": 5, "value": 0.8, "loss": 0.55}
+    assert is_better(0.8, 0.08, best, higher_is_better=True)  # text-cnn kept epoch 5 (loss 0.55) over 0.08
+    assert not is_better(0.8, 0.60, best, higher_is_better=True)
+    assert not is_better(0.8, 0.55, best, higher_is_better=True)  # an exact tie keeps the earlier epoch
+    assert is_better(0.81, 9.0, best, higher_is_better=True) and not is_better(0.79, 0.01, best, True)
+    assert is_better(80.0, 4.3, {"epoch": 1, "value": 80.0, "loss": 4.4}, higher_is_better=False)  # perplexity
+    assert not is_better(0.8, 0.01, {"epoch": 5, "value": 0.8}, True)  # a best from before the loss was kept
+    assert is_better(0.5, 1.0, {"epoch": 0, "value": -float("inf")}, True)  # the first epoch

@@ -269,6 +269,15 @@ def fit(
     return final_test(config, task, model, state, run)
 
 
+def is_better(value: float, loss: float, best: dict, higher_is_better: bool) -> bool:
+    """Whether an epoch's validation ``value`` (and ``loss``) beats the best so far: a better metric, or the same
+    metric with a lower validation loss (accuracy on a few hundred examples ties often, while the loss says which
+    weights are better). A best recorded before the loss was kept (no ``loss``) wins its ties, as it did then."""
+    if value != best["value"]:
+        return value > best["value"] if higher_is_better else value < best["value"]
+    return loss < best.get("loss", -math.inf)
+
+
 def train_epoch(
     config: Config,
     task: Task,
@@ -377,10 +386,10 @@ def end_epoch(
     row.update({f"valid_{k}": v for k, v in valid.items()})
     row["seconds"] = seconds
     value = valid[metric]
-    better = value > state.best["value"] if task.higher_is_better else value < state.best["value"]
+    better = is_better(value, valid["loss"], state.best, task.higher_is_better)
     bad_epochs = 0 if not state.history else state.history[-1].get("bad_epochs", 0)
     if better:
-        state.best = {"epoch": epoch, "value": value}
+        state.best = {"epoch": epoch, "value": value, "loss": valid["loss"]}
         state.best_weights = checkpoint.snapshot(model)
         bad_epochs = 0
     else:
