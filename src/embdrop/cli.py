@@ -452,9 +452,14 @@ def _predict_file(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from embdrop import recipes
+    from embdrop.recipes.explain import comments
     from embdrop.viz import report
 
-    path = report.write(args.runs, args.out, log=lambda line: print(line, file=sys.stderr, flush=True))
+    meanings = {name: {f"model.{k}": v for k, v in comments(type(r.preset().model)).items()}
+                for name, r in recipes.RECIPES.items()}  # fmt: skip
+    path = report.write(args.runs, args.out, log=lambda line: print(line, file=sys.stderr, flush=True),
+                        meanings=meanings)  # fmt: skip
     print(f"written: {path}")
     return 0
 

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 from matplotlib.image import imread
 from rich.console import Console
 
@@ -63,6 +64,8 @@ def test_report_holds_config_curves_intervals_masks_and_embedding(runs, tmp_path
     assert f"{mean:.4f} ± {std:.4f} [{lo:.4f}, {hi:.4f}]" in page
     # mask pictures of the variants these runs use: Dropout (the single run) and SpatialDropout1D (a cell)
     assert 'id="mask-dropout"' in page and 'id="mask-spatial"' in page and 'id="mask-variational"' not in page
+    # every rate, with what the field means (the recipe's own words, as embdrop config prints them)
+    assert "<code>model.spatial_dropout</code> = 0.3: SpatialDropout1D after the embedding (whole channels)" in page
     # nearest neighbours from the learned embedding
     assert "nearest neighbours (cosine)" in page and re.search(r"\(0\.\d\d\)|\(-0\.\d\d\)|\(1\.00\)", page)
 
@@ -78,8 +81,21 @@ def test_dropout_variants_follow_the_recipes_configs():
     assert set(variants("ptb-lm", "variant=variational")) == {"spatial", "embedding-sample", "variational"}
     assert set(variants("ptb-lm", "variant=awd")) >= {"weight-drop", "embedding-batch", "spatial"}
     assert variants("ptb-lm", "variant=none") == {}
-    assert set(variants("reviews-cnn-lstm")) == {"dropout"} and set(variants("flights-entity")) >= {"dropout"}
+    assert set(variants("reviews-cnn-lstm")) == {"dropout"}
     assert all(v in M.VARIANTS for recipe in recipes.RECIPES for v in variants(recipe))
+    # no picture of word masks for dropout that acts on no sequence: a table's row, Kim's CNN's pooled features
+    for table in ("flights-entity", "tabular-entity", "movielens-mf"):
+        assert variants(table) == {}
+        fields = dict(R.dropout_fields(dataclasses.asdict(recipes.resolve(table, []))))
+        assert fields and all(f.startswith("model.") and "dropout" in f for f in fields)
+    assert variants("text-cnn") == {}  # its dropout is on the pooled features
+    assert variants("text-cnn", "model.embedding_dropout=0.1") == {"embedding-sample": 0.1}
+
+
+def test_pca_labels_never_overlap_and_every_word_keeps_its_point():
+    coords = torch.tensor([[0.0, 0.0], [0.001, 0.001], [1.0, 1.0], [0.5, 0.5], [0.502, 0.5]])
+    placed = R.label_without_overlap(coords, ["good", "great", "bad", "tea", "teas"])
+    assert [w for _, w in placed] == ["good", "bad", "tea"]  # the later word at the same spot is left out
 
 
 @pytest.mark.slow  # trains runs and a compare, then renders in Chromium
@@ -131,3 +147,15 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert message in err[-1] and err[-1].startswith("embdrop report: error:"), err
         assert not out.exists() and not (tmp_path / "no").exists()
+
+
+def test_a_compare_cell_is_named_as_compare_names_it(tmp_path):
+    """A --vary cell lives in a folder such as "kind-hash" but is "model.kind=hash" in runs.csv and table.md: the
+    report's every table uses the latter, read from the compare's plan."""
+    import json
+
+    plan = {"runs": [{"cell": "model.kind=hash", "seed": 0, "folder": "kind-hash", "overrides": []}]}
+    (tmp_path / "compare.json").write_text(json.dumps(plan))
+    assert R._cell_names(tmp_path) == {"kind-hash": "model.kind=hash"}
+    (tmp_path / "compare.json").write_text("{not json")
+    assert R._cell_names(tmp_path) == {}  # no plan: the folder names, as before

@@ -117,6 +117,16 @@ def read_run(path: Path, name: str, cell: str = "", argument: str = "RUN_DIR") -
     return Run(path, name, cell, config, history, summary)
 
 
+def _cell_names(compare_dir: Path) -> dict[str, str]:
+    """{folder: cell name} from the compare's plan (``compare.json``), so that every table of the page names a cell
+    as ``runs.csv`` and ``table.md`` do ("model.kind=hash", not its folder "kind-hash"); {} without a plan."""
+    try:
+        plan = json.loads((compare_dir / "compare.json").read_text(encoding="utf-8"))
+        return {str(r["folder"]): str(r["cell"]) for r in plan["runs"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
 def read_source(path: str | Path) -> Source:
     """A run directory or a compare directory (``runs.csv`` and one ``CELL/seed-N`` run per row)."""
     p = Path(path)
@@ -148,9 +158,11 @@ def read_source(path: str | Path) -> Source:
                         raise _checks.invalid(
                             "RUN_DIR", "a runs.csv of numbers", f"{str(path)!r} ({k}={v!r})"
                         ) from None
+        names = _cell_names(p)
         runs = []
         for d in sorted(q for q in p.glob("*/seed-*") if (q / "config.json").is_file()):
-            runs.append(read_run(d, f"{d.parent.name}/{d.name}", d.parent.name, argument="RUN_DIR"))
+            cell = names.get(d.parent.name, d.parent.name)
+            runs.append(read_run(d, f"{cell}/{d.name}", cell, argument="RUN_DIR"))
         return Source(p, runs, rows)
     if not (p / "config.json").is_file() and any(p.glob("*/seed-*/config.json")):
         raise _checks.invalid("RUN_DIR", "a finished compare directory (with runs.csv) or one of its runs",
@@ -181,6 +193,8 @@ def _metric(history: list[dict]) -> str | None:
 
 def curves_figure(runs: list[Run]):
     """Loss and the recipe's metric per epoch, train (thin) and validation (thick), one colour per run or cell."""
+    from matplotlib.ticker import MaxNLocator
+
     metric = _metric(runs[0].history)
     keys = ["loss"] + ([metric] if metric else [])
     fig = _figure(4.6 * len(keys), 3.4)
@@ -198,6 +212,7 @@ def curves_figure(runs: list[Run]):
                 ax.plot(epochs, values, style, color=colours[label], lw=lw, label=None if tag in labelled else tag)
                 labelled.add(tag)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 2.5 on the axis
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
@@ -208,9 +223,27 @@ def curves_figure(runs: list[Run]):
     return fig
 
 
-def dropout_variants(config: dict) -> list[tuple[str, float]]:
-    """The mask pictures that show the dropout this config uses: (variant of ``embdrop masks``, p)."""
+TABLE_RECIPES = ("tabular-entity", "flights-entity", "movielens-mf")  # one row of categories per example: no sequence
+
+
+def dropout_fields(config: dict) -> list[tuple[str, float]]:
+    """Every dropout rate of the model that is not zero: (field, p), such as ("model.dropout", 0.5)."""
     m = config.get("model") or {}
+    return [(f"model.{k}", float(v)) for k, v in m.items() if "dropout" in k and isinstance(v, (int, float))
+            and not isinstance(v, bool) and v > 0]  # fmt: skip
+
+
+def dropout_variants(config: dict) -> list[tuple[str, float]]:
+    """The mask pictures that show the dropout this config uses: (variant of ``embdrop masks``, p).
+
+    The pictures are of masks over a sequence of words, so they are drawn only for dropout that acts on one: none for
+    the table recipes (a row of categories), and for ``text-cnn`` none for ``dropout``, which acts on the pooled
+    features. :func:`dropout_fields` lists every rate, pictured or not."""
+    if config.get("recipe") in TABLE_RECIPES:
+        return []
+    m = dict(config.get("model") or {})
+    if config.get("recipe") == "text-cnn":
+        m.pop("dropout", None)
     get = lambda k: float(m.get(k) or 0.0) if isinstance(m.get(k), (int, float)) else 0.0  # noqa: E731
     naive = m.get("variational") is False or m.get("lstm_variational") is False
     out: list[tuple[str, float]] = []
@@ -283,12 +316,29 @@ def embedding_view(run: Run) -> EmbeddingView | None:
     return EmbeddingView([w for _, w in words[:PCA_WORDS]], neighbours, coords, explained)
 
 
+def label_without_overlap(coords: torch.Tensor, words: list[str]) -> list[tuple[tuple[float, float], str]]:
+    """The words to write beside their points, most frequent first, leaving out any whose label would overlap one
+    already placed (every point stays drawn). Boxes are estimated in axes fractions for the figure's 6.5-point
+    labels: 0.009 of the width per character, 0.03 of the height."""
+    lo, hi = coords.min(dim=0).values, coords.max(dim=0).values
+    unit = (coords - lo) / (hi - lo).clamp_min(1e-12)  # (N, 2) in [0, 1]
+    placed: list[tuple[float, float, float, float]] = []
+    out = []
+    for (u, v), (x, y), w in zip(unit.tolist(), coords.tolist(), words, strict=True):
+        box = (u, v, u + 0.009 * len(w) + 0.01, v + 0.03)
+        if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+            continue
+        placed.append(box)
+        out.append(((x, y), w))
+    return out
+
+
 def pca_figure(view: EmbeddingView, title: str):
     """The words on the first two principal components of their vectors."""
     fig = _figure(7.5, 5.5)
     ax = fig.add_subplot()
     ax.scatter(view.coords[:, 0], view.coords[:, 1], s=6, color="#3b75af")
-    for (x, y), w in zip(view.coords.tolist(), view.words, strict=True):
+    for (x, y), w in label_without_overlap(view.coords, view.words):
         ax.annotate(w, (x, y), fontsize=6.5, xytext=(2, 2), textcoords="offset points")
     ax.set_xlabel(f"PC 1 ({view.explained[0]:.0%} of the variance)")
     ax.set_ylabel(f"PC 2 ({view.explained[1]:.0%})")
@@ -411,8 +461,11 @@ def metrics_html(sources: list[Source]) -> str:
     return "".join(parts)
 
 
-def build(paths: list[str | Path], log: Callable[[str], None] = lambda s: None) -> str:
-    """The report's HTML for ``paths`` (run or compare directories)."""
+def build(paths: list[str | Path], log: Callable[[str], None] = lambda s: None, meanings: dict | None = None) -> str:
+    """The report's HTML for ``paths`` (run or compare directories); ``meanings`` maps a config field such as
+    ``model.dropout`` to its one-line meaning per recipe (``{recipe: {field: meaning}}``, as ``embdrop config``
+    shows them), said beside each dropout rate."""
+    meanings = meanings or {}
     if not paths:
         raise _checks.invalid("RUN_DIR", "at least one run or compare directory", "nothing")
     sources = []
@@ -442,11 +495,27 @@ def build(paths: list[str | Path], log: Callable[[str], None] = lambda s: None) 
     out.append(f'<section id="metrics"><h2>Test metrics</h2>{metrics_html(sources)}</section>')
 
     variants: dict[str, float] = {}
+    rates: dict[str, list[float]] = {}
+    recipe_of: dict[str, str] = {}  # the first recipe that has the field: its meaning is said
     for r in runs:
         for v, p in dropout_variants(r.config):
             variants.setdefault(v, p)
-    log(f"report: mask pictures of {len(variants)} dropout variants")
+        for f, p in dropout_fields(r.config):
+            rates.setdefault(f, [])
+            recipe_of.setdefault(f, str(r.config.get("recipe")))
+            if p not in rates[f]:
+                rates[f].append(p)
+    log(f"report: mask pictures of {_count(len(variants), 'dropout variant')}")
     out.append('<section id="masks"><h2>What the dropout in these models drops</h2>')
+    if rates:
+        first = runs[0].config.get("recipe")
+        said = {f: meanings.get(recipe_of[f], {}).get(f) for f in rates}
+        items = "".join(f"<li><code>{_esc(f)}</code> = {', '.join(_fmt(p) for p in ps)}"
+                        + (f": {_esc(said[f])}" if said[f] else "") + "</li>" for f, ps in rates.items())  # fmt: skip
+        out.append(f'<ul id="dropout-fields">{items}</ul>')
+        if not variants:
+            out.append(f'<p class="note">No mask picture: the pictures show masks over a sequence of words, and '
+                       f"{_esc(first)}'s dropout acts on other tensors, as listed above.</p>")  # fmt: skip
     if variants:
         out.append('<p class="note">The masks embdrop\'s layers sample for a small input (B, T, C) = (2, 8, 8) at '
                    "the rates the runs use (the first run's rate where they differ); filled: kept, white and "
@@ -457,7 +526,7 @@ def build(paths: list[str | Path], log: Callable[[str], None] = lambda s: None) 
             shape, seed = masks_mod.DEFAULT_SHAPE, masks_mod.DEFAULT_SEED
             fig = masks_mod.draw(masks_mod.sample(shape, p, seed, (v,)), p, seed, shape)
             out.append(_img(fig, f"mask-{v}", f"the masks of {v} at p = {p}"))
-    else:
+    elif not rates:
         out.append('<p class="note">These runs use no dropout.</p>')
     out.append("</section>")
 
@@ -475,7 +544,9 @@ def build(paths: list[str | Path], log: Callable[[str], None] = lambda s: None) 
     if views:
         out.append('<section id="embedding"><h2>The learned embedding</h2><p class="note">From the weights of '
                    "the best validation epoch: the nearest neighbours (cosine similarity) of a few frequent words "
-                   f"and the {PCA_WORDS} most frequent words on their first two principal components.</p>")  # fmt: skip
+                   f"and the {PCA_WORDS} most frequent words on their first two principal components (every word a "
+                   "point; a label only where it does not cover another, the more frequent word first)."
+                   "</p>")  # fmt: skip
         for r, view in views:
             rows = "".join(
                 f"<tr><th>{_esc(w)}</th><td>{_esc(', '.join(f'{n} ({s:.2f})' for n, s in nn))}</td></tr>"
@@ -489,14 +560,16 @@ def build(paths: list[str | Path], log: Callable[[str], None] = lambda s: None) 
     return "\n".join(out)
 
 
-def write(paths: list[str | Path], out: str | Path, log: Callable[[str], None] = lambda s: None) -> Path:
+def write(
+    paths: list[str | Path], out: str | Path, log: Callable[[str], None] = lambda s: None, meanings: dict | None = None
+) -> Path:
     """Build the report and write it to ``out`` atomically (nothing is left behind on an error)."""
     from embdrop._io import atomic_write
 
     out = Path(out)
     if out.is_dir() or not out.parent.is_dir():
         raise _checks.invalid("--out", "an HTML file path in an existing directory", repr(str(out)))
-    page = build(paths, log)
+    page = build(paths, log, meanings)
     try:
         atomic_write(out, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
     except OSError as e:
