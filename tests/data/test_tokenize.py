@@ -28,6 +28,8 @@ CONFIGS = [
     Tokenizer(level="whitespace", lower=False),
     Tokenizer(lower=False),
     Tokenizer(level="char"),
+    Tokenizer(punctuation="strip", markup="strip"),
+    Tokenizer(markup="strip"),
 ]
 
 
@@ -138,3 +140,27 @@ def test_encode_padded_equals_padding_the_encoded_texts():
         for truncating in ("pre", "post"):
             expected = pad_sequences(tok.encode(texts, vocab), 5, padding=padding, truncating=truncating)
             assert torch.equal(tok.encode_padded(texts, vocab, 5, padding=padding, truncating=truncating), expected)
+
+
+def test_markup_strip_turns_html_line_breaks_into_spaces():
+    text = "A great tea.<br /><br />The BEST<br>ever<BR/>x"
+    kept = ["a", "great", "teabr", "br", "the", "bestbreverbrx"]  # "br" glued to the words beside it
+    assert Tokenizer(punctuation="strip")(text) == kept
+    assert Tokenizer(punctuation="strip", markup="strip")(text) == ["a", "great", "tea", "the", "best", "ever", "x"]
+    tok = Tokenizer(punctuation="strip", markup="strip")
+    vocab = vocab_for(tok, [text, "the best tea"])
+    assert tok.encode([text], vocab)[0].tolist() == vocab.encode(tok(text))  # the compiled path strips them too
+    assert tok.encode_padded([text], vocab, 12)[0, -7:].tolist() == vocab.encode(tok(text))
+    with pytest.raises(ValueError, match="argument 'markup'"):
+        Tokenizer(markup="html")
+
+
+def test_imdb_reviews_lose_their_br_words_with_markup_strip():
+    path = shared("imdb") / "test.jsonl.gz"
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        texts = [json.loads(line)["text"] for _, line in zip(range(500), f, strict=False)]
+    kept = Tokenizer(punctuation="strip").count(texts)
+    stripped = Tokenizer(punctuation="strip", markup="strip").count(texts)
+    assert sum(n for w, n in kept.items() if w.endswith("br")) > 100  # "itbr", "moviebr", ...: the bug
+    assert sum(n for w, n in stripped.items() if w.endswith("br") and w not in kept.keys() - {"br"}) < 5
+    assert "br" not in stripped

@@ -61,3 +61,20 @@ def test_an_old_table_config_reads_its_renamed_field(tmp_path):
 def test_variant_of_a_recipe_without_variants_is_refused():
     with pytest.raises(ValueError, match="has no variants"):
         recipes.resolve("text-lstm", ["variant=naive"])
+
+
+def test_a_run_from_before_data_markup_keeps_its_line_breaks(tmp_path):
+    """data.markup came later with the default "strip": a run whose config.json does not name it was trained on
+    texts with their <br />, and must predict and resume with them."""
+    assert recipes.resolve("reviews-lstm").data.markup == "strip"
+    old = recipes.to_dict(recipes.resolve("reviews-lstm"))
+    del old["data"]["markup"]
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    assert recipes.load_config(tmp_path, "RUN_DIR").data.markup == "keep"
+    old["data"]["markup"] = "strip"
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    assert recipes.load_config(tmp_path, "RUN_DIR").data.markup == "strip"
+    with pytest.raises(ValueError, match="argument 'data.markup'"):
+        from embdrop.recipes.text_classification import tokenizer
+
+        tokenizer(recipes.resolve("reviews-lstm", ["data.markup=html"]).data)

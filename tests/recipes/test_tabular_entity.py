@@ -162,3 +162,23 @@ def test_a_column_named_twice_is_refused(tmp_path, capsys):
                  str(tmp_path / "run")]) == 2  # fmt: skip
     assert "expected a header row naming each column once. Received: --data=" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_whose_best_epoch_is_its_last_gets_a_hint(tmp_path):
+    """A small table at the default batch takes few steps (480 rows, batch 256, 10 epochs: 20 steps): when the best
+    validation epoch is the last one, the run says it may still be learning and what to change."""
+    import io
+
+    from rich.console import Console
+
+    path = table(tmp_path / "t.csv", n=300)
+    for epochs, lr in ((3, 1e-3), (12, 5e-2)):
+        out = io.StringIO()
+        s = recipes.train("tabular-entity", [f"data.train={path}", "data.label=target", f"train.epochs={epochs}",
+                                             f"train.lr={lr}", "train.patience=None"], tmp_path / f"run{epochs}",
+                          console=Console(file=out, width=300))  # fmt: skip
+        said = "hint: the best validation auc came in the last epoch" in out.getvalue()
+        assert said == (s.best_epoch == epochs), out.getvalue()
+        if said:
+            assert f"{epochs}; {epochs} training steps of 256 examples" in out.getvalue()
+            assert f"--set train.epochs={2 * epochs}" in out.getvalue()

@@ -18,6 +18,11 @@ from embdrop.data.vocab import Vocab
 
 LEVELS = ("word", "whitespace", "char")
 PUNCTUATION = ("split", "strip")
+MARKUP = ("keep", "strip")
+# HTML line breaks, as IMDB and the packaged reviews carry them ("great.<br /><br />The"): Keras' own text
+# classification example replaces "<br />" with a space before its standardisation; without it they become "br"
+# glued to the words beside them ("greatbrbrthe").
+_BREAK_RE = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _P = re.escape(string.punctuation)
 WORD_PATTERN = rf"[^\s{_P}]+|[{_P}]"
 _WORD_RE = re.compile(WORD_PATTERN)
@@ -47,6 +52,8 @@ class Tokenizer:
         level: "word", "whitespace" or "char".
         lower: lower-case the text first.
         punctuation: "split" or "strip" (word level only).
+        markup: "keep" the text as it is, or "strip" its HTML line breaks (``<br />``, ``<br>``): each becomes a
+            space before anything else.
 
     Example:
         >>> tok = Tokenizer()
@@ -62,16 +69,20 @@ class Tokenizer:
     level: str = "word"
     lower: bool = True
     punctuation: str = "split"
+    markup: str = "keep"
 
     def __post_init__(self) -> None:
         _checks.choice("level", self.level, LEVELS)
         _checks.choice("punctuation", self.punctuation, PUNCTUATION)
+        _checks.choice("markup", self.markup, MARKUP)
         if not isinstance(self.lower, bool):
             raise _checks.invalid("lower", "a bool", repr(self.lower))
 
     def __call__(self, text: str) -> list[str]:
         if not isinstance(text, str):
             raise _checks.invalid("text", "a str", type(text).__name__)
+        if self.markup == "strip":
+            text = _BREAK_RE.sub(" ", text)
         if self.lower:
             text = text.lower()
         if self.level == "char":
@@ -81,6 +92,12 @@ class Tokenizer:
         if self.punctuation == "strip":
             return text.translate(_DELETE).split()
         return _WORD_RE.findall(text)
+
+    def _standard(self, texts: Sequence[str]) -> Iterable[str]:
+        """The texts as the compiled loop takes them: line breaks out (``markup="strip"``), lower case."""
+        if self.markup == "strip":
+            texts = [_BREAK_RE.sub(" ", t) for t in texts]
+        return (t.lower() for t in texts) if self.lower else texts
 
     def count(self, texts: Iterable[str]) -> Counter:
         """Token counts over ``texts``, in first-appearance order (what :meth:`Vocab.from_counts` takes)."""
@@ -106,7 +123,7 @@ class Tokenizer:
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise _checks.invalid(f"texts[{i}]", "a str", type(t).__name__)
-        lowered = (t.lower() for t in texts) if self.lower else texts
+        lowered = self._standard(texts)
         docs = [t.encode("utf-8", "surrogatepass") for t in lowered]
         flat, offsets = _native.encode(docs, vocab.packed, mode, vocab.unk_id, eos_id)
         return list(torch.from_numpy(flat.copy()).split(np.diff(offsets).tolist()))
@@ -129,7 +146,7 @@ class Tokenizer:
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise _checks.invalid(f"texts[{i}]", "a str", type(t).__name__)
-        lowered = (t.lower() for t in texts) if self.lower else texts
+        lowered = self._standard(texts)
         docs = [t.encode("utf-8", "surrogatepass") for t in lowered]
         flat, offsets = _native.encode(docs, vocab.packed, mode, vocab.unk_id, -1)
         return pad_flat(torch.from_numpy(flat.copy()), torch.from_numpy(np.asarray(offsets, dtype=np.int64)), maxlen,

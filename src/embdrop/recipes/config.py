@@ -58,6 +58,7 @@ class TextData(Dataset):
     classes: str | None = None  # for a folder: the class sub-folders to read, comma-separated (None: all)
     tokenizer: str = "word"  # "word", "whitespace" (pre-tokenized text) or "char"
     lower: bool = True  # lower-case the text before tokenizing
+    markup: str = "strip"  # "strip": HTML line breaks (<br />, in IMDB and the reviews) become spaces; "keep": as is
 
 
 @dataclass

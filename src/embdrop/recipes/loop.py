@@ -262,11 +262,24 @@ def fit(
         stop = end_epoch(config, task, model, opt, state, epoch, sums, seconds, run if writer else None, console)
         if stop:
             break
+    if writer and state.epoch == t.epochs and state.best["epoch"] == t.epochs and t.epochs > 1:
+        console.print(still_learning(config, task), soft_wrap=True)
     if world > 1:
         distributed.barrier()  # rank 0 has written best.safetensors
         if not writer:
             return None
     return final_test(config, task, model, state, run)
+
+
+def still_learning(config: Config, task: Task) -> str:
+    """The hint for a run whose best epoch is its last: it may stop before it has learned what it can (a small
+    table at the default batch size takes few steps)."""
+    t = config.train
+    steps = t.epochs * task.num_batches("train", t.batch_size)
+    return (f"hint: the best validation {task.metric} came in the last epoch ({t.epochs}; {steps:,} training steps "
+            f"of {t.batch_size} examples): the model may still be learning. More epochs (--set "
+            f"train.epochs={2 * t.epochs}) or a smaller batch (--set train.batch_size={max(1, t.batch_size // 4)}) "
+            "may do better.")  # fmt: skip
 
 
 def is_better(value: float, loss: float, best: dict, higher_is_better: bool) -> bool:

@@ -114,6 +114,11 @@ def resolve(name: str, overrides: list[str] = ()) -> Config:
     return apply_overrides(r.preset(chosen[-1].partition("=")[2].strip()), rest)
 
 
+# Fields added after runs were written, with the value such a run used where its config.json does not name them:
+# a run from before data.markup kept the <br /> in its texts, and must keep them to predict and resume the same.
+LEGACY = {"data.markup": "keep"}
+
+
 def load_config(run: str | Path, argument: str, overrides: list[str] = ()) -> Config:
     """The resolved config of a run directory (its ``config.json``), with ``overrides`` on top.
 
@@ -142,6 +147,9 @@ def load_config(run: str | Path, argument: str, overrides: list[str] = ()) -> Co
     if fmt == RUN_FORMAT and unknown:
         raise _checks.invalid(argument, f"a config.json of the fields of {name}",
                               f"{str(path)!r} (unknown: {', '.join(unknown[:5])})")  # fmt: skip
+    for k, v in LEGACY.items():  # a field added later whose default differs from what such a run did
+        if k in known and k not in values:
+            values[k] = v
     items = [f"{k}={v}" for k, v in values.items() if k in known]
     if variant is not None:
         items.insert(0, f"variant={variant}")

@@ -49,9 +49,11 @@ class TextInputs:
 
 
 def tokenizer(d) -> Tokenizer:
-    """The tokenizer a text config names (``data.tokenizer``, ``data.lower``, ``data.punctuation``)."""
+    """The tokenizer a text config names (``data.tokenizer``, ``data.lower``, ``data.punctuation``,
+    ``data.markup``)."""
     level = _checks.choice("data.tokenizer", getattr(d, "tokenizer", "word"), TOKENIZERS)
-    return Tokenizer(level=level, lower=getattr(d, "lower", True), punctuation=d.punctuation)
+    markup = _checks.choice("data.markup", getattr(d, "markup", "keep"), ("keep", "strip"))
+    return Tokenizer(level=level, lower=getattr(d, "lower", True), punctuation=d.punctuation, markup=markup)
 
 
 def outputs(num_classes: int) -> int:
