@@ -80,3 +80,14 @@ def test_one_seed_has_no_interval_and_few_seeds_keep_to_the_metrics_range():
     row = table.splitlines()[2]
     assert "[0.0000†, 1.0000†]" in row and "[0.0000†, " in row.split("|")[4]  # accuracy in [0, 1], RMSE >= 0
     assert "† an end beyond the range of accuracy, rmse is cut at it" in table
+
+
+def test_progress_shows_each_live_runs_latest_epoch_from_its_log(tmp_path):
+    from embdrop.recipes.compare import _last_epoch_line
+
+    log = tmp_path / "seed-0.log"
+    assert _last_epoch_line(log) is None  # not started yet
+    log.write_text("data: reading reviews ...\nmodel: 12 parameters; training starts\n")
+    assert _last_epoch_line(log) is None
+    log.write_text(log.read_text() + "x" * 10_000 + "\nepoch 1/3: train loss 0.6\nepoch 2/3: train loss 0.5 *\n")
+    assert _last_epoch_line(log) == "epoch 2/3: train loss 0.5 *"

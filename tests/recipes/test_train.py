@@ -233,3 +233,19 @@ def test_a_tie_in_the_validation_metric_goes_to_the_lower_validation_loss():
     assert is_better(80.0, 4.3, {"epoch": 1, "value": 80.0, "loss": 4.4}, higher_is_better=False)  # perplexity
     assert not is_better(0.8, 0.01, {"epoch": 5, "value": 0.8}, True)  # a best from before the loss was kept
     assert is_better(0.5, 1.0, {"epoch": 0, "value": -float("inf")}, True)  # the first epoch
+
+
+def test_every_stage_says_what_it_does_in_a_log(tmp_path):
+    """Piped to a file (not a terminal): a line for reading the data, the model, each epoch and the test passes,
+    each whole (no flag cut over two lines)."""
+    import io
+
+    out = io.StringIO()
+    recipes.train("reviews-lstm", FAST + ["train.epochs=1", "train.mc=2"], tmp_path / "run",
+                  console=Console(file=out, width=60))  # fmt: skip
+    lines = out.getvalue().splitlines()
+    order = ["data: reading reviews for reviews-lstm", "model: ", "epoch 1/1",
+             "test: evaluating the weights of epoch 1", "test: MC dropout, 2 passes"]  # fmt: skip
+    at = [next(i for i, line in enumerate(lines) if line.startswith(s)) for s in order]
+    assert at == sorted(at), lines
+    assert not any(line.startswith(("train.", "--set")) for line in lines), lines  # nothing wrapped at 60 columns

@@ -279,6 +279,19 @@ def _command(recipe: str, r: Run, threads: int) -> list[str]:
             *(x for o in r.overrides for x in ("--set", o))]  # fmt: skip
 
 
+def _last_epoch_line(log: Path) -> str | None:
+    """The last "epoch ..." line a worker has written to its log (its tail is enough), or None."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            tail = f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    lines = [line.strip() for line in tail.splitlines() if line.startswith("epoch ")]
+    return lines[-1] if lines else None
+
+
 def _run_all(recipe: str, runs: list[Run], todo: list[int], results: dict, jobs: int, threads: int, log) -> None:
     """Run ``todo`` on ``jobs`` worker processes; stop them all on an error or an interrupt."""
     import signal
@@ -291,6 +304,8 @@ def _run_all(recipe: str, runs: list[Run], todo: list[int], results: dict, jobs:
 
     previous = signal.signal(signal.SIGTERM, on_term)
     live: dict[int, tuple[subprocess.Popen, object]] = {}
+    shown: dict[int, str] = {}  # the last epoch line of each live run's log that was shown
+    last_look = time.monotonic()
     queue = list(todo)
     total, done = len(runs), len(results)
     try:
@@ -306,6 +321,13 @@ def _run_all(recipe: str, runs: list[Run], todo: list[int], results: dict, jobs:
                                         start_new_session=True)  # fmt: skip
                 live[i] = (proc, logfile)
             time.sleep(0.05)
+            if time.monotonic() - last_look >= 1.0:  # progress while runs are under way: each one's new epochs
+                last_look = time.monotonic()
+                for i in live:
+                    line = _last_epoch_line(runs[i].log)
+                    if line and line != shown.get(i):
+                        shown[i] = line
+                        log(f"  {runs[i].cell or 'default'} seed {runs[i].seed}: {line}")
             for i, (proc, logfile) in list(live.items()):
                 code = proc.poll()
                 if code is None:

@@ -218,7 +218,7 @@ def fit(
     if t.threads is None and world > 1:  # the ranks share the machine's cores
         resolve_threads(max(1, (os.cpu_count() or 1) // world))
     else:
-        resolve_threads(t.threads, log=lambda line: console.print(line) if rank == 0 else None)
+        resolve_threads(t.threads, log=lambda line: console.print(line, soft_wrap=True) if rank == 0 else None)
     if device.type != "cpu":  # the data are small next to the model's activations: all of it moves once
         model.to(device)
         task.to(device)
@@ -268,7 +268,7 @@ def fit(
         distributed.barrier()  # rank 0 has written best.safetensors
         if not writer:
             return None
-    return final_test(config, task, model, state, run)
+    return final_test(config, task, model, state, run, console)
 
 
 def still_learning(config: Config, task: Task) -> str:
@@ -427,7 +427,9 @@ def end_epoch(
     return False
 
 
-def final_test(config: Config, task: Task, model: nn.Module, state: checkpoint.State, run: Path) -> Summary:
+def final_test(
+    config: Config, task: Task, model: nn.Module, state: checkpoint.State, run: Path, console=None
+) -> Summary:
     """The test metrics with the best epoch's weights (and the MC-dropout ones with ``train.mc``), written to
     ``summary.json``."""
     t = config.train
@@ -435,8 +437,11 @@ def final_test(config: Config, task: Task, model: nn.Module, state: checkpoint.S
         raise _checks.invalid("train.epochs", f"more epochs than the {state.epoch} the run has done (it has no "
                               "best epoch yet)", t.epochs)  # fmt: skip
     model.load_state_dict(state.best_weights)
+    say = (lambda line: console.print(line, soft_wrap=True)) if console is not None else (lambda line: None)
+    say(f"test: evaluating the weights of epoch {state.best['epoch']} on the test split ...")
     test = task.evaluate(model, "test")
     if t.mc > 0:
+        say(f"test: MC dropout, {t.mc:,} passes over the test split ...")
         torch.manual_seed(t.seed)
         test.update(task.evaluate(model, "test", mc=t.mc))
     wrong = {k: v for k, v in test.items() if not math.isfinite(v)}

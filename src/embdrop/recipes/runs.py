@@ -30,6 +30,12 @@ RESUMABLE = (
 )
 
 
+def _stderr(line: str) -> None:
+    import sys
+
+    print(line, file=sys.stderr, flush=True)
+
+
 def train(
     name: str | None = None,
     overrides: list[str] = (),
@@ -95,6 +101,12 @@ def train(
     keep_freed_memory()  # no page faults on every step's fresh activations (see recipes/losses.py)
     torch.manual_seed(config.train.seed)
     r = recipe(config.recipe)
+    lead = distributed.world_rank()[1] == 0
+    say = (lambda line: console.print(line, soft_wrap=True)) if console is not None else _stderr
+    data = config.data
+    source = getattr(data, "train", None) or getattr(data, "root", None) or getattr(data, "name", "")
+    if lead:
+        say(f"data: reading {source} for {config.recipe} ...")  # a large corpus takes a while: say what happens
     with _fields_named(config):
         task = r.task(config)  # reads the data: a wrong data.root fails here, before anything is written
         sizing = [o for o in overrides if o.partition("=")[0].strip().startswith(("model.", "data.max_tokens"))]
@@ -106,6 +118,8 @@ def train(
                 raise
             field, _, value = sizing[0].partition("=") if sizing else ("model", "", "the recipe's model")
             raise _checks.invalid(field, "a model that can be allocated in this machine's memory", value) from None
+    if lead:
+        say(f"model: {sum(p.numel() for p in model.parameters()):,} parameters; training starts")
     created, lock = False, None
     if distributed.world_rank()[1] == 0:
         argument = "--resume" if resume is not None else "--out"
