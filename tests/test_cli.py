@@ -134,3 +134,27 @@ def test_help_and_version_do_not_import_torch():
             "assert embdrop.LSTM.__name__ == 'LSTM' and 'torch' in sys.modules\n")  # fmt: skip
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip().startswith("embdrop "), r.stderr
+
+
+@pytest.mark.parametrize("args", [["recipes"], ["config", "ptb-lm", "--set", "variant=awd", "--set", "model.hidden=8"],
+                                  ["config", "text-lstm", "--set", "model.bogus=1"]])  # fmt: skip
+def test_recipes_and_config_answer_without_importing_torch(args):
+    """They read only the presets (recipes/presets.py): no torch, so they answer at once."""
+    import subprocess
+    import sys
+
+    code = (f"import sys, embdrop.cli\ncode = embdrop.cli.main({args!r})\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\nsys.exit(code)\n")  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == (2 if "model.bogus=1" in args else 0), r.stderr
+    assert ("did you mean model.zoneout" in r.stderr) if "model.bogus=1" in args else r.stdout
+
+
+def test_a_closed_pipe_is_not_a_traceback():
+    """``embdrop config text-lstm | head -3``: the reader goes away early; the command ends quietly."""
+    import subprocess
+    import sys
+
+    r = subprocess.run(f"{sys.executable} -m embdrop.cli config text-lstm | head -1", shell=True, capture_output=True,
+                       text=True)  # fmt: skip
+    assert r.stdout.startswith("text-lstm: every field") and "Traceback" not in r.stderr, r.stderr

@@ -10,11 +10,19 @@ Arguments are checked in ``__init__``; shapes and ids in ``forward``. Nothing he
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from numbers import Integral, Real
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # torch is not imported here: the command line checks its arguments before it loads torch
+    from torch import Tensor
+
+
+def _is_tensor(x: object) -> bool:
+    torch = sys.modules.get("torch")  # a tensor exists only once torch is imported
+    return torch is not None and isinstance(x, torch.Tensor)
+
 
 # Bounds of the counts a user types, checked before anything is allocated or run: a seed is what numpy and torch's
 # generators take in every API (32 bits); Monte Carlo samples beyond 10,000 only repeat the estimate at great cost.
@@ -135,7 +143,7 @@ def normalize_dims(name: str, value: tuple[int, ...], ndim: int) -> tuple[int, .
 
 def rank(name: str, x: Tensor, expected_rank: int, letters: str) -> None:
     """``x`` must have rank ``expected_rank``; ``letters`` names the axes, e.g. '(B, T, C)'."""
-    if not isinstance(x, Tensor):
+    if not _is_tensor(x):
         raise invalid(name, f"a tensor of shape {letters}", type(x).__name__)
     if x.dim() != expected_rank:
         raise invalid(name, f"a tensor of rank {expected_rank} with shape {letters}", describe(x))
@@ -149,7 +157,7 @@ def floating(name: str, x: Tensor) -> None:
 def ids(name: str, x: Tensor, num_embeddings: int | None = None) -> None:
     """Integer ids of shape (B, T), each in [0, num_embeddings) when that is given."""
     rank(name, x, 2, "(B, T)")
-    if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+    if x.is_floating_point() or x.is_complex() or x.dtype == sys.modules["torch"].bool:
         raise invalid(name, "an integer tensor of ids (torch.long or torch.int)", describe(x))
     if x.numel() == 0 or num_embeddings is None:
         return
@@ -161,6 +169,6 @@ def ids(name: str, x: Tensor, num_embeddings: int | None = None) -> None:
 
 
 def mask_shape(name: str, mask: Tensor, expected: tuple[int, ...]) -> None:
-    if not isinstance(mask, Tensor) or tuple(mask.shape) != tuple(expected):
-        got = describe(mask) if isinstance(mask, Tensor) else type(mask).__name__
+    if not _is_tensor(mask) or tuple(mask.shape) != tuple(expected):
+        got = describe(mask) if _is_tensor(mask) else type(mask).__name__
         raise invalid(name, f"a mask of shape {tuple(expected)}", got)

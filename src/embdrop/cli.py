@@ -10,12 +10,16 @@ import sys
 
 from embdrop.viz import names as viz_names  # torch-free: the parser is built without importing torch
 
-_checks = show_mod = masks_mod = None  # imported by _load() once a command runs (they import torch)
+_checks = show_mod = masks_mod = None  # imported by _load() once a command runs (the pictures import torch)
+LIGHT = ("recipes", "config")  # commands that read only the presets: no torch, an answer at once
 
 
-def _load() -> None:
+def _load(command: str | None = None) -> None:
     global _checks, show_mod, masks_mod
     from embdrop import _checks
+
+    if command in LIGHT:
+        return
     from embdrop.viz import masks as masks_mod
     from embdrop.viz import show as show_mod
 
@@ -489,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
         args.texts += extra  # texts after options ("predict RUN --mc 50 TEXT..."): argparse leaves them over
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    _load()
+    _load(args.command)
     if args.command is None:
         parser.print_help()
         return 2
@@ -505,6 +509,11 @@ def main(argv: list[str] | None = None) -> int:
             "recipes": _cmd_recipes,
             "config": _cmd_config,
         }[args.command](args)
+    except BrokenPipeError:  # the reader of stdout went away (| head): stop quietly, as other commands do
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 0
     except _checks.UsageError as e:  # a user's mistake; anything else is a bug and keeps its traceback
         print(f"embdrop {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -15,11 +15,27 @@
 
 from __future__ import annotations
 
-from embdrop.recipes.config import Config, to_dict
-from embdrop.recipes.loop import Summary
-from embdrop.recipes.registry import DEFAULT, RECIPES, Recipe, load_config, recipe, resolve
-from embdrop.recipes.runs import RESUMABLE, train
-from embdrop.recipes.task import Task
+import importlib
+
+# Loaded on first use (PEP 562): ``embdrop config`` and ``embdrop recipes`` read the presets without importing torch.
+_WHERE = {
+    "Config": "config", "to_dict": "config", "Summary": "loop", "DEFAULT": "registry", "RECIPES": "registry",
+    "Recipe": "registry", "load_config": "registry", "recipe": "registry", "resolve": "registry",
+    "RESUMABLE": "runs", "train": "runs", "Task": "task",
+}  # fmt: skip
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'embdrop.recipes' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"embdrop.recipes.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])
+
 
 __all__ = ["DEFAULT", "RECIPES", "RESUMABLE", "Config", "Recipe", "Summary", "Task", "load_config", "recipe",
            "resolve", "to_dict", "train"]  # fmt: skip

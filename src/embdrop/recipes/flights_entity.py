@@ -19,19 +19,10 @@ import torch
 from torch import Tensor, nn
 
 from embdrop import Dropout, Embedding, HashEmbedding, _checks, embedding_size
-from embdrop.recipes.config import CategoryData, Config, TrainConfig
+from embdrop.recipes.config import Config
 from embdrop.recipes.tabular import EntityModel, Tabular
 
 KINDS = ("embedding", "hash", "onehot")
-
-
-def config() -> Config:
-    return Config(
-        "flights-entity",
-        CategoryData(name="flights", min_count=1),
-        EntityModel(),
-        TrainConfig(epochs=6, batch_size=512, optimizer="adam", lr=2e-3, clip=None),
-    )
 
 
 class EntityNet(nn.Module):

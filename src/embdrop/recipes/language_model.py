@@ -39,68 +39,12 @@ from torch import Tensor, nn
 
 from embdrop import LSTM, Dropout, Embedding, LockedDropout, RecurrentMasks, _checks
 from embdrop.data import Vocab, batchify, bptt_batches, load_dataset, num_bptt_batches
-from embdrop.recipes.config import Config, Dataset, ModelConfig, TrainConfig
+from embdrop.recipes.config import Config
 from embdrop.recipes.losses import linear_cross_entropy
+from embdrop.recipes.presets import VARIANTS, LmData, LmModel, ptb, wikitext2  # noqa: F401 (re-exported)
 from embdrop.recipes.task import Task
 
-VARIANTS = ("none", "naive", "variational", "awd")
 MC_MASKS = ("stream", "window")
-
-
-@dataclass
-class LmModel(ModelConfig):
-    embedding_dim: int = 200  # word embedding size
-    hidden: int = 200  # LSTM units per layer
-    layers: int = 2  # LSTM layers
-    tie: bool = False  # share the embedding and the softmax weight (the last layer then has embedding_dim units)
-    embedding_dropout: float = 0.0  # embedding dropout on word types
-    embedding_dropout_mode: str = "sample"  # "sample" (Gal: per sequence) or "batch" (AWD-LSTM)
-    input_dropout: float = 0.0  # on the embedding output (the first layer's input)
-    hidden_dropout: float = 0.0  # on the input of every further layer
-    recurrent_dropout: float = 0.0  # on the recurrent state (variational only)
-    weight_dropout: float = 0.0  # DropConnect on the recurrent weights (weight drop)
-    output_dropout: float = 0.0  # on the last layer's output, before the softmax
-    variational: bool = True  # True: masks fixed over time (locked); False: a new mask each step (naive)
-    init_range: float = 0.1  # U(-r, r) initialisation of every weight (Zaremba); 0: AWD-LSTM's (see LstmLm)
-    ar: float = 0.0  # activation regularisation (AWD-LSTM alpha)
-    tar: float = 0.0  # temporal activation regularisation (AWD-LSTM beta)
-
-
-@dataclass
-class LmData(Dataset):
-    """A language-modelling corpus (ptb, wikitext2) cut into windows of ``bptt`` tokens."""
-
-    max_tokens: int = 0  # vocabulary size, <eos> and <unk> included; 0: every word of the training split
-    bptt: int = 20  # steps of truncated backpropagation through time
-    variable_bptt: bool = False  # AWD-LSTM's random window lengths (with the learning rate scaled by t / bptt)
-    eval_batch_size: int = 10  # parallel streams when evaluating
-    # MC-dropout evaluation (train.mc): "stream" draws one set of masks per sample and keeps it for the whole split,
-    # with embedding dropout off (Gal's test); "window" draws new masks for every window, every dropout on
-    mc_masks: str = "stream"
-
-
-def config(recipe: str, dataset: str, variant: str) -> Config:
-    """The preset of ``variant`` (see the module docstring) for ``dataset``."""
-    _checks.choice("variant", variant, VARIANTS)
-    data = LmData(name=dataset, root=None, max_tokens=0)
-    if variant == "none":
-        model = LmModel(init_range=0.1)
-        train = TrainConfig(epochs=13, batch_size=20, optimizer="sgd", lr=20.0, clip=0.25, lr_decay=0.5, decay_after=4)
-    elif variant in ("naive", "variational"):
-        data.bptt = 35
-        naive = variant == "naive"
-        p, pe = (0.5, 0.0) if naive else (0.35, 0.2)
-        model = LmModel(embedding_dim=650, hidden=650, embedding_dropout=pe, input_dropout=p, hidden_dropout=p,
-                        recurrent_dropout=pe, output_dropout=p, variational=not naive, init_range=0.05)  # fmt: skip
-        train = TrainConfig(epochs=39, batch_size=20, optimizer="sgd", lr=35.0, clip=5 / 35, lr_decay=1 / 1.2,
-                            decay_after=6, weight_decay=0.0 if naive else 1e-7 / 35)  # fmt: skip
-    else:
-        data.bptt, data.variable_bptt = 70, True
-        model = LmModel(embedding_dim=400, hidden=650, layers=3, tie=True, embedding_dropout=0.1,
-                        embedding_dropout_mode="batch", input_dropout=0.4, hidden_dropout=0.25, weight_dropout=0.5,
-                        output_dropout=0.4, init_range=0.0, ar=2.0, tar=1.0)  # fmt: skip
-        train = TrainConfig(epochs=40, batch_size=40, optimizer="sgd", lr=30.0, clip=0.25, weight_decay=1.2e-6)
-    return Config(recipe, data, model, train, variant=variant)
 
 
 @dataclass
@@ -300,13 +244,3 @@ def task(config: Config) -> LanguageModelling:
 
 def build(config: Config, data: LanguageModelling) -> nn.Module:
     return LstmLm(len(data.vocab), config.model)
-
-
-def ptb(variant: str = "none") -> Config:
-    """``ptb-lm``: the preset ``variant`` on Penn Treebank (``--set data.root=DIR``)."""
-    return config("ptb-lm", "ptb", variant)
-
-
-def wikitext2(variant: str = "none") -> Config:
-    """``wikitext2-lm``: the preset ``variant`` on WikiText-2 (``--set data.root=DIR``)."""
-    return config("wikitext2-lm", "wikitext2", variant)

@@ -10,30 +10,13 @@ Reference: Koren, Bell & Volinsky, "Matrix Factorization Techniques for Recommen
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 
 from embdrop import Embedding
-from embdrop.recipes.config import CategoryData, Config, ModelConfig, TrainConfig
+from embdrop.recipes.config import Config
+from embdrop.recipes.presets import MfModel  # noqa: F401 (re-exported)
 from embdrop.recipes.tabular import Tabular
-
-
-@dataclass
-class MfModel(ModelConfig):
-    factors: int = 32  # embedding size of users and movies
-    embedding_dropout: float = 0.2  # drops a user's or a movie's whole factor vector
-    init_std: float = 0.01  # std of the normal initial factors
-
-
-def config() -> Config:
-    return Config(
-        "movielens-mf",
-        CategoryData(name="movielens", min_count=1),
-        MfModel(),
-        TrainConfig(epochs=20, batch_size=256, optimizer="adam", lr=2e-3, clip=None, weight_decay=0.0, patience=4),
-    )
 
 
 class MatrixFactorization(nn.Module):

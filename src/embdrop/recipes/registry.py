@@ -7,40 +7,47 @@ model (:mod:`~embdrop.recipes.text_lstm`) on three datasets. :func:`resolve` tur
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from embdrop import _checks
 from embdrop._io import read_json
-from embdrop.recipes import (
-    flights_entity,
-    language_model,
-    movielens_mf,
-    tabular_entity,
-    text_classification,
-    text_cnn,
-    text_cnn_lstm,
-    text_lstm,
-    translate_fr_en,
-)
+from embdrop.recipes import presets
 from embdrop.recipes.config import RUN_FORMAT, Config, apply_overrides, fields, to_dict
-from embdrop.recipes.task import Task
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from embdrop.recipes.task import Task
 
 
 @dataclass(frozen=True)
 class Recipe:
     """One recipe: ``config(variant)`` (or ``config()`` without variants) returns its preset; ``task(config)``
-    reads the data into a :class:`Task`; ``build(config, task)`` makes the model."""
+    reads the data into a :class:`Task`; ``build(config, task)`` makes the model.
+
+    ``model`` names the module of ``embdrop.recipes`` that holds its model and ``family`` the one that holds its
+    task; they are imported (with torch) when ``task`` or ``build`` is first asked for, so that the presets and the
+    list of recipes are read without torch.
+    """
 
     name: str
     description: str
     config: Callable[..., Config]
-    task: Callable[[Config], Task]
-    build: Callable[[Config, Task], nn.Module]
+    model: str
+    family: str
     variants: tuple[str, ...] = ()
+
+    @property
+    def task(self) -> Callable[[Config], Task]:
+        return importlib.import_module(f"embdrop.recipes.{self.family}").task
+
+    @property
+    def build(self) -> Callable[[Config, Task], nn.Module]:
+        return importlib.import_module(f"embdrop.recipes.{self.model}").build
 
     @property
     def reads_files(self) -> bool:
@@ -53,35 +60,34 @@ class Recipe:
         return self.config(variant) if variant is not None else self.config()
 
 
-_text = text_classification.task
-_lm_variants = language_model.VARIANTS
+P, TEXT, LM = presets, "text_classification", "language_model"
 _all = [
     Recipe("text-lstm", "your texts (--data FILE): Embedding -> Dropout -> LSTM(dropout, recurrent_dropout) -> Dense",
-           text_lstm.text_lstm, _text, text_lstm.build),
+           P.text_lstm, "text_lstm", TEXT),
     Recipe("text-cnn", "your texts (--data FILE): Kim's CNN, filter widths 3,4,5 x 100, max over time, dropout 0.5",
-           text_cnn.config, _text, text_cnn.build),
+           P.text_cnn_config, "text_cnn", TEXT),
     Recipe("text-cnn-lstm", "your texts (--data FILE): Embedding -> Dropout -> Conv1D -> MaxPool -> LSTM -> Dense",
-           text_cnn_lstm.text_cnn_lstm, _text, text_cnn_lstm.build),
+           P.text_cnn_lstm, "text_cnn_lstm", TEXT),
     Recipe("tabular-entity", "your table (--data FILE): entity embeddings vs hashing vs one-hot for its categories",
-           tabular_entity.config, tabular_entity.task, tabular_entity.build),
+           P.tabular_entity_config, "tabular_entity", "tabular_entity"),
     Recipe("reviews-cnn-lstm", "the Keras CNN-LSTM sentiment model (text-cnn-lstm) on the packaged reviews",
-           text_cnn_lstm.reviews_cnn_lstm, _text, text_cnn_lstm.build),
+           P.reviews_cnn_lstm, "text_cnn_lstm", TEXT),
     Recipe("reviews-lstm", "the Keras LSTM sentiment model with recurrent_dropout (text-lstm) on the packaged reviews",
-           text_lstm.reviews_lstm, _text, text_lstm.build),
+           P.reviews_lstm, "text_lstm", TEXT),
     Recipe("imdb-cnn-lstm", "the Keras CNN-LSTM sentiment model on IMDB (--set data.root=DIR)",
-           text_cnn_lstm.imdb_cnn_lstm, _text, text_cnn_lstm.build),
+           P.imdb_cnn_lstm, "text_cnn_lstm", TEXT),
     Recipe("imdb-lstm", "the Keras LSTM sentiment model (dropout, recurrent_dropout) on IMDB (--set data.root=DIR)",
-           text_lstm.imdb_lstm, _text, text_lstm.build),
+           P.imdb_lstm, "text_lstm", TEXT),
     Recipe("ptb-lm", "word-level LSTM LM on Penn Treebank, --set variant=none|naive|variational|awd (data.root=DIR)",
-           language_model.ptb, language_model.task, language_model.build, _lm_variants),
+           P.ptb, LM, LM, P.VARIANTS),
     Recipe("wikitext2-lm", "word-level LSTM LM on WikiText-2, --set variant=none|naive|variational|awd (data.root=DIR)",
-           language_model.wikitext2, language_model.task, language_model.build, _lm_variants),
+           P.wikitext2, LM, LM, P.VARIANTS),
     Recipe("flights-entity", "high-cardinality categories: entity embeddings vs hashing vs one-hot, NYC flights (AUC)",
-           flights_entity.config, flights_entity.task, flights_entity.build),
+           P.flights_entity_config, "flights_entity", "flights_entity"),
     Recipe("movielens-mf", "user and movie embeddings with embedding dropout on MovieLens ratings (RMSE vs baselines)",
-           movielens_mf.config, movielens_mf.task, movielens_mf.build),
+           P.movielens_mf_config, "movielens_mf", "movielens_mf"),
     Recipe("translate-fr-en", "embeddings in translation: GRU/LSTM encoder-decoder, French -> English, Tatoeba (BLEU)",
-           translate_fr_en.config, translate_fr_en.task, translate_fr_en.build),
+           P.translate_fr_en_config, "translate_fr_en", "translate_fr_en"),
 ]  # fmt: skip
 RECIPES: dict[str, Recipe] = {r.name: r for r in _all}
 DEFAULT = "reviews-cnn-lstm"

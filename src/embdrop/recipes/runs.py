@@ -30,6 +30,16 @@ RESUMABLE = (
 )
 
 
+def _check_vectors(config) -> None:
+    """A pretrained-vectors file that does not exist is said before the data are read (it is read after them)."""
+    from embdrop.data.vectors import PACKAGED
+
+    source = getattr(getattr(config, "embedding", None), "pretrained", None)
+    if source is not None and source not in PACKAGED and not Path(source).expanduser().is_file():
+        raise _checks.invalid("embedding.pretrained", "a vectors file (GloVe, word2vec, fastText; optionally .gz) or "
+                              f"one of {sorted(PACKAGED)}", f"{source!r} (no such file)")  # fmt: skip
+
+
 def _stderr(line: str) -> None:
     import sys
 
@@ -101,14 +111,24 @@ def train(
     keep_freed_memory()  # no page faults on every step's fresh activations (see recipes/losses.py)
     torch.manual_seed(config.train.seed)
     r = recipe(config.recipe)
+    _check_vectors(config)
     lead = distributed.world_rank()[1] == 0
     say = (lambda line: console.print(line, soft_wrap=True)) if console is not None else _stderr
     data = config.data
     source = getattr(data, "train", None) or getattr(data, "root", None) or getattr(data, "name", "")
+    import threading
+
+    # A large corpus takes a while: say what happens, once reading has taken a second (a mistake found at once stays
+    # a one-line error).
+    slow = threading.Timer(1.0, say, [f"data: reading {source} for {config.recipe} ..."])
+    slow.daemon = True
     if lead:
-        say(f"data: reading {source} for {config.recipe} ...")  # a large corpus takes a while: say what happens
+        slow.start()
     with _fields_named(config):
-        task = r.task(config)  # reads the data: a wrong data.root fails here, before anything is written
+        try:
+            task = r.task(config)  # reads the data: a wrong data.root fails here, before anything is written
+        finally:
+            slow.cancel()
         sizing = [o for o in overrides if o.partition("=")[0].strip().startswith(("model.", "data.max_tokens"))]
         memory.check_fits(lambda: r.build(config, task), sizing)
         try:

@@ -6,7 +6,6 @@ not seen in training); hashed models read stable int64 values of the raw columns
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +14,8 @@ from torch import Tensor, nn
 from embdrop import _checks
 from embdrop.data import load_dataset
 from embdrop.data.categorical import CategoryEncoder
-from embdrop.recipes.config import Config, ModelConfig
+from embdrop.recipes.config import Config
+from embdrop.recipes.presets import EntityModel  # noqa: F401 (re-exported)
 from embdrop.recipes.task import Task
 
 
@@ -34,19 +34,6 @@ def auc(scores: Tensor, labels: Tensor) -> float:
     if pos == 0 or neg == 0:
         return float("nan")
     return float((ranks[y == 1].sum() - pos * (pos + 1) / 2) / (pos * neg))
-
-
-@dataclass
-class EntityModel(ModelConfig):
-    """How categories become numbers, for the table recipes (``flights-entity``, ``tabular-entity``)."""
-
-    kind: str = "embedding"  # "embedding", "hash" or "onehot"
-    max_dim: int = 16  # embedding width per feature: min(max_dim, fastai's rule)
-    embedding_dropout: float = 0.1  # drops a feature's whole vector
-    dropout: float = 0.2  # on the concatenated vectors and on the hidden layer
-    hidden: int = 64  # units of the hidden layer
-    buckets: int = 4096  # hash: rows of each feature's table
-    num_hashes: int = 2  # hash functions per category (hash kind)
 
 
 class Tabular(Task):

@@ -18,7 +18,6 @@ for classes).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,8 @@ from torch import Tensor, nn
 
 from embdrop import Dropout, Embedding, HashEmbedding, _checks, _extras, embedding_size
 from embdrop.data.categorical import CategoryEncoder
-from embdrop.recipes.config import Config, DataConfig, TrainConfig
+from embdrop.recipes.config import Config
+from embdrop.recipes.presets import TableData  # noqa: F401 (re-exported)
 from embdrop.recipes.tabular import EntityModel, auc
 from embdrop.recipes.task import Task
 
@@ -36,29 +36,6 @@ KINDS = ("embedding", "hash", "onehot")
 TABLE_FORMAT = "embdrop-table-1"
 TARGETS = ("auto", "binary", "multiclass", "regression")
 MAX_CLASSES_OF_INTS = 20  # integer targets with more distinct values are a regression under target=auto
-
-
-@dataclass
-class TableData(DataConfig):
-    """Your table: a CSV/TSV with a header row (or JSON lines), the target column and the categorical columns."""
-
-    train: str | None = None  # --data
-    valid: str | None = None  # --valid
-    test: str | None = None  # --test
-    label: str = "label"  # the target column
-    categorical: str | None = None  # comma-separated; None: every non-numeric column
-    target: str = "auto"  # "auto", "binary", "multiclass" or "regression"
-    encoding: str = "utf-8"  # the table's text encoding
-    min_count: int = 1  # categories seen fewer times in training share the unknown row
-
-
-def config() -> Config:
-    return Config(
-        "tabular-entity",
-        TableData(),
-        EntityModel(),
-        TrainConfig(epochs=10, batch_size=256, optimizer="adam", lr=2e-3, clip=None, patience=3),
-    )
 
 
 def _read(path: str, argument: str, d: TableData, need_label: bool = True):

@@ -14,38 +14,14 @@ Reference: Kim, "Convolutional Neural Networks for Sentence Classification", 201
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from embdrop import Dropout, Embedding, _checks
-from embdrop.recipes.config import Config, EmbeddingConfig, ModelConfig, TextData, TrainConfig
+from embdrop.recipes.config import Config
+from embdrop.recipes.presets import KimCnnModel  # noqa: F401 (re-exported)
 from embdrop.recipes.text_classification import TextClassification, head, text_model
-
-
-@dataclass
-class KimCnnModel(ModelConfig):
-    embedding_dim: int = 128  # ignored with pretrained vectors (their width)
-    embedding_dropout: float = 0.0  # embedding dropout (whole words)
-    widths: str = "3,4,5"  # filter widths, comma-separated
-    maps: int = 100  # feature maps per width
-    dropout: float = 0.5  # on the pooled features (the penultimate layer)
-    max_norm: float | None = 3.0  # of each output unit's weight vector, after every update (None: off)
-    init: str = "keras"  # "keras" or "torch"
-    # Kim's "multichannel": a second, frozen copy of the embedding beside the trained one; each filter reads both
-    # and adds the results. Meant for pretrained vectors (embedding.pretrained), with embedding.freeze=false.
-    multichannel: bool = False
-
-
-def config() -> Config:
-    return Config(
-        "text-cnn",
-        TextData(name="reviews", max_tokens=20_000, maxlen=200, padding="post"),
-        KimCnnModel(),
-        TrainConfig(epochs=10, batch_size=50, optimizer="adam", lr=1e-3),
-        EmbeddingConfig(),
-    )
 
 
 def widths(text: str) -> tuple[int, ...]:

@@ -9,29 +9,12 @@ sub-folder per class), ``reviews-cnn-lstm`` (embdrop's default) on the packaged 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from torch import Tensor, nn
 
 from embdrop import LSTM, Conv1D, Dropout, Embedding, MaxPool1D, SpatialDropout1D
-from embdrop.recipes.config import Config, EmbeddingConfig, ModelConfig, TextData, TrainConfig
+from embdrop.recipes.config import Config
+from embdrop.recipes.presets import CnnLstmModel, imdb_cnn_lstm, reviews_cnn_lstm, text_cnn_lstm  # noqa: F401 (re-exported)
 from embdrop.recipes.text_classification import TextClassification, head, real_steps, text_model
-
-
-@dataclass
-class CnnLstmModel(ModelConfig):
-    embedding_dim: int = 16  # word embedding size
-    dropout: float = 0.2  # a Dropout layer after the embedding (entries)
-    spatial_dropout: float = 0.0  # SpatialDropout1D after the embedding (whole channels)
-    embedding_dropout: float = 0.0  # embedding dropout (whole words)
-    init: str = "keras"  # "keras" (the initialisers of the Keras model this mirrors) or "torch" (PyTorch's)
-    filters: int = 64  # Conv1D filters
-    kernel_size: int = 5  # Conv1D kernel width
-    pool_size: int = 4  # MaxPooling1D size
-    conv_dropout: float = 0.0  # a Dropout layer after Conv1D and max pooling, before the LSTM (entries)
-    hidden: int = 64  # LSTM units
-    lstm_dropout: float = 0.0  # the LSTM's own dropout (inputs)
-    recurrent_dropout: float = 0.0  # the LSTM's recurrent_dropout (states)
 
 
 class CnnLstm(nn.Module):
@@ -59,23 +42,3 @@ class CnnLstm(nn.Module):
 def build(config: Config, data: TextClassification) -> nn.Module:
     m = config.model
     return text_model(config, data, lambda e: CnnLstm(e, m, config.data.padding, data.outputs))
-
-
-def _config(recipe: str, data: TextData, epochs: int) -> Config:
-    return Config(recipe, data, CnnLstmModel(), TrainConfig(epochs=epochs, batch_size=32, optimizer="adam", lr=1e-3),
-                  EmbeddingConfig())  # fmt: skip
-
-
-def text_cnn_lstm() -> Config:
-    """``text-cnn-lstm``: your own texts (``--data FILE``); without one, the packaged reviews."""
-    return _config("text-cnn-lstm", TextData(name="reviews", max_tokens=20_000, maxlen=200), epochs=10)
-
-
-def reviews_cnn_lstm() -> Config:
-    """``reviews-cnn-lstm``: the packaged Amazon reviews, vocabulary 10,000, length 200."""
-    return _config("reviews-cnn-lstm", TextData(name="reviews", max_tokens=10_000, maxlen=200), epochs=10)
-
-
-def imdb_cnn_lstm() -> Config:
-    """``imdb-cnn-lstm``: IMDB (``--set data.root=DIR``), vocabulary 10,000, length 200, 5 epochs."""
-    return _config("imdb-cnn-lstm", TextData(name="imdb", max_tokens=10_000, maxlen=200), epochs=5)

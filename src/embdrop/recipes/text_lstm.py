@@ -9,28 +9,12 @@ aclImdb's ``train/``, ``test/``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from torch import Tensor, nn
 
 from embdrop import LSTM, Dropout, Embedding, SpatialDropout1D
-from embdrop.recipes.config import Config, EmbeddingConfig, ModelConfig, TextData, TrainConfig
+from embdrop.recipes.config import Config
+from embdrop.recipes.presets import LstmModel, imdb_lstm, reviews_lstm, text_lstm  # noqa: F401 (re-exported)
 from embdrop.recipes.text_classification import TextClassification, head, real_steps, text_model
-
-
-@dataclass
-class LstmModel(ModelConfig):
-    embedding_dim: int = 64  # word embedding size
-    dropout: float = 0.25  # a Dropout layer after the embedding (entries)
-    spatial_dropout: float = 0.0  # SpatialDropout1D after the embedding (whole channels)
-    embedding_dropout: float = 0.0  # embedding dropout (whole words)
-    init: str = "keras"  # "keras" (the initialisers of the Keras model this mirrors) or "torch" (PyTorch's)
-    hidden: int = 100  # LSTM units
-    lstm_dropout: float = 0.5  # the LSTM's own dropout (inputs)
-    recurrent_dropout: float = 0.5  # the LSTM's recurrent_dropout (states)
-    lstm_variational: bool = True  # False: naive dropout (Zaremba), a new input mask at every step
-    weight_dropout: float = 0.0  # weight drop (DropConnect) on the LSTM's recurrent weights (AWD-LSTM)
-    zoneout: float = 0.0  # zoneout on h and c (Krueger et al.)
 
 
 class EmbeddingLstm(nn.Module):
@@ -55,23 +39,3 @@ class EmbeddingLstm(nn.Module):
 def build(config: Config, data: TextClassification) -> nn.Module:
     m = config.model
     return text_model(config, data, lambda e: EmbeddingLstm(e, m, config.data.padding, data.outputs))
-
-
-def _config(recipe: str, data: TextData, epochs: int) -> Config:
-    return Config(recipe, data, LstmModel(), TrainConfig(epochs=epochs, batch_size=32, optimizer="rmsprop", lr=1e-3),
-                  EmbeddingConfig())  # fmt: skip
-
-
-def text_lstm() -> Config:
-    """``text-lstm``: your own texts (``--data FILE``); without one, the packaged reviews."""
-    return _config("text-lstm", TextData(name="reviews", max_tokens=20_000, maxlen=200), epochs=10)
-
-
-def reviews_lstm() -> Config:
-    """``reviews-lstm``: the packaged Amazon reviews, vocabulary 10,000, length 200."""
-    return _config("reviews-lstm", TextData(name="reviews", max_tokens=10_000, maxlen=200), epochs=10)
-
-
-def imdb_lstm() -> Config:
-    """``imdb-lstm``: IMDB (``--set data.root=DIR``), vocabulary 10,000, length 200, 5 epochs."""
-    return _config("imdb-lstm", TextData(name="imdb", max_tokens=10_000, maxlen=200), epochs=5)

@@ -13,47 +13,15 @@ pairs (a seeded sample) so an epoch fits a CPU.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from embdrop import GRU, LSTM, Dropout, Embedding, _checks, _extras
 from embdrop.data import Tokenizer, Vocab, load_dataset, pad_sequences
-from embdrop.recipes.config import Config, Dataset, ModelConfig, TrainConfig
+from embdrop.recipes.config import Config
+from embdrop.recipes.presets import Seq2SeqModel, TranslationData  # noqa: F401 (re-exported)
 from embdrop.recipes.task import Task
-
-
-@dataclass
-class TranslationData(Dataset):
-    """Sentence pairs: both sides tokenized alike, at most ``maxlen`` words each."""
-
-    max_tokens: int = 8_000  # each side's vocabulary size, specials included; 0: every word
-    maxlen: int = 10  # pairs with more words on either side are left out
-    punctuation: str = "split"  # punctuation marks become tokens of their own
-    train_pairs: int = 40_000  # at most this many training pairs (a seeded sample); 0: all
-    eval_pairs: int = 1_000  # validation and test pairs used (the first of each split's seeded order)
-
-
-@dataclass
-class Seq2SeqModel(ModelConfig):
-    cell: str = "gru"  # "lstm" or "gru"
-    embedding_dim: int = 128  # word embedding size (both sides)
-    hidden: int = 256  # recurrent units
-    embedding_dropout: float = 0.1  # whole words, on both sides
-    dropout: float = 0.2  # the recurrent layers' input dropout, and before the softmax
-    recurrent_dropout: float = 0.0  # recurrent_dropout of the encoder and decoder (states)
-    max_output: int = 14  # greedy decoding stops here or at <eos>
-
-
-def config() -> Config:
-    return Config(
-        "translate-fr-en",
-        TranslationData(name="tatoeba-fra-eng", root=None, max_tokens=8_000, maxlen=10, punctuation="split"),
-        Seq2SeqModel(),
-        TrainConfig(epochs=8, batch_size=64, optimizer="adam", lr=2e-3, clip=1.0),
-    )
 
 
 class Seq2Seq(nn.Module):
