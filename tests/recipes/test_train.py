@@ -236,16 +236,30 @@ def test_a_tie_in_the_validation_metric_goes_to_the_lower_validation_loss():
 
 
 def test_every_stage_says_what_it_does_in_a_log(tmp_path):
-    """Piped to a file (not a terminal): a line for the model, each epoch and the test passes, each whole (no flag
-    cut over two lines); reading the data gets its line when it takes more than a second (the packaged reviews do
-    not)."""
+    """Piped to a file (not a terminal): a line for each epoch and the test passes, each whole (no flag cut over two
+    lines); reading a corpus folder or a large file gets its line too (the packaged reviews load at once)."""
     import io
 
     out = io.StringIO()
     recipes.train("reviews-lstm", FAST + ["train.epochs=1", "train.mc=2"], tmp_path / "run",
                   console=Console(file=out, width=60))  # fmt: skip
     lines = out.getvalue().splitlines()
-    order = ["model: ", "epoch 1/1", "test: evaluating the weights of epoch 1", "test: MC dropout, 2 passes"]
+    order = ["epoch 1/1", "test: evaluating the weights of epoch 1", "test: MC dropout, 2 passes"]
     at = [next(i for i, line in enumerate(lines) if line.startswith(s)) for s in order]
     assert at == sorted(at), lines
     assert not any(line.startswith(("train.", "--set")) for line in lines), lines  # nothing wrapped at 60 columns
+
+
+def test_a_corpus_folder_or_a_large_file_gets_a_data_line(tmp_path):
+    from embdrop.recipes.runs import LARGE, _large_input
+
+    assert _large_input(recipes.resolve("reviews-lstm")) is None  # packaged: loads at once
+    assert _large_input(recipes.resolve("ptb-lm", [f"data.root={tmp_path}"])) is None  # empty: an error at once
+    small, large = tmp_path / "small.csv", tmp_path / "large.csv"
+    small.write_text("text,label\na,b\n")
+    with open(large, "wb") as f:
+        f.truncate(LARGE + 1)
+    assert _large_input(recipes.resolve("ptb-lm", [f"data.root={tmp_path}"])) == str(tmp_path)
+    assert _large_input(recipes.resolve("text-lstm", [f"data.train={small}"])) is None
+    assert _large_input(recipes.resolve("text-lstm", [f"data.train={large}"])) == str(large)
+    assert _large_input(recipes.resolve("text-lstm", [f"data.train={tmp_path / 'missing.csv'}"])) is None

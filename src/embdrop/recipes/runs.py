@@ -33,11 +33,29 @@ RESUMABLE = (
 def _check_vectors(config) -> None:
     """A pretrained-vectors file that does not exist is said before the data are read (it is read after them)."""
     from embdrop.data.vectors import PACKAGED
+    from embdrop.recipes.text_classification import PRETRAINED
 
     source = getattr(getattr(config, "embedding", None), "pretrained", None)
-    if source is not None and source not in PACKAGED and not Path(source).expanduser().is_file():
+    named = set(PACKAGED) | set(PRETRAINED)
+    if source is not None and source not in named and not Path(source).expanduser().is_file():
         raise _checks.invalid("embedding.pretrained", "a vectors file (GloVe, word2vec, fastText; optionally .gz) or "
-                              f"one of {sorted(PACKAGED)}", f"{source!r} (no such file)")  # fmt: skip
+                              f"one of {sorted(named)}", f"{source!r} (no such file)")  # fmt: skip
+
+
+LARGE = 8 << 20  # bytes: a file this large takes a noticeable time to read and encode
+
+
+def _large_input(config) -> str | None:
+    """The data folder (``data.root``, a folder ``--data``) or the ``--data`` file of more than ``LARGE`` bytes this
+    run reads, or None (the packaged datasets and small files load at once, and a path that does not exist or an
+    empty folder is an error said on its own line)."""
+    for name in ("train", "root"):
+        value = getattr(config.data, name, None)
+        if isinstance(value, str) and value:
+            p = Path(value).expanduser()
+            if (p.is_dir() and any(p.iterdir())) or (p.is_file() and p.stat().st_size > LARGE):
+                return value
+    return None
 
 
 def _stderr(line: str) -> None:
@@ -114,21 +132,11 @@ def train(
     _check_vectors(config)
     lead = distributed.world_rank()[1] == 0
     say = (lambda line: console.print(line, soft_wrap=True)) if console is not None else _stderr
-    data = config.data
-    source = getattr(data, "train", None) or getattr(data, "root", None) or getattr(data, "name", "")
-    import threading
-
-    # A large corpus takes a while: say what happens, once reading has taken a second (a mistake found at once stays
-    # a one-line error).
-    slow = threading.Timer(1.0, say, [f"data: reading {source} for {config.recipe} ..."])
-    slow.daemon = True
-    if lead:
-        slow.start()
+    source = _large_input(config)
+    if lead and source is not None:  # a corpus folder or a large file takes a while: say what happens
+        say(f"data: reading {source} for {config.recipe} ...")
     with _fields_named(config):
-        try:
-            task = r.task(config)  # reads the data: a wrong data.root fails here, before anything is written
-        finally:
-            slow.cancel()
+        task = r.task(config)  # reads the data: a wrong data.root fails here, before anything is written
         sizing = [o for o in overrides if o.partition("=")[0].strip().startswith(("model.", "data.max_tokens"))]
         memory.check_fits(lambda: r.build(config, task), sizing)
         try:
@@ -138,8 +146,6 @@ def train(
                 raise
             field, _, value = sizing[0].partition("=") if sizing else ("model", "", "the recipe's model")
             raise _checks.invalid(field, "a model that can be allocated in this machine's memory", value) from None
-    if lead:
-        say(f"model: {sum(p.numel() for p in model.parameters()):,} parameters; training starts")
     created, lock = False, None
     if distributed.world_rank()[1] == 0:
         argument = "--resume" if resume is not None else "--out"
