@@ -19,6 +19,24 @@ if TYPE_CHECKING:  # torch is not imported here: the command line checks its arg
     from torch import Tensor
 
 
+def tracing() -> bool:
+    """Whether torch.compile or torch.export is tracing: a check that reads a tensor's values cannot run then (the
+    value is not known), so it is skipped; the eager call that a traced program was made from has run it."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False
+    compiler = torch.compiler
+    return bool(compiler.is_compiling() or (hasattr(compiler, "is_exporting") and compiler.is_exporting()))
+
+
+def exporting() -> bool:
+    """Whether torch.export is tracing: an exported program holds torch's own ops only (no custom op of embdrop's
+    C++ kernels), so that ONNX, ExecuTorch and AOTInductor can run it."""
+    torch = sys.modules.get("torch")
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and hasattr(compiler, "is_exporting") and compiler.is_exporting())
+
+
 def _is_tensor(x: object) -> bool:
     torch = sys.modules.get("torch")  # a tensor exists only once torch is imported
     return torch is not None and isinstance(x, torch.Tensor)
@@ -159,7 +177,7 @@ def ids(name: str, x: Tensor, num_embeddings: int | None = None) -> None:
     rank(name, x, 2, "(B, T)")
     if x.is_floating_point() or x.is_complex() or x.dtype == sys.modules["torch"].bool:
         raise invalid(name, "an integer tensor of ids (torch.long or torch.int)", describe(x))
-    if x.numel() == 0 or num_embeddings is None:
+    if x.numel() == 0 or num_embeddings is None or tracing():
         return
     lo, hi = int(x.min()), int(x.max())
     if lo < 0:

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from embdrop import _checks
 from embdrop.functional.apply import apply_mask, keep_scale
 from embdrop.functional.masks import HashedKeep
 from embdrop.kernels import cpu, reference
@@ -87,12 +88,16 @@ def run(
     zoneout_eval = opts.zoneout > 0 and not opts.training and not masks.given
     # torch.lstm/gru on a packed batch leave oneDNN for a slow generic path on CPU: with lengths, the CPU kernel
     # runs instead, with an all-ones state mask.
+    # Traced (torch.export, torch.compile) with lengths: packing reads the lengths' values, so the reference loop
+    # runs instead, its steps masked (T is fixed in a traced recurrence: torch's own LSTM specializes it too).
+    traced_lengths = n is not None and _checks.tracing()
     packed_cpu = n is not None and inp.device.type == "cpu" and masks.zoneout_h is None and cpu.available()
+    packed_cpu = packed_cpu and not traced_lengths
     packed_cpu = packed_cpu and opts.reset_after and opts.cell != "rnn"
     unit = packed_cpu and m_rec is None and not zoneout_eval  # an all-ones mask, not to be rescaled
     if unit:
         m_rec = torch.ones(opts.gates, inp.shape[0], h0.shape[-1], dtype=inp.dtype, device=inp.device)
-    if m_rec is None and masks.zoneout_h is None and not zoneout_eval and opts.reset_after:
+    if m_rec is None and masks.zoneout_h is None and not zoneout_eval and opts.reset_after and not traced_lengths:
         m_in = masks.input
         if m_in is not None:
             mask = m_in[0].unsqueeze(1) if m_in.dim() == 3 and m_in.shape[0] == 1 and opts.variational else m_in
@@ -159,6 +164,7 @@ def _loop(inp, h0, c0, weights, masks: Masks, m_rec, opts: Options, n, zoneout_e
         zh = None if masks.zoneout_h is None else masks.zoneout_h.transpose(0, 1)  # (T, B, H)
         zc = None if masks.zoneout_c is None else masks.zoneout_c.transpose(0, 1)
     use_cpp = inp.device.type == "cpu" and opts.cell != "rnn" and opts.reset_after and cpu.available()
+    use_cpp = use_cpp and not _checks.exporting() and not (n is not None and _checks.tracing())  # torch's ops only
     use_cpp = use_cpp and (rm is not None or zh is not None)  # the C++ kernel has LSTM and GRU cells
     if use_cpp and rm is None:  # zoneout alone: the kernel multiplies by an all-ones state mask
         rm = torch.ones(G, inp.shape[0], h0.shape[-1], dtype=xw.dtype, device=inp.device)

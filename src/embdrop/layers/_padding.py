@@ -18,6 +18,10 @@ def spans(lengths: Tensor | None, B: int, T: int) -> tuple[Tensor | None, Tensor
         return None, None
     if not isinstance(lengths, Tensor):
         lengths = torch.as_tensor(lengths)
+    if _checks.tracing():  # torch.export / torch.compile: no value can be read; every row is treated as padded
+        if lengths.dtype == torch.bool:
+            return lengths.int().argmax(1), lengths.sum(1)
+        return torch.zeros_like(lengths, dtype=torch.long), lengths.long()
     if lengths.dtype == torch.bool and tuple(lengths.shape) == (B, T):
         if T == 0 or B == 0:
             return None, None

@@ -230,7 +230,7 @@ class _Recurrent(StochasticModule):
             masks = self._draw_masks(x, generator, deferred=True)
         st = self._initial_state(state, x)
         h0, c0 = st if self.has_cell_state else (st, None)
-        rolled = start is not None and bool((start > 0).any())
+        rolled = start is not None and (_checks.tracing() or bool((start > 0).any()))  # a shift of 0 is no roll
         if rolled:
             x = padding.roll(x, start)  # pre-padded rows moved to the front: every row is post-padded from here on
         inp = x

@@ -1,0 +1,142 @@
+"""torch.export of embdrop's layers in eval mode: dynamic batch, torch's own ops only, the same outputs.
+
+The time axis stays fixed in an exported recurrence: torch 2.13 specializes it for ``nn.LSTM``/``nn.GRU`` themselves
+(``torch.export.export(nn.LSTM(...), ..., dynamic_shapes={1: Dim("t")})`` raises "specialized it to be a
+constant"), and embdrop's layers run torch's op there. Export at the padded length the model is fed (``data.maxlen``).
+"""
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+from torch.export import Dim
+
+import embdrop
+
+BATCH = Dim("batch", min=1, max=1024)
+
+
+def exported_ops(program) -> set[str]:
+    return {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+
+
+def assert_torch_ops_only(program) -> None:
+    ops = exported_ops(program)
+    assert not [o for o in ops if "embdrop" in o or "higher_order" in o], ops
+
+
+@pytest.mark.filterwarnings("ignore:The tensor attributes")
+def test_torch_lstm_itself_fixes_the_time_axis():
+    """The reason the time axis stays fixed: torch's own layer does the same (if this ever passes, free T here)."""
+    with pytest.raises(Exception, match="specialized it to be a constant"):
+        torch.export.export(nn.LSTM(4, 3, batch_first=True).eval(), (torch.randn(2, 5, 4),),
+                            dynamic_shapes=({0: BATCH, 1: Dim("t")},))  # fmt: skip
+
+
+class _Recurrent(nn.Module):
+    def __init__(self, layer: nn.Module, padded: str) -> None:
+        super().__init__()
+        self.layer, self.padded = layer, padded
+
+    def forward(self, x, aux):
+        out = self.layer(x) if self.padded == "none" else self.layer(x, lengths=aux)
+        return out[0]
+
+
+def _aux(padded: str, lengths: list[int], T: int):
+    n = torch.tensor(lengths)
+    if padded == "lengths":
+        return n
+    if padded == "post-mask":
+        return torch.arange(T).unsqueeze(0) < n.unsqueeze(1)  # (B, T)
+    if padded == "pre-mask":
+        return torch.arange(T).unsqueeze(0) >= (T - n).unsqueeze(1)
+    return torch.zeros(len(lengths))
+
+
+# A few in the default suite, every combination under -m slow (each export takes a second or more).
+FAST = {("LSTM", True, 1, "lengths"), ("GRU", False, 2, "pre-mask"), ("SimpleRNN", False, 1, "none"),
+        ("LSTM", False, 1, "post-mask")}  # fmt: skip
+COMBINATIONS = [
+    *itertools.product(["LSTM", "GRU", "SimpleRNN"], [False, True], [1, 2], ["none", "lengths", "pre-mask"]),
+    ("LSTM", False, 1, "post-mask"),
+    ("GRU", True, 2, "post-mask"),
+]
+
+
+@pytest.mark.parametrize(
+    "kind, bidirectional, layers, padded",
+    [c if c in FAST else pytest.param(*c, marks=pytest.mark.slow) for c in COMBINATIONS],
+)
+def test_every_recurrent_configuration_exports_with_a_dynamic_batch(kind, bidirectional, layers, padded):
+    torch.manual_seed(0)
+    layer = getattr(embdrop, kind)(8, 6, dropout=0.3, recurrent_dropout=0.3, weight_dropout=0.2,
+                                   num_layers=layers, bidirectional=bidirectional)  # fmt: skip
+    model = _Recurrent(layer, padded).eval()
+    T = 7
+    x, aux = torch.randn(3, T, 8), _aux(padded, [7, 5, 2], T)
+    program = torch.export.export(model, (x, aux), dynamic_shapes=({0: BATCH}, {0: BATCH}))
+    assert_torch_ops_only(program)
+    x2, aux2 = torch.randn(5, T, 8), _aux(padded, [1, 7, 3, 6, 7], T)  # another batch size, other lengths
+    torch.testing.assert_close(program.module()(x2, aux2), model(x2, aux2), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name, make, ids",
+    [
+        ("Embedding with dropout", lambda: embdrop.Embedding(20, 4, padding_idx=0, dropout=0.2), True),
+        ("HashEmbedding", lambda: embdrop.HashEmbedding(64, 4, num_hashes=2), True),
+        ("WordDropout", lambda: embdrop.WordDropout(0.3, unk_id=1, padding_idx=0), True),
+        ("Dropout", lambda: embdrop.Dropout(0.3), False),
+        ("SpatialDropout1D", lambda: embdrop.SpatialDropout1D(0.3), False),
+        ("TokenDropout", lambda: embdrop.TokenDropout(0.3), False),
+        ("LSTM zoneout", lambda: embdrop.LSTM(8, 6, zoneout=0.1), False),
+        ("GRU zoneout", lambda: embdrop.GRU(8, 6, zoneout=0.1, recurrent_dropout=0.2), False),
+    ],
+)
+def test_every_layer_exports_in_eval_mode(name, make, ids):
+    torch.manual_seed(0)
+    layer = make().eval()
+    x = torch.randint(1, 20, (3, 7)) if ids else torch.randn(3, 7, 8)
+    dims = {0: BATCH} if "zoneout" in name else {0: BATCH, 1: Dim("t", min=1, max=4096)}
+    program = torch.export.export(layer, (x,), dynamic_shapes=(dims,))
+    assert_torch_ops_only(program)
+    x2 = torch.randint(1, 20, (5, 7)) if ids else torch.randn(5, 7, 8)
+    got, want = program.module()(x2), layer(x2)
+    got, want = (got[0], want[0]) if isinstance(want, tuple) else (got, want)
+    torch.testing.assert_close(got, want)
+
+
+def test_dropconnect_exports_in_eval_mode():
+    layer = embdrop.DropConnect(nn.Linear(8, 4), 0.3).eval()
+    program = torch.export.export(layer, (torch.randn(3, 8),), dynamic_shapes=(({0: BATCH},),))
+    assert_torch_ops_only(program)
+    x = torch.randn(6, 8)
+    torch.testing.assert_close(program.module()(x), layer(x))
+
+
+def test_a_model_of_embdrop_layers_exports_as_the_issue_tried_it():
+    """Embedding(padding_idx=0, dropout) -> SpatialDropout1D -> LSTM(dropout, recurrent_dropout) -> Linear, eval:
+    the model that failed with GuardOnDataDependentSymNode in the id range check."""
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embedding = embdrop.Embedding(50, 8, padding_idx=0, dropout=0.1)
+            self.spatial = embdrop.SpatialDropout1D(0.2)
+            self.lstm = embdrop.LSTM(8, 6, dropout=0.3, recurrent_dropout=0.3)
+            self.dense = nn.Linear(6, 1)
+
+        def forward(self, ids):
+            out, _ = self.lstm(self.spatial(self.embedding(ids)))
+            return self.dense(out[:, -1])
+
+    model = Model().eval()
+    program = torch.export.export(model, (torch.randint(1, 50, (3, 7)),), dynamic_shapes=({0: BATCH},))
+    assert_torch_ops_only(program)
+    ids = torch.randint(0, 50, (4, 7))
+    torch.testing.assert_close(program.module()(ids), model(ids))
+    # eager calls still check their ids: tracing skips only the checks that read values
+    with pytest.raises(ValueError, match="argument 'ids'"):
+        model(torch.full((2, 7), 50))
