@@ -39,6 +39,7 @@ _LAZY = {
         )
     },
     "from_keras": "embdrop.interop",
+    "load_run": "embdrop.recipes.deploy",
 }
 _SUBMODULES = ("functional", "init")
 
@@ -115,6 +116,7 @@ __all__ = [
     "functional",
     "init",
     "from_keras",
+    "load_run",
     "is_dropout_layer",
     "mc_dropout",
     "mc_predict",

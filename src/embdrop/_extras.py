@@ -3,7 +3,8 @@
 The core install (``pip install embdrop``) is torch and numpy: the layers, the functional core and the kernels'
 reference paths. ``[data]`` reads the packaged datasets and vectors, ``[train]`` runs ``embdrop train``/``compare``/
 ``predict`` (progress, checkpoints, plots, BLEU, and ninja for the fused kernel's build), ``[all]`` is both;
-``[keras]`` (h5py) reads Keras' ``.keras`` files for :func:`embdrop.from_keras`.
+``[keras]`` (h5py) reads Keras' ``.keras`` files for :func:`embdrop.from_keras`; ``[export]`` (onnx, onnxscript,
+onnxruntime) writes and checks ONNX files (``embdrop export``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ EXTRAS = {
     "sacrebleu": "train",
     "ninja": "train",
     "h5py": "keras",
+    "onnx": "export",
+    "onnxscript": "export",
+    "onnxruntime": "export",
 }
 
 

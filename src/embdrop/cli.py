@@ -167,6 +167,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-classes", action="store_true", help="with --data: a probability column per class")
     p.add_argument("--mc", type=int, default=0, metavar="N", help="MC-dropout passes (default 0: dropout off)")
     p.add_argument("--seed", type=int, default=0, help="seed of the MC-dropout masks (default 0)")
+    x = sub.add_parser(
+        "export",
+        help="write a trained model as ONNX (or a torch.export archive) with its preprocessing as JSON",
+        description="Write RUN_DIR's model (best weights, eval mode; a text-classification or tabular-entity run, "
+        "or a folder from embdrop convert --vocab) to OUT as ONNX (default) or a torch.export archive (--format pt2), "
+        "with a dynamic batch and named inputs and outputs, and OUT.json beside it: what turns texts or table rows "
+        "into the inputs (vocabulary, tokenizer settings, length, classes, columns). The written file is run on a few "
+        "inputs against the torch model and the largest difference printed.",
+    )
+    x.add_argument("run", metavar="RUN_DIR", help="a run directory, or a folder from embdrop convert --vocab")
+    x.add_argument("--out", required=True, metavar="FILE", help="the model file to write (e.g. model.onnx)")
+    x.add_argument("--format", default="onnx", metavar="FORMAT", help="onnx (default) or pt2 (torch.export)")
     k = sub.add_parser(
         "convert",
         help="bring a Keras text model (.keras) over: identical outputs, the same dropout semantics",
@@ -302,6 +314,19 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         print(f"embdrop compare: interrupted before any run started{where}", file=sys.stderr)
         return 130
     print(f"written: {out / 'table.md'}, {out / 'runs.csv'}, {out / 'compare.png'}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from embdrop.recipes.deploy import export
+
+    path, meta, diff = export(args.run, args.out, args.format)
+    print(f"written: {path}")
+    print(f"written: {meta}")
+    if diff is None:
+        print("not checked: ONNX Runtime is not installed (pip install 'embdrop[export]')")
+    else:
+        print(f"checked: the written file against the torch model on 2 batches, largest difference {diff:.2e}")
     return 0
 
 
@@ -505,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
             "compare": _cmd_compare,
             "predict": _cmd_predict,
             "convert": _cmd_convert,
+            "export": _cmd_export,
             "report": _cmd_report,
             "recipes": _cmd_recipes,
             "config": _cmd_config,

@@ -1,0 +1,141 @@
+"""``embdrop.load_run`` and ``embdrop export``: a trained run's model written as ONNX or a torch.export archive,
+with its preprocessing as JSON, and run again (ONNX Runtime, torch.export.load) to the torch model's outputs."""
+
+import json
+import re
+import string
+
+import numpy as np
+import pytest
+import torch
+from tests.recipes.test_train import FAST, quiet
+
+import embdrop
+from embdrop import recipes
+from embdrop.cli import main
+
+onnxruntime = pytest.importorskip("onnxruntime", reason="ONNX Runtime comes with the [export] extra")
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("text") / "run"
+    recipes.train("reviews-lstm", FAST + ["train.epochs=1"], out, console=quiet())
+    return out
+
+
+@pytest.fixture(scope="module")
+def table_run(tmp_path_factory):
+    from tests.recipes.test_tabular_entity import FAST as TABLE_FAST
+    from tests.recipes.test_tabular_entity import table
+
+    d = tmp_path_factory.mktemp("table")
+    path = table(d / "t.csv", n=300, target="multiclass")
+    recipes.train("tabular-entity", TABLE_FAST + [f"data.train={path}", "data.label=target", "train.epochs=2"],
+                  d / "run", console=quiet())  # fmt: skip
+    return d / "run", path
+
+
+def numpy_ids(meta: dict, texts: list[str]) -> np.ndarray:
+    """The ids from the exported JSON alone, as a caller with only numpy would make them (the guide's recipe)."""
+    index = {w: i for i, w in enumerate(meta["vocabulary"])}
+    tok = meta["tokenizer"]
+    rows = []
+    for t in texts:
+        if tok["markup"] == "strip":
+            t = re.sub(r"<br\s*/?>", " ", t, flags=re.IGNORECASE)
+        t = t.lower() if tok["lower"] else t
+        t = t.translate(str.maketrans("", "", string.punctuation))
+        ids = [index.get(w, meta["unknown_id"]) for w in t.split()][-meta["maxlen"] :]
+        pad = [meta["padding_id"]] * (meta["maxlen"] - len(ids))
+        rows.append(pad + ids if meta["padding"] == "pre" else ids + pad)
+    return np.array(rows, dtype=np.int64)
+
+
+def test_a_text_run_exports_to_onnx_and_onnx_runtime_gives_its_outputs(text_run, tmp_path, capsys):
+    out = tmp_path / "model.onnx"
+    assert main(["export", str(text_run), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"written: {out}" in printed and "largest difference" in printed and "[torch.onnx]" not in printed
+    meta = json.loads((tmp_path / "model.onnx.json").read_text())
+    assert meta["classes"] == ["other", "great"] and meta["inputs"] == ["ids"] and meta["maxlen"] == 40
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["ids"] and session.get_outputs()[0].name == "probabilities"
+    texts = ["great coffee, I love it<br /><br />really", "stale and bitter", "tea"] * 3  # 9: not the traced batch
+    ids = numpy_ids(meta, texts)
+    loaded = embdrop.load_run(text_run)
+    assert np.array_equal(ids, loaded.encode(texts)[0].numpy())  # the JSON is all a caller needs
+    got = session.run(None, {"ids": ids})[0]
+    with torch.no_grad():
+        want = loaded.model(torch.from_numpy(ids)).numpy()
+    assert got.shape == (9, 2) and np.abs(got - want).max() < 1e-5
+    assert np.allclose(got.sum(1), 1, atol=1e-6)
+    with torch.no_grad():  # the loaded model is the run's: P(great) as embdrop predict gives it
+        from embdrop.recipes.predict import predict
+
+        assert want[:3, 1] == pytest.approx([p.probability for p in predict(text_run, texts[:3])], abs=1e-6)
+
+
+def test_a_text_run_exports_as_a_torch_export_archive(text_run, tmp_path, capsys):
+    out = tmp_path / "model.pt2"
+    assert main(["export", str(text_run), "--out", str(out), "--format", "pt2"]) == 0
+    program = torch.export.load(out)
+    loaded = embdrop.load_run(text_run)
+    (ids,) = loaded.encode(["good tea"] * 6)
+    torch.testing.assert_close(program.module()(ids), loaded.model(ids))
+
+
+def test_a_table_run_exports_its_three_inputs(table_run, tmp_path):
+    import pandas as pd
+
+    run, path = table_run
+    out = tmp_path / "table.onnx"
+    assert main(["export", str(run), "--out", str(out)]) == 0
+    meta = json.loads((tmp_path / "table.onnx.json").read_text())
+    assert meta["inputs"] == ["codes", "hashed", "numeric"] and meta["classes"] == ["0", "1", "2", "3"]
+    assert meta["categorical"] == ["city", "day"] and meta["numeric"] == ["x", "noise"]
+    loaded = embdrop.load_run(run)
+    frame = pd.read_csv(path).head(11)
+    inputs = loaded.encode(frame)
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = session.run(None, {n: t.numpy() for n, t in zip(meta["inputs"], inputs, strict=True)})[0]
+    with torch.no_grad():
+        want = loaded.model(*inputs).numpy()
+    assert got.shape == (11, 4) and np.abs(got - want).max() < 1e-5
+
+
+def test_a_converted_keras_model_exports(tmp_path):
+    from tests.interop.test_keras import sentiment_model
+
+    words, model, path = sentiment_model(tmp_path)
+    folder = tmp_path / "converted"
+    assert main(["convert", str(path), str(folder), "--vocab", str(tmp_path / "vocab.txt"), "--outputs", "pos"]) == 0
+    out = tmp_path / "keras.onnx"
+    assert main(["export", str(folder), "--out", str(out)]) == 0
+    meta = json.loads((tmp_path / "keras.onnx.json").read_text())
+    ids = numpy_ids(meta, ["w3 w7 w12", "w1 w2", "w9 w9"])
+    got = onnxruntime.InferenceSession(str(out)).run(None, {"ids": ids})[0]
+    want = np.asarray(model.predict(ids.astype("int32"), verbose=0))  # Keras itself
+    assert np.abs(got.reshape(want.shape) - want).max() < 1e-5
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["{missing}", "--out", "{out}"], "argument 'RUN_DIR'"),
+        (["{run}", "--out", "{out}", "--format", "tflite"], "argument '--format': expected one of 'onnx', 'pt2'"),
+        (["{run}", "--out", "{nowhere}"], "argument '--out': expected a file path in an existing directory"),
+        (["{run}", "--out", "{dir}"], "argument '--out': expected a file path in an existing directory"),
+        (["{lm}", "--out", "{out}"], "argument 'RUN_DIR': expected a run of a text-classification recipe"),
+    ],
+)
+def test_bad_export_arguments_are_one_line_and_write_nothing(text_run, tmp_path, capsys, args, message):
+    lm = tmp_path / "lm"
+    lm.mkdir()
+    (lm / "config.json").write_text(json.dumps(recipes.to_dict(recipes.resolve("ptb-lm"))))
+    paths = {"missing": tmp_path / "nope", "run": text_run, "out": tmp_path / "m.onnx", "nowhere": tmp_path / "a" / "b",
+             "dir": tmp_path, "lm": lm}  # fmt: skip
+    assert main(["export", *[a.format(**paths) for a in args]]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "m.onnx").exists() and not (tmp_path / "m.onnx.json").exists()
