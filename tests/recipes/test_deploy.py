@@ -76,6 +76,7 @@ def test_a_text_run_exports_to_onnx_and_onnx_runtime_gives_its_outputs(text_run,
         assert want[:3, 1] == pytest.approx([p.probability for p in predict(text_run, texts[:3])], abs=1e-6)
 
 
+@pytest.mark.slow  # a second export of the same model (9 s)
 def test_a_text_run_exports_as_a_torch_export_archive(text_run, tmp_path, capsys):
     out = tmp_path / "model.pt2"
     assert main(["export", str(text_run), "--out", str(out), "--format", "pt2"]) == 0
@@ -139,3 +140,23 @@ def test_bad_export_arguments_are_one_line_and_write_nothing(text_run, tmp_path,
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
     assert not (tmp_path / "m.onnx").exists() and not (tmp_path / "m.onnx.json").exists()
+
+
+@pytest.mark.slow  # an export and a subprocess (14 s)
+def test_the_guides_numpy_only_snippet_runs_the_exported_model(text_run, tmp_path):
+    """docs/guide.md, "Ship it": its Python block, run where torch cannot be imported, gives the run's probabilities."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    guide = (Path(__file__).parents[2] / "docs" / "guide.md").read_text()
+    block = guide.split("Then, with only numpy and onnxruntime installed:")[1].split("```python")[1].split("```")[0]
+    assert main(["export", str(text_run), "--out", str(tmp_path / "model.onnx")]) == 0
+    code = "import sys\nsys.modules['torch'] = None\n" + block
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    loaded = embdrop.load_run(text_run)
+    with torch.no_grad():
+        want = loaded.model(*loaded.encode(["Smooth and rich, the best tea."]))[0]
+    got = {k: float(v) for k, v in re.findall(r"'(\w+)': np\.float32\(([0-9.e-]+)\)", r.stdout)}
+    assert got.keys() == {"other", "great"} and abs(got["great"] - float(want[1])) < 1e-5, r.stdout
