@@ -160,3 +160,30 @@ def test_the_guides_numpy_only_snippet_runs_the_exported_model(text_run, tmp_pat
         want = loaded.model(*loaded.encode(["Smooth and rich, the best tea."]))[0]
     got = {k: float(v) for k, v in re.findall(r"'(\w+)': np\.float32\(([0-9.e-]+)\)", r.stdout)}
     assert got.keys() == {"other", "great"} and abs(got["great"] - float(want[1])) < 1e-5, r.stdout
+
+
+@pytest.mark.slow  # three exports (about 10 s each)
+@pytest.mark.parametrize("name", ["text-cnn", "text-cnn-lstm", "imdb-lstm"])
+def test_every_text_recipes_model_runs_in_onnx_runtime_as_in_torch(name, tmp_path):
+    """The text recipes' models (random weights: export does not depend on what was learned), in eval mode."""
+    import contextlib
+    import io
+    import warnings
+    from types import SimpleNamespace
+
+    from embdrop.recipes.deploy import _Classes
+
+    torch.manual_seed(0)
+    config = recipes.resolve(name, ["data.maxlen=50"])
+    net = recipes.recipe(name).build(config, SimpleNamespace(vocab=range(config.data.max_tokens), outputs=1))
+    model = _Classes(net).eval()
+    program = torch.export.export(model, (torch.randint(1, 1000, (2, 50)),),
+                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))  # fmt: skip
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(program, (), str(tmp_path / "m.onnx"), input_names=["ids"], output_names=["p"])
+    ids = torch.randint(0, 1000, (7, 50))
+    got = onnxruntime.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"ids": ids.numpy()})[0]
+    with torch.no_grad():
+        want = model(ids).numpy()
+    assert np.abs(got - want).max() < 1e-5
