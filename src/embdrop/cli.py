@@ -170,9 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser(
         "export",
         help="write a trained model as ONNX (or a torch.export archive) with its preprocessing as JSON",
-        description="Write RUN_DIR's model (best weights, eval mode; a text-classification or tabular-entity run, "
-        "or a folder from embdrop convert --vocab) to OUT as ONNX (default) or a torch.export archive (--format pt2), "
-        "with a dynamic batch and named inputs and outputs, and OUT.json beside it: what turns texts or table rows "
+        description="Write RUN_DIR's model (best weights, eval mode; a text-classification, tabular-entity, "
+        "flights-entity or movielens-mf run, or a folder from embdrop convert --vocab) to OUT as ONNX (default) or a "
+        "torch.export archive (--format pt2), with a dynamic batch and named inputs and outputs, and OUT.json beside it: what turns texts or table rows "
         "into the inputs (vocabulary, tokenizer settings, length, classes, columns). The written file is run on a few "
         "inputs against the torch model and the largest difference printed.",
     )

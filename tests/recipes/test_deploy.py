@@ -187,3 +187,27 @@ def test_every_text_recipes_model_runs_in_onnx_runtime_as_in_torch(name, tmp_pat
     with torch.no_grad():
         want = model(ids).numpy()
     assert np.abs(got - want).max() < 1e-5
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["movielens-mf", pytest.param("flights-entity", marks=pytest.mark.slow)],  # 6 s of training
+)
+def test_a_built_in_table_of_categories_exports_its_codes_and_hashes(name, tmp_path):
+    from embdrop.data import load_dataset
+
+    run = tmp_path / "run"
+    recipes.train(name, ["train.epochs=1"], run, console=quiet())
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(run), "--out", str(out)]) == 0
+    meta = json.loads((tmp_path / "m.onnx.json").read_text())
+    ds = load_dataset(recipes.resolve(name).data.name)
+    assert meta["inputs"] == ["codes", "hashed"] and meta["columns"] == list(ds.features)
+    assert meta["classes"] == (["on time", "delayed"] if name == "flights-entity" else [])
+    loaded = embdrop.load_run(run)
+    inputs = loaded.encode(ds["test"].head(13))
+    feed = {n: t.numpy() for n, t in zip(meta["inputs"], inputs, strict=True)}
+    got = onnxruntime.InferenceSession(str(out)).run(None, feed)[0]
+    with torch.no_grad():
+        want = loaded.model(*inputs).numpy()
+    assert got.shape[0] == 13 and np.abs(got - want).max() < 1e-4  # ratings near 4: float32 rounding of 1e-6

@@ -2,8 +2,10 @@
 ``torch.export`` archive, with the preprocessing beside it as JSON, checked by running the written file).
 
 What exports: the eval-mode model of a text-classification run (``text-lstm``, ``text-cnn``, ``reviews-*``,
-``imdb-*``), of a ``tabular-entity`` run and of a folder from ``embdrop convert``. Dropout in eval mode is the
-identity and the recurrence is torch's own op, so the exported graph holds torch's ops only. The batch is dynamic;
+``imdb-*``), of a ``tabular-entity``, ``flights-entity`` or ``movielens-mf`` run and of a folder from ``embdrop
+convert``; not yet the language models and the translation model (their inputs carry a state or a decoding
+loop). Dropout in eval mode is the identity and the recurrence is torch's own op, so the exported graph holds
+torch's ops only. The batch is dynamic;
 the sequence length is the run's ``data.maxlen`` (torch's LSTM fixes the time axis of an exported program; the
 texts are padded to that length anyway). MC dropout does not export: its masks are drawn inside the layers from
 a random key, which an exported program would fix once (it would give one mask, not a new one per pass).
@@ -21,6 +23,7 @@ from embdrop import _checks
 from embdrop._io import atomic_write, write_json
 
 FORMATS = ("onnx", "pt2")
+CATEGORY_RECIPES = {"flights-entity": "binary", "movielens-mf": "rating"}  # built-in tables of categories
 PREPROCESS_FORMAT = "embdrop-preprocess-1"
 
 
@@ -80,7 +83,8 @@ class _TableOutputs(nn.Module):
 def load_run(run: str | Path) -> LoadedRun:
     """The trained model of a run directory (its best weights, eval mode) and what feeds it.
 
-    Runs of the text-classification recipes and of ``tabular-entity``, and folders from ``embdrop convert --vocab``.
+    Runs of the text-classification recipes, of ``tabular-entity``, ``flights-entity`` and ``movielens-mf``, and
+    folders from ``embdrop convert --vocab``.
 
     Example:
         >>> r = embdrop.load_run("runs/mc-lstm")  # doctest: +SKIP
@@ -98,9 +102,73 @@ def load_run(run: str | Path) -> LoadedRun:
         return _text(run)
     if config.recipe == "tabular-entity":
         return _table(run, config)
+    if config.recipe in CATEGORY_RECIPES:
+        return _categories(run, config)
     text = ", ".join(n for n, m in recipes.RECIPES.items() if m.task is text_classification.task)
-    raise _checks.invalid("RUN_DIR", f"a run of a text-classification recipe ({text}) or of tabular-entity, or a "
-                          "folder from embdrop convert --vocab", f"{str(run)!r} (recipe {config.recipe})")  # fmt: skip
+    raise _checks.invalid("RUN_DIR", f"a run of a text-classification recipe ({text}), of tabular-entity, "
+                          "flights-entity or movielens-mf, or a folder from embdrop convert --vocab",
+                          f"{str(run)!r} (recipe {config.recipe})")  # fmt: skip
+
+
+class _CategoryOutputs(nn.Module):
+    def __init__(self, model: nn.Module, kind: str) -> None:
+        super().__init__()
+        self.model, self.kind = model, kind
+
+    def forward(self, codes: Tensor, hashed: Tensor) -> Tensor:
+        out = self.model(codes, hashed)
+        if self.kind == "rating":
+            return out
+        p = torch.sigmoid(out)
+        return torch.stack([1 - p, p], dim=1)
+
+
+def _categories(run: Path, config) -> LoadedRun:
+    """flights-entity (binary) and movielens-mf (a rating): codes and hashed values of the categorical columns."""
+    from types import SimpleNamespace
+
+    from safetensors.torch import load_file
+
+    from embdrop import recipes
+    from embdrop._io import read_json
+    from embdrop.data.categorical import CategoryEncoder
+    from embdrop.recipes.predict import _check_weights
+
+    kind = CATEGORY_RECIPES[config.recipe]
+    try:
+        encoder = CategoryEncoder.load(run / "categories.json")
+        weights = load_file(run / "best.safetensors")
+    except (OSError, ValueError, RuntimeError) as e:
+        raise _checks.invalid("RUN_DIR", "a run directory with categories.json and best.safetensors",
+                              f"{str(run)!r} ({type(e).__name__}: {e})") from None  # fmt: skip
+    features = list(encoder.columns)
+    classes = ["0", "1"] if kind == "binary" else []
+    if kind == "binary" and (run / "classes.json").exists():
+        classes = read_json(run / "classes.json", "a JSON list of the class names", argument="RUN_DIR")
+    # what build reads of the task: the categories' counts (movielens' mean rating comes with the weights)
+    data = SimpleNamespace(cardinalities=[encoder.cardinalities[c] for c in features],
+                           splits={"train": (None, None, torch.zeros(1))})  # fmt: skip
+    r = recipes.recipe(config.recipe)
+    _check_weights(run, lambda: r.build(config, data), weights)
+    model = r.build(config, data)
+    model.load_state_dict(weights)
+    wrapped = _CategoryOutputs(model.eval(), kind).eval()
+
+    def encode(frame) -> tuple[Tensor, Tensor]:
+        hashed = torch.stack([encoder.hash_values(frame, c) for c in features], dim=1)  # (N, F)
+        return encoder.transform(frame), hashed
+
+    output = "rating" if kind == "rating" else "probabilities"
+    preprocess = {
+        "format": PREPROCESS_FORMAT, "kind": "categories", "inputs": ["codes", "hashed"], "outputs": [output],
+        "target": kind, "classes": classes, "columns": features,
+        "categories": {c: list(v) for c, v in encoder.categories.items()}, "unknown_code": 0,
+        "hashed": "embdrop.data.categorical.CategoryEncoder.hash_values (ints as they are, else BLAKE2b of the text)",
+    }  # fmt: skip
+    import pandas as pd
+
+    example = encode(pd.DataFrame({c: (encoder.categories[c] or ["x"])[:1] * 2 for c in features}))
+    return LoadedRun(wrapped, "categories", ["codes", "hashed"], [output], preprocess, example, encode)
 
 
 def _text(run: Path) -> LoadedRun:

@@ -52,6 +52,7 @@ class Tabular(Task):
         self.metric = "auc" if kind == "binary" else "rmse"
         self.higher_is_better = kind == "binary"
         self.features = tuple(ds.features)
+        self.classes = tuple(ds.classes)
         min_count = _checks.integer("data.min_count", d.min_count, low=1)
         self.encoder = CategoryEncoder(self.features, min_freq=min_count).fit(ds["train"])
         self.splits = {}
@@ -63,7 +64,11 @@ class Tabular(Task):
         self.baselines = self._baselines() if kind == "rating" else {}
 
     def save(self, run) -> None:
+        from embdrop._io import write_json
+
         self.encoder.save(run / "categories.json")
+        if self.classes:
+            write_json(run / "classes.json", list(self.classes))
 
     @property
     def cardinalities(self) -> list[int]:
