@@ -172,9 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a trained model as ONNX (or a torch.export archive) with its preprocessing as JSON",
         description="Write RUN_DIR's model (best weights, eval mode; a text-classification, tabular-entity, "
         "flights-entity or movielens-mf run, or a folder from embdrop convert --vocab) to OUT as ONNX (default) or a "
-        "torch.export archive (--format pt2), with a dynamic batch and named inputs and outputs, and OUT.json beside it: what turns texts or table rows "
-        "into the inputs (vocabulary, tokenizer settings, length, classes, columns). The written file is run on a few "
-        "inputs against the torch model and the largest difference printed.",
+        "torch.export archive (--format pt2), with a dynamic batch and named inputs and outputs, and OUT.json beside "
+        "it: what turns texts or table rows into the inputs (vocabulary, tokenizer settings, length, classes, "
+        "columns). The written file is run on a few inputs against the torch model and the largest difference "
+        "printed.",
     )
     x.add_argument("run", metavar="RUN_DIR", help="a run directory, or a folder from embdrop convert --vocab")
     x.add_argument("--out", required=True, metavar="FILE", help="the model file to write (e.g. model.onnx)")
