@@ -379,7 +379,10 @@ def read_texts_to_predict(
     text = _decode(raw, p, encoding, argument)
     rows = [line for line in _split_lines(text) if line.strip()]
     if fmt in ("csv", "tsv"):
-        header = next(csv.reader(io.StringIO(rows[0]), delimiter="," if fmt == "csv" else "\t"), [])
+        try:  # only to see whether there is a label column; the table's own reader says what is wrong with it
+            header = next(csv.reader(io.StringIO(rows[0], newline=""), delimiter="," if fmt == "csv" else "\t"), [])
+        except csv.Error:
+            header = []
         labelled = label_column in [h.strip() for h in header] and label_column != text_column
         texts, labels = _table(text, p, "," if fmt == "csv" else "\t", text_column,
                                label_column if labelled else None, argument)  # fmt: skip
