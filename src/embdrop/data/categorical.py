@@ -95,8 +95,10 @@ class CategoryEncoder:
         col = self._column(df, column)
         if pd.api.types.is_integer_dtype(col):
             return torch.tensor(col.to_numpy(dtype=np.int64))
-        codes, uniques = pd.factorize(col.astype(str))
-        table = np.array([string_to_int64(u) for u in uniques], dtype=np.int64)
+        # a missing cell (NaN, or <NA> in a pyarrow string column, which astype(str) keeps) is a value of its own:
+        # factorize's sentinel -1 would index past an empty table of uniques
+        codes, uniques = pd.factorize(col.astype(str), use_na_sentinel=False)
+        table = np.array([string_to_int64(str(u)) for u in uniques], dtype=np.int64)
         return torch.from_numpy(table[codes])
 
     def save(self, path: str | os.PathLike) -> None:
