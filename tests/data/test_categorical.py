@@ -58,3 +58,16 @@ def test_save_load_and_errors(tmp_path):
     (tmp_path / "x.json").write_text("[]")
     with pytest.raises(ValueError, match="argument 'path'.*not in that format"):
         CategoryEncoder.load(tmp_path / "x.json")
+
+
+def test_missing_cells_hash_even_when_a_column_has_nothing_else():
+    """A split whose column is all missing (<NA> in a pyarrow string column, as pandas reads a CSV's empty cells)
+    hashed by indexing an empty table of values; now a missing cell is a value of its own."""
+    import pandas as pd
+
+    enc = CategoryEncoder(["city"]).fit(pd.DataFrame({"city": ["a", "b"]}))
+    missing = pd.DataFrame({"city": pd.array([None, None], dtype="string[pyarrow]")})
+    h = enc.hash_values(missing, "city")
+    assert h.shape == (2,) and h[0] == h[1]
+    mixed = enc.hash_values(pd.DataFrame({"city": pd.array(["a", None, "a"], dtype="string[pyarrow]")}), "city")
+    assert mixed[0] == mixed[2] == enc.hash_values(pd.DataFrame({"city": ["a"]}), "city")[0] and mixed[1] == h[0]
