@@ -777,6 +777,17 @@ def encode_texts(texts: list[str], vocabulary: list[str], maxlen: int, padding: 
                          truncating=padding)  # fmt: skip
 
 
+def read_text_settings(folder: Path) -> tuple[dict, list[str]]:
+    """(text.json, the vocabulary) of a folder converted with ``--vocab``: what turns texts into its ids."""
+    meta_path = folder / "text.json"
+    if not meta_path.is_file():
+        raise _checks.invalid("RUN_DIR", "a folder converted with --vocab (embdrop convert MODEL OUT --vocab FILE)",
+                              repr(str(folder)))  # fmt: skip
+    meta = read_json_bounded(meta_path, "RUN_DIR", "a folder converted with --vocab (its text.json)")
+    check_text_meta(meta, f"{str(meta_path)!r}")
+    return meta, read_vocabulary(folder / "vocab.txt", "RUN_DIR")
+
+
 def predict_converted(folder: str | Path, texts: list[str], *, mc: int = 0, seed: int = 0):
     """(output names, (N, K) outputs) of a converted model on ``texts``, with the vocabulary it was converted
     with (``embdrop convert --vocab``). With ``mc`` > 0: (names, :class:`~embdrop.layers.MCPrediction`) over ``mc``
@@ -785,13 +796,8 @@ def predict_converted(folder: str | Path, texts: list[str], *, mc: int = 0, seed
     mc = _checks.mc_samples("--mc", mc)
     seed = _checks.seed("--seed", seed)
     folder = Path(folder)
+    meta, vocabulary = read_text_settings(folder)
     meta_path = folder / "text.json"
-    if not meta_path.is_file():
-        raise _checks.invalid("RUN_DIR", "a folder converted with --vocab (embdrop convert MODEL OUT --vocab FILE)",
-                              repr(str(folder)))  # fmt: skip
-    meta = read_json_bounded(meta_path, "RUN_DIR", "a folder converted with --vocab (its text.json)")
-    check_text_meta(meta, f"{str(meta_path)!r}")
-    vocabulary = read_vocabulary(folder / "vocab.txt", "RUN_DIR")
     ids = encode_texts(texts, vocabulary, meta["maxlen"], meta["padding"])
     for text, row in zip(texts, ids, strict=True):
         if not bool((row != 0).any()):  # no word left after TextVectorization's standardisation

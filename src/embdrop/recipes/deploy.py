@@ -194,29 +194,9 @@ def _text(run: Path) -> LoadedRun:
 
 
 def _table(run: Path, config) -> LoadedRun:
-    import contextlib
-    import sys
+    from embdrop.recipes.predict import load_table_model
 
-    from safetensors.torch import load_file
-
-    from embdrop import recipes
-    from embdrop.recipes import tabular_entity as te
-    from embdrop.recipes.predict import _check_weights
-
-    if (run / "table.json").exists():
-        table = te.SavedTable(run)
-    else:  # a run from before table.json: its training files give the columns and statistics again
-        with contextlib.redirect_stdout(sys.stderr):
-            table = te.OwnTable(config)
-    try:
-        weights = load_file(run / "best.safetensors")
-    except Exception as e:
-        raise _checks.invalid("RUN_DIR", "a run directory with best.safetensors",
-                              f"{str(run)!r} ({type(e).__name__}: {e})") from None  # fmt: skip
-    r = recipes.recipe(config.recipe)
-    _check_weights(run, lambda: r.build(config, table), weights)
-    model = r.build(config, table)
-    model.load_state_dict(weights)
+    table, model = load_table_model(run, config)
     wrapped = _TableOutputs(model.eval(), table.kind, table.y_mean, table.y_std).eval()
 
     def encode(frame) -> tuple[Tensor, Tensor, Tensor]:
@@ -241,15 +221,9 @@ def _table(run: Path, config) -> LoadedRun:
 
 
 def _keras(folder: Path) -> LoadedRun:
-    from embdrop.interop.keras import check_text_meta, encode_texts, from_keras, read_json_bounded, read_vocabulary
+    from embdrop.interop.keras import encode_texts, from_keras, read_text_settings
 
-    meta_path = folder / "text.json"
-    if not meta_path.is_file():
-        raise _checks.invalid("RUN_DIR", "a folder converted with --vocab (embdrop convert MODEL OUT --vocab FILE)",
-                              repr(str(folder)))  # fmt: skip
-    meta = read_json_bounded(meta_path, "RUN_DIR", "a folder converted with --vocab (its text.json)")
-    check_text_meta(meta, f"{str(meta_path)!r}")
-    vocabulary = read_vocabulary(folder / "vocab.txt", "RUN_DIR")
+    meta, vocabulary = read_text_settings(folder)
     model = from_keras(folder).eval()
 
     def encode(texts: list[str]) -> tuple[Tensor]:

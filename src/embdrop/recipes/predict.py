@@ -219,20 +219,21 @@ def _with_rows_and_labels(header: list, cells: list, labels: list[str] | None) -
     return FilePredictions(["row", "label", *header], rows, accuracy)
 
 
-def _table_file(run: Path, config, path: str, mc: int, seed: int, all_classes: bool) -> FilePredictions:
+def load_table_model(run: Path, config):
+    """(table, model in eval mode with the best weights) of a ``tabular-entity`` run: the columns and statistics
+    from ``table.json``, or, for a run written before it, from the training files again."""
     from safetensors.torch import load_file
 
     from embdrop import recipes
-    from embdrop.layers import mc_dropout
     from embdrop.recipes import tabular_entity as te
 
     if (run / "table.json").exists():
         table = te.SavedTable(run)
-    else:  # a run written before table.json: the training files give the same columns and statistics again
+    else:
         import contextlib
         import sys
 
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr):  # the task prints its split sizes
             table = te.OwnTable(config)
     try:
         weights = load_file(run / "best.safetensors")
@@ -243,7 +244,14 @@ def _table_file(run: Path, config, path: str, mc: int, seed: int, all_classes: b
     _check_weights(run, lambda: r.build(config, table), weights)
     model = r.build(config, table)
     model.load_state_dict(weights)
-    model.eval()
+    return table, model.eval()
+
+
+def _table_file(run: Path, config, path: str, mc: int, seed: int, all_classes: bool) -> FilePredictions:
+
+    from embdrop.layers import mc_dropout
+
+    table, model = load_table_model(run, config)
     df = table.read(path, config.data)
     labels = None
     if table.kind != "regression" and table.label in df.columns and df[table.label].notna().all():
