@@ -297,6 +297,18 @@ def _files_below(folder: Path) -> list[Path]:
     return [f for f in found if f.is_file()]
 
 
+def _read_text(p: Path, encoding: str, argument: str, expected: str) -> str:
+    """A user's text file, read within the memory bound, refused when empty or with a line over ``MAX_LINE``."""
+    raw = _read_bytes(p, argument)
+    if not raw.strip():
+        raise _checks.invalid(argument, expected, f"{str(p)!r} (empty)")
+    longest = max((len(x) for x in raw.split(b"\n")), default=0)
+    if longest > MAX_LINE:
+        raise _checks.invalid(argument, f"lines shorter than {MAX_LINE:,} bytes",
+                              f"{str(p)!r} (a line of {longest:,} bytes)")  # fmt: skip
+    return _decode(raw, p, encoding, argument)
+
+
 def read_texts(
     path: str | os.PathLike,
     *,
@@ -320,14 +332,7 @@ def read_texts(
         field, other = ("data.label", "data.text") if text_column == "text" else ("data.text", "data.label")
         raise _checks.invalid(field, f"a column other than {other}'s (the texts and their labels are two columns)",
                               repr(text_column))  # fmt: skip
-    raw = _read_bytes(p, argument)
-    if not raw.strip():
-        raise _checks.invalid(argument, "a file with at least one example", f"{str(p)!r} (empty)")
-    longest = max((len(x) for x in raw.split(b"\n")), default=0)
-    if longest > MAX_LINE:
-        raise _checks.invalid(argument, f"lines shorter than {MAX_LINE:,} bytes",
-                              f"{str(p)!r} (a line of {longest:,} bytes)")  # fmt: skip
-    text = _decode(raw, p, encoding, argument)
+    text = _read_text(p, encoding, argument, "a file with at least one example")
     if fmt in ("csv", "tsv"):
         texts, labels = _table(text, p, "," if fmt == "csv" else "\t", text_column, label_column, argument)
     elif fmt == "jsonl":
@@ -369,14 +374,7 @@ def read_texts_to_predict(
         if not texts:
             raise _checks.invalid(argument, "a folder of text files", f"{str(p)!r} (none)")
         return texts, None
-    raw = _read_bytes(p, argument)
-    if not raw.strip():
-        raise _checks.invalid(argument, "a file with at least one text", f"{str(p)!r} (empty)")
-    longest = max((len(x) for x in raw.split(b"\n")), default=0)
-    if longest > MAX_LINE:
-        raise _checks.invalid(argument, f"lines shorter than {MAX_LINE:,} bytes",
-                              f"{str(p)!r} (a line of {longest:,} bytes)")  # fmt: skip
-    text = _decode(raw, p, encoding, argument)
+    text = _read_text(p, encoding, argument, "a file with at least one text")
     rows = [line for line in _split_lines(text) if line.strip()]
     if fmt in ("csv", "tsv"):
         try:  # only to see whether there is a label column; the table's own reader says what is wrong with it
