@@ -37,7 +37,8 @@ def model(name: str) -> torch.nn.Module:
 def onnx_session(net: torch.nn.Module, example: torch.Tensor, folder: Path):
     import onnxruntime
 
-    program = torch.export.export(net, (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+    dims = {0: torch.export.Dim("batch", min=1), 1: torch.export.Dim.AUTO}  # as embdrop export: any batch, length
+    program = torch.export.export(net, (example,), dynamic_shapes=(dims,))
     path = folder / "model.onnx"
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")

@@ -170,12 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser(
         "export",
         help="write a trained model as ONNX (or a torch.export archive) with its preprocessing as JSON",
-        description="Write RUN_DIR's model (best weights, eval mode; a text-classification, tabular-entity, "
-        "flights-entity or movielens-mf run, or a folder from embdrop convert --vocab) to OUT as ONNX (default) or a "
-        "torch.export archive (--format pt2), with a dynamic batch and named inputs and outputs, and OUT.json beside "
-        "it: what turns texts or table rows into the inputs (vocabulary, tokenizer settings, length, classes, "
-        "columns). The written file is run on a few inputs against the torch model and the largest difference "
-        "printed.",
+        description="Write RUN_DIR's model (best weights, eval mode; a run of any recipe, or a folder from embdrop "
+        "convert --vocab) to OUT as ONNX (default) or a torch.export archive (--format pt2), with a dynamic batch "
+        "and sequence length and named inputs and outputs, and OUT.json beside it: what turns texts or table rows "
+        "into the inputs (vocabulary, tokenizer settings, length, classes, columns; a language model's state, a "
+        "translation's decoding). The written file is run on two input shapes against the torch model and the "
+        "largest difference printed.",
     )
     x.add_argument("run", metavar="RUN_DIR", help="a run directory, or a folder from embdrop convert --vocab")
     x.add_argument("--out", required=True, metavar="FILE", help="the model file to write (e.g. model.onnx)")
@@ -327,7 +327,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if diff is None:
         print("not checked: ONNX Runtime is not installed (pip install 'embdrop[export]')")
     else:
-        print(f"checked: the written file against the torch model on 2 batches, largest difference {diff:.2e}")
+        print(f"checked: the written file against the torch model on 2 input shapes, largest difference {diff:.2e}")
     return 0
 
 

@@ -1,8 +1,9 @@
-"""torch.export of embdrop's layers in eval mode: dynamic batch, torch's own ops only, the same outputs.
+"""torch.export of embdrop's layers in eval mode: dynamic batch and sequence length, torch's own ops only, the same
+outputs (and the same in ONNX Runtime).
 
-The time axis stays fixed in an exported recurrence: torch 2.13 specializes it for ``nn.LSTM``/``nn.GRU`` themselves
+torch 2.13 fixes the time axis of its own ``nn.LSTM``/``nn.GRU`` in an exported program
 (``torch.export.export(nn.LSTM(...), ..., dynamic_shapes={1: Dim("t")})`` raises "specialized it to be a
-constant"), and embdrop's layers run torch's op there. Export at the padded length the model is fed (``data.maxlen``).
+constant"); embdrop's recurrent layers export their steps as torch's ``scan`` instead, so T stays free.
 """
 
 import itertools
@@ -15,20 +16,55 @@ from torch.export import Dim
 import embdrop
 
 BATCH = Dim("batch", min=1, max=1024)
+TIME = Dim("t", min=1, max=4096)
 
 
 def exported_ops(program) -> set[str]:
-    return {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+    """Every op the program calls, the steps of a scan included, as "namespace::name" or "higher_order.scan"."""
+    ops = set()
+    for module in program.graph_module.modules():
+        for n in module.graph.nodes if hasattr(module, "graph") else ():
+            if n.op != "call_function":
+                continue
+            t = n.target
+            if isinstance(t, torch._ops.HigherOrderOperator):
+                ops.add(f"higher_order.{t.name()}")
+            elif isinstance(t, torch._ops.OpOverload):
+                ops.add(t.name())
+            else:
+                ops.add(f"{getattr(t, '__module__', '?')}.{getattr(t, '__name__', t)}")
+    return ops
 
 
 def assert_torch_ops_only(program) -> None:
     ops = exported_ops(program)
-    assert not [o for o in ops if "embdrop" in o or "higher_order" in o], ops
+    # aten ops, torch's scan, and Python's operators on symbolic sizes and tuples
+    allowed = lambda o: o.startswith(("aten::", "_operator.")) or o == "higher_order.scan"  # noqa: E731
+    assert all(allowed(o) for o in ops), sorted(o for o in ops if not allowed(o))
+
+
+def onnx_runs_it(program, inputs: tuple, tmp_path, want) -> None:
+    """The program written by torch.onnx.export gives ``want`` in ONNX Runtime."""
+    import contextlib
+    import io
+    import warnings
+
+    ort = pytest.importorskip("onnxruntime")
+    path = tmp_path / "m.onnx"
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(program, (), str(path), external_data=False)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}  # an input the graph does not use is left out
+    given = zip(program.graph_signature.user_inputs, inputs, strict=True)
+    feed = {name: t.numpy() for name, t in given if name in names}
+    got = torch.from_numpy(session.run(None, feed)[0])
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.filterwarnings("ignore:The tensor attributes")
 def test_torch_lstm_itself_fixes_the_time_axis():
-    """The reason the time axis stays fixed: torch's own layer does the same (if this ever passes, free T here)."""
+    """Why embdrop exports its steps as a scan: torch's own layer fixes T (if this ever passes, the scan can go)."""
     with pytest.raises(Exception, match="specialized it to be a constant"):
         torch.export.export(nn.LSTM(4, 3, batch_first=True).eval(), (torch.randn(2, 5, 4),),
                             dynamic_shapes=({0: BATCH, 1: Dim("t")},))  # fmt: skip
@@ -69,17 +105,24 @@ COMBINATIONS = [
     "kind, bidirectional, layers, padded",
     [c if c in FAST else pytest.param(*c, marks=pytest.mark.slow) for c in COMBINATIONS],
 )
-def test_every_recurrent_configuration_exports_with_a_dynamic_batch(kind, bidirectional, layers, padded):
+def test_every_recurrent_configuration_exports_with_a_dynamic_batch_and_length(
+    kind, bidirectional, layers, padded, tmp_path
+):
     torch.manual_seed(0)
     layer = getattr(embdrop, kind)(8, 6, dropout=0.3, recurrent_dropout=0.3, weight_dropout=0.2,
                                    num_layers=layers, bidirectional=bidirectional)  # fmt: skip
     model = _Recurrent(layer, padded).eval()
     T = 7
     x, aux = torch.randn(3, T, 8), _aux(padded, [7, 5, 2], T)
-    program = torch.export.export(model, (x, aux), dynamic_shapes=({0: BATCH}, {0: BATCH}))
+    aux_dims = {0: BATCH} if padded in ("lengths", "none") else {0: BATCH, 1: TIME}
+    program = torch.export.export(model, (x, aux), dynamic_shapes=({0: BATCH, 1: TIME}, aux_dims))
     assert_torch_ops_only(program)
-    x2, aux2 = torch.randn(5, T, 8), _aux(padded, [1, 7, 3, 6, 7], T)  # another batch size, other lengths
-    torch.testing.assert_close(program.module()(x2, aux2), model(x2, aux2), atol=1e-5, rtol=1e-5)
+    assert "higher_order.scan" in exported_ops(program)
+    # another batch size, another length, other lengths
+    x2, aux2 = torch.randn(5, 11, 8), _aux(padded, [1, 11, 3, 6, 10], 11)
+    want = model(x2, aux2)
+    torch.testing.assert_close(program.module()(x2, aux2), want, atol=1e-5, rtol=1e-5)
+    onnx_runs_it(program, (x2, aux2), tmp_path, want)
 
 
 @pytest.mark.parametrize(
@@ -99,10 +142,9 @@ def test_every_layer_exports_in_eval_mode(name, make, ids):
     torch.manual_seed(0)
     layer = make().eval()
     x = torch.randint(1, 20, (3, 7)) if ids else torch.randn(3, 7, 8)
-    dims = {0: BATCH} if "zoneout" in name else {0: BATCH, 1: Dim("t", min=1, max=4096)}
-    program = torch.export.export(layer, (x,), dynamic_shapes=(dims,))
+    program = torch.export.export(layer, (x,), dynamic_shapes=({0: BATCH, 1: TIME},))
     assert_torch_ops_only(program)
-    x2 = torch.randint(1, 20, (5, 7)) if ids else torch.randn(5, 7, 8)
+    x2 = torch.randint(1, 20, (5, 9)) if ids else torch.randn(5, 9, 8)
     got, want = program.module()(x2), layer(x2)
     got, want = (got[0], want[0]) if isinstance(want, tuple) else (got, want)
     torch.testing.assert_close(got, want)
@@ -133,9 +175,9 @@ def test_a_model_of_embdrop_layers_exports_as_the_issue_tried_it():
             return self.dense(out[:, -1])
 
     model = Model().eval()
-    program = torch.export.export(model, (torch.randint(1, 50, (3, 7)),), dynamic_shapes=({0: BATCH},))
+    program = torch.export.export(model, (torch.randint(1, 50, (3, 7)),), dynamic_shapes=({0: BATCH, 1: TIME},))
     assert_torch_ops_only(program)
-    ids = torch.randint(0, 50, (4, 7))
+    ids = torch.randint(0, 50, (4, 12))
     torch.testing.assert_close(program.module()(ids), model(ids))
     # eager calls still check their ids: tracing skips only the checks that read values
     with pytest.raises(ValueError, match="argument 'ids'"):

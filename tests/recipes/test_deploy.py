@@ -127,7 +127,7 @@ def test_a_converted_keras_model_exports(tmp_path):
         (["{run}", "--out", "{out}", "--format", "tflite"], "argument '--format': expected one of 'onnx', 'pt2'"),
         (["{run}", "--out", "{nowhere}"], "argument '--out': expected a file path in an existing directory"),
         (["{run}", "--out", "{dir}"], "argument '--out': expected a file path in an existing directory"),
-        (["{lm}", "--out", "{out}"], "argument 'RUN_DIR': expected a run of a text-classification recipe"),
+        (["{lm}", "--out", "{out}"], "argument 'RUN_DIR': expected a run directory with vocab.json"),
     ],
 )
 def test_bad_export_arguments_are_one_line_and_write_nothing(text_run, tmp_path, capsys, args, message):
@@ -211,3 +211,75 @@ def test_a_built_in_table_of_categories_exports_its_codes_and_hashes(name, tmp_p
     with torch.no_grad():
         want = loaded.model(*inputs).numpy()
     assert got.shape[0] == 13 and np.abs(got - want).max() < 1e-4  # ratings near 4: float32 rounding of 1e-6
+
+
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory):
+    """A word language model (2 layers, tied weights off) trained one epoch on a small corpus of PTB's layout."""
+    d = tmp_path_factory.mktemp("lm")
+    rng = np.random.default_rng(0)
+    words = ["the", "cat", "dog", "sat", "ran", "on", "mat", "rug", "a", "big", "small"]
+    (d / "ptb").mkdir()
+    for split, n in (("train", 240), ("valid", 40), ("test", 40)):
+        lines = [f"the {' '.join(rng.choice(words, 3))} sat on a mat" for _ in range(n)]
+        (d / "ptb" / f"ptb.{split}.txt").write_text("\n".join(lines) + "\n")
+    items = [f"data.root={d / 'ptb'}", "model.embedding_dim=16", "model.hidden=12", "train.epochs=1", "data.bptt=8",
+             "train.batch_size=4", "data.eval_batch_size=2", "variant=variational"]  # fmt: skip
+    recipes.train("ptb-lm", items, d / "run", console=quiet())
+    return d / "run"
+
+
+def test_a_language_model_exports_with_its_state_and_streams_one_word_at_a_time(lm_run, tmp_path, capsys):
+    """ids and each layer's (h, c) in, next-word probabilities and the new state out, any batch and length: the
+    whole text in one call gives what one word per call gives, carrying the state, in ONNX Runtime as in torch."""
+    out = tmp_path / "lm.onnx"
+    assert main(["export", str(lm_run), "--out", str(out)]) == 0
+    meta = json.loads((tmp_path / "lm.onnx.json").read_text())
+    assert meta["inputs"] == ["ids", "h0", "c0", "h1", "c1"] and meta["outputs"][0] == "probabilities"
+    assert meta["dynamic_length"] is True and meta["state_sizes"] == [12, 12]
+    loaded = embdrop.load_run(lm_run)
+    ids, *zeros = loaded.encode(["the big cat sat on a mat", "a dog ran"])  # (2, 8): the second <eos>-filled
+    assert ids[1, :5].tolist() == [meta["eos_id"]] * 5
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    names = meta["inputs"]
+    whole = session.run(None, dict(zip(names, [ids.numpy()] + [z.numpy() for z in zeros], strict=True)))
+    with torch.no_grad():
+        want = loaded.model(ids, *zeros)
+    for got, w in zip(whole, want, strict=True):
+        assert np.abs(got - w.numpy()).max() < 1e-5
+    state = [z.numpy() for z in zeros]
+    for t in range(ids.shape[1]):  # one word per call, the state carried
+        step = session.run(None, dict(zip(names, [ids[:, t : t + 1].numpy(), *state], strict=True)))
+        assert np.abs(step[0][:, 0] - whole[0][:, t]).max() < 1e-5
+        state = step[1:]
+    assert np.abs(state[0] - whole[1]).max() < 1e-5
+    # what the run learned: after "sat on a" the corpus always says "mat"
+    vocab = meta["vocabulary"]
+    probs = session.run(None, dict(zip(names, [loaded.encode(["the cat sat on a"])[0].numpy()] +
+                                       [np.zeros((1, 1, 12), np.float32)] * 4, strict=True)))[0]  # fmt: skip
+    assert vocab[int(probs[0, -1].argmax())] == "mat"
+
+
+def test_a_translation_model_exports_its_greedy_decoding(tmp_path):
+    """Source ids of any length in, the greedy translation's ids out: ONNX Runtime's are the model's own
+    (Seq2Seq.greedy, which the BLEU of the run scored), cut at the first <eos>."""
+    en = {"cat": "chat", "dog": "chien", "big": "grand", "small": "petit", "red": "rouge", "house": "maison"}
+    root = tmp_path / "tatoeba"
+    root.mkdir()
+    lines = [f"the {a} and the {b} .\tle {en[a]} et le {en[b]} ." for a in en for b in en for _ in range(3)]
+    (root / "fra.txt").write_text("\n".join(lines) + "\n")
+    run = tmp_path / "run"
+    recipes.train("translate-fr-en", [f"data.root={root}", "model.embedding_dim=16", "model.hidden=16",
+                                      "train.epochs=2", "model.cell=lstm"], run, console=quiet())  # fmt: skip
+    out = tmp_path / "tr.onnx"
+    assert main(["export", str(run), "--out", str(out)]) == 0
+    meta = json.loads((tmp_path / "tr.onnx.json").read_text())
+    assert meta["inputs"] == ["source"] and meta["outputs"] == ["target"] and meta["dynamic_length"] is True
+    loaded = embdrop.load_run(run)
+    texts = ["le chat et le chien .", "le rouge", "le petit et le grand et le chat ."]  # 7, 2 and 10 words
+    (source,) = loaded.encode(texts)
+    got = onnxruntime.InferenceSession(str(out)).run(None, {"source": source.numpy()})[0]
+    assert got.shape == (3, meta["max_output"])
+    eos = meta["eos_id"]
+    cut = [row[: row.index(eos)] if eos in row else row for row in got.tolist()]
+    assert cut == loaded.model.model.greedy(source, eos, eos)

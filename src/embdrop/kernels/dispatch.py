@@ -8,7 +8,9 @@ The result is the same on every path; only the speed differs:
 - recurrent masks, zoneout or ``lengths`` on CPU: the fused C++ kernel of :mod:`embdrop.kernels.cpu` (the
   reference loop if it cannot be built);
 - recurrent masks or zoneout on another device, GRU with ``reset_after=False`` and the Elman RNN with either: the
-  reference loop of :mod:`embdrop.kernels.reference`.
+  reference loop of :mod:`embdrop.kernels.reference`;
+- while ``torch.export`` traces (eval mode: no mask is drawn): the reference cells under torch's ``scan``, so the
+  exported program takes any sequence length and holds torch's ops only.
 
 The kernels take LSTM gates as i, f, o, g (the three sigmoids first); ``nn.LSTM`` stores i, f, g, o, so the
 weights are permuted on the way in (and their gradients on the way out). GRU gates are r, z, n everywhere.
@@ -89,7 +91,7 @@ def run(
     # torch.lstm/gru on a packed batch leave oneDNN for a slow generic path on CPU: with lengths, the CPU kernel
     # runs instead, with an all-ones state mask.
     # Traced (torch.export, torch.compile) with lengths: packing reads the lengths' values, so the reference loop
-    # runs instead, its steps masked (T is fixed in a traced recurrence: torch's own LSTM specializes it too).
+    # runs instead, its steps masked.
     traced_lengths = n is not None and _checks.tracing()
     packed_cpu = n is not None and inp.device.type == "cpu" and masks.zoneout_h is None and cpu.available()
     packed_cpu = packed_cpu and not traced_lengths
@@ -97,13 +99,16 @@ def run(
     unit = packed_cpu and m_rec is None and not zoneout_eval  # an all-ones mask, not to be rescaled
     if unit:
         m_rec = torch.ones(opts.gates, inp.shape[0], h0.shape[-1], dtype=inp.dtype, device=inp.device)
-    if m_rec is None and masks.zoneout_h is None and not zoneout_eval and opts.reset_after and not traced_lengths:
+    # Exported in eval mode (torch.export): the reference cells under torch's scan, which leaves T free.
+    scan = _checks.exporting() and not opts.training
+    fused = m_rec is None and masks.zoneout_h is None and not zoneout_eval and opts.reset_after
+    if fused and not traced_lengths and not scan:
         m_in = masks.input
         if m_in is not None:
             mask = m_in[0].unsqueeze(1) if m_in.dim() == 3 and m_in.shape[0] == 1 and opts.variational else m_in
             inp = inp * (mask * keep_scale(opts.dropout))  # (B, T, C) * (B, 1, C) or (B, T, C)
         return _fused(inp, h0, c0, (w_ih, w_hh, b_ih, b_hh), opts, n)
-    return _loop(inp, h0, c0, (w_ih, w_hh, b_ih, b_hh), masks, m_rec, opts, n, zoneout_eval, unit)
+    return _loop(inp, h0, c0, (w_ih, w_hh, b_ih, b_hh), masks, m_rec, opts, n, zoneout_eval, unit, scan)
 
 
 def _fused(inp, h0, c0, weights, opts: Options, n):
@@ -134,7 +139,7 @@ def _fused(inp, h0, c0, weights, opts: Options, n):
     return out, res[1][0], (res[2][0] if lstm else None)
 
 
-def _loop(inp, h0, c0, weights, masks: Masks, m_rec, opts: Options, n, zoneout_eval: bool, unit: bool):
+def _loop(inp, h0, c0, weights, masks: Masks, m_rec, opts: Options, n, zoneout_eval: bool, unit: bool, scan: bool):
     """The step-by-step recurrence with per-gate masks: the C++ kernel on CPU, the reference loop elsewhere."""
     w_ih, w_hh, b_ih, b_hh = weights
     G, T = opts.gates, inp.shape[1]
@@ -175,15 +180,15 @@ def _loop(inp, h0, c0, weights, masks: Masks, m_rec, opts: Options, n, zoneout_e
         if use_cpp:
             out, h, c = cpu.lstm_recurrence(xw, w_hh, rm, h0, c0, step, zh, zc)
         else:
-            out, h, c = reference.lstm_recurrence(xw, w_hh, rm, h0, c0, step, zh, zc)
+            out, h, c = reference.lstm_recurrence(xw, w_hh, rm, h0, c0, step, zh, zc, scan=scan)
     elif opts.cell == "rnn":
-        out, h = reference.rnn_recurrence(xw, w_hh, b_hh if opts.bias else None, rm, h0, step, zh)
+        out, h = reference.rnn_recurrence(xw, w_hh, b_hh if opts.bias else None, rm, h0, step, zh, scan=scan)
     else:
         b_rec = b_hh if opts.bias else None
         if use_cpp:
             out, h = cpu.gru_recurrence(xw, w_hh, b_rec, rm, h0, step, zh)
         else:
-            out, h = reference.gru_recurrence(xw, w_hh, b_rec, rm, h0, step, zh, opts.reset_after)
+            out, h = reference.gru_recurrence(xw, w_hh, b_rec, rm, h0, step, zh, opts.reset_after, scan=scan)
     return out.transpose(0, 1), h, c  # (B, T, H)
 
 

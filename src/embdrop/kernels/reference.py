@@ -7,20 +7,44 @@ Conventions shared with :mod:`embdrop.kernels.cpu`:
 - ``w_hh`` (G*H, H) in the same gate order; ``rmask`` (G, B, H), already scaled by 1/(1-p), or None.
 - ``step_mask`` (T, B) bool or None: where False, the step leaves h (and c) untouched and outputs zero.
 - Returns ``out`` (T, B, H) and the final state.
+
+Each cell is one step written once; :func:`_over_time` runs it over T, as a Python loop, or with ``scan=True``
+(``torch.export`` of an eval-mode layer) as torch's ``scan`` (``torch._higher_order_ops.scan``): a loop traced into
+the program with T left symbolic, so an exported recurrence takes any sequence length (torch's own LSTM op fixes T
+in an exported program). ONNX export writes a ``Scan`` node for it. Under ``scan`` the weights the steps capture are
+detached copies: an exported eval program is not differentiated, and torch 2.13's ONNX exporter fails on a scan
+whose captured tensors require gradients.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 
-def _recurrent(h: Tensor, w: Tensor, rmask: Tensor | None, gates: int) -> Tensor:
-    """(G, B, H): gate k gets (h * rmask[k]) @ W_k^T; one shared h when there is no mask."""
-    H = h.shape[-1]
-    wk = w.view(gates, H, H)  # (G, H_out, H_in)
-    hm = h.unsqueeze(0) * rmask if rmask is not None else h.unsqueeze(0).expand(gates, -1, -1)  # (G, B, H)
-    return torch.bmm(hm, wk.transpose(1, 2))  # (G, B, H)
+def _recurrent(w: Tensor, rmask: Tensor | None, gates: int, scan: bool = False):
+    """The recurrent product of a step, h (B, H) -> (G, B, H): gate k gets (h * rmask[k]) @ W_k^T, ``w`` (G*H, H);
+    one product of the shared h when there is no mask. The weights are laid out once, before the steps.
+
+    ``scan``: 2-D products of detached contiguous copies only. Inside ``scan`` torch 2.13 refuses captured tensors
+    that alias one another (``w`` and ``w.T``), and ONNX conversion fails on a batched product or a size read from
+    h."""
+    H = w.shape[-1]
+    if rmask is None:
+        wt = _captured(w.T) if scan else w.T  # (H, G*H)
+        return lambda h: (h @ wt).view(-1, gates, H).transpose(0, 1)
+    if scan:
+        pairs = [(_captured(rmask[k]), _captured(w[k * H : (k + 1) * H].T)) for k in range(gates)]
+        return lambda h: torch.stack([(h * m) @ wk for m, wk in pairs])
+    wt = w.view(gates, H, H).transpose(1, 2)  # (G, H_in, H_out)
+    return lambda h: torch.bmm(h.unsqueeze(0) * rmask, wt)
+
+
+def _captured(t: Tensor | None) -> Tensor | None:
+    """A tensor the steps under ``scan`` capture: detached, contiguous, its own storage."""
+    return None if t is None else t.detach().contiguous().clone()
 
 
 def _zone(new: Tensor, old: Tensor, update: Tensor | float) -> Tensor:
@@ -31,18 +55,43 @@ def _zone(new: Tensor, old: Tensor, update: Tensor | float) -> Tensor:
     return old + (new - old) * update
 
 
-def _advance(h_new: Tensor, h: Tensor, t: int, zoneout_h, step_mask: Tensor | None, outs: list) -> Tensor:
-    """The end of a GRU or RNN step: zoneout, then padded rows keep h and output zeros; appends the output (B, H)
-    and returns the next h."""
-    if zoneout_h is not None:
-        h_new = _zone(h_new, h, zoneout_h[t] if isinstance(zoneout_h, Tensor) else zoneout_h)
-    if step_mask is None:
-        outs.append(h_new)
-        return h_new
-    v = step_mask[t].unsqueeze(1)  # (B, 1)
-    h_new = torch.where(v, h_new, h)
-    outs.append(h_new * v)
-    return h_new
+def _time_major(zoneout: Tensor | float | None) -> Tensor | None:
+    """A (T, B, H) zoneout mask as a per-step input; None for a float (a constant) or no zoneout."""
+    return zoneout if isinstance(zoneout, Tensor) else None
+
+
+def _over_time(cell: Callable, state: tuple[Tensor, ...], steps: dict[str, Tensor | None], T, scan: bool) -> tuple:
+    """Run ``cell(state, step) -> (state, out)`` over T steps; ``steps`` holds the per-step inputs, time first
+    (absent ones are None). Returns (outputs (T, ...), the final state)."""
+    steps = {k: v for k, v in steps.items() if v is not None}
+    if scan and not (isinstance(T, int) and T == 1):  # one step (a decoder's) needs no loop
+        from torch._higher_order_ops.scan import scan as torch_scan
+
+        keys = list(steps)
+
+        def body(carry, xs):
+            new, out = cell(tuple(carry), dict(zip(keys, xs, strict=True)))
+            return list(new), out.clone()  # scan's outputs may not alias its carry
+
+        # detached copies in: a view (a slice of the stacked initial state, a transposed projection) makes scan's
+        # tracer give its base's sizes symbols of their own and specialize the batch; a list of steps or a tensor
+        # that requires gradients fails in the ONNX exporter
+        final, outs = torch_scan(body, [_captured(s) for s in state], tuple(_captured(steps[k]) for k in keys))
+        return outs, tuple(final)
+    outs = []
+    for t in range(T):
+        state, out = cell(state, {k: v[t] for k, v in steps.items()})
+        outs.append(out)
+    return torch.stack(outs), state
+
+
+def _keep_padded(new: tuple[Tensor, ...], old: tuple[Tensor, ...], step: dict):
+    """Padded rows (step mask False) keep their state and output zeros: (state, output)."""
+    if "valid" not in step:
+        return new, new[0]
+    v = step["valid"].unsqueeze(1)  # (B, 1)
+    kept = tuple(torch.where(v, n, o) for n, o in zip(new, old, strict=True))
+    return kept, kept[0] * v
 
 
 def lstm_recurrence(
@@ -54,32 +103,32 @@ def lstm_recurrence(
     step_mask: Tensor | None = None,
     zoneout_h: Tensor | float | None = None,
     zoneout_c: Tensor | float | None = None,
+    *,
+    scan: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """LSTM over T steps. zoneout_h/zoneout_c: (T, B, H) update keep-masks in training (1: take the new value,
     0: keep the previous one), the float 1 - p at eval, or None."""
     T = xw.shape[1]
     if T == 0:  # no step: an empty output and the initial state
         return xw.new_zeros(0, *h0.shape), h0, c0
-    h, c = h0, c0
-    outs = []
-    for t in range(T):
-        pre = xw[:, t] + _recurrent(h, w_hh, rmask, 4)  # (4, B, H): i, f, o, g
+
+    product = _recurrent(w_hh, rmask, 4, scan)
+
+    def cell(state, step):
+        h, c = state
+        pre = step["xw"] + product(h)  # (4, B, H): i, f, o, g
         i, f, o = torch.sigmoid(pre[:3]).unbind(0)
         g = torch.tanh(pre[3])
         c_new = f * c + i * g
         h_new = o * torch.tanh(c_new)
         if zoneout_c is not None:
-            c_new = _zone(c_new, c, zoneout_c[t] if isinstance(zoneout_c, Tensor) else zoneout_c)
-            h_new = _zone(h_new, h, zoneout_h[t] if isinstance(zoneout_h, Tensor) else zoneout_h)
-        if step_mask is not None:
-            v = step_mask[t].unsqueeze(1)  # (B, 1)
-            c_new = torch.where(v, c_new, c)
-            h_new = torch.where(v, h_new, h)
-            outs.append(h_new * v)
-        else:
-            outs.append(h_new)
-        h, c = h_new, c_new
-    return torch.stack(outs), h, c
+            c_new = _zone(c_new, c, step.get("zc", zoneout_c))
+            h_new = _zone(h_new, h, step.get("zh", zoneout_h))
+        return _keep_padded((h_new, c_new), state, step)
+
+    steps = {"xw": xw.transpose(0, 1), "valid": step_mask, "zh": _time_major(zoneout_h), "zc": _time_major(zoneout_c)}
+    out, (h, c) = _over_time(cell, (h0, c0), steps, T, scan)
+    return out, h, c
 
 
 def gru_recurrence(
@@ -91,6 +140,8 @@ def gru_recurrence(
     step_mask: Tensor | None = None,
     zoneout_h: Tensor | float | None = None,
     reset_after: bool = True,
+    *,
+    scan: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """GRU (PyTorch's form, Keras' ``reset_after=True``): n = tanh(x_n + r * (U_n (h*m_n) + b_hn)),
     h = (1 - z) * n + z * h(t-1), where the last h(t-1) is the undropped one. ``reset_after=False`` (Cho et al.'s
@@ -99,25 +150,39 @@ def gru_recurrence(
     if T == 0:
         return xw.new_zeros(0, *h0.shape), h0
     H = h0.shape[-1]
-    h = h0
-    outs = []
-    for t in range(T):
+    own = _captured if scan else lambda t: t  # noqa: E731
+    b_r = None if b_hh is None else own(b_hh.view(3, 1, H))
+    if reset_after:
+        product = _recurrent(w_hh, rmask, 3, scan)
+    else:  # r and z from h; the new gate's product after the reset
+        product = _recurrent(w_hh[: 2 * H], None if rmask is None else rmask[:2], 2, scan)
+        m_n = None if rmask is None else own(rmask[2])
+        w_n = own(w_hh[2 * H :].T)  # (H_in, H_out)
+
+    def cell(state, step):
+        (h,) = state
+        x = step["xw"]  # (3, B, H)
         if reset_after:
-            hp = _recurrent(h, w_hh, rmask, 3)  # (3, B, H)
-            if b_hh is not None:
-                hp = hp + b_hh.view(3, 1, H)
-            r, z = torch.sigmoid(xw[:2, t] + hp[:2]).unbind(0)
-            n = torch.tanh(xw[2, t] + r * hp[2])
+            hp = product(h)  # (3, B, H)
+            if b_r is not None:
+                hp = hp + b_r
+            r, z = torch.sigmoid(x[:2] + hp[:2]).unbind(0)
+            n = torch.tanh(x[2] + r * hp[2])
         else:
-            hp = _recurrent(h, w_hh[: 2 * H], None if rmask is None else rmask[:2], 2)  # (2, B, H): r, z
-            if b_hh is not None:
-                hp = hp + b_hh[: 2 * H].view(2, 1, H)
-            r, z = torch.sigmoid(xw[:2, t] + hp).unbind(0)
-            hn = r * (h if rmask is None else h * rmask[2])  # (B, H): the reset applied before the product
-            n = torch.tanh(xw[2, t] + hn @ w_hh[2 * H :].T + (0 if b_hh is None else b_hh[2 * H :]))
+            hp = product(h)  # (2, B, H): r, z
+            if b_r is not None:
+                hp = hp + b_r[:2]
+            r, z = torch.sigmoid(x[:2] + hp).unbind(0)
+            hn = r * (h if m_n is None else h * m_n)  # (B, H): the reset applied before the product
+            n = torch.tanh(x[2] + hn @ w_n + (0 if b_r is None else b_r[2]))
         h_new = (1 - z) * n + z * h
-        h = _advance(h_new, h, t, zoneout_h, step_mask, outs)
-    return torch.stack(outs), h
+        if zoneout_h is not None:
+            h_new = _zone(h_new, h, step.get("zh", zoneout_h))
+        return _keep_padded((h_new,), state, step)
+
+    steps = {"xw": xw.transpose(0, 1), "valid": step_mask, "zh": _time_major(zoneout_h)}
+    out, (h,) = _over_time(cell, (h0,), steps, T, scan)
+    return out, h
 
 
 def rnn_recurrence(
@@ -128,15 +193,25 @@ def rnn_recurrence(
     h0: Tensor,
     step_mask: Tensor | None = None,
     zoneout_h: Tensor | float | None = None,
+    *,
+    scan: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Elman RNN (Keras' SimpleRNN, torch's RNN with tanh): h = tanh(x_h + U (h(t-1)*m) + b_hh)."""
     T = xw.shape[1]
     if T == 0:
         return xw.new_zeros(0, *h0.shape), h0
-    h = h0
-    outs = []
-    for t in range(T):
-        pre = xw[0, t] + _recurrent(h, w_hh, rmask, 1)[0]  # (B, H)
+
+    product = _recurrent(w_hh, rmask, 1, scan)
+    b_hh = _captured(b_hh) if scan else b_hh
+
+    def cell(state, step):
+        (h,) = state
+        pre = step["xw"][0] + product(h)[0]  # (B, H)
         h_new = torch.tanh(pre if b_hh is None else pre + b_hh)
-        h = _advance(h_new, h, t, zoneout_h, step_mask, outs)
-    return torch.stack(outs), h
+        if zoneout_h is not None:
+            h_new = _zone(h_new, h, step.get("zh", zoneout_h))
+        return _keep_padded((h_new,), state, step)
+
+    steps = {"xw": xw.transpose(0, 1), "valid": step_mask, "zh": _time_major(zoneout_h)}
+    out, (h,) = _over_time(cell, (h0,), steps, T, scan)
+    return out, h

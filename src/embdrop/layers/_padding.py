@@ -55,7 +55,9 @@ def spans(lengths: Tensor | None, B: int, T: int) -> tuple[Tensor | None, Tensor
 def roll(x: Tensor, shift: Tensor) -> Tensor:
     """Row b of (B, T, C) rotated left by shift[b] along T."""
     B, T = x.shape[:2]
-    idx = (torch.arange(T).unsqueeze(0) + shift.unsqueeze(1)) % T  # (B, T)
+    idx = torch.arange(T, device=shift.device).unsqueeze(0) + shift.unsqueeze(1)  # (B, T), in (-T, 2T): |shift| < T
+    # wrapped without `% T`: ONNX export cannot convert a remainder by a symbolic length (torch 2.13)
+    idx = torch.where(idx >= T, idx - T, torch.where(idx < 0, idx + T, idx))
     return x.gather(1, idx.to(x.device).unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 

@@ -1,14 +1,20 @@
 """Ship a trained model: :func:`load_run` (the model and what feeds it) and :func:`export` (ONNX or a
 ``torch.export`` archive, with the preprocessing beside it as JSON, checked by running the written file).
 
-What exports: the eval-mode model of a text-classification run (``text-lstm``, ``text-cnn``, ``reviews-*``,
-``imdb-*``), of a ``tabular-entity``, ``flights-entity`` or ``movielens-mf`` run and of a folder from ``embdrop
-convert``; not yet the language models and the translation model (their inputs carry a state or a decoding
-loop). Dropout in eval mode is the identity and the recurrence is torch's own op, so the exported graph holds
-torch's ops only. The batch is dynamic;
-the sequence length is the run's ``data.maxlen`` (torch's LSTM fixes the time axis of an exported program; the
-texts are padded to that length anyway). MC dropout does not export: its masks are drawn inside the layers from
-a random key, which an exported program would fix once (it would give one mask, not a new one per pass).
+What exports: the eval-mode model of every recipe's run and of a folder from ``embdrop convert``:
+
+- text classification (``text-lstm``, ``text-cnn``, ``reviews-*``, ``imdb-*``): ids -> class probabilities;
+- ``tabular-entity``, ``flights-entity``, ``movielens-mf``: the encoded columns -> probabilities or the target;
+- the language models (``ptb-lm``, ``wikitext2-lm``): ids and each layer's (h, c) -> next-word probabilities at
+  every step and the new state, to carry into the next call;
+- ``translate-fr-en``: source ids -> the greedy translation's target ids (``model.max_output`` steps, unrolled
+  into the program; cut at the first ``<eos>``).
+
+Dropout in eval mode is the identity and the recurrences export as torch's ``scan`` of their steps, so the graph
+holds torch's ops only, and the batch and the sequence length are both dynamic (a model whose own layers fix the
+length, a Flatten before a Dense for example, exports at its ``data.maxlen``; the JSON says which). MC dropout does
+not export: its masks are drawn inside the layers from a random key, which an exported program would fix once (it
+would give one mask, not a new one per pass).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ class LoadedRun:
         kind: "text", "table" or "keras".
         inputs: the names of the model's inputs, in order ("ids"; "codes", "hashed", "numeric" for a table).
         outputs: the names of its outputs.
+        axes: for each input, its dynamic axes: {axis: "batch" or "time"}.
         preprocess: the JSON a caller needs to build the inputs (vocabulary, tokenizer, length, classes, columns).
         example: example inputs (a few rows of the right shapes and dtypes).
         encode: rows (texts, or a pandas DataFrame for a table) -> the input tensors.
@@ -48,6 +55,12 @@ class LoadedRun:
     preprocess: dict
     example: tuple[Tensor, ...]
     encode: object = field(repr=False)
+    axes: list[dict[int, str]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.axes is None:  # ids (batch, time); a table's columns (batch, F)
+            self.axes = [{0: "batch", 1: "time"} if self.kind in ("text", "keras") else {0: "batch"}
+                         for _ in self.inputs]  # fmt: skip
 
 
 class _Classes(nn.Module):
@@ -83,8 +96,8 @@ class _TableOutputs(nn.Module):
 def load_run(run: str | Path) -> LoadedRun:
     """The trained model of a run directory (its best weights, eval mode) and what feeds it.
 
-    Runs of the text-classification recipes, of ``tabular-entity``, ``flights-entity`` and ``movielens-mf``, and
-    folders from ``embdrop convert --vocab``.
+    Runs of every recipe (text classification, the tables, the language models, translation) and folders from
+    ``embdrop convert --vocab``.
 
     Example:
         >>> r = embdrop.load_run("runs/mc-lstm")  # doctest: +SKIP
@@ -104,10 +117,139 @@ def load_run(run: str | Path) -> LoadedRun:
         return _table(run, config)
     if config.recipe in CATEGORY_RECIPES:
         return _categories(run, config)
-    text = ", ".join(n for n, m in recipes.RECIPES.items() if m.task is text_classification.task)
-    raise _checks.invalid("RUN_DIR", f"a run of a text-classification recipe ({text}), of tabular-entity, "
-                          "flights-entity or movielens-mf, or a folder from embdrop convert --vocab",
-                          f"{str(run)!r} (recipe {config.recipe})")  # fmt: skip
+    from embdrop.recipes import language_model, translate_fr_en
+
+    if recipes.recipe(config.recipe).task is language_model.task:
+        return _language_model(run, config)
+    if recipes.recipe(config.recipe).task is translate_fr_en.task:
+        return _translation(run, config)
+    raise _checks.invalid("RUN_DIR", f"a run of one of embdrop's recipes ({', '.join(recipes.RECIPES)}), or a folder "
+                          "from embdrop convert --vocab", f"{str(run)!r} (recipe {config.recipe})")  # fmt: skip
+
+
+def _vocab(run: Path, name: str):
+    from embdrop.data import Vocab
+
+    try:
+        return Vocab.load(run / name)
+    except Exception as e:
+        raise _checks.invalid("RUN_DIR", f"a run directory with {name}",
+                              f"{str(run)!r} ({type(e).__name__}: {e})") from None  # fmt: skip
+
+
+def _trained(run: Path, config, data) -> nn.Module:
+    """The recipe's model built from ``config`` and ``data`` (what build reads of the task), with the run's best
+    weights, checked against the build before it is allocated; eval mode."""
+    from embdrop import _extras, recipes
+    from embdrop.recipes.predict import _check_weights
+
+    _extras.need("safetensors")
+    from safetensors.torch import load_file
+
+    try:
+        weights = load_file(run / "best.safetensors")
+    except Exception as e:
+        raise _checks.invalid("RUN_DIR", "a run directory with best.safetensors",
+                              f"{str(run)!r} ({type(e).__name__}: {e})") from None  # fmt: skip
+    r = recipes.recipe(config.recipe)
+    _check_weights(run, lambda: r.build(config, data), weights)
+    model = r.build(config, data)
+    model.load_state_dict(weights)
+    return model.eval()
+
+
+class _NextWord(nn.Module):
+    """A language model as a function: ids (B, T) and each layer's h, c (1, B, H_l) -> the next word's
+    probabilities at every step (B, T, V) and each layer's new h, c."""
+
+    def __init__(self, lm: nn.Module) -> None:
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, ids: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
+        pairs = [(state[i], state[i + 1]) for i in range(0, len(state), 2)]
+        logits, new, _, _ = self.lm(ids, pairs)
+        return (torch.softmax(logits, dim=-1), *[t for pair in new for t in pair])
+
+
+def _language_model(run: Path, config) -> LoadedRun:
+    from types import SimpleNamespace
+
+    vocab = _vocab(run, "vocab.json")
+    lm = _trained(run, config, SimpleNamespace(vocab=vocab))
+    sizes = [rnn.hidden_size for rnn in lm.rnns]
+    state_in = [f"{k}{i}" for i in range(len(sizes)) for k in ("h", "c")]
+    level = "char" if config.data.name == "tiny-shakespeare" else "word"
+
+    def encode(texts: list[str]) -> tuple[Tensor, ...]:
+        """Each text after an ``<eos>`` (a line's start in the corpus), left-filled with ``<eos>`` to the longest;
+        the state zeros."""
+        rows = [[vocab.eos_id, *vocab.encode(list(t) if level == "char" else t.split())] for t in texts]
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([[vocab.eos_id] * (width - len(r)) + r for r in rows], dtype=torch.long)
+        zeros = [torch.zeros(1, len(rows), h) for h in sizes for _ in range(2)]
+        return (ids, *zeros)
+
+    preprocess = {
+        "format": PREPROCESS_FORMAT, "kind": "language-model", "inputs": ["ids", *state_in],
+        "outputs": ["probabilities", *[f"next_{n}" for n in state_in]], "vocabulary": list(vocab.itos),
+        "unknown_id": vocab.unk_id, "eos_id": vocab.eos_id, "state_sizes": sizes,
+        "tokenizer": {"level": level, "split": "whitespace", "lower": False},
+        "state": "h{l} and c{l}, (1, batch, state_sizes[l]) each, zeros at the start of a text; pass next_h{l} and "
+                 "next_c{l} back to go on from where the last call ended",
+    }  # fmt: skip
+    example = encode(["the cat sat on the mat", "a dog"])
+    axes = [{0: "batch", 1: "time"}] + [{1: "batch"}] * len(state_in)
+    outputs = preprocess["outputs"]
+    return LoadedRun(_NextWord(lm).eval(), "language-model", ["ids", *state_in], outputs, preprocess, example, encode,
+                     axes)  # fmt: skip
+
+
+class _Greedy(nn.Module):
+    """A translation model as a function: source ids (B, S), post-padded with 0 -> the greedy decoding's target ids
+    (B, max_output), every step taken (cut each row at its first ``<eos>``)."""
+
+    def __init__(self, model: nn.Module, start: int) -> None:
+        super().__init__()
+        self.model, self.start = model, start
+
+    def forward(self, source: Tensor) -> Tensor:
+        m = self.model
+        state = m.encode(source)
+        token = torch.full_like(source[:, :1], self.start)  # (B, 1)
+        out = []
+        for _ in range(m.max_output):  # unrolled into the exported program
+            y, state = m.decoder(m.tgt_embedding(token), state)
+            token = m.out(y).argmax(-1)
+            out.append(token)
+        return torch.cat(out, dim=1)
+
+
+def _translation(run: Path, config) -> LoadedRun:
+    from types import SimpleNamespace
+
+    from embdrop.data import Tokenizer, pad_sequences
+
+    target, source = _vocab(run, "vocab.json"), _vocab(run, "source_vocab.json")
+    model = _trained(run, config, SimpleNamespace(vocab=target, src_vocab=source))
+    tok = Tokenizer(punctuation=config.data.punctuation)
+    eos = target.eos_id
+
+    def encode(texts: list[str]) -> tuple[Tensor]:
+        rows = [source.encode(tok(t)) or [source.unk_id] for t in texts]
+        return (pad_sequences(rows, max(len(r) for r in rows), padding="post"),)
+
+    preprocess = {
+        "format": PREPROCESS_FORMAT, "kind": "translation", "inputs": ["source"], "outputs": ["target"],
+        "source_vocabulary": list(source.itos), "target_vocabulary": list(target.itos),
+        "unknown_id": source.unk_id, "padding_id": 0, "padding": "post", "eos_id": eos,
+        "max_output": int(model.max_output), "maxlen": int(config.data.maxlen),
+        "tokenizer": {"level": tok.level, "lower": tok.lower, "punctuation": tok.punctuation, "markup": tok.markup},
+        "decode": "target ids up to the first eos_id, as words of target_vocabulary",
+    }  # fmt: skip
+    example = encode(["je suis content .", "merci"])
+    return LoadedRun(_Greedy(model, eos).eval(), "translation", ["source"], ["target"], preprocess, example, encode,
+                     [{0: "batch", 1: "time"}])  # fmt: skip
 
 
 class _CategoryOutputs(nn.Module):
@@ -242,15 +384,31 @@ def _keras(folder: Path) -> LoadedRun:
     return LoadedRun(model, "keras", ["ids"], ["outputs"], preprocess, example, encode)
 
 
-def _dynamic_batch(loaded: LoadedRun) -> tuple[dict, ...]:
+def _dynamic_shapes(loaded: LoadedRun) -> tuple[dict, ...]:
+    """The batch axis dynamic; the time axis too where the model allows (``Dim.AUTO``: a model whose layers fix the
+    length, a Flatten before a Dense, exports at the example's length instead of failing)."""
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
-    return tuple({0: batch} for _ in loaded.inputs)
+    dims = {"batch": batch, "time": torch.export.Dim.AUTO}
+    shapes = tuple({axis: dims[name] for axis, name in axes.items()} for axes in loaded.axes)
+    if isinstance(loaded.model, _NextWord):  # forward(ids, *state): the state is one argument to torch.export
+        return (shapes[0], shapes[1:])
+    return shapes
+
+
+def dynamic_length(program, loaded: LoadedRun) -> bool:
+    """Whether the exported program takes any sequence length (its first input's time axis is symbolic)."""
+    time = [axis for axis, name in loaded.axes[0].items() if name == "time"]
+    if not time:
+        return False
+    first = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == loaded.inputs[0])
+    return isinstance(first.meta["val"].shape[time[0]], torch.SymInt)
 
 
 def _trace(loaded: LoadedRun):
-    """The model as a ``torch.export`` program with a dynamic batch; a layer that cannot be traced is named."""
+    """The model as a ``torch.export`` program with a dynamic batch (and length); a layer that cannot be traced is
+    named."""
     try:
-        return torch.export.export(loaded.model, loaded.example, dynamic_shapes=_dynamic_batch(loaded))
+        return torch.export.export(loaded.model, loaded.example, dynamic_shapes=_dynamic_shapes(loaded))
     except Exception as e:  # say which module the trace stopped in
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         raise _checks.invalid("RUN_DIR", "a model torch.export can trace in eval mode",
@@ -260,8 +418,9 @@ def _trace(loaded: LoadedRun):
 
 def export(run: str | Path, out: str | Path, fmt: str = "onnx", log=print) -> tuple[Path, Path, float | None]:
     """Write the run's model to ``out`` (ONNX, or a ``torch.export`` archive with ``fmt="pt2"``) and its
-    preprocessing to ``out`` + ``.json``; run the written file on the example inputs and a batch of another size
-    against the torch model. Returns (model file, JSON file, the largest difference; None where ONNX Runtime is
+    preprocessing to ``out`` + ``.json`` (with ``dynamic_length``: whether the file takes any sequence length);
+    run the written file on the example inputs and on another batch size and length against the torch model.
+    Returns (model file, JSON file, the largest difference; None where ONNX Runtime is
     not installed to run an ONNX file)."""
     _checks.choice("--format", fmt, FORMATS)
     out = Path(out)
@@ -296,32 +455,50 @@ def export(run: str | Path, out: str | Path, fmt: str = "onnx", log=print) -> tu
                 quiet.setLevel(level)
 
         atomic_write(out, write)
-    write_json(meta, loaded.preprocess)
-    diff = check(loaded, out, fmt)
+    dynamic = dynamic_length(program, loaded)
+    write_json(meta, {**loaded.preprocess, "dynamic_length": dynamic})
+    diff = check(loaded, out, fmt, dynamic)
     return out, meta, diff
 
 
-def _bigger(example: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-    """The example rows repeated to a batch of 5: another batch size than the trace saw."""
-    return tuple(torch.cat([t] * 3)[:5] for t in example)
+def _other_shape(loaded: LoadedRun, inputs: tuple[Tensor, ...], dynamic: bool) -> tuple[Tensor, ...]:
+    """The example rows repeated to a batch of 5, and, where the length is dynamic, two steps longer (the first step
+    repeated in front: a pre-padded row stays pre-padded, a post-padded one post-padded): a shape the trace did not
+    see."""
+    out = []
+    for t, axes in zip(inputs, loaded.axes, strict=True):
+        for axis, name in axes.items():
+            if name == "batch":
+                t = torch.cat([t] * 3, dim=axis).narrow(axis, 0, 5)
+            elif dynamic:
+                t = torch.cat([t.narrow(axis, 0, 1)] * 2 + [t], dim=axis)
+        out.append(t)
+    return tuple(out)
 
 
-def check(loaded: LoadedRun, path: Path, fmt: str) -> float | None:
-    """The largest absolute difference between the written file and the torch model on the example inputs and on a
-    batch of 5; None for ONNX without ONNX Runtime installed."""
+def _outputs(result) -> list[Tensor]:
+    return list(result) if isinstance(result, (tuple, list)) else [result]
+
+
+def check(loaded: LoadedRun, path: Path, fmt: str, dynamic: bool = False) -> float | None:
+    """The largest absolute difference between the written file and the torch model, over every output, on the
+    example inputs and on another shape (:func:`_other_shape`); None for ONNX without ONNX Runtime installed."""
     worst = 0.0
-    for inputs in (loaded.example, _bigger(loaded.example)):
+    for inputs in (loaded.example, _other_shape(loaded, loaded.example, dynamic)):
         with torch.no_grad():
-            want = loaded.model(*inputs)
+            want = _outputs(loaded.model(*inputs))
         if fmt == "pt2":
-            got = torch.export.load(path).module()(*inputs)
+            got = _outputs(torch.export.load(path).module()(*inputs))
         else:
             try:
                 import onnxruntime
             except ImportError:
                 return None
             session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            feed = {name: t.numpy() for name, t in zip(loaded.inputs, inputs, strict=True)}
-            got = torch.from_numpy(session.run(None, feed)[0])
-        worst = max(worst, float((got - want).abs().max()))
+            used = {i.name for i in session.get_inputs()}  # an input the graph never reads is left out of the file
+            feed = {name: t.numpy() for name, t in zip(loaded.inputs, inputs, strict=True) if name in used}
+            got = [torch.from_numpy(a) for a in session.run(None, feed)]
+        if len(got) != len(want) or any(g.shape != w.shape for g, w in zip(got, want, strict=False)):
+            return float("inf")
+        worst = max([worst] + [float((g.double() - w.double()).abs().max()) for g, w in zip(got, want, strict=True)])
     return worst
