@@ -241,6 +241,8 @@ def test_a_language_model_exports_with_its_state_and_streams_one_word_at_a_time(
     ids, *zeros = loaded.encode(["the big cat sat on a mat", "a dog ran"])  # (2, 8): the second <eos>-filled
     assert ids[1, :5].tolist() == [meta["eos_id"]] * 5
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.shape for i in session.get_inputs()] == [["batch", "time"]] + [[1, "batch", 12]] * 4
+    assert session.get_outputs()[0].shape == ["batch", "time", len(meta["vocabulary"])]
     names = meta["inputs"]
     whole = session.run(None, dict(zip(names, [ids.numpy()] + [z.numpy() for z in zeros], strict=True)))
     with torch.no_grad():
@@ -283,3 +285,17 @@ def test_a_translation_model_exports_its_greedy_decoding(tmp_path):
     eos = meta["eos_id"]
     cut = [row[: row.index(eos)] if eos in row else row for row in got.tolist()]
     assert cut == loaded.model.model.greedy(source, eos, eos)
+
+
+@pytest.mark.slow  # a second training and export (6 s)
+def test_the_awd_language_model_exports_with_tied_weights_and_weight_drop(lm_run, tmp_path):
+    """AWD-LSTM: the decoder shares the embedding's table, the last layer's size is the embedding's, the recurrent
+    weights carry weight drop (the identity in eval)."""
+    from embdrop.recipes.deploy import export
+
+    corpus = json.loads((lm_run / "config.json").read_text())["data"]["root"]
+    items = [f"data.root={corpus}", "variant=awd", "model.embedding_dim=16", "model.hidden=12", "train.epochs=1",
+             "data.bptt=8", "train.batch_size=4", "data.eval_batch_size=2"]  # fmt: skip
+    recipes.train("ptb-lm", items, tmp_path / "run", console=quiet())
+    _, meta, diff = export(tmp_path / "run", tmp_path / "awd.onnx")
+    assert json.loads(meta.read_text())["state_sizes"] == [12, 12, 16] and diff < 1e-5

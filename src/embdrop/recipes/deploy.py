@@ -454,11 +454,33 @@ def export(run: str | Path, out: str | Path, fmt: str = "onnx", log=print) -> tu
             finally:
                 quiet.setLevel(level)
 
-        atomic_write(out, write)
+        def write_named(tmp: str) -> None:
+            write(tmp)
+            _name_dims(tmp, loaded)
+
+        atomic_write(out, write_named)
     dynamic = dynamic_length(program, loaded)
     write_json(meta, {**loaded.preprocess, "dynamic_length": dynamic})
     diff = check(loaded, out, fmt, dynamic)
     return out, meta, diff
+
+
+def _name_dims(path: str, loaded: LoadedRun) -> None:
+    """The ONNX file's symbolic dimensions named "batch" and "time" (torch writes its own symbols, "s10")."""
+    import onnx
+
+    model = onnx.load(path)
+    names = {}
+    inputs = {v.name: v for v in model.graph.input}
+    for name, axes in zip(loaded.inputs, loaded.axes, strict=True):
+        if name in inputs:
+            dims = inputs[name].type.tensor_type.shape.dim
+            names.update({dims[axis].dim_param: meaning for axis, meaning in axes.items() if dims[axis].dim_param})
+    for v in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
+        for d in v.type.tensor_type.shape.dim:
+            if d.dim_param in names:
+                d.dim_param = names[d.dim_param]
+    onnx.save(model, path)
 
 
 def _other_shape(loaded: LoadedRun, inputs: tuple[Tensor, ...], dynamic: bool) -> tuple[Tensor, ...]:
