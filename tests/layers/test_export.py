@@ -182,3 +182,13 @@ def test_a_model_of_embdrop_layers_exports_as_the_issue_tried_it():
     # eager calls still check their ids: tracing skips only the checks that read values
     with pytest.raises(ValueError, match="argument 'ids'"):
         model(torch.full((2, 7), 50))
+
+
+def test_an_export_at_a_fixed_length_does_not_fix_the_next_ones():
+    """torch 2.13 keeps what it traced of a scan on a code object every scan shares: without clearing it, a dynamic
+    export after a fixed-length one failed with "the generated guard 50 != L['x'].size()[1]"."""
+    for T, dims in ((50, {0: BATCH}), (7, {0: BATCH, 1: TIME}), (11, {0: BATCH}), (9, {0: BATCH, 1: TIME})):
+        layer = embdrop.GRU(8, 6).eval()
+        program = torch.export.export(layer, (torch.randn(3, T, 8),), dynamic_shapes=(dims,))
+        x = torch.randn(2, T if len(dims) == 1 else T + 4, 8)
+        torch.testing.assert_close(program.module()(x)[0], layer(x)[0])

@@ -76,6 +76,7 @@ def _over_time(cell: Callable, state: tuple[Tensor, ...], steps: dict[str, Tenso
         # detached copies in: a view (a slice of the stacked initial state, a transposed projection) makes scan's
         # tracer give its base's sizes symbols of their own and specialize the batch; a list of steps or a tensor
         # that requires gradients fails in the ONNX exporter
+        _forget_past_scans(torch_scan)
         final, outs = torch_scan(body, [_captured(s) for s in state], tuple(_captured(steps[k]) for k in keys))
         return outs, tuple(final)
     outs = []
@@ -83,6 +84,22 @@ def _over_time(cell: Callable, state: tuple[Tensor, ...], steps: dict[str, Tenso
         state, out = cell(state, {k: v[t] for k, v in steps.items()})
         outs.append(out)
     return torch.stack(outs), state
+
+
+def _forget_past_scans(torch_scan: Callable) -> None:
+    """Clear what torch 2.13 compiled of ``scan``'s inner function on earlier calls. It keeps it on that function's
+    code object, shared by every scan, and checks its guards on the next export: one export with a fixed length
+    50, then one with a dynamic length, fails with "the generated guard 50 != L['x'].size()[1]". A private API:
+    where it is gone, nothing is cleared."""
+    import types
+
+    reset = getattr(getattr(torch._C, "_dynamo", None), "eval_frame", None)
+    reset = getattr(reset, "reset_code", None)
+    if reset is None:
+        return
+    for const in torch_scan.__code__.co_consts:
+        if isinstance(const, types.CodeType) and const.co_name == "run_flattened_scan":
+            reset(const)
 
 
 def _keep_padded(new: tuple[Tensor, ...], old: tuple[Tensor, ...], step: dict):
