@@ -245,3 +245,27 @@ def test_zero_steps_and_zero_rows(kind):
         out = cpu.lstm_recurrence(*args, empty) if kind == "lstm" else cpu.gru_recurrence(args[0], args[1], None,
                                                                                          args[2], empty)  # fmt: skip
         assert out[0].shape == (3, 0, H)
+
+
+@needs_kernel
+def test_the_layers_first_calls_leave_torch_dynamo_unimported():
+    """Importing the layers and the fused kernel's first forward and backward (LSTM, GRU, embedding dropout) import
+    no torch._dynamo: it costs about a second, twice the layers' own import (torch's custom ops import it on their
+    first call unless told; kernels.cpu tells them while nothing compiles). With torch.compile in the process the
+    kernels are kept out of its trace as torch does it."""
+    code = (
+        "import sys, torch\n"
+        "from embdrop import GRU, LSTM, Embedding\n"
+        "from embdrop.kernels import cpu\n"
+        "assert cpu.available()\n"
+        "LSTM(8, 8, dropout=0.5, recurrent_dropout=0.5, zoneout=0.1)(torch.randn(2, 5, 8))[0].sum().backward()\n"
+        "GRU(8, 8, recurrent_dropout=0.5)(torch.randn(2, 5, 8))[0].sum().backward()\n"
+        "Embedding(50, 4, dropout=0.3)(torch.randint(0, 50, (2, 5))).sum().backward()\n"
+        "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo imported'\n"
+        "import torch._dynamo\n"
+        "fn = cpu._lstm_forward._backend_fns[None].__wrapped__\n"
+        "LSTM(8, 8, recurrent_dropout=0.5)(torch.randn(2, 5, 8))\n"
+        "assert getattr(fn, '__dynamo_disable') is not None and 'run' not in getattr(fn, '__dynamo_disable').__name__\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

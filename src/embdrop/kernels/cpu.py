@@ -96,11 +96,13 @@ def build_seconds() -> float:
 
 def _extension():
     if "ext" not in _state:
-        _load()
+        if torch.compiler.is_compiling():  # a first call inside torch.compile: build or load outside the graph
+            torch.compiler.disable(_load)()  # (applied only here: the decorator imports torch._dynamo, ~1 s)
+        else:
+            _load()
     return _state["ext"]
 
 
-@torch.compiler.disable  # a first call inside torch.compile: build or load outside the traced graph
 def _load() -> None:
     if "ext" not in _state:
         _state["ext"] = None
@@ -590,3 +592,33 @@ def embedding_scaled(weight: Tensor, ids: Tensor, scale: Tensor, *, padding_idx:
     if _eager():
         return _EmbeddingScaled.apply(weight, ids, scale, pad, sparse)
     return _embedding_scaled(weight, ids, scale, pad, sparse)
+
+
+def _no_dynamo_import_until_needed(op) -> None:
+    """Keep a custom op's first call from importing torch._dynamo (about a second) while nothing compiles.
+
+    torch runs the op's kernel through ``torch._compile._disable_dynamo``, which imports torch._dynamo on the first
+    call so that torch.compile never traces into the kernel. Until torch._dynamo is imported by something else,
+    nothing is compiling and there is nothing to keep out: the kernel runs as it is. Once it is imported, the kernel
+    is disabled for dynamo exactly as torch does it. This fills the attribute ``_disable_dynamo`` caches its wrapper
+    in; if a torch release drops it, torch's own behaviour returns."""
+    import sys
+
+    fn = getattr(getattr(op, "_backend_fns", {}).get(None), "__wrapped__", None)  # what _disable_dynamo wraps
+    if fn is None:
+        return
+
+    def run(*args, **kwargs):
+        dynamo = sys.modules.get("torch._dynamo")
+        if dynamo is None:
+            return fn(*args, **kwargs)
+        disabled = dynamo.disable(fn, True, wrapping=False)
+        setattr(fn, "__dynamo_disable", disabled)  # noqa: B010 (the name torch reads, not mangled here)
+        return disabled(*args, **kwargs)
+
+    setattr(fn, "__dynamo_disable", run)  # noqa: B010
+
+
+for _op in (_lstm_forward, _lstm_backward, _gru_forward, _gru_backward, _keep_mask, _word_keep, _embedding_scaled,
+            _embedding_scaled_backward):  # fmt: skip
+    _no_dynamo_import_until_needed(_op)
