@@ -88,6 +88,30 @@ def test_without_gradients_the_kernel_keeps_one_step_and_gives_the_same_outputs(
 
 @needs_kernel
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("zone", ["train", "eval"])
+def test_an_all_ones_mask_without_gradients_reads_the_state_itself_to_the_same_outputs(kind, zone):
+    """Zoneout or padding without recurrent dropout hand the kernel an all-ones mask; without gradients it then
+    multiplies h(t-1) itself for every gate (no masked copies): the same outputs as with gradients and as the
+    reference loop."""
+    xw, w, b, _, h0, c0, step = inputs(kind, torch.float32, seed=3)
+    ones = torch.ones(xw.shape[0], 3, 5)
+    zh, zc = zoneout(zone, torch.float32)
+    if kind == "lstm":
+        run = lambda m: cpu.lstm_recurrence(xw, w, m, h0, c0, step, zh, zc)  # noqa: E731
+        ref = reference.lstm_recurrence(xw, w, None, h0, c0, step, zh, zc)
+    else:
+        run = lambda m: cpu.gru_recurrence(xw, w, b, m, h0, step, zh)  # noqa: E731
+        ref = reference.gru_recurrence(xw, w, b, None, h0, step, zh)
+    kept = run(ones)
+    with torch.no_grad():
+        light = run(ones)
+    for a, e, r in zip(light, kept, ref, strict=True):
+        torch.testing.assert_close(a, e, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(a, r.detach(), atol=1e-5, rtol=1e-5)
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_gradcheck_float64_with_zoneout(kind):
     xw, w, b, rm, h0, c0, step = inputs(kind, torch.float64, seed=5)
     zh, zc = zoneout("train", torch.float64, seed=6)

@@ -274,7 +274,8 @@ __attribute__((noinline)) void final_dh_range(int64_t s, int64_t e, int64_t BH, 
 // ------------------------------------------------------------------------------------------------------------ LSTM
 template <typename scalar_t>
 void lstm_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& rmask, const Tensor& step, const Tensor& zh,
-                       const Tensor& zc, Tensor& hs, Tensor& cs, Tensor& hm, Tensor& gates, Tensor& tcs, Tensor& out) {
+                       const Tensor& zc, Tensor& hs, Tensor& cs, Tensor& hm, Tensor& gates, Tensor& tcs, Tensor& out,
+                       bool shared) {
   const int64_t T = xw.size(1), B = xw.size(2), H = xw.size(3), BH = B * H, TBH = T * BH;
   Tensor pre = at::empty({4, B, H}, xw.options());
   const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
@@ -290,13 +291,15 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& rmask, 
   const bool lp = wt.scalar_type() != xw.scalar_type();
   Tensor pre_lp = lp ? at::empty({4, B, H}, wt.options()) : Tensor();
   const Slots at_(hm.size(1), hs.size(0));
-  write_masked(hm0, hs0, rp, 4, 0, at_.hm_steps, BH);
+  if (!shared) write_masked(hm0, hs0, rp, 4, 0, at_.hm_steps, BH);
   for (int64_t t = 0; t < T; ++t) {
+    // (4, B, H): (h(t-1) * m_k) @ W_k^T; with `shared`, h(t-1) itself for every gate, read from the state
+    const Tensor a = shared ? hs.select(0, at_.state(t)).unsqueeze(0).expand({4, B, H}) : hm.select(1, at_.saved(t));
     if (lp) {
-      at::bmm_out(pre_lp, hm.select(1, at_.saved(t)).to(wt.scalar_type()), wt);
+      at::bmm_out(pre_lp, a.to(wt.scalar_type()), wt);
       pre.copy_(pre_lp);
     } else {
-      at::bmm_out(pre, hm.select(1, at_.saved(t)), wt);  // (4, B, H): (h(t-1) * m_k) @ W_k^T
+      at::bmm_out(pre, a, wt);
     }
     const scalar_t* __restrict__ x = x0 + t * BH;  // gate k at x + k * TBH
     scalar_t* __restrict__ g = g0 + at_.saved(t) * 4 * BH;
@@ -309,7 +312,7 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& rmask, 
     const bool* vt = sp ? sp + t * B : nullptr;
     const scalar_t* zht = zone_at<scalar_t>(zh, t, BH);
     const scalar_t* zct = zone_at<scalar_t>(zc, t, BH);
-    scalar_t* hmn = t + 1 < T ? hm0 + at_.saved(t + 1) * BH : nullptr;  // gate k at hmn + k * hm_gate
+    scalar_t* hmn = t + 1 < T && !shared ? hm0 + at_.saved(t + 1) * BH : nullptr;  // gate k at hmn + k * hm_gate
     const int64_t hm_gate = at_.hm_steps * BH;
     for_rows(B, H, [&](int64_t s0, int64_t e0) {
       if (zht)
@@ -336,8 +339,11 @@ std::vector<Tensor> lstm_forward(Tensor xw, Tensor w_hh, Tensor rmask, Tensor h0
   Tensor gates = at::empty({S, 4, B, H}, opts), tcs = at::empty({S, B, H}, opts), out = at::empty({T, B, H}, opts);
   Tensor st = step.numel() ? step : Tensor();
   Tensor zht = zh.numel() ? zh : Tensor(), zct = zc.numel() ? zc : Tensor();
+  // An all-ones recurrent mask (zoneout or padding without recurrent dropout) in inference: every gate multiplies
+  // h(t-1) itself, read from the state, and no masked copy is written (training keeps them for the backward).
+  const bool shared = !save && at::all(rmask.eq(1)).item<bool>();
   AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "embdrop_lstm_forward", [&] {
-    lstm_forward_loop<scalar_t>(xw, wt, rmask, st, zht, zct, hs, cs, hm, gates, tcs, out);
+    lstm_forward_loop<scalar_t>(xw, wt, rmask, st, zht, zct, hs, cs, hm, gates, tcs, out, shared);
   });
   if (!save) {  // the final state as a one-step history
     hs = hs.narrow(0, T % 2, 1);
@@ -410,7 +416,7 @@ std::vector<Tensor> lstm_backward(Tensor dout, Tensor dhT, Tensor dcT, Tensor w_
 template <typename scalar_t>
 void gru_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& b_hh, const Tensor& rmask,
                       const Tensor& step, const Tensor& zh, Tensor& hs, Tensor& hm, Tensor& gates, Tensor& hpn,
-                      Tensor& out) {
+                      Tensor& out, bool shared) {
   const int64_t T = xw.size(1), B = xw.size(2), H = xw.size(3), BH = B * H, TBH = T * BH;
   Tensor hp = at::empty({3, B, H}, xw.options());
   const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
@@ -427,13 +433,15 @@ void gru_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& b_hh, co
   const bool lp = wt.scalar_type() != xw.scalar_type();
   Tensor hp_lp = lp ? at::empty({3, B, H}, wt.options()) : Tensor();
   const Slots at_(hm.size(1), hs.size(0));
-  write_masked(hm0, hs0, rp, 3, 0, at_.hm_steps, BH);
+  if (!shared) write_masked(hm0, hs0, rp, 3, 0, at_.hm_steps, BH);
   for (int64_t t = 0; t < T; ++t) {
+    // (3, B, H): (h(t-1) * m_k) @ U_k^T; with `shared`, h(t-1) itself (see the LSTM's loop)
+    const Tensor a = shared ? hs.select(0, at_.state(t)).unsqueeze(0).expand({3, B, H}) : hm.select(1, at_.saved(t));
     if (lp) {
-      at::bmm_out(hp_lp, hm.select(1, at_.saved(t)).to(wt.scalar_type()), wt);
+      at::bmm_out(hp_lp, a.to(wt.scalar_type()), wt);
       hp.copy_(hp_lp);
     } else {
-      at::bmm_out(hp, hm.select(1, at_.saved(t)), wt);  // (3, B, H): (h(t-1) * m_k) @ U_k^T
+      at::bmm_out(hp, a, wt);
     }
     const scalar_t* __restrict__ x = x0 + t * BH;
     scalar_t* __restrict__ g = g0 + at_.saved(t) * 3 * BH;
@@ -443,7 +451,7 @@ void gru_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& b_hh, co
     scalar_t* __restrict__ o = o0 + t * BH;
     const bool* vt = sp ? sp + t * B : nullptr;
     const scalar_t* zht = zone_at<scalar_t>(zh, t, BH);
-    scalar_t* hmn = t + 1 < T ? hm0 + at_.saved(t + 1) * BH : nullptr;  // as in the LSTM's loop
+    scalar_t* hmn = t + 1 < T && !shared ? hm0 + at_.saved(t + 1) * BH : nullptr;  // as in the LSTM's loop
     const int64_t hm_gate = at_.hm_steps * BH;
     for_rows(B, H, [&](int64_t s0, int64_t e0) {
       if (zht)
@@ -467,8 +475,9 @@ std::vector<Tensor> gru_forward(Tensor xw, Tensor w_hh, Tensor b_hh, Tensor rmas
   Tensor gates = at::empty({S, 3, B, H}, opts), hpn = at::empty({S, B, H}, opts), out = at::empty({T, B, H}, opts);
   Tensor st = step.numel() ? step : Tensor();
   Tensor zht = zh.numel() ? zh : Tensor();
+  const bool shared = !save && at::all(rmask.eq(1)).item<bool>();  // as in lstm_forward
   AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "embdrop_gru_forward", [&] {
-    gru_forward_loop<scalar_t>(xw, wt, b_hh, rmask, st, zht, hs, hm, gates, hpn, out);
+    gru_forward_loop<scalar_t>(xw, wt, b_hh, rmask, st, zht, hs, hm, gates, hpn, out, shared);
   });
   if (!save) hs = hs.narrow(0, T % 2, 1);
   return {out, hs, hm, gates, hpn};
