@@ -292,9 +292,14 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& rmask, 
   Tensor pre_lp = lp ? at::empty({4, B, H}, wt.options()) : Tensor();
   const Slots at_(hm.size(1), hs.size(0));
   if (!shared) write_masked(hm0, hs0, rp, 4, 0, at_.hm_steps, BH);
+  // with `shared` (inference: two states in turn), the two states as every gate's input, made once: three view
+  // ops per step cost a measurable part of a B = 1 step
+  Tensor as[2];
+  if (shared)
+    for (int64_t k = 0; k < 2; ++k) as[k] = hs.select(0, k).unsqueeze(0).expand({4, B, H});
   for (int64_t t = 0; t < T; ++t) {
     // (4, B, H): (h(t-1) * m_k) @ W_k^T; with `shared`, h(t-1) itself for every gate, read from the state
-    const Tensor a = shared ? hs.select(0, at_.state(t)).unsqueeze(0).expand({4, B, H}) : hm.select(1, at_.saved(t));
+    const Tensor a = shared ? as[at_.state(t)] : hm.select(1, at_.saved(t));
     if (lp) {
       at::bmm_out(pre_lp, a.to(wt.scalar_type()), wt);
       pre.copy_(pre_lp);
@@ -434,9 +439,14 @@ void gru_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& b_hh, co
   Tensor hp_lp = lp ? at::empty({3, B, H}, wt.options()) : Tensor();
   const Slots at_(hm.size(1), hs.size(0));
   if (!shared) write_masked(hm0, hs0, rp, 3, 0, at_.hm_steps, BH);
+  // with `shared` (inference: two states in turn), the two states as every gate's input, made once: three view
+  // ops per step cost a measurable part of a B = 1 step
+  Tensor as[2];
+  if (shared)
+    for (int64_t k = 0; k < 2; ++k) as[k] = hs.select(0, k).unsqueeze(0).expand({3, B, H});
   for (int64_t t = 0; t < T; ++t) {
     // (3, B, H): (h(t-1) * m_k) @ U_k^T; with `shared`, h(t-1) itself (see the LSTM's loop)
-    const Tensor a = shared ? hs.select(0, at_.state(t)).unsqueeze(0).expand({3, B, H}) : hm.select(1, at_.saved(t));
+    const Tensor a = shared ? as[at_.state(t)] : hm.select(1, at_.saved(t));
     if (lp) {
       at::bmm_out(hp_lp, a.to(wt.scalar_type()), wt);
       hp.copy_(hp_lp);
