@@ -215,17 +215,18 @@ def _project(inp, m_in, w_ih, b_in, G, p, variational):
     """Input projection (G, T, B, H) as one batched GEMM over all T; gate k sees its own input mask if it has one."""
     B, T, C = inp.shape
     H = w_ih.shape[0] // G
-    xt = inp.transpose(0, 1)  # (T, B, C)
+    # one time-first copy of the input: the masked copies below are then written contiguously in one pass, and the
+    # unmasked input is shared by every gate, expanded (a reshape of the expanded transposed view copied it once per
+    # gate, and a masked product of it was written transposed, then copied again)
+    xt = inp.transpose(0, 1).contiguous()  # (T, B, C)
     if m_in is not None and m_in.dim() == 3 and m_in.shape[0] == G and G > 1 and variational:
-        xm = (xt.unsqueeze(0) * (m_in * keep_scale(p)).unsqueeze(1)).reshape(G, T * B, C)  # gate k sees x * m_k
+        xm = (xt.unsqueeze(0) * (m_in * keep_scale(p)).unsqueeze(1)).view(G, T * B, C)  # gate k sees x * m_k
     else:
         if m_in is not None:
             mask = m_in[0].unsqueeze(0) if variational else m_in.transpose(0, 1)  # (1, B, C) or (T, B, C)
             xt = xt * (mask * keep_scale(p))
-        # one time-first copy of the input, shared by every gate (expanded, not copied G times as reshaping the
-        # expanded transposed view did: 3-11% of this projection's time at the benchmark's shapes)
-        xm = xt.reshape(1, T * B, C).expand(G, T * B, C)
+        xm = xt.view(1, T * B, C).expand(G, T * B, C)
     xw = torch.bmm(xm, w_ih.view(G, H, C).transpose(1, 2))  # (G, T*B, H)
-    if b_in is not None:
+    if b_in is not None:  # (baddbmm was slower: it writes the broadcast bias out first)
         xw.add_(b_in.view(G, 1, H))  # in place: a new (G, T, B, H) tensor costs its page faults every call
     return xw.view(G, T, B, H)
