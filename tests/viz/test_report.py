@@ -12,7 +12,7 @@ from rich.console import Console
 
 from embdrop import recipes
 from embdrop.cli import main
-from embdrop.recipes.compare import interval
+from embdrop.stats import interval
 from embdrop.viz import masks as M
 from embdrop.viz import report as R
 

@@ -36,7 +36,7 @@ def learning_curve(path: Path, history: list[dict], metric: str, title: str) -> 
 
 def compare_cells(path: Path, rows: list[dict], metric: str, title: str) -> None:
     """The test ``metric`` per compare cell: one dot per seed, the mean and its 95% interval (``compare.png``)."""
-    from embdrop.recipes.compare import interval
+    from embdrop.stats import interval
 
     _extras.need("matplotlib")
     import matplotlib

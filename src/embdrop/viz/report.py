@@ -416,7 +416,7 @@ def config_html(runs: list[Run]) -> str:
 
 def metrics_html(sources: list[Source]) -> str:
     """Test metrics: per compare cell mean ± std [95% interval]; per run the test metrics and the best epoch."""
-    from embdrop.recipes.compare import base_metric, interval
+    from embdrop.stats import base_metric, interval
 
     parts = []
     for src in sources:
