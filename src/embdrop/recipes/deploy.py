@@ -137,27 +137,6 @@ def _vocab(run: Path, name: str):
                               f"{str(run)!r} ({type(e).__name__}: {e})") from None  # fmt: skip
 
 
-def _trained(run: Path, config, data) -> nn.Module:
-    """The recipe's model built from ``config`` and ``data`` (what build reads of the task), with the run's best
-    weights, checked against the build before it is allocated; eval mode."""
-    from embdrop import _extras, recipes
-    from embdrop.recipes.predict import _check_weights
-
-    _extras.need("safetensors")
-    from safetensors.torch import load_file
-
-    try:
-        weights = load_file(run / "best.safetensors")
-    except Exception as e:
-        raise _checks.invalid("RUN_DIR", "a run directory with best.safetensors",
-                              f"{str(run)!r} ({type(e).__name__}: {e})") from None  # fmt: skip
-    r = recipes.recipe(config.recipe)
-    _check_weights(run, lambda: r.build(config, data), weights)
-    model = r.build(config, data)
-    model.load_state_dict(weights)
-    return model.eval()
-
-
 class _NextWord(nn.Module):
     """A language model as a function: ids (B, T) and each layer's h, c (1, B, H_l) -> the next word's
     probabilities at every step (B, T, V) and each layer's new h, c."""
@@ -175,8 +154,10 @@ class _NextWord(nn.Module):
 def _language_model(run: Path, config) -> LoadedRun:
     from types import SimpleNamespace
 
+    from embdrop.recipes.predict import trained_model
+
     vocab = _vocab(run, "vocab.json")
-    lm = _trained(run, config, SimpleNamespace(vocab=vocab))
+    lm = trained_model(run, config, SimpleNamespace(vocab=vocab))
     sizes = [rnn.hidden_size for rnn in lm.rnns]
     state_in = [f"{k}{i}" for i in range(len(sizes)) for k in ("h", "c")]
     level = "char" if config.data.name == "tiny-shakespeare" else "word"
@@ -229,9 +210,10 @@ def _translation(run: Path, config) -> LoadedRun:
     from types import SimpleNamespace
 
     from embdrop.data import Tokenizer, pad_sequences
+    from embdrop.recipes.predict import trained_model
 
     target, source = _vocab(run, "vocab.json"), _vocab(run, "source_vocab.json")
-    model = _trained(run, config, SimpleNamespace(vocab=target, src_vocab=source))
+    model = trained_model(run, config, SimpleNamespace(vocab=target, src_vocab=source))
     tok = Tokenizer(punctuation=config.data.punctuation)
     eos = target.eos_id
 
@@ -269,19 +251,15 @@ def _categories(run: Path, config) -> LoadedRun:
     """flights-entity (binary) and movielens-mf (a rating): codes and hashed values of the categorical columns."""
     from types import SimpleNamespace
 
-    from safetensors.torch import load_file
-
-    from embdrop import recipes
     from embdrop._io import read_json
     from embdrop.data.categorical import CategoryEncoder
-    from embdrop.recipes.predict import _check_weights
+    from embdrop.recipes.predict import trained_model
 
     kind = CATEGORY_RECIPES[config.recipe]
     try:
         encoder = CategoryEncoder.load(run / "categories.json")
-        weights = load_file(run / "best.safetensors")
     except (OSError, ValueError, RuntimeError) as e:
-        raise _checks.invalid("RUN_DIR", "a run directory with categories.json and best.safetensors",
+        raise _checks.invalid("RUN_DIR", "a run directory with categories.json",
                               f"{str(run)!r} ({type(e).__name__}: {e})") from None  # fmt: skip
     features = list(encoder.columns)
     classes = ["0", "1"] if kind == "binary" else []
@@ -290,11 +268,7 @@ def _categories(run: Path, config) -> LoadedRun:
     # what build reads of the task: the categories' counts (movielens' mean rating comes with the weights)
     data = SimpleNamespace(cardinalities=[encoder.cardinalities[c] for c in features],
                            splits={"train": (None, None, torch.zeros(1))})  # fmt: skip
-    r = recipes.recipe(config.recipe)
-    _check_weights(run, lambda: r.build(config, data), weights)
-    model = r.build(config, data)
-    model.load_state_dict(weights)
-    wrapped = _CategoryOutputs(model.eval(), kind).eval()
+    wrapped = _CategoryOutputs(trained_model(run, config, data), kind).eval()
 
     def encode(frame) -> tuple[Tensor, Tensor]:
         hashed = torch.stack([encoder.hash_values(frame, c) for c in features], dim=1)  # (N, F)

@@ -87,6 +87,26 @@ def load_model(run: str | Path):
     return config, vocab, classes, model
 
 
+def trained_model(run: Path, config, data):
+    """The recipe's model built from ``config`` and ``data`` (what its build reads of the task) with the run's best
+    weights, checked against the build before the model is allocated; eval mode."""
+    _extras.need("safetensors")
+    from safetensors.torch import load_file
+
+    from embdrop import recipes
+
+    try:
+        weights = load_file(run / "best.safetensors")
+    except Exception as e:
+        raise _checks.invalid("RUN_DIR", "a run directory with best.safetensors",
+                              f"{str(run)!r} ({type(e).__name__}: {e})") from None  # fmt: skip
+    r = recipes.recipe(config.recipe)
+    _check_weights(run, lambda: r.build(config, data), weights)
+    model = r.build(config, data)
+    model.load_state_dict(weights)
+    return model.eval()
+
+
 def _check_weights(run: Path, build, weights: dict) -> None:
     """The weights file holds exactly the tensors, of exactly the shapes, of the model config.json describes
     (built on the meta device: nothing allocated)."""
@@ -222,9 +242,7 @@ def _with_rows_and_labels(header: list, cells: list, labels: list[str] | None) -
 def load_table_model(run: Path, config):
     """(table, model in eval mode with the best weights) of a ``tabular-entity`` run: the columns and statistics
     from ``table.json``, or, for a run written before it, from the training files again."""
-    from safetensors.torch import load_file
 
-    from embdrop import recipes
     from embdrop.recipes import tabular_entity as te
 
     if (run / "table.json").exists():
@@ -235,16 +253,7 @@ def load_table_model(run: Path, config):
 
         with contextlib.redirect_stdout(sys.stderr):  # the task prints its split sizes
             table = te.OwnTable(config)
-    try:
-        weights = load_file(run / "best.safetensors")
-    except Exception as e:
-        raise _checks.invalid("RUN_DIR", "a run directory with best.safetensors",
-                              f"{str(run)!r} ({type(e).__name__}: {e})") from None  # fmt: skip
-    r = recipes.recipe(config.recipe)
-    _check_weights(run, lambda: r.build(config, table), weights)
-    model = r.build(config, table)
-    model.load_state_dict(weights)
-    return table, model.eval()
+    return table, trained_model(run, config, table)
 
 
 def _table_file(run: Path, config, path: str, mc: int, seed: int, all_classes: bool) -> FilePredictions:
