@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 import embdrop
-import embdrop.kernels.cpu
+import embdrop.kernels.build
 
 SHAPES = [(32, 200, 64, 100), (64, 35, 200, 200), (20, 35, 650, 650), (128, 50, 300, 256)]
 VARIANTS = {
@@ -111,7 +111,7 @@ def main() -> None:
     columns = INFERENCE if args.inference else VARIANTS
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, kernel available: "
-        f"{embdrop.kernels.cpu.available()}; ratio = nn.{{LSTM,GRU}} without dropout time / variant time"
+        f"{embdrop.kernels.build.available()}; ratio = nn.{{LSTM,GRU}} without dropout time / variant time"
     )
     header = ["kind", "B,T,C,H", "baseline ms", *columns]
     print("| " + " | ".join(header) + " |")

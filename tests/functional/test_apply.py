@@ -92,9 +92,9 @@ def test_word_dropout_replaces_by_unk_and_never_touches_padding():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_embedding_fused_kernel_equals_torch_ops(sparse, padding_idx, dtype, monkeypatch):
     # The fused lookup-and-scale (forward, dense or sparse gradient) against F.embedding times the mask.
-    from embdrop.kernels import cpu
+    from embdrop.kernels import build
 
-    if not cpu.available():
+    if not build.available():
         pytest.skip("the fused CPU kernel is not built here")
     ids = torch.randint(0, 9, (4, 7), generator=gen(2))
     ids[:, -2:] = 0
@@ -108,7 +108,7 @@ def test_embedding_fused_kernel_equals_torch_ops(sparse, padding_idx, dtype, mon
         return y, w.grad
 
     y_fused, g_fused = run()
-    monkeypatch.setattr(cpu, "available", lambda: False)
+    monkeypatch.setattr(build, "available", lambda: False)
     y_ref, g_ref = run()
     assert torch.equal(y_fused, y_ref)  # same mask (hashed either way), same products
     assert g_fused.layout == g_ref.layout
@@ -119,9 +119,9 @@ def test_embedding_fused_kernel_equals_torch_ops(sparse, padding_idx, dtype, mon
 
 def test_embedding_fused_kernel_reads_strided_ids(monkeypatch):
     # A column of a (B, 2) table, as a recommender passes user and item ids: a strided (B, 1) view.
-    from embdrop.kernels import cpu
+    from embdrop.kernels import build
 
-    if not cpu.available():
+    if not build.available():
         pytest.skip("the fused CPU kernel is not built here")
     codes = torch.stack(
         [torch.randint(0, 5, (40,), generator=gen(1)), torch.randint(0, 300, (40,), generator=gen(2))], 1
@@ -136,22 +136,25 @@ def test_embedding_fused_kernel_reads_strided_ids(monkeypatch):
         return y, w.grad
 
     y_fused, g_fused = run()
-    monkeypatch.setattr(cpu, "available", lambda: False)
+    monkeypatch.setattr(build, "available", lambda: False)
     y_ref, g_ref = run()
     assert torch.equal(y_fused, y_ref) and torch.allclose(g_fused, g_ref, atol=1e-6)
 
 
 def test_embedding_fused_kernel_checks_its_arguments():
-    from embdrop.kernels import cpu
+    from embdrop.kernels import build
+    from embdrop.kernels import embedding as fused_embedding
 
-    if not cpu.available():
+    if not build.available():
         pytest.skip("the fused CPU kernel is not built here")
     w = torch.randn(6, 3)
     ids = torch.tensor([[1, 2], [3, 6]])
     with pytest.raises(IndexError, match=r"Invalid value for argument 'ids': expected ids in \[0, 6\)\. Received: 6"):
-        cpu.embedding_scaled(w, ids, torch.ones(2, 2), padding_idx=None, sparse=False)
+        fused_embedding.embedding_scaled(w, ids, torch.ones(2, 2), padding_idx=None, sparse=False)
     with pytest.raises(ValueError, match="Invalid value for argument 'scale'"):
-        cpu.embedding_scaled(w, ids.clamp(max=5), torch.ones(2, 2, dtype=torch.float64), padding_idx=None, sparse=False)
+        fused_embedding.embedding_scaled(
+            w, ids.clamp(max=5), torch.ones(2, 2, dtype=torch.float64), padding_idx=None, sparse=False
+        )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
@@ -159,9 +162,9 @@ def test_a_deferred_hashed_mask_applies_as_its_tensor(dtype):
     # Weight drop's mask, drawn and left unwritten: applied by the kernel in one pass each way, the same values and
     # gradients as the written mask (bit for bit: the same products), the same draws from the generator.
     from embdrop.functional import masks as M
-    from embdrop.kernels import cpu
+    from embdrop.kernels import build
 
-    if not cpu.available():
+    if not build.available():
         pytest.skip("the fused CPU kernel is not built here")
     deferred = M.deferred_keep_hashed((40, 30), 0.3, dtype=dtype, generator=gen(7))
     assert isinstance(deferred, M.HashedKeep)
@@ -181,9 +184,9 @@ def test_a_deferred_hashed_mask_applies_as_its_tensor(dtype):
 
 def test_deferred_hashed_mask_gradcheck_float64():
     from embdrop.functional import masks as M
-    from embdrop.kernels import cpu
+    from embdrop.kernels import build
 
-    if not cpu.available():
+    if not build.available():
         pytest.skip("the fused CPU kernel is not built here")
     mask = M.deferred_keep_hashed((6, 7), 0.4, dtype=torch.float64, generator=gen(1))
     w = torch.randn(6, 7, dtype=torch.float64, requires_grad=True)
@@ -191,14 +194,14 @@ def test_deferred_hashed_mask_gradcheck_float64():
 
 
 def test_hashed_scale_argument_errors():
-    from embdrop.kernels import cpu
+    from embdrop.kernels import build, hashed
 
-    if not cpu.available():
+    if not build.available():
         pytest.skip("the fused CPU kernel is not built here")
     x = torch.randn(3, 4)
     with pytest.raises(ValueError, match="Invalid value for argument 'key'"):
-        cpu.hashed_scale(x, torch.tensor(1.0), 2**31, 2.0)
+        hashed.hashed_scale(x, torch.tensor(1.0), 2**31, 2.0)
     with pytest.raises(ValueError, match="Invalid value for argument 'threshold'.*Received: threshold=8589934592"):
-        cpu.hashed_scale(x, torch.tensor(1), 2**33, 2.0)
+        hashed.hashed_scale(x, torch.tensor(1), 2**33, 2.0)
     with pytest.raises(ValueError, match="Invalid value for argument 'x'.*torch.int64"):
-        cpu.hashed_scale(torch.ones(3, dtype=torch.int64), torch.tensor(1), 2**31, 2.0)
+        hashed.hashed_scale(torch.ones(3, dtype=torch.int64), torch.tensor(1), 2**31, 2.0)

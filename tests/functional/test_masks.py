@@ -46,7 +46,7 @@ def test_hashed_keep_rate_and_pair_independence_within_four_sigma(p):
 
 
 def test_hashed_mask_repeats_with_the_seed_draws_one_key_and_matches_its_fallbacks(monkeypatch):
-    from embdrop.kernels import cpu
+    from embdrop.kernels import build
 
     a = M.bernoulli_keep_hashed((300, 70), 0.4, generator=gen(5))
     assert torch.equal(a, M.bernoulli_keep_hashed((300, 70), 0.4, generator=gen(5)))
@@ -57,7 +57,7 @@ def test_hashed_mask_repeats_with_the_seed_draws_one_key_and_matches_its_fallbac
     assert M.bernoulli_keep_hashed((50,), 0.0, generator=gen()).eq(1).all()
     assert M.bernoulli_keep_hashed((50,), 1.0, generator=gen()).eq(0).all()
     # without the compiled kernel (numpy), and on other devices (torch int64 ops): the same bits
-    monkeypatch.setattr(cpu, "available", lambda: False)
+    monkeypatch.setattr(build, "available", lambda: False)
     assert torch.equal(a, M.bernoulli_keep_hashed((300, 70), 0.4, generator=gen(5)))
     key = int(torch.randint(-(2**63), 2**63 - 1, (), generator=gen(5)))
     by_torch = M._hashed_bits(300 * 70, key, torch.device("cpu"), numpy=False)
@@ -70,15 +70,15 @@ def test_hashed_mask_repeats_with_the_seed_draws_one_key_and_matches_its_fallbac
 
 @pytest.mark.parametrize("threshold", [0, 1, 2**31, 2**32 - 1, 2**32])
 def test_kernel_keep_mask_at_the_threshold_edges(threshold):
-    from embdrop.kernels import cpu
+    from embdrop.kernels import build, hashed
 
-    if not cpu.available():
+    if not build.available():
         pytest.skip("the fused CPU kernel is not built here")
     key = torch.tensor(-123456789)
     expected = (M._hashed_bits(5000, int(key), torch.device("cpu"), numpy=True) < threshold).float()
-    assert torch.equal(cpu.keep_mask((5000,), threshold, key, torch.float32), expected)
+    assert torch.equal(hashed.keep_mask((5000,), threshold, key, torch.float32), expected)
     x = torch.randn(5000, generator=gen(1))
-    assert torch.equal(cpu.hashed_scale(x, key, threshold, 1.5), x * expected * 1.5)
+    assert torch.equal(hashed.hashed_scale(x, key, threshold, 1.5), x * expected * 1.5)
 
 
 def test_p_one_is_all_zero_and_dtype_device_follow_input():
@@ -131,10 +131,10 @@ def test_word_type_mask_sample_mode_draws_each_sequence_separately():
 def test_word_type_mask_reads_the_hashed_table_at_the_ids_and_draws_one_key(kernel, monkeypatch):
     # The (B, V) ("sample") or (V,) ("batch") mask of bernoulli_keep_hashed under the same key, read at the ids;
     # with or without the compiled kernel, and whatever the vocabulary's size: one draw from the generator.
-    from embdrop.kernels import cpu
+    from embdrop.kernels import build
 
     if not kernel:
-        monkeypatch.setattr(cpu, "available", lambda: False)
+        monkeypatch.setattr(build, "available", lambda: False)
     ids = torch.randint(0, 50, (6, 9), generator=gen(11))
     rows = torch.arange(6).unsqueeze(1)
     for mode, table_shape in (("sample", (6, 50)), ("batch", (50,))):

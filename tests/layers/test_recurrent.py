@@ -6,7 +6,7 @@ from torch import nn
 
 import embdrop
 from contract import check_layer_contract
-from embdrop.kernels import cpu as cpu_kernel
+from embdrop.kernels import build
 from embdrop.layers import recurrent as R
 
 
@@ -81,8 +81,8 @@ def test_zero_dropout_equals_torch(kind, num_layers, bidirectional, use_lengths,
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_kernel_equals_reference_given_the_same_masks(kind, bidirectional, monkeypatch):
-    if not cpu_kernel.available():
-        pytest.skip("the fused CPU kernel could not be built here: " + str(cpu_kernel._state.get("why")))
+    if not build.available():
+        pytest.skip("the fused CPU kernel could not be built here: " + str(build._state.get("why")))
     torch.manual_seed(1)
     layer = getattr(embdrop, kind)(
         6, 8, num_layers=2, dropout=0.3, recurrent_dropout=0.4, weight_dropout=0.2, bidirectional=bidirectional
@@ -100,7 +100,7 @@ def test_kernel_equals_reference_given_the_same_masks(kind, bidirectional, monke
         return [out, *flat(st), *torch.autograd.grad(loss, [x, h0, *layer.parameters()])]
 
     fast = run()
-    monkeypatch.setattr(cpu_kernel, "available", lambda: False)
+    monkeypatch.setattr(build, "available", lambda: False)
     slow = run()
     for a, b in zip(fast, slow, strict=True):
         assert torch.allclose(a, b, atol=1e-5)
@@ -124,7 +124,7 @@ def test_under_bfloat16_autocast_kernel_and_reference_agree_and_gradients_stay_f
     assert not torch.equal(mixed[0], exact[0])  # the products were rounded
     for m, e in zip(mixed, exact, strict=True):
         assert (m - e).norm() < 0.03 * e.norm()
-    monkeypatch.setattr(cpu_kernel, "available", lambda: False)
+    monkeypatch.setattr(build, "available", lambda: False)
     reference = run(True)  # the reference loop under autocast: torch's own mixed-precision matmuls
     for m, r in zip(mixed, reference, strict=True):
         assert (m - r).norm() < 0.03 * r.norm()
@@ -133,7 +133,7 @@ def test_under_bfloat16_autocast_kernel_and_reference_agree_and_gradients_stay_f
 @pytest.mark.parametrize("variational", [True, False])
 def test_lstm_under_bfloat16_autocast_runs_in_float32_where_onednn_has_no_bfloat16_lstm(variational, monkeypatch):
     # AVX2-only CPUs: nn.LSTM itself raises there under autocast ("could not create a primitive descriptor")
-    monkeypatch.setattr(cpu_kernel, "onednn_supports", lambda dtype: dtype not in (torch.bfloat16, torch.float16))
+    monkeypatch.setattr(build, "onednn_supports", lambda dtype: dtype not in (torch.bfloat16, torch.float16))
     torch.manual_seed(3)
     layer = embdrop.LSTM(6, 8, num_layers=2, dropout=0.3, variational=variational)  # the torch.lstm path
     x = torch.randn(5, 9, 6)
@@ -153,8 +153,8 @@ def test_lstm_under_bfloat16_autocast_runs_in_float32_where_onednn_has_no_bfloat
 
 
 def test_onednn_support_query_answers_for_float32_and_bfloat16():
-    assert cpu_kernel.onednn_supports(torch.float32) is True
-    assert isinstance(cpu_kernel.onednn_supports(torch.bfloat16), bool)
+    assert build.onednn_supports(torch.float32) is True
+    assert isinstance(build.onednn_supports(torch.bfloat16), bool)
     with torch.autocast("cpu", dtype=torch.bfloat16):  # whatever this CPU is, the layer runs
         out, _ = embdrop.LSTM(4, 5)(torch.randn(2, 3, 4))
     assert torch.isfinite(out).all()

@@ -135,10 +135,10 @@ def test_imdb_recipe_reads_the_shared_corpus(tmp_path):
 def test_bfloat16_trains_a_conv_into_lstm_model_and_warns_where_onednn_has_no_bfloat16(tmp_path, monkeypatch):
     import io
 
-    from embdrop.kernels import cpu as cpu_kernel
+    from embdrop.kernels import build
 
     # the Conv1D hands the LSTM a bfloat16 (B, T, C) under autocast; the LSTM keeps its state in float32
-    monkeypatch.setattr(cpu_kernel, "onednn_supports", lambda dtype: dtype == torch.float32)
+    monkeypatch.setattr(build, "onednn_supports", lambda dtype: dtype == torch.float32)
     out = io.StringIO()
     items = FAST + ["train.epochs=1", "model.filters=16", "train.precision=bfloat16"]
     s = recipes.train("reviews-cnn-lstm", items, tmp_path / "run", console=Console(file=out, width=200))
@@ -201,7 +201,7 @@ def test_the_one_time_kernel_build_is_reported_on_its_own_line_not_in_the_epoch(
     import io
     import time
 
-    from embdrop.kernels import cpu
+    from embdrop.kernels import build
 
     original = text_classification.TextClassification.loss
     calls = []
@@ -209,7 +209,7 @@ def test_the_one_time_kernel_build_is_reported_on_its_own_line_not_in_the_epoch(
     def loss_with_a_build(model, batch):
         if not calls:
             time.sleep(0.5)
-            monkeypatch.setitem(cpu._state, "build_seconds", cpu.build_seconds() + 0.5)
+            monkeypatch.setitem(build._state, "build_seconds", build.build_seconds() + 0.5)
         calls.append(1)
         return original(model, batch)
 

@@ -21,9 +21,9 @@ def apply_mask(x: Tensor, mask: Tensor | M.HashedKeep, p: float) -> Tensor:
     applied by the fused CPU kernel in one pass forward and one backward."""
     if isinstance(mask, M.HashedKeep):
         if tuple(x.shape) == mask.shape and x.device.type == "cpu" and not torch.compiler.is_compiling():
-            from embdrop.kernels import cpu
+            from embdrop.kernels import hashed
 
-            return cpu.hashed_scale(x, mask.key, mask.threshold, keep_scale(p))
+            return hashed.hashed_scale(x, mask.key, mask.threshold, keep_scale(p))
         mask = mask.tensor().to(x.device)
     # Scale the (usually smaller) mask, not x: one pass over x.
     return x * (mask * keep_scale(p))
@@ -115,9 +115,9 @@ def embedding(
         if padding_idx is not None:
             scale = scale.masked_fill(ids == padding_idx, 1.0)
     if _fused(weight, ids, scale, max_norm):  # the lookup and the scaling in one pass, forward and backward
-        from embdrop.kernels import cpu
+        from embdrop.kernels import embedding as fused
 
-        return cpu.embedding_scaled(weight, ids.long(), scale, padding_idx=padding_idx, sparse=sparse)
+        return fused.embedding_scaled(weight, ids.long(), scale, padding_idx=padding_idx, sparse=sparse)
     out = F.embedding(ids, weight, padding_idx, max_norm, sparse=sparse)  # (B, T, E)
     return out * scale.unsqueeze(-1)  # (B, T, E) * (B, T, 1)
 
@@ -129,6 +129,6 @@ def _fused(weight: Tensor, ids: Tensor, scale: Tensor, max_norm: float | None) -
         return False
     if scale.requires_grad or ids.device.type != "cpu":
         return False
-    from embdrop.kernels import cpu
+    from embdrop.kernels import build
 
-    return cpu.available()
+    return build.available()

@@ -116,9 +116,9 @@ class HashedKeep:
     dtype: torch.dtype
 
     def tensor(self) -> Tensor:
-        from embdrop.kernels import cpu
+        from embdrop.kernels import hashed
 
-        return cpu.keep_mask(self.shape, self.threshold, self.key, self.dtype)
+        return hashed.keep_mask(self.shape, self.threshold, self.key, self.dtype)
 
 
 def deferred_keep_hashed(
@@ -135,12 +135,12 @@ def deferred_keep_hashed(
     n = math.prod(shape)
     if n >= _HASHED_MAX:
         return bernoulli_keep(shape, p, device=device, dtype=dtype, generator=generator)
-    from embdrop.kernels import cpu
+    from embdrop.kernels import build
 
     dev = torch.device(device) if device is not None else torch.device("cpu")
     key = _hash_key(dev, generator)
     threshold = round((1.0 - p) * 2**32)
-    if dev.type == "cpu" and cpu.available():
+    if dev.type == "cpu" and build.available():
         mask = HashedKeep(tuple(shape), threshold, key, dtype)
         return mask.tensor() if torch.compiler.is_compiling() else mask
     return (_hashed_bits(n, int(key), dev) < threshold).to(dtype).view(shape)
@@ -208,12 +208,12 @@ def word_type_mask(
     if row and B * V >= _HASHED_MAX:  # past the hash's 32-bit counter: one uniform draw per (sequence, id)
         keep = _word_type_mask_sorted(ids, p, mode=mode, padding_idx=None, dtype=dtype, generator=generator)
     else:
-        from embdrop.kernels import cpu
+        from embdrop.kernels import build, hashed
 
         key = _hash_key(ids.device, generator)
         threshold = round((1.0 - p) * 2**32)
-        if ids.device.type == "cpu" and cpu.available():
-            return cpu.word_keep(
+        if ids.device.type == "cpu" and build.available():
+            return hashed.word_keep(
                 ids, key, row=row, num_embeddings=V, threshold=threshold, padding_idx=padding_idx, value=scale,
                 dtype=dtype,
             )  # fmt: skip

@@ -1,9 +1,14 @@
-"""Recurrent implementations behind ``embdrop.LSTM`` / ``embdrop.GRU``.
+"""The compute under the functional core: tensors and keys in, tensors out; no mask's meaning, no dispatch.
 
-All share one interface, on gate-major, time-major input projections ``xw`` of shape (G, T, B, H):
+Which of these runs is decided above, in :mod:`embdrop.functional.recurrent`. One module per job:
 
-- :mod:`.reference`: a plain PyTorch loop, differentiated by autograd; every feature (zoneout included).
-- :mod:`.cpu`: the same recurrence as a C++ extension compiled on first use, with a hand-written backward;
-  falls back to the reference (with a warning) where no compiler is present.
-- PyTorch's own fused ``torch.lstm`` / ``torch.gru`` (oneDNN/cuDNN) serve the paths without recurrent masks.
+- :mod:`.reference`: the recurrences as a plain PyTorch loop (or torch's ``scan`` under ``torch.export``),
+  differentiated by autograd; every cell and feature.
+- :mod:`.build`: building, caching and loading the C++ extension (``csrc/``), compiled on first use; where it
+  cannot be built, :func:`.build.available` is False and the reference runs instead (one warning).
+- :mod:`.recurrence`: the fused LSTM/GRU recurrences of the extension, with a hand-written backward.
+- :mod:`.hashed`: hashed keep-masks drawn from one key, written out or applied unwritten.
+- :mod:`.embedding`: embedding dropout's lookup and scaling in one pass.
+
+PyTorch's own fused ``torch.lstm`` / ``torch.gru`` (oneDNN/cuDNN) serve the paths without recurrent masks.
 """

@@ -1,6 +1,6 @@
 """Reference recurrences: plain PyTorch, one step at a time, differentiated by autograd.
 
-Conventions shared with :mod:`embdrop.kernels.cpu`:
+Conventions shared with :mod:`embdrop.kernels.recurrence`:
 
 - ``xw`` (G, T, B, H): input projection per gate, biases of the input side included (for LSTM both biases).
   LSTM gate order here is i, f, o, g (sigmoids first, so one call covers them); GRU is r, z, n.

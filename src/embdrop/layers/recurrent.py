@@ -4,7 +4,7 @@ Parameters are named and shaped as in ``nn.LSTM``/``nn.GRU`` (``weight_ih_l0`` (
 ``bias_ih_l0``, ``bias_hh_l0``, ``..._reverse``; gate order i, f, g, o and r, z, n), so ``load_state_dict`` from
 torch's layers works and, with every dropout at zero, outputs and gradients equal theirs. Which implementation
 runs (PyTorch's fused layers, the fused C++ kernel or the reference loop; the same result at different speeds) is
-decided per layer and direction by :func:`embdrop.kernels.dispatch.run`.
+decided per layer and direction by :func:`embdrop.functional.recurrent.run`.
 """
 
 from __future__ import annotations
@@ -12,36 +12,16 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from embdrop import _checks
 from embdrop.functional import masks as M
-from embdrop.kernels import dispatch
+from embdrop.functional import recurrent as dispatch
+from embdrop.functional.recurrent import RecurrentMasks
 from embdrop.layers import _padding as padding
 from embdrop.layers.base import StochasticModule
-
-
-@dataclass
-class RecurrentMasks:
-    """The keep-masks (0/1, unscaled) one call applies, indexed ``[layer][direction]``; None where unused.
-
-    Attributes:
-        input: (G, B, C) per-gate masks when recurrent_dropout > 0, else (1, B, C), fixed across T (variational);
-            (B, T, C), one per step, when ``variational=False``. C is the layer's input size.
-        recurrent: (G, B, H) per-gate masks on h(t-1), fixed across T.
-        weight: (G*H, H) weight-drop mask on ``weight_hh``, shared by the batch.
-        zoneout_h, zoneout_c: (B, T, H) update masks: 1 takes the new value, 0 keeps the previous one.
-    """
-
-    input: list[list[Tensor | None]]
-    recurrent: list[list[Tensor | None]]
-    weight: list[list[Tensor | None]]
-    zoneout_h: list[list[Tensor | None]]
-    zoneout_c: list[list[Tensor | None]]
-
 
 MERGE_MODES = ("concat", "sum", "ave", "mul")
 
@@ -154,28 +134,26 @@ class _Recurrent(StochasticModule):
         B, T, _ = x.shape
         G, H = self.gates, self.hidden_size
         kw = {"device": x.device, "dtype": x.dtype, "generator": generator}
-        out = RecurrentMasks([], [], [], [], [])
+        out = RecurrentMasks()
+        draw_w = M.deferred_keep_hashed if deferred else M.bernoulli_keep_hashed
         for layer in range(self.num_layers):
             c_in = self.input_size if layer == 0 else self.output_size
-            rows = {k: [] for k in ("input", "recurrent", "weight", "zoneout_h", "zoneout_c")}
-            for _ in range(self.directions):
-                if self.dropout > 0:
-                    shape = (G if self.recurrent_dropout > 0 else 1, B, c_in) if self.variational else (B, T, c_in)
-                    rows["input"].append(M.bernoulli_keep(shape, self.dropout, **kw))
-                else:
-                    rows["input"].append(None)
-                rd = self.recurrent_dropout > 0
-                rows["recurrent"].append(M.bernoulli_keep((G, B, H), self.recurrent_dropout, **kw) if rd else None)
-                wd = self.weight_dropout > 0
-                draw_w = M.deferred_keep_hashed if deferred else M.bernoulli_keep_hashed
-                rows["weight"].append(draw_w((G * H, H), self.weight_dropout, **kw) if wd else None)
-                zo = self.zoneout > 0
-                rows["zoneout_h"].append(M.bernoulli_keep_hashed((B, T, H), self.zoneout, **kw) if zo else None)
-                lstm_zo = zo and self.has_cell_state
-                rows["zoneout_c"].append(M.bernoulli_keep_hashed((B, T, H), self.zoneout, **kw) if lstm_zo else None)
-            for k, v in rows.items():
-                getattr(out, k).append(v)
+            for masks in (out.input, out.recurrent, out.weight, out.zoneout_h, out.zoneout_c):
+                masks.append([])  # this layer's row: one entry per direction
+            for _ in range(self.directions):  # the draws in this order, direction by direction (seeds reproduce)
+                in_shape = (G if self.recurrent_dropout > 0 else 1, B, c_in) if self.variational else (B, T, c_in)
+                out.input[-1].append(self._draw(M.bernoulli_keep, in_shape, self.dropout, kw))
+                out.recurrent[-1].append(self._draw(M.bernoulli_keep, (G, B, H), self.recurrent_dropout, kw))
+                out.weight[-1].append(self._draw(draw_w, (G * H, H), self.weight_dropout, kw))
+                out.zoneout_h[-1].append(self._draw(M.bernoulli_keep_hashed, (B, T, H), self.zoneout, kw))
+                zc = self.zoneout if self.has_cell_state else 0.0
+                out.zoneout_c[-1].append(self._draw(M.bernoulli_keep_hashed, (B, T, H), zc, kw))
         return out
+
+    @staticmethod
+    def _draw(sample, shape: tuple[int, ...], p: float, kw: dict):
+        """A mask of ``shape`` drawn by ``sample`` at rate p; None (and no draw) at p == 0."""
+        return sample(shape, p, **kw) if p > 0 else None
 
     @property
     def _random(self) -> bool:
@@ -254,14 +232,9 @@ class _Recurrent(StochasticModule):
 
     def _run(self, layer, d, inp, h0, c0, masks: RecurrentMasks | None, n):
         """One layer, one direction: (B, T, C) -> (B, T, H), final h, final c."""
-        if masks is None:
-            m = dispatch.Masks()
-        else:
-            fields = ("input", "recurrent", "weight", "zoneout_h", "zoneout_c")
-            m = dispatch.Masks(*(getattr(masks, f)[layer][d] for f in fields), given=True)
         if d == 1:
             inp = padding.reverse(inp, n)
-        out, h, c = dispatch.run(inp, h0, c0, self._weights(layer, d), m, self._options(), n)
+        out, h, c = dispatch.run(inp, h0, c0, self._weights(layer, d), masks, (layer, d), self._options(), n)
         if d == 1:
             out = padding.reverse(out, n)
         return out, h, c

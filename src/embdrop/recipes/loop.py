@@ -24,7 +24,7 @@ from torch import nn
 
 from embdrop import _checks, _extras
 from embdrop._io import write_json
-from embdrop.kernels import cpu as cpu_kernel
+from embdrop.functional import backend
 from embdrop.recipes import checkpoint, distributed
 from embdrop.recipes import inputs as input_files
 from embdrop.recipes.checkpoint import weights_of  # noqa: F401  (re-exported: the weights as safetensors takes them)
@@ -231,7 +231,7 @@ def fit(
 
         net = DistributedDataParallel(model)
     opt = make_optimizer(config, model.parameters())
-    if t.precision == "bfloat16" and device.type == "cpu" and not cpu_kernel.onednn_supports(torch.bfloat16):
+    if t.precision == "bfloat16" and device.type == "cpu" and not backend.onednn_supports(torch.bfloat16):
         console.print(
             "warning: train.precision=bfloat16, but oneDNN has no bfloat16 on this CPU (it needs AVX-512; AMX or "
             "AVX512-BF16 make it fast): the products are emulated, many times slower than float32",
@@ -324,7 +324,7 @@ def train_epoch(
         torch.manual_seed((t.seed * 100_003 + epoch) * 1_009 + rank)
     step_context = autocast(config, next(model.parameters()).device.type)
     t0 = time.perf_counter()
-    built_before = cpu_kernel.build_seconds()
+    built_before = backend.build_seconds()
     sums, n = {"loss": 0.0, metric: 0.0}, 0
     columns = (TextColumn(f"epoch {epoch}/{t.epochs}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(
@@ -362,7 +362,7 @@ def train_epoch(
                 console.print(f"epoch {epoch}/{t.epochs}: {n}/{total} batches, {info}, "
                               f"{last_line - t0:.0f} s", soft_wrap=True)  # fmt: skip
     seconds = time.perf_counter() - t0
-    build = cpu_kernel.build_seconds() - built_before  # the one-time kernel build: not a cost of the epoch
+    build = backend.build_seconds() - built_before  # the one-time kernel build: not a cost of the epoch
     if build > 0:
         seconds = max(seconds - build, 0.0)
         console.print(f"kernel: the fused CPU kernel was built in {build:.1f} s (once per CPU and version, then "

@@ -1,11 +1,14 @@
 """One layer and one direction of an LSTM/GRU: which implementation runs, given the masks and the options.
 
+This is where the recurrent layers' dispatch is decided, once per call, above the kernels: the kernels below
+(:mod:`embdrop.kernels`) take tensors and keys and know nothing of what a mask means.
+
 The result is the same on every path; only the speed differs:
 
 - no recurrent mask, no zoneout and no ``lengths`` on CPU (or any of these but a recurrent mask or zoneout on
   another device): the input mask is applied up front and the weight-drop mask to the weight once per call, then
   PyTorch's fused ``torch.lstm``/``torch.gru`` runs (oneDNN on CPU, cuDNN on GPU);
-- recurrent masks, zoneout or ``lengths`` on CPU: the fused C++ kernel of :mod:`embdrop.kernels.cpu` (the
+- recurrent masks, zoneout or ``lengths`` on CPU: the fused C++ kernel of :mod:`embdrop.kernels.recurrence` (the
   reference loop if it cannot be built);
 - recurrent masks or zoneout on another device, GRU with ``reset_after=False`` and the Elman RNN with either: the
   reference loop of :mod:`embdrop.kernels.reference`;
@@ -18,7 +21,7 @@ weights are permuted on the way in (and their gradients on the way out). GRU gat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -27,7 +30,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from embdrop import _checks
 from embdrop.functional.apply import apply_mask, keep_scale
 from embdrop.functional.masks import HashedKeep
-from embdrop.kernels import cpu, reference
+from embdrop.kernels import build, recurrence, reference
 
 KERNEL_ORDER = {"lstm": (0, 1, 3, 2), "gru": (0, 1, 2), "rnn": (0,)}  # the kernels' gate order, as indices into torch's
 
@@ -52,15 +55,23 @@ class Options:
 
 
 @dataclass
-class Masks:
-    """The keep-masks (0/1, unscaled) of one layer and one direction; see :class:`embdrop.RecurrentMasks`."""
+class RecurrentMasks:
+    """The keep-masks (0/1, unscaled) one call applies, indexed ``[layer][direction]``; None where unused.
 
-    input: Tensor | None = None  # (G or 1, B, C), or (B, T, C) when not variational
-    recurrent: Tensor | None = None  # (G, B, H)
-    weight: Tensor | HashedKeep | None = None  # (G*H, H)
-    zoneout_h: Tensor | None = None  # (B, T, H)
-    zoneout_c: Tensor | None = None  # (B, T, H), LSTM only
-    given: bool = False  # the caller passed masks (in eval, zoneout then uses them rather than its expectation)
+    Attributes:
+        input: (G, B, C) per-gate masks when recurrent_dropout > 0, else (1, B, C), fixed across T (variational);
+            (B, T, C), one per step, when ``variational=False``. C is the layer's input size.
+        recurrent: (G, B, H) per-gate masks on h(t-1), fixed across T.
+        weight: (G*H, H) weight-drop mask on ``weight_hh``, shared by the batch (a
+            :class:`~embdrop.functional.masks.HashedKeep`, drawn and not written, where the layer draws its own).
+        zoneout_h, zoneout_c: (B, T, H) update masks: 1 takes the new value, 0 keeps the previous one.
+    """
+
+    input: list[list[Tensor | None]] = field(default_factory=list)
+    recurrent: list[list[Tensor | None]] = field(default_factory=list)
+    weight: list[list[Tensor | HashedKeep | None]] = field(default_factory=list)
+    zoneout_h: list[list[Tensor | None]] = field(default_factory=list)
+    zoneout_c: list[list[Tensor | None]] = field(default_factory=list)
 
 
 def run(
@@ -68,7 +79,8 @@ def run(
     h0: Tensor,
     c0: Tensor | None,
     weights: tuple[Tensor, Tensor, Tensor | None, Tensor | None],
-    masks: Masks,
+    masks: RecurrentMasks | None,
+    at: tuple[int, int],
     opts: Options,
     n: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -79,21 +91,27 @@ def run(
         h0: the initial hidden state (B, H).
         c0: the initial cell state (B, H); None for GRU.
         weights: ``(weight_ih, weight_hh, bias_ih, bias_hh)`` in torch's layout and gate order.
-        masks: this layer's and direction's keep-masks.
+        masks: the stack's keep-masks, given or drawn for this call; None when the call draws none (eval, rates 0).
+        at: (layer, direction): which of ``masks`` this call applies.
         opts: the layer's rates and flags.
         n: (B,) lengths when some row is padded, else None.
     """
     w_ih, w_hh, b_ih, b_hh = weights
-    if masks.weight is not None:  # (G*H, H): one mask for the call, the batch shares it
-        w_hh = apply_mask(w_hh, masks.weight, opts.weight_dropout)
-    m_rec = masks.recurrent
-    zoneout_eval = opts.zoneout > 0 and not opts.training and not masks.given
+    layer, d = at
+    m_in, m_rec, m_w, zh, zc = (None,) * 5
+    if masks is not None:
+        m_in, m_rec, m_w = masks.input[layer][d], masks.recurrent[layer][d], masks.weight[layer][d]
+        zh, zc = masks.zoneout_h[layer][d], masks.zoneout_c[layer][d]
+    if m_w is not None:  # (G*H, H): one mask for the call, the batch shares it
+        w_hh = apply_mask(w_hh, m_w, opts.weight_dropout)
+    # given masks in eval: zoneout uses them rather than its expectation
+    zoneout_eval = opts.zoneout > 0 and not opts.training and masks is None
     # torch.lstm/gru on a packed batch leave oneDNN for a slow generic path on CPU: with lengths, the CPU kernel
     # runs instead, with an all-ones state mask.
     # Traced (torch.export, torch.compile) with lengths: packing reads the lengths' values, so the reference loop
     # runs instead, its steps masked.
     traced_lengths = n is not None and _checks.tracing()
-    packed_cpu = n is not None and inp.device.type == "cpu" and masks.zoneout_h is None and cpu.available()
+    packed_cpu = n is not None and inp.device.type == "cpu" and zh is None and build.available()
     packed_cpu = packed_cpu and not traced_lengths
     packed_cpu = packed_cpu and opts.reset_after and opts.cell != "rnn"
     unit = packed_cpu and m_rec is None and not zoneout_eval  # an all-ones mask, not to be rescaled
@@ -101,21 +119,21 @@ def run(
         m_rec = torch.ones(opts.gates, inp.shape[0], h0.shape[-1], dtype=inp.dtype, device=inp.device)
     # Exported in eval mode (torch.export): the reference cells under torch's scan, which leaves T free.
     scan = _checks.exporting() and not opts.training
-    fused = m_rec is None and masks.zoneout_h is None and not zoneout_eval and opts.reset_after
+    fused = m_rec is None and zh is None and not zoneout_eval and opts.reset_after
     if fused and not traced_lengths and not scan:
-        m_in = masks.input
         if m_in is not None:
             mask = m_in[0].unsqueeze(1) if m_in.dim() == 3 and m_in.shape[0] == 1 and opts.variational else m_in
             inp = inp * (mask * keep_scale(opts.dropout))  # (B, T, C) * (B, 1, C) or (B, T, C)
         return _fused(inp, h0, c0, (w_ih, w_hh, b_ih, b_hh), opts, n)
-    return _loop(inp, h0, c0, (w_ih, w_hh, b_ih, b_hh), masks, m_rec, opts, n, zoneout_eval, unit, scan)
+    masks_in = (m_in, m_rec, zh, zc)
+    return _loop(inp, h0, c0, (w_ih, w_hh, b_ih, b_hh), masks_in, opts, n, zoneout_eval, unit, scan)
 
 
 def _fused(inp, h0, c0, weights, opts: Options, n):
     """PyTorch's own recurrence (masks already applied): torch.lstm / torch.gru, packed when ``n`` is given."""
     w_ih, w_hh, b_ih, b_hh = weights
     lowp = torch.is_autocast_enabled("cpu") and inp.device.type == "cpu"
-    if lowp and opts.cell == "lstm" and not cpu.onednn_supports(torch.get_autocast_dtype("cpu")):
+    if lowp and opts.cell == "lstm" and not build.onednn_supports(torch.get_autocast_dtype("cpu")):
         # oneDNN's LSTM has no bfloat16 primitive on CPUs without native bfloat16 (AVX2-only: nn.LSTM itself
         # fails there under autocast): this layer runs in its weights' dtype instead, as for ops autocast skips
         with torch.autocast("cpu", enabled=False):
@@ -139,9 +157,11 @@ def _fused(inp, h0, c0, weights, opts: Options, n):
     return out, res[1][0], (res[2][0] if lstm else None)
 
 
-def _loop(inp, h0, c0, weights, masks: Masks, m_rec, opts: Options, n, zoneout_eval: bool, unit: bool, scan: bool):
-    """The step-by-step recurrence with per-gate masks: the C++ kernel on CPU, the reference loop elsewhere."""
+def _loop(inp, h0, c0, weights, masks, opts: Options, n, zoneout_eval: bool, unit: bool, scan: bool):
+    """The step-by-step recurrence with per-gate masks: the C++ kernel on CPU, the reference loop elsewhere.
+    ``masks``: this layer's and direction's (input, recurrent, zoneout h, zoneout c) keep-masks or None."""
     w_ih, w_hh, b_ih, b_hh = weights
+    m_in, m_rec, zh, zc = masks
     G, T = opts.gates, inp.shape[1]
     lstm = opts.cell == "lstm"
     order = list(KERNEL_ORDER[opts.cell])
@@ -154,7 +174,6 @@ def _loop(inp, h0, c0, weights, masks: Masks, m_rec, opts: Options, n, zoneout_e
     b_in = None
     if opts.bias:
         b_in = b_ih + b_hh if lstm else b_ih
-    m_in = masks.input
     if m_in is not None and m_in.dim() == 3 and m_in.shape[0] == G:
         m_in = m_in[order]
     xw = _project(inp, m_in, w_ih, b_in, G, opts.dropout, opts.variational)  # (G, T, B, H)
@@ -166,9 +185,9 @@ def _loop(inp, h0, c0, weights, masks: Masks, m_rec, opts: Options, n, zoneout_e
     if zoneout_eval:
         zh = zc = 1.0 - opts.zoneout
     else:
-        zh = None if masks.zoneout_h is None else masks.zoneout_h.transpose(0, 1)  # (T, B, H)
-        zc = None if masks.zoneout_c is None else masks.zoneout_c.transpose(0, 1)
-    use_cpp = inp.device.type == "cpu" and opts.cell != "rnn" and opts.reset_after and cpu.available()
+        zh = None if zh is None else zh.transpose(0, 1)  # (T, B, H)
+        zc = None if zc is None else zc.transpose(0, 1)
+    use_cpp = inp.device.type == "cpu" and opts.cell != "rnn" and opts.reset_after and build.available()
     use_cpp = use_cpp and not _checks.exporting() and not (n is not None and _checks.tracing())  # torch's ops only
     use_cpp = use_cpp and (rm is not None or zh is not None)  # the C++ kernel has LSTM and GRU cells
     if use_cpp and rm is None:  # zoneout alone: the kernel multiplies by an all-ones state mask
@@ -178,7 +197,7 @@ def _loop(inp, h0, c0, weights, masks: Masks, m_rec, opts: Options, n, zoneout_e
     c = None
     if lstm:
         if use_cpp:
-            out, h, c = cpu.lstm_recurrence(xw, w_hh, rm, h0, c0, step, zh, zc)
+            out, h, c = recurrence.lstm_recurrence(xw, w_hh, rm, h0, c0, step, zh, zc)
         else:
             out, h, c = reference.lstm_recurrence(xw, w_hh, rm, h0, c0, step, zh, zc, scan=scan)
     elif opts.cell == "rnn":
@@ -186,7 +205,7 @@ def _loop(inp, h0, c0, weights, masks: Masks, m_rec, opts: Options, n, zoneout_e
     else:
         b_rec = b_hh if opts.bias else None
         if use_cpp:
-            out, h = cpu.gru_recurrence(xw, w_hh, b_rec, rm, h0, step, zh)
+            out, h = recurrence.gru_recurrence(xw, w_hh, b_rec, rm, h0, step, zh)
         else:
             out, h = reference.gru_recurrence(xw, w_hh, b_rec, rm, h0, step, zh, opts.reset_after, scan=scan)
     return out.transpose(0, 1), h, c  # (B, T, H)

@@ -5,7 +5,8 @@ import warnings
 import pytest
 import torch
 
-from embdrop.kernels import cpu, reference
+from embdrop.kernels import build, reference
+from embdrop.kernels import recurrence as fused
 
 needs_kernel = pytest.mark.usefixtures("fused_kernel")  # built once, when the first such test runs
 
@@ -40,11 +41,14 @@ def test_kernel_equals_reference_outputs_and_gradients(kind, dtype, padded, zone
     st = step if padded else None
     zh, zc = zoneout(zone, dtype)
     if kind == "lstm":
-        fast = cpu.lstm_recurrence(xw, w, rm, h0, c0, st, zh, zc)
+        fast = fused.lstm_recurrence(xw, w, rm, h0, c0, st, zh, zc)
         slow = reference.lstm_recurrence(xw, w, rm, h0, c0, st, zh, zc)
         leaves = [xw, w, h0, c0]
     else:
-        fast, slow = cpu.gru_recurrence(xw, w, b, rm, h0, st, zh), reference.gru_recurrence(xw, w, b, rm, h0, st, zh)
+        fast, slow = (
+            fused.gru_recurrence(xw, w, b, rm, h0, st, zh),
+            reference.gru_recurrence(xw, w, b, rm, h0, st, zh),
+        )
         leaves = [xw, w, b, h0]
     weights = [torch.randn_like(o) for o in fast]
     g_fast = torch.autograd.grad(sum((o * q).sum() for o, q in zip(fast, weights, strict=True)), leaves)
@@ -65,9 +69,9 @@ def test_without_gradients_the_kernel_keeps_one_step_and_gives_the_same_outputs(
     xw, w, b, rm, h0, c0, step = inputs(kind, torch.float32, seed=7)
     zh, zc = zoneout(zone, torch.float32)
     if kind == "lstm":
-        run = lambda: cpu.lstm_recurrence(xw, w, rm, h0, c0, step, zh, zc)  # noqa: E731
+        run = lambda: fused.lstm_recurrence(xw, w, rm, h0, c0, step, zh, zc)  # noqa: E731
     else:
-        run = lambda: cpu.gru_recurrence(xw, w, b, rm, h0, step, zh)  # noqa: E731
+        run = lambda: fused.gru_recurrence(xw, w, b, rm, h0, step, zh)  # noqa: E731
     kept = run()
     with torch.no_grad():
         light = run()
@@ -97,10 +101,10 @@ def test_an_all_ones_mask_without_gradients_reads_the_state_itself_to_the_same_o
     ones = torch.ones(xw.shape[0], 3, 5)
     zh, zc = zoneout(zone, torch.float32)
     if kind == "lstm":
-        run = lambda m: cpu.lstm_recurrence(xw, w, m, h0, c0, step, zh, zc)  # noqa: E731
+        run = lambda m: fused.lstm_recurrence(xw, w, m, h0, c0, step, zh, zc)  # noqa: E731
         ref = reference.lstm_recurrence(xw, w, None, h0, c0, step, zh, zc)
     else:
-        run = lambda m: cpu.gru_recurrence(xw, w, b, m, h0, step, zh)  # noqa: E731
+        run = lambda m: fused.gru_recurrence(xw, w, b, m, h0, step, zh)  # noqa: E731
         ref = reference.gru_recurrence(xw, w, b, None, h0, step, zh)
     kept = run(ones)
     with torch.no_grad():
@@ -116,46 +120,46 @@ def test_gradcheck_float64_with_zoneout(kind):
     xw, w, b, rm, h0, c0, step = inputs(kind, torch.float64, seed=5)
     zh, zc = zoneout("train", torch.float64, seed=6)
     if kind == "lstm":
-        f = lambda x, ww, h, c: cpu.lstm_recurrence(x, ww, rm, h, c, step, zh, zc)  # noqa: E731
+        f = lambda x, ww, h, c: fused.lstm_recurrence(x, ww, rm, h, c, step, zh, zc)  # noqa: E731
         assert torch.autograd.gradcheck(f, (xw, w, h0, c0))
     else:
-        f = lambda x, ww, bb, h: cpu.gru_recurrence(x, ww, bb, rm, h, step, zh)  # noqa: E731
+        f = lambda x, ww, bb, h: fused.gru_recurrence(x, ww, bb, rm, h, step, zh)  # noqa: E731
         assert torch.autograd.gradcheck(f, (xw, w, b, h0))
 
 
 @needs_kernel
 def test_gradcheck_float64():
     xw, w, b, rm, h0, c0, step = inputs("lstm", torch.float64, seed=1)
-    assert torch.autograd.gradcheck(lambda *a: cpu.lstm_recurrence(*a[:2], rm, *a[2:], step), (xw, w, h0, c0))
+    assert torch.autograd.gradcheck(lambda *a: fused.lstm_recurrence(*a[:2], rm, *a[2:], step), (xw, w, h0, c0))
     xw, w, b, rm, h0, c0, step = inputs("gru", torch.float64, seed=2)
-    assert torch.autograd.gradcheck(lambda x, ww, bb, h: cpu.gru_recurrence(x, ww, bb, rm, h, step), (xw, w, b, h0))
+    assert torch.autograd.gradcheck(lambda x, ww, bb, h: fused.gru_recurrence(x, ww, bb, rm, h, step), (xw, w, b, h0))
 
 
 def test_failed_build_warns_once_and_falls_back(monkeypatch, tmp_path):
     import torch.utils.cpp_extension as ce
 
     monkeypatch.setenv("EMBDROP_CACHE", str(tmp_path))  # no cached build to fall back on
-    monkeypatch.delitem(sys.modules, cpu._build_name(), raising=False)
+    monkeypatch.delitem(sys.modules, build._build_name(), raising=False)
 
     def broken(**kwargs):
         raise RuntimeError("Ninja is required to load C++ extensions")
 
     monkeypatch.setattr(ce, "load", broken)
-    monkeypatch.setattr(cpu, "_state", {})
+    monkeypatch.setattr(build, "_state", {})
     monkeypatch.delenv("EMBDROP_KERNEL", raising=False)
     with pytest.warns(RuntimeWarning, match="could not be built .*Ninja is required.*reference loop"):
-        assert not cpu.available()
+        assert not build.available()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert not cpu.available()  # decided once, no second warning
+        assert not build.available()  # decided once, no second warning
 
 
 def test_env_var_chooses_the_reference_and_the_layer_still_works():
     code = (
-        "import torch, embdrop; from embdrop.kernels import cpu;"
+        "import torch, embdrop; from embdrop.kernels import build;"
         "m = embdrop.LSTM(3, 4, dropout=0.5, recurrent_dropout=0.5);"
         "out, _ = m(torch.randn(2, 5, 3)); out.sum().backward();"
-        "print(cpu.available(), tuple(out.shape))"
+        "print(build.available(), tuple(out.shape))"
     )
     env = {"EMBDROP_KERNEL": "reference", "PATH": "/usr/bin:/bin"}
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
@@ -168,9 +172,15 @@ def test_bfloat16_weight_runs_the_recurrent_products_in_bfloat16_and_the_rest_in
     xw, w, b, rm, h0, c0, step = inputs(kind, torch.float32, seed=3)
     w16 = w.detach().bfloat16().requires_grad_()  # what the layer passes under torch.autocast
     if kind == "lstm":
-        mixed, exact = cpu.lstm_recurrence(xw, w16, rm, h0, c0, step), cpu.lstm_recurrence(xw, w, rm, h0, c0, step)
+        mixed, exact = (
+            fused.lstm_recurrence(xw, w16, rm, h0, c0, step),
+            fused.lstm_recurrence(xw, w, rm, h0, c0, step),
+        )
     else:
-        mixed, exact = cpu.gru_recurrence(xw, w16, b, rm, h0, step), cpu.gru_recurrence(xw, w, b, rm, h0, step)
+        mixed, exact = (
+            fused.gru_recurrence(xw, w16, b, rm, h0, step),
+            fused.gru_recurrence(xw, w, b, rm, h0, step),
+        )
     assert all(o.dtype == torch.float32 for o in mixed)
     for m, e in zip(mixed, exact, strict=True):
         # the state is float32: the mixed result is within bfloat16 rounding (2^-8 relative) of the exact one
@@ -263,10 +273,10 @@ def test_zero_steps_and_zero_rows(kind):
     else:
         out, h = reference.gru_recurrence(torch.randn(G, 0, 2, H), torch.randn(G * H, H), None, None, h0)
         assert out.shape == (0, 2, H) and torch.equal(h, h0)
-    if cpu.available():
+    if build.available():
         empty = torch.zeros(0, H)
         args = (torch.randn(G, 3, 0, H), torch.randn(G * H, H), torch.ones(G, 0, H), empty)
-        out = cpu.lstm_recurrence(*args, empty) if kind == "lstm" else cpu.gru_recurrence(args[0], args[1], None,
+        out = fused.lstm_recurrence(*args, empty) if kind == "lstm" else fused.gru_recurrence(args[0], args[1], None,
                                                                                          args[2], empty)  # fmt: skip
         assert out[0].shape == (3, 0, H)
 
@@ -275,19 +285,19 @@ def test_zero_steps_and_zero_rows(kind):
 def test_the_layers_first_calls_leave_torch_dynamo_unimported():
     """Importing the layers and the fused kernel's first forward and backward (LSTM, GRU, embedding dropout) import
     no torch._dynamo: it costs about a second, twice the layers' own import (torch's custom ops import it on their
-    first call unless told; kernels.cpu tells them while nothing compiles). With torch.compile in the process the
+    first call unless told; kernels.build tells them while nothing compiles). With torch.compile in the process the
     kernels are kept out of its trace as torch does it."""
     code = (
         "import sys, torch\n"
         "from embdrop import GRU, LSTM, Embedding\n"
-        "from embdrop.kernels import cpu\n"
-        "assert cpu.available()\n"
+        "from embdrop.kernels import build, recurrence as fused\n"
+        "assert build.available()\n"
         "LSTM(8, 8, dropout=0.5, recurrent_dropout=0.5, zoneout=0.1)(torch.randn(2, 5, 8))[0].sum().backward()\n"
         "GRU(8, 8, recurrent_dropout=0.5)(torch.randn(2, 5, 8))[0].sum().backward()\n"
         "Embedding(50, 4, dropout=0.3)(torch.randint(0, 50, (2, 5))).sum().backward()\n"
         "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo imported'\n"
         "import torch._dynamo\n"
-        "fn = cpu._lstm_forward._backend_fns[None].__wrapped__\n"
+        "fn = fused._lstm_forward._backend_fns[None].__wrapped__\n"
         "LSTM(8, 8, recurrent_dropout=0.5)(torch.randn(2, 5, 8))\n"
         "assert getattr(fn, '__dynamo_disable') is not None and 'run' not in getattr(fn, '__dynamo_disable').__name__\n"
     )

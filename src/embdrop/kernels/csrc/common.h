@@ -1,0 +1,148 @@
+// Shared by the fused CPU kernels (csrc/*.cpp): element-wise helpers, the parallel loops, the recurrences'
+// step slots, the hash of the keep-masks, and the entry points that module.cpp binds.
+#pragma once
+
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+using at::Tensor;
+namespace embdrop {
+
+constexpr int64_t kGrain = 1 << 14;  // element-wise passes below this size run on the calling thread
+
+// exp for float in plain arithmetic so that the compiler vectorises the loops that call it (Cephes expf:
+// Cody-Waite reduction by ln 2, a degree-6 polynomial, the exponent set by bit manipulation; about 2 ulp).
+inline float exp_approx(float x) {
+  x = std::min(std::max(x, -87.0f), 88.0f);
+  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln 2)
+  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+
+template <typename T>
+inline T sigm(T x) { return T(1) / (T(1) + std::exp(-x)); }
+template <>
+inline float sigm<float>(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
+template <typename T>
+inline T tanh_(T x) { return std::tanh(x); }
+template <>
+inline float tanh_<float>(float x) { return 1.0f - 2.0f / (1.0f + exp_approx(2.0f * x)); }
+
+template <typename scalar_t>
+inline scalar_t* ptr(const Tensor& t) { return t.data_ptr<scalar_t>(); }
+
+// Element-wise passes are functions over [s, e) with __restrict__ pointer arguments, called from parallel_for:
+// written inside a lambda that captures pointers by reference, the compiler loses the no-alias facts and does not
+// vectorise them.
+template <typename F>
+inline void for_range(int64_t n, const F& f) {
+  at::parallel_for(0, n, kGrain, [&](int64_t s, int64_t e) { f(s, e); });
+}
+
+// h * m_k for every gate k, written to the (G, T, B, H) buffer at step t.
+template <typename scalar_t>
+__attribute__((noinline)) void masked_range(int64_t s, int64_t e, scalar_t* __restrict__ dst, const scalar_t* __restrict__ h,
+                  const scalar_t* __restrict__ rk) {
+  for (int64_t j = s; j < e; ++j) dst[j] = h[j] * rk[j];
+}
+
+template <typename scalar_t>
+void write_masked(scalar_t* hm, const scalar_t* h, const scalar_t* r, int64_t G, int64_t t, int64_t T, int64_t BH) {
+  for (int64_t k = 0; k < G; ++k) {
+    scalar_t* dst = hm + k * T * BH + t * BH;
+    const scalar_t* rk = r + k * BH;
+    for_range(BH, [&](int64_t s, int64_t e) { masked_range(s, e, dst, h, rk); });
+  }
+}
+
+// The next step's GEMM inputs h(t) * m_k for one row [s, e), written right after the row's h(t), still in cache.
+// A loop of its own: inside the row's main loop, its condition would keep that loop from vectorising.
+template <typename scalar_t, int G>
+inline void masked_row(int64_t s, int64_t e, int64_t BH, int64_t hm_gate, const scalar_t* __restrict__ h,
+                       const scalar_t* __restrict__ rp, scalar_t* __restrict__ hmn) {
+  for (int k = 0; k < G; ++k)
+    for (int64_t j = s; j < e; ++j) hmn[k * hm_gate + j] = h[j] * rp[k * BH + j];
+}
+
+// Rows of B in parallel when a step is big enough to be worth it (a step's passes are a few dozen flops per entry,
+// so a smaller grain than the plain element-wise passes').
+constexpr int64_t kRowGrain = 1 << 12;
+template <typename F>
+inline void for_rows(int64_t B, int64_t H, const F& f) {
+  at::parallel_for(0, B, std::max<int64_t>(1, kRowGrain / H), [&](int64_t s, int64_t e) { f(s, e); });
+}
+
+// Where step t reads and writes: with the backward's tensors kept (training), step t's slot of the saved tensors
+// and state t of the (T + 1) states; without (inference), one slot that every step reuses and two states in turn,
+// so that memory does not grow with T.
+struct Slots {
+  int64_t hm_steps, states;
+  Slots(int64_t hm_steps_, int64_t states_) : hm_steps(hm_steps_), states(states_) {}
+  int64_t saved(int64_t t) const { return hm_steps == 1 ? 0 : t; }
+  int64_t state(int64_t t) const { return states == 2 ? t % 2 : t; }
+};
+
+// Zoneout factors of step t from a (T, B, H) or (1, B, H) tensor (eval: one expectation for every step); null
+// when the tensor is undefined (no zoneout).
+template <typename scalar_t>
+inline const scalar_t* zone_at(const Tensor& z, int64_t t, int64_t BH) {
+  if (!z.defined()) return nullptr;
+  return z.data_ptr<scalar_t>() + (z.size(0) == 1 ? 0 : t * BH);
+}
+
+// dh(0) after the loop: add the recurrent part of the first step.
+template <typename scalar_t>
+__attribute__((noinline)) void final_dh_range(int64_t s, int64_t e, int64_t BH, int64_t G, const scalar_t* __restrict__ dm,
+                    const scalar_t* __restrict__ rp, scalar_t* __restrict__ dh) {
+  for (int64_t j = s; j < e; ++j) {
+    scalar_t acc = dh[j];
+    for (int64_t k = 0; k < G; ++k) acc += dm[k * BH + j] * rp[k * BH + j];
+    dh[j] = acc;
+  }
+}
+
+
+// embdrop.functional.masks.bernoulli_keep_hashed on CPU: entry i is kept when hash(i) < threshold, with
+// hash(i) = mix(mix(i ^ s0) + s1) and mix Wellons' lowbias32; the Python fallback computes the same bits.
+inline uint32_t mix32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7feb352dU;
+  x ^= x >> 15;
+  x *= 0x846ca68bU;
+  x ^= x >> 16;
+  return x;
+}
+
+// Entry points (bound in module.cpp).
+std::vector<Tensor> lstm_forward(Tensor xw, Tensor w_hh, Tensor rmask, Tensor h0, Tensor c0, Tensor step, Tensor zh,
+                                 Tensor zc, bool save);
+std::vector<Tensor> lstm_backward(Tensor dout, Tensor dhT, Tensor dcT, Tensor w_hh, Tensor rmask, Tensor cs,
+                                  Tensor hm, Tensor gates, Tensor tcs, Tensor step, Tensor zh, Tensor zc);
+std::vector<Tensor> gru_forward(Tensor xw, Tensor w_hh, Tensor b_hh, Tensor rmask, Tensor h0, Tensor step, Tensor zh,
+                                bool save);
+std::vector<Tensor> gru_backward(Tensor dout, Tensor dhT, Tensor w_hh, Tensor rmask, Tensor hs, Tensor hm,
+                                 Tensor gates, Tensor hpn, Tensor step, Tensor zh);
+Tensor keep_mask(std::vector<int64_t> shape, int64_t threshold, int64_t seed, at::ScalarType dtype);
+Tensor hashed_scale(Tensor x, int64_t threshold, int64_t seed, double value);
+Tensor word_keep(Tensor ids, int64_t T, int64_t V, int64_t threshold, int64_t seed, int64_t padding_idx,
+                 double value, at::ScalarType dtype);
+Tensor embedding_scaled(Tensor weight, Tensor ids, Tensor scale);
+Tensor embedding_scaled_backward(Tensor grad, Tensor ids, Tensor scale, int64_t V, int64_t padding_idx);
+
+}  // namespace embdrop

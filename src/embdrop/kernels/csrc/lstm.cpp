@@ -1,0 +1,245 @@
+// Fused CPU recurrences for embdrop.LSTM / embdrop.GRU with per-gate recurrent dropout masks.
+//
+// Layouts: xw (G, T, B, H) input projections per gate (biases included, for GRU only b_ih); w_hh (G*H, H);
+// rmask (G, B, H), already scaled by 1/(1-p); h0, c0 (B, H); step (T, B) bool, or an empty tensor when no step is
+// padded; zoneout zh, zc (T, B, H) update masks (1 takes the new value) or (1, B, H) expectations at eval, or empty
+// tensors. LSTM gates are ordered i, f, o, g here; GRU gates r, z, n.
+//
+// Without the backward's tensors (``save`` false: no gradient needed, e.g. MC-dropout predictions), the forward keeps
+// one step of them and two states instead of T, and returns the final state as hs, cs of one step.
+//
+// One step of the forward is one batched GEMM, (h(t-1) * m_k) @ W_k^T for the G gates, and one fused element-wise
+// pass that adds the input part, applies the activations, updates the state and writes h(t) * m_k for the next
+// step into a (G, T, B, H) buffer. The backward reuses that buffer: the weight gradient is one batched GEMM over all
+// steps, on views. The backward needs no transcendental (activations are saved) and one batched GEMM per step.
+//
+// Mixed precision: when w_hh comes in a lower precision than xw (bfloat16 under torch.autocast), the per-step
+// GEMMs and the weight-gradient GEMM run in w_hh's dtype (their inputs rounded to it, fp32 accumulation inside the
+// GEMM), everything else (gates, state, masks, the element-wise passes) stays in xw's dtype. dW is returned in
+// w_hh's dtype, as autograd expects for that input.
+#include "common.h"
+
+namespace embdrop {
+
+// The passes below run over rows b in [bs, be) (one row = one sequence, H units), so that the padding flag is the
+// same for a whole inner loop and every operand is loaded unconditionally: the inner loops then vectorise.
+// Zoneout (Z = true): zh, zc are this step's update factors, 1 (take the new value) or 0 (keep the previous one)
+// in training, 1 - p at eval (the expectation); the zoned value is z * new + (1 - z) * previous.
+template <typename scalar_t, bool Z>
+__attribute__((noinline)) void lstm_fwd_rows(int64_t bs, int64_t be, int64_t BH, int64_t TBH, int64_t H,
+                                             const scalar_t* __restrict__ pp, const scalar_t* __restrict__ x,
+                                             scalar_t* __restrict__ g, const scalar_t* __restrict__ hprev,
+                                             const scalar_t* __restrict__ cprev, scalar_t* __restrict__ hnew,
+                                             scalar_t* __restrict__ cnew, scalar_t* __restrict__ tc,
+                                             scalar_t* __restrict__ o, const bool* __restrict__ vt,
+                                             const scalar_t* __restrict__ zh, const scalar_t* __restrict__ zc,
+                                             scalar_t* __restrict__ hmn, const scalar_t* __restrict__ rp,
+                                             int64_t hm_gate) {
+  for (int64_t b = bs; b < be; ++b) {
+    // 1 at a real step, 0 at a padded one; a blend by multiplication vectorises where a select of bools does not,
+    // and is exact for finite values (x * 1 + y * 0 == x)
+    const scalar_t vf = (vt ? vt[b] : true) ? scalar_t(1) : scalar_t(0);
+    for (int64_t j = b * H; j < (b + 1) * H; ++j) {
+      const scalar_t i = sigm(pp[j] + x[j]);
+      const scalar_t f = sigm(pp[BH + j] + x[TBH + j]);
+      const scalar_t og = sigm(pp[2 * BH + j] + x[2 * TBH + j]);
+      const scalar_t gg = tanh_(pp[3 * BH + j] + x[3 * TBH + j]);
+      g[j] = i;
+      g[BH + j] = f;
+      g[2 * BH + j] = og;
+      g[3 * BH + j] = gg;
+      const scalar_t cp = cprev[j], hp = hprev[j];
+      scalar_t c = f * cp + i * gg;
+      const scalar_t th = tanh_(c);
+      tc[j] = th;
+      scalar_t h = og * th;
+      if (Z) {
+        c = zc[j] * c + (scalar_t(1) - zc[j]) * cp;
+        h = zh[j] * h + (scalar_t(1) - zh[j]) * hp;
+      }
+      cnew[j] = vf * c + (scalar_t(1) - vf) * cp;
+      hnew[j] = vf * h + (scalar_t(1) - vf) * hp;
+      o[j] = vf * h;
+    }
+    if (hmn) masked_row<scalar_t, 4>(b * H, (b + 1) * H, BH, hm_gate, hnew, rp, hmn);
+  }
+}
+
+template <typename scalar_t, bool Z>
+__attribute__((noinline)) void lstm_bwd_rows(int64_t bs, int64_t be, int64_t BH, int64_t TBH, int64_t H,
+                                             const scalar_t* __restrict__ g, const scalar_t* __restrict__ tcp,
+                                             const scalar_t* __restrict__ cprev, const scalar_t* __restrict__ dop,
+                                             const scalar_t* __restrict__ dm, const scalar_t* __restrict__ rp,
+                                             scalar_t* __restrict__ dhp, scalar_t* __restrict__ dcp,
+                                             scalar_t* __restrict__ dp, const bool* __restrict__ vt,
+                                             const scalar_t* __restrict__ zh, const scalar_t* __restrict__ zc) {
+  for (int64_t b = bs; b < be; ++b) {
+    const scalar_t vf = (vt ? vt[b] : true) ? scalar_t(1) : scalar_t(0);  // 1 at a real step, 0 at a padded one
+    for (int64_t j = b * H; j < (b + 1) * H; ++j) {
+      // dh(t) = what passed through + the recurrent part from step t + 1 (zero at the last step)
+      const scalar_t dht = dhp[j] + dm[j] * rp[j] + dm[BH + j] * rp[BH + j] + dm[2 * BH + j] * rp[2 * BH + j] +
+                           dm[3 * BH + j] * rp[3 * BH + j];
+      const scalar_t i = g[j], f = g[BH + j], o = g[2 * BH + j], gg = g[3 * BH + j], tc = tcp[j];
+      const scalar_t dcin = dcp[j];
+      const scalar_t dhz = vf * (dht + dop[j]);  // d of the step's (zoned) h
+      const scalar_t zhj = Z ? zh[j] : scalar_t(1), zcj = Z ? zc[j] : scalar_t(1);
+      const scalar_t dhc = zhj * dhz;  // d of the cell's new h
+      const scalar_t dcc = zcj * vf * dcin + dhc * o * (scalar_t(1) - tc * tc);
+      dp[j] = dcc * gg * i * (scalar_t(1) - i);               // d pre_i
+      dp[TBH + j] = dcc * cprev[j] * f * (scalar_t(1) - f);   // d pre_f
+      dp[2 * TBH + j] = dhc * tc * o * (scalar_t(1) - o);     // d pre_o
+      dp[3 * TBH + j] = dcc * i * (scalar_t(1) - gg * gg);    // d pre_g
+      // a padded step passes dh and dc on unchanged; a zoned-out unit passes them to its previous value
+      dcp[j] = dcc * f + ((scalar_t(1) - zcj) * vf + (scalar_t(1) - vf)) * dcin;
+      dhp[j] = (scalar_t(1) - zhj) * dhz + (scalar_t(1) - vf) * dht;
+    }
+  }
+}
+
+template <typename scalar_t>
+void lstm_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& rmask, const Tensor& step, const Tensor& zh,
+                       const Tensor& zc, Tensor& hs, Tensor& cs, Tensor& hm, Tensor& gates, Tensor& tcs, Tensor& out,
+                       bool shared) {
+  const int64_t T = xw.size(1), B = xw.size(2), H = xw.size(3), BH = B * H, TBH = T * BH;
+  Tensor pre = at::empty({4, B, H}, xw.options());
+  const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
+  const scalar_t* __restrict__ x0 = ptr<scalar_t>(xw);
+  const scalar_t* __restrict__ rp = ptr<scalar_t>(rmask);
+  scalar_t* __restrict__ pp = ptr<scalar_t>(pre);
+  scalar_t* __restrict__ hs0 = ptr<scalar_t>(hs);
+  scalar_t* __restrict__ cs0 = ptr<scalar_t>(cs);
+  scalar_t* __restrict__ hm0 = ptr<scalar_t>(hm);
+  scalar_t* __restrict__ g0 = ptr<scalar_t>(gates);
+  scalar_t* __restrict__ tc0 = ptr<scalar_t>(tcs);
+  scalar_t* __restrict__ o0 = ptr<scalar_t>(out);
+  const bool lp = wt.scalar_type() != xw.scalar_type();
+  Tensor pre_lp = lp ? at::empty({4, B, H}, wt.options()) : Tensor();
+  const Slots at_(hm.size(1), hs.size(0));
+  if (!shared) write_masked(hm0, hs0, rp, 4, 0, at_.hm_steps, BH);
+  // with `shared` (inference: two states in turn), the two states as every gate's input, made once: three view
+  // ops per step cost a measurable part of a B = 1 step
+  Tensor as[2];
+  if (shared)
+    for (int64_t k = 0; k < 2; ++k) as[k] = hs.select(0, k).unsqueeze(0).expand({4, B, H});
+  for (int64_t t = 0; t < T; ++t) {
+    // (4, B, H): (h(t-1) * m_k) @ W_k^T; with `shared`, h(t-1) itself for every gate, read from the state
+    const Tensor a = shared ? as[at_.state(t)] : hm.select(1, at_.saved(t));
+    if (lp) {
+      at::bmm_out(pre_lp, a.to(wt.scalar_type()), wt);
+      pre.copy_(pre_lp);
+    } else {
+      at::bmm_out(pre, a, wt);
+    }
+    const scalar_t* __restrict__ x = x0 + t * BH;  // gate k at x + k * TBH
+    scalar_t* __restrict__ g = g0 + at_.saved(t) * 4 * BH;
+    const scalar_t* __restrict__ hprev = hs0 + at_.state(t) * BH;
+    const scalar_t* __restrict__ cprev = cs0 + at_.state(t) * BH;
+    scalar_t* __restrict__ hnew = hs0 + at_.state(t + 1) * BH;
+    scalar_t* __restrict__ cnew = cs0 + at_.state(t + 1) * BH;
+    scalar_t* __restrict__ tc = tc0 + at_.saved(t) * BH;
+    scalar_t* __restrict__ o = o0 + t * BH;
+    const bool* vt = sp ? sp + t * B : nullptr;
+    const scalar_t* zht = zone_at<scalar_t>(zh, t, BH);
+    const scalar_t* zct = zone_at<scalar_t>(zc, t, BH);
+    scalar_t* hmn = t + 1 < T && !shared ? hm0 + at_.saved(t + 1) * BH : nullptr;  // gate k at hmn + k * hm_gate
+    const int64_t hm_gate = at_.hm_steps * BH;
+    for_rows(B, H, [&](int64_t s0, int64_t e0) {
+      if (zht)
+        lstm_fwd_rows<scalar_t, true>(s0, e0, BH, TBH, H, pp, x, g, hprev, cprev, hnew, cnew, tc, o, vt, zht, zct,
+                                      hmn, rp, hm_gate);
+      else
+        lstm_fwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, pp, x, g, hprev, cprev, hnew, cnew, tc, o, vt, zht, zct,
+                                       hmn, rp, hm_gate);
+    });
+  }
+}
+
+std::vector<Tensor> lstm_forward(Tensor xw, Tensor w_hh, Tensor rmask, Tensor h0, Tensor c0, Tensor step, Tensor zh,
+                                 Tensor zc, bool save) {
+  const int64_t T = xw.size(1), B = xw.size(2), H = xw.size(3);
+  auto opts = xw.options();
+  // (4, H_in, H_out), made contiguous once: the per-step bmm runs markedly slower on the transposed view
+  Tensor wt = w_hh.view({4, H, H}).transpose(1, 2).contiguous();
+  const int64_t S = save ? T : 1;  // steps kept for the backward: all, or only the current one
+  Tensor hs = at::empty({save ? T + 1 : 2, B, H}, opts), cs = at::empty({save ? T + 1 : 2, B, H}, opts);
+  hs[0].copy_(h0);
+  cs[0].copy_(c0);
+  Tensor hm = at::empty({4, S, B, H}, opts);
+  Tensor gates = at::empty({S, 4, B, H}, opts), tcs = at::empty({S, B, H}, opts), out = at::empty({T, B, H}, opts);
+  Tensor st = step.numel() ? step : Tensor();
+  Tensor zht = zh.numel() ? zh : Tensor(), zct = zc.numel() ? zc : Tensor();
+  // An all-ones recurrent mask (zoneout or padding without recurrent dropout) in inference: every gate multiplies
+  // h(t-1) itself, read from the state, and no masked copy is written (training keeps them for the backward).
+  const bool shared = !save && at::all(rmask.eq(1)).item<bool>();
+  AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "embdrop_lstm_forward", [&] {
+    lstm_forward_loop<scalar_t>(xw, wt, rmask, st, zht, zct, hs, cs, hm, gates, tcs, out, shared);
+  });
+  if (!save) {  // the final state as a one-step history
+    hs = hs.narrow(0, T % 2, 1);
+    cs = cs.narrow(0, T % 2, 1);
+  }
+  return {out, hs, cs, hm, gates, tcs};
+}
+
+template <typename scalar_t>
+void lstm_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmask, const Tensor& step,
+                        const Tensor& zh, const Tensor& zc, const Tensor& cs, const Tensor& gates, const Tensor& tcs,
+                        Tensor& dh, Tensor& dc, Tensor& dpre) {
+  const int64_t T = gates.size(0), B = gates.size(2), H = gates.size(3), BH = B * H, TBH = T * BH;
+  Tensor dhm = at::zeros({4, B, H}, dh.options());
+  const bool lp = w3.scalar_type() != dh.scalar_type();
+  Tensor dhm_lp = lp ? at::empty({4, B, H}, w3.options()) : Tensor();
+  const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
+  scalar_t* __restrict__ dhp = ptr<scalar_t>(dh);
+  scalar_t* __restrict__ dcp = ptr<scalar_t>(dc);
+  const scalar_t* __restrict__ rp = ptr<scalar_t>(rmask);
+  const scalar_t* __restrict__ dm = ptr<scalar_t>(dhm);
+  scalar_t* __restrict__ dpre0 = ptr<scalar_t>(dpre);
+  const scalar_t* __restrict__ g0 = ptr<scalar_t>(gates);
+  const scalar_t* __restrict__ tc0 = ptr<scalar_t>(tcs);
+  const scalar_t* __restrict__ cs0 = ptr<scalar_t>(cs);
+  const scalar_t* __restrict__ do0 = ptr<scalar_t>(dout);
+  for (int64_t t = T - 1; t >= 0; --t) {
+    const scalar_t* __restrict__ g = g0 + t * 4 * BH;
+    const scalar_t* __restrict__ tcp = tc0 + t * BH;
+    const scalar_t* __restrict__ cprev = cs0 + t * BH;
+    const scalar_t* __restrict__ dop = do0 + t * BH;
+    scalar_t* __restrict__ dp = dpre0 + t * BH;  // gate k of step t at dp + k * TBH
+    const bool* vt = sp ? sp + t * B : nullptr;
+    const scalar_t* zht = zone_at<scalar_t>(zh, t, BH);
+    const scalar_t* zct = zone_at<scalar_t>(zc, t, BH);
+    for_rows(B, H, [&](int64_t s0, int64_t e0) {
+      if (zht)
+        lstm_bwd_rows<scalar_t, true>(s0, e0, BH, TBH, H, g, tcp, cprev, dop, dm, rp, dhp, dcp, dp, vt, zht, zct);
+      else
+        lstm_bwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, g, tcp, cprev, dop, dm, rp, dhp, dcp, dp, vt, zht, zct);
+    });
+    if (lp) {
+      at::bmm_out(dhm_lp, dpre.select(1, t).to(w3.scalar_type()), w3);
+      dhm.copy_(dhm_lp);
+    } else {
+      at::bmm_out(dhm, dpre.select(1, t), w3);  // (4, B, H_in): d(h(t-1) * m_k) for each gate
+    }
+  }
+  for_range(BH, [&](int64_t s0, int64_t e0) { final_dh_range<scalar_t>(s0, e0, BH, 4, dm, rp, dhp); });
+}
+
+std::vector<Tensor> lstm_backward(Tensor dout, Tensor dhT, Tensor dcT, Tensor w_hh, Tensor rmask, Tensor cs,
+                                  Tensor hm, Tensor gates, Tensor tcs, Tensor step, Tensor zh, Tensor zc) {
+  const int64_t T = gates.size(0), B = gates.size(2), H = gates.size(3);
+  Tensor w3 = w_hh.view({4, H, H});
+  Tensor dh = dhT.clone(), dc = dcT.clone();
+  Tensor dpre = at::empty({4, T, B, H}, gates.options());
+  Tensor st = step.numel() ? step : Tensor();
+  Tensor zht = zh.numel() ? zh : Tensor(), zct = zc.numel() ? zc : Tensor();
+  AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "embdrop_lstm_backward", [&] {
+    lstm_backward_loop<scalar_t>(dout, w3, rmask, st, zht, zct, cs, gates, tcs, dh, dc, dpre);
+  });
+  // dW_k = sum over t, b of dpre_k[t, b]^T (h(t-1) * m_k)[b]: one batched GEMM over all steps, on views.
+  const auto wtype = w_hh.scalar_type();  // the GEMM's dtype and dW's (see the top of the file)
+  Tensor dw = at::bmm(dpre.view({4, T * B, H}).transpose(1, 2).to(wtype), hm.view({4, T * B, H}).to(wtype));
+  return {dpre, dw.reshape({4 * H, H}), dh, dc};
+}
+
+
+}  // namespace embdrop

@@ -1,0 +1,14 @@
+// The Python bindings of the fused CPU kernels (built together by embdrop.kernels.build).
+#include "common.h"
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("lstm_forward", &embdrop::lstm_forward);
+  m.def("lstm_backward", &embdrop::lstm_backward);
+  m.def("gru_forward", &embdrop::gru_forward);
+  m.def("gru_backward", &embdrop::gru_backward);
+  m.def("keep_mask", &embdrop::keep_mask);
+  m.def("hashed_scale", &embdrop::hashed_scale);
+  m.def("word_keep", &embdrop::word_keep);
+  m.def("embedding_scaled", &embdrop::embedding_scaled);
+  m.def("embedding_scaled_backward", &embdrop::embedding_scaled_backward);
+}
