@@ -355,3 +355,10 @@ def test_predict_a_file_with_a_converted_model(tmp_path, capsys):
     assert np.allclose([float(line.split(",")[1]) for line in lines[1:]], want, atol=1e-4)
     assert main(["predict", str(out), "--data", str(tmp_path / "texts.txt"), "--all-classes"]) == 2
     assert "argument '--all-classes'" in capsys.readouterr().err
+
+
+def test_every_supported_keras_class_has_its_converter():
+    from embdrop.interop.keras_convert import CONVERTERS
+    from embdrop.interop.keras_model import SUPPORTED
+
+    assert sorted(CONVERTERS) == sorted(SUPPORTED)

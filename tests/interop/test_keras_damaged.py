@@ -19,6 +19,7 @@ from keras import layers as kl  # noqa: E402
 
 from embdrop.cli import main  # noqa: E402
 from embdrop.interop import keras as ek  # noqa: E402
+from embdrop.interop import keras_archive  # noqa: E402
 
 V, T = 30, 12
 
@@ -143,7 +144,7 @@ def test_broken_configs_are_refused(original, tmp_path, capsys):
 
 def test_members_and_layer_counts_are_bounded_before_they_are_read(original, tmp_path, capsys, monkeypatch):
     folder, config, weights = original
-    monkeypatch.setattr(ek, "CONFIG_LIMIT", 1 << 20)
+    monkeypatch.setattr(keras_archive, "CONFIG_LIMIT", 1 << 20)
     bomb = b'{"class_name": "Sequential", "config": {"layers": []}, "pad": "' + b" " * (2 << 20) + b'"}'
     path = write_keras(tmp_path / "bomb.keras", None, weights, raw_config=bomb)
     assert path.stat().st_size < 100_000  # a small file that expands to 2 MiB
