@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from embdrop.viz import names as viz_names  # torch-free: the parser is built without importing torch
+from embdrop._cli_parser import build_parser  # torch-free: the parser is built without importing torch
 
 _checks = show_mod = masks_mod = None  # imported by _load() once a command runs (the pictures import torch)
 LIGHT = ("recipes", "config")  # commands that read only the presets: no torch, an answer at once
@@ -24,11 +24,6 @@ def _load(command: str | None = None) -> None:
     from embdrop.viz import show as show_mod
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not argparse's usage block
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
-
-
 def _shape(text: str, name: str = "shape", example: str = "3,3,4") -> tuple[int, ...]:
     expected = f"three positive ints B,T,C such as {example}"
     try:
@@ -38,15 +33,6 @@ def _shape(text: str, name: str = "shape", example: str = "3,3,4") -> tuple[int,
     if len(shape) != 3 or min(shape) < 1:
         raise _checks.invalid(name, expected, repr(text))
     return shape
-
-
-def _data_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default=None, metavar="FILE",
-                   help="your data: for text-* recipes a CSV/TSV (columns text, label), JSONL, 'label<TAB>text' "
-                   "lines or a folder with one sub-folder per class; for tabular-entity a CSV table "
-                   "(data.train)")  # fmt: skip
-    p.add_argument("--valid", default=None, metavar="FILE", help="your validation file (default: 10%% of --data)")
-    p.add_argument("--test", default=None, metavar="FILE", help="your test file (default: another 10%% of --data)")
 
 
 def _data_overrides(args: argparse.Namespace, recipe: str | None) -> list[str]:
@@ -67,154 +53,6 @@ def _data_overrides(args: argparse.Namespace, recipe: str | None) -> list[str]:
     if args.data is None:
         raise _checks.invalid(f"--{given[0][0]}", "your training file (--data FILE) beside it", "no --data")
     return [f"data.{field}={os.path.abspath(value)}" for _, field, value in given]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from embdrop import __version__
-
-    parser = _Parser(prog="embdrop", description="Embedding layers and the dropout family that regularizes them.")
-    parser.add_argument("--version", action="version", version=f"embdrop {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    s = sub.add_parser(
-        "show",
-        help="show what Dropout, SpatialDropout1D, TokenDropout and embedding dropout drop",
-        description="Print x = arange(1, B*T*C+1).reshape(B, T, C) and, side by side, what each dropout variant "
-        "does to it, marking the dropped entries.",
-    )
-    s.add_argument(
-        "--variant",
-        action="append",
-        choices=["all", *viz_names.SHOW_VARIANTS],
-        help="variant to show (repeatable; default: all)",
-    )
-    s.add_argument("--p", type=float, default=0.5, help="probability to drop (default 0.5)")
-    s.add_argument("--shape", default="3,3,4", help="B,T,C of the input (default 3,3,4)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the generator each variant uses (default 0)")
-    s.add_argument("--mode", default="sample", help="embedding dropout mode: sample or batch (default sample)")
-
-    m = sub.add_parser(
-        "masks",
-        help="draw the masks each dropout variant samples (PNG and SVG)",
-        description="Draw the keep-masks the layers really sample: masks-layers (Dropout, SpatialDropout1D, "
-        "TokenDropout, WordDropout, embedding dropout per sample and per batch, DropConnect; one grid per sample "
-        "as x[b] prints: a row per time step, a column per channel) and masks-recurrent (an LSTM unrolled: "
-        "naive, variational, weight drop).",
-    )
-    m.add_argument("--variant", action="append", metavar="NAME",
-                   help="variant to draw (repeatable; default: all): "
-                   + ", ".join(viz_names.MASK_VARIANTS))  # fmt: skip
-    m.add_argument("--p", type=float, default=viz_names.DEFAULT_P, help="probability to drop (default %(default)s)")
-    m.add_argument("--shape", default=",".join(map(str, viz_names.DEFAULT_SHAPE)),
-                   help="B,T,C of the input (default %(default)s)")  # fmt: skip
-    m.add_argument("--seed", type=int, default=viz_names.DEFAULT_SEED,
-                   help="seed: variant k draws from seed + k (default %(default)s)")  # fmt: skip
-    m.add_argument("--out", default="masks", help="directory for the pictures (default ./masks)")
-    m.add_argument("--format", action="append", choices=viz_names.FORMATS, help="png, svg (default: both)")
-
-    t = sub.add_parser(
-        "train",
-        help="train a recipe on real data (default: reviews-cnn-lstm on the packaged reviews)",
-        description="Train a recipe, writing config.json, vocab.json, metrics.jsonl, curve.png and safetensors "
-        "checkpoints to the run directory. A '*' at the end of an epoch's line marks the best validation metric so "
-        "far (a tie goes to the lower validation loss): the test metrics are computed with the weights of the last "
-        "epoch so marked.",
-    )
-    t.add_argument(
-        "recipe", nargs="?", default=None, help="recipe name (see 'embdrop recipes'; default reviews-cnn-lstm)"
-    )
-    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override a config field, e.g. --set model.dropout=0.3 (repeatable)")  # fmt: skip
-    t.add_argument("--out", default=None, help="run directory (default runs/RECIPE-TIME); must be new or empty")
-    t.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR from its last epoch")
-    t.add_argument("--allow-changed-data", action="store_true",
-                   help="with --resume: go on although an input file changed (the summary records it)")  # fmt: skip
-    _data_arguments(t)
-    t.add_argument("--mc", type=int, default=None, metavar="N",
-                   help="also evaluate the test split with MC dropout over N samples (sets train.mc)")  # fmt: skip
-    c = sub.add_parser(
-        "compare",
-        help="train a grid of variants over several seeds and tabulate the test metrics",
-        description="Train RECIPE for every combination of the --vary values and every seed (one process per core), "
-        "then write runs.csv (raw metrics), table.md (mean, std, 95% interval) and compare.png to --out.",
-    )
-    c.add_argument("recipe", nargs="?", default=None, help="recipe name (see 'embdrop recipes')")
-    c.add_argument("--vary", action="append", default=[], metavar="FIELD=V1,V2",
-                   help="a field and the values to compare, e.g. --vary model.dropout=0,0.25 (repeatable)")  # fmt: skip
-    c.add_argument("--cell", action="append", default=[], metavar="NAME:F=V;F=V",
-                   help="a named cell setting several fields, e.g. 'both:model.dropout=0.25;model.lstm_dropout=0.5' "
-                   "(repeatable; crossed with --vary)")  # fmt: skip
-    c.add_argument("--seeds", type=int, default=None, help="seeds per cell (default 5)")
-    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                   help="a field set in every run (repeatable)")  # fmt: skip
-    _data_arguments(c)
-    c.add_argument("--out", default=None, help="output directory (default runs/compare-RECIPE-TIME); new or empty")
-    c.add_argument("--jobs", type=int, default=None, help="processes (default: one per core)")
-    c.add_argument("--resume", default=None, metavar="DIR",
-                   help="continue a killed or interrupted compare in DIR (finished runs kept)")  # fmt: skip
-    p = sub.add_parser(
-        "predict",
-        help="predict texts or a file's rows with a trained run (or a converted Keras model)",
-        description="Print P(class) for each TEXT with the run's best weights; with --mc N also the standard "
-        "deviation over N MC-dropout passes and the mutual information (model uncertainty). With --data FILE: one "
-        "prediction per row of FILE as CSV (stdout or --out): a text-classification run reads the text column "
-        "(CSV/TSV/JSONL as in training, a folder, or a .txt with one text per line), a tabular-entity run the "
-        "training columns; a label column, where the file has one, is put beside the predictions.",
-    )
-    p.add_argument("run", metavar="RUN_DIR", help="a run directory written by 'embdrop train' or 'embdrop convert'")
-    p.add_argument("texts", nargs="*", metavar="TEXT", help="text(s) to classify (or --data FILE)")
-    p.add_argument("--data", default=None, metavar="FILE", help="a file (or folder) of inputs: one prediction per row")
-    p.add_argument("--out", default=None, metavar="FILE", help="with --data: write the CSV here (default: stdout)")
-    p.add_argument("--all-classes", action="store_true", help="with --data: a probability column per class")
-    p.add_argument("--mc", type=int, default=0, metavar="N", help="MC-dropout passes (default 0: dropout off)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the MC-dropout masks (default 0)")
-    x = sub.add_parser(
-        "export",
-        help="write a trained model as ONNX (or a torch.export archive) with its preprocessing as JSON",
-        description="Write RUN_DIR's model (best weights, eval mode; a run of any recipe, or a folder from embdrop "
-        "convert --vocab) to OUT as ONNX (default) or a torch.export archive (--format pt2), with a dynamic batch "
-        "and sequence length and named inputs and outputs, and OUT.json beside it: what turns texts or table rows "
-        "into the inputs (vocabulary, tokenizer settings, length, classes, columns; a language model's state, a "
-        "translation's decoding). The written file is run on two input shapes against the torch model and the "
-        "largest difference printed.",
-    )
-    x.add_argument("run", metavar="RUN_DIR", help="a run directory, or a folder from embdrop convert --vocab")
-    x.add_argument("--out", required=True, metavar="FILE", help="the model file to write (e.g. model.onnx)")
-    x.add_argument("--format", default="onnx", metavar="FORMAT", help="onnx (default) or pt2 (torch.export)")
-    k = sub.add_parser(
-        "convert",
-        help="bring a Keras text model (.keras) over: identical outputs, the same dropout semantics",
-        description="Read a Keras 3 .keras file (no TensorFlow or Keras needed) and write OUT_DIR: model.safetensors "
-        "and keras_config.json, which embdrop.from_keras(OUT_DIR) loads. With --vocab (the TextVectorization "
-        "vocabulary, one token per line), 'embdrop predict OUT_DIR TEXT' classifies texts with it.",
-    )
-    k.add_argument("model", metavar="MODEL", help="a Keras 3 .keras file")
-    k.add_argument("out", metavar="OUT_DIR", help="a new or empty directory")
-    k.add_argument("--vocab", metavar="FILE", help="the TextVectorization vocabulary ('' and '[UNK]' first)")
-    k.add_argument("--maxlen", type=int, default=None, help="ids per text (default: the model's input length)")
-    k.add_argument("--padding", choices=["pre", "post"], default="pre",
-                   help="pre (default): zeros and cuts at the start, as pad_sequences; post: at the end, as "
-                   "TextVectorization")  # fmt: skip
-    k.add_argument("--outputs", metavar="NAMES", help="names of the model's outputs, comma-separated")
-    r = sub.add_parser(
-        "report",
-        help="one self-contained HTML page for runs or a compare directory",
-        description="Write one HTML file (images and styles inline, no network) with the config, the learning "
-        "curves, the test metrics with their intervals, the pictures of the masks the models use and, for text "
-        "models, the learned embedding (nearest neighbours and a PCA map).",
-    )
-    r.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories of 'embdrop train' or 'compare'")
-    r.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
-    sub.add_parser("recipes", help="list the recipes", description="List the recipes, one line each.")
-    g = sub.add_parser(
-        "config",
-        help="print every field of a recipe's config: type, value, default and meaning",
-        description="Print every field of RECIPE's config, as --set FIELD=VALUE takes it: its type, its value (after "
-        "the --set items, if any), its default where it differs, and what it means. Nothing is trained.",
-    )
-    g.add_argument("recipe", help="recipe name (see 'embdrop recipes')")
-    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                   help="show the config resolved with these overrides (repeatable)")  # fmt: skip
-    return parser
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
@@ -319,7 +157,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from embdrop.recipes.deploy import export
+    from embdrop.recipes.export import export
 
     path, meta, diff = export(args.run, args.out, args.format)
     print(f"written: {path}")
@@ -332,59 +170,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    import shutil
-    from pathlib import Path
-
     from embdrop.interop import keras as k
 
-    out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise _checks.invalid("OUT_DIR", "a new or empty directory", repr(args.out))
-    config, weights = k.read_keras(args.model)
-    model = k.convert(config, weights)  # an unsupported layer fails here, before anything is written
-    text = None
-    if args.vocab is not None:
-        vocabulary = k.read_vocabulary(args.vocab)
-        layers = k.layer_configs(config)
-        rows = [layer["config"]["input_dim"] for layer in layers if layer["class_name"] == "Embedding"]
-        if rows and len(vocabulary) > rows[0]:
-            raise _checks.invalid("--vocab", f"at most {rows[0]} tokens (the Embedding's input_dim)",
-                                  f"{len(vocabulary)} tokens in {args.vocab!r}")  # fmt: skip
-        shape = next((layer["config"].get("batch_shape") for layer in layers if layer["class_name"] == "InputLayer"),
-                     None)  # fmt: skip
-        given = (
-            isinstance(shape, list) and len(shape) == 2 and isinstance(shape[1], int) and not isinstance(shape[1], bool)
-        )
-        maxlen = args.maxlen if args.maxlen is not None else (shape[1] if given else None)
-        if maxlen is None:
-            raise _checks.invalid("--maxlen", "--maxlen N, the ids per text: this model's input has no fixed length, "
-                                  "so convert cannot take it from the model", "nothing")  # fmt: skip
-        _checks.integer("--maxlen", maxlen, low=1, high=k.MAXLEN_LIMIT + 1)
-        names = args.outputs.split(",") if args.outputs else None
-        if names is not None:
-            import torch
-
-            with torch.no_grad():
-                width = model.eval()(torch.ones(1, maxlen, dtype=torch.long)).reshape(1, -1).shape[1]
-            if len(names) != width:
-                raise _checks.invalid("--outputs", f"{width} names, one per output of the model", args.outputs)
-        text = {"maxlen": maxlen, "padding": args.padding, "outputs": names}
-    created = not out.exists()
-    try:
-        k.save_converted(model, out)
-        if text is not None:
-            shutil.copyfile(args.vocab, out / "vocab.txt")
-            _write_json(out / "text.json", text)
-    except OSError as e:  # a read-only folder, a full disk: nothing half-written is left
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise _checks.invalid(
-            "OUT_DIR", "a directory that can be written", f"{args.out!r} ({e.strerror or e})"
-        ) from None
-    except BaseException:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
+    names = args.outputs.split(",") if args.outputs else None
+    model, text = k.convert_to_folder(args.model, args.out, vocab=args.vocab, maxlen=args.maxlen, padding=args.padding,
+                                      outputs=names)  # fmt: skip
     params = sum(p.numel() for p in model.parameters())
     extra = k.extra_biases(model)
     for name, step in model.steps.items():
@@ -392,7 +182,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         print(f"{name:24} {shown}" + (f" -> {step.activation}" if step.activation != "linear" else ""))
     counted = (f"; Keras counts {params - extra:,}: torch's recurrent layers hold a second bias, here kept at zero"
                if extra else "")  # fmt: skip
-    print(f"written: {out} ({params:,} parameters{counted}{', with its vocabulary' if text else ''})")
+    print(f"written: {args.out} ({params:,} parameters{counted}{', with its vocabulary' if text else ''})")
     return 0
 
 
@@ -555,8 +345,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _diverged() -> tuple[type[Exception], ...]:
-    from embdrop.recipes.loop import TrainingDiverged
     from embdrop.recipes.runs import StorageFull
+    from embdrop.recipes.train_setup import TrainingDiverged
 
     return TrainingDiverged, StorageFull
 

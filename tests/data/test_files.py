@@ -175,13 +175,13 @@ def test_a_carved_split_larger_than_asked_says_what_it_really_holds(tmp_path):
 def test_special_files_and_gzip_bombs_are_refused_before_they_are_read(tmp_path, monkeypatch):
     import os
 
-    from embdrop.data import files
+    from embdrop.data import text_formats
 
     os.mkfifo(tmp_path / "pipe")
     for special in (tmp_path / "pipe", "/dev/zero"):
         with pytest.raises(UsageError, match="argument '--data': expected a regular file .or a folder."):
             read_texts(special)
-    monkeypatch.setattr(files, "read_limit", lambda: 1 << 20)
+    monkeypatch.setattr(text_formats, "read_limit", lambda: 1 << 20)
     with gzip.open(tmp_path / "bomb.jsonl.gz", "wb") as f:
         f.write(b" " * (8 << 20))  # 8 MiB of spaces in a few kilobytes
     assert (tmp_path / "bomb.jsonl.gz").stat().st_size < 100_000

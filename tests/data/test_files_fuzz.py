@@ -8,7 +8,8 @@ import json
 
 from hypothesis import strategies as st
 
-from embdrop.data.files import load_text_files, normal_label, read_texts, read_texts_to_predict
+from embdrop.data.files import load_text_files, read_texts, read_texts_to_predict
+from embdrop.data.text_formats import normal_label
 from fuzz_support import damaged, folder, fuzz, refused_or_read
 
 TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1,

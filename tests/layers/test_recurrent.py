@@ -7,7 +7,6 @@ from torch import nn
 import embdrop
 from contract import check_layer_contract
 from embdrop.kernels import build
-from embdrop.layers import recurrent as R
 
 
 def gen(seed=0):
@@ -41,7 +40,7 @@ def ones_recurrent_masks(layer, x):
     m = (
         layer.sample_masks(x)
         if layer._random
-        else R.RecurrentMasks(*[[[None] * layer.directions for _ in range(layer.num_layers)] for _ in range(5)])
+        else embdrop.RecurrentMasks(*[[[None] * layer.directions for _ in range(layer.num_layers)] for _ in range(5)])
     )
     m.recurrent = [
         [torch.ones(layer.gates, x.shape[0], layer.hidden_size, dtype=x.dtype) for _ in range(layer.directions)]
@@ -328,7 +327,7 @@ def test_lengths_leave_padded_steps_untouched():
     out, h = layer(x, lengths=lengths, masks=m)
     assert (out[1, 5:] == 0).all() and (out[2, 2:] == 0).all()
     # the masks of sequence 1 alone: input (G, B, C) and recurrent (G, B, H) sliced on B
-    one = R.RecurrentMasks([[m.input[0][0][:, 1:2]]], [[m.recurrent[0][0][:, 1:2]]], [[None]], [[None]], [[None]])
+    one = embdrop.RecurrentMasks([[m.input[0][0][:, 1:2]]], [[m.recurrent[0][0][:, 1:2]]], [[None]], [[None]], [[None]])
     out1, h1 = layer(x[1:2, :5], masks=one)  # sequence 1 alone, cut to its length
     assert torch.allclose(h[:, 1], h1[:, 0], atol=1e-6) and torch.allclose(out[1, :5], out1[0], atol=1e-6)
 

@@ -291,7 +291,7 @@ def test_a_translation_model_exports_its_greedy_decoding(tmp_path):
 def test_the_awd_language_model_exports_with_tied_weights_and_weight_drop(lm_run, tmp_path):
     """AWD-LSTM: the decoder shares the embedding's table, the last layer's size is the embedding's, the recurrent
     weights carry weight drop (the identity in eval)."""
-    from embdrop.recipes.deploy import export
+    from embdrop.recipes.export import export
 
     corpus = json.loads((lm_run / "config.json").read_text())["data"]["root"]
     items = [f"data.root={corpus}", "variant=awd", "model.embedding_dim=16", "model.hidden=12", "train.epochs=1",

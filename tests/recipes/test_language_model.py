@@ -6,7 +6,7 @@ from tests.recipes.test_train import metrics, quiet
 
 from embdrop import recipes
 from embdrop.recipes import language_model as lm
-from embdrop.recipes.loop import make_optimizer
+from embdrop.recipes.train_setup import make_optimizer
 
 TINY = ["model.embedding_dim=16", "model.hidden=16", "train.epochs=3", "data.bptt=8", "train.batch_size=4",
         "data.eval_batch_size=2", "train.optimizer=adam", "train.lr=0.01", "train.clip=1"]  # fmt: skip

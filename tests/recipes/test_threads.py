@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from embdrop.recipes import resolve
-from embdrop.recipes.loop import check_train, idle_cores, resolve_threads
+from embdrop.recipes.train_setup import check_train, idle_cores, resolve_threads
 
 
 def test_an_explicit_count_is_set_and_a_wrong_one_refused():

@@ -135,10 +135,10 @@ def test_imdb_recipe_reads_the_shared_corpus(tmp_path):
 def test_bfloat16_trains_a_conv_into_lstm_model_and_warns_where_onednn_has_no_bfloat16(tmp_path, monkeypatch):
     import io
 
-    from embdrop.kernels import build
+    from embdrop.functional import backend
 
     # the Conv1D hands the LSTM a bfloat16 (B, T, C) under autocast; the LSTM keeps its state in float32
-    monkeypatch.setattr(build, "onednn_supports", lambda dtype: dtype == torch.float32)
+    monkeypatch.setattr(backend, "onednn_supports", lambda dtype: dtype == torch.float32)
     out = io.StringIO()
     items = FAST + ["train.epochs=1", "model.filters=16", "train.precision=bfloat16"]
     s = recipes.train("reviews-cnn-lstm", items, tmp_path / "run", console=Console(file=out, width=200))

@@ -8,6 +8,7 @@ from torch import nn
 
 from embdrop import LSTM, DropConnect, Dropout, Embedding, SpatialDropout1D, TokenDropout, WordDropout
 from embdrop.cli import main
+from embdrop.viz import mask_panels as panels_mod
 from embdrop.viz import masks as M
 
 SHAPE, P, SEED = (2, 8, 8), 0.5, 3
@@ -48,7 +49,7 @@ def test_layer_pictures_show_the_masks_the_layers_sample():
     cells = drawn_cells(fig)
     B, T, C = SHAPE
     x = torch.zeros(B, T, C)
-    ids = M.sentence_ids(B, T)
+    ids = panels_mod.sentence_ids(B, T)
     expected = {
         "dropout": Dropout(P).sample_mask(x, generator=gen("dropout")),
         "spatial": SpatialDropout1D(P).sample_mask(x, generator=gen("spatial")).expand(B, T, C),
@@ -60,7 +61,7 @@ def test_layer_pictures_show_the_masks_the_layers_sample():
         .expand(B, T, C),
     }
     for mode in ("sample", "batch"):
-        emb = Embedding(len(M.WORDS), C, padding_idx=0, dropout=P, dropout_mode=mode)
+        emb = Embedding(len(panels_mod.WORDS), C, padding_idx=0, dropout=P, dropout_mode=mode)
         expected[f"embedding-{mode}"] = (
             emb.sample_mask(ids, generator=gen(f"embedding-{mode}")).unsqueeze(-1).expand(B, T, C)
         )
@@ -120,7 +121,7 @@ def test_captions_are_the_layers_mask_lines():
     panels = {p.variant: p for p in M.sample(SHAPE, P, SEED)}
     assert panels["spatial"].caption == "Mask: (B, 1, C), shared across T, redrawn every call."
     assert panels["token"].caption.startswith("Mask: (B, T, 1), shared across C")
-    assert panels["embedding-sample"].caption == M.mask_line(Embedding)
+    assert panels["embedding-sample"].caption == panels_mod.mask_line(Embedding)
     assert "1/(1-p) = 2" in panels["dropout"].scale and "nothing is rescaled" in panels["word"].scale
     assert all(p.scale.startswith(f"p = {P}:") for p in panels.values())  # every panel says its p
     assert not any("``" in p.caption for p in panels.values())  # no reST markup in a picture
@@ -178,7 +179,7 @@ def test_the_default_picture_teaches():
     """At the default shape, p and seed, every grid keeps some cells and drops some, no sample loses all or nearly
     all its words, and embedding dropout visibly drops a repeated word at every occurrence."""
     panels = {p.variant: p for p in M.sample()}
-    ids = M.sentence_ids(*M.DEFAULT_SHAPE[:2])
+    ids = panels_mod.sentence_ids(*M.DEFAULT_SHAPE[:2])
     for v in M.LAYER_VARIANTS:
         for grid in panels[v].grids:
             kept = grid.keep.float()

@@ -15,6 +15,7 @@ from embdrop.cli import main
 from embdrop.stats import interval
 from embdrop.viz import masks as M
 from embdrop.viz import report as R
+from embdrop.viz import report_runs
 
 FAST = ["train.epochs=2", "data.maxlen=40", "train.batch_size=64", "model.filters=16", "model.hidden=8"]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -156,6 +157,6 @@ def test_a_compare_cell_is_named_as_compare_names_it(tmp_path):
 
     plan = {"runs": [{"cell": "model.kind=hash", "seed": 0, "folder": "kind-hash", "overrides": []}]}
     (tmp_path / "compare.json").write_text(json.dumps(plan))
-    assert R._cell_names(tmp_path) == {"kind-hash": "model.kind=hash"}
+    assert report_runs._cell_names(tmp_path) == {"kind-hash": "model.kind=hash"}
     (tmp_path / "compare.json").write_text("{not json")
-    assert R._cell_names(tmp_path) == {}  # no plan: the folder names, as before
+    assert report_runs._cell_names(tmp_path) == {}  # no plan: the folder names, as before

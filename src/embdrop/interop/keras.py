@@ -16,6 +16,10 @@ bias -> ``bias_ih`` (``bias_hh`` zero); GRU gate order z, r, h -> torch's r, z, 
 Training mode: Dropout(rate, noise_shape), SpatialDropout1D and LSTM/GRU(dropout, recurrent_dropout) become
 embdrop's layers of the same rates and mask shapes (see their ``Mask:`` lines); a layer's ``seed`` is not used
 (embdrop draws from torch's generator).
+
+The work is done in four modules beside this one: :mod:`.keras_archive` reads the file, :mod:`.keras_model` holds
+the modules a converted model is made of, :mod:`.keras_convert` has one converter per Keras layer class, and
+:mod:`.keras_saved` writes and reads ``embdrop convert``'s folders and encodes texts for them.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from embdrop.interop.keras_saved import (  # noqa: F401
     MAXLEN_LIMIT,
     VOCAB_LIMIT,
     _load_converted,
+    convert_to_folder,
     encode_texts,
     predict_converted,
     read_text_settings,

@@ -19,7 +19,7 @@ from embdrop.interop.keras_model import (
     _GlobalPool,
     _MaskDropping,
     _Pool,
-    _Recurrent,
+    _RecurrentStep,
     _Step,
     _unsupported,
 )
@@ -243,7 +243,7 @@ def _activation(L: _Layer, w: list, weights: dict, key: str, width: int | None) 
 def _recurrent(L: _Layer, w: list, weights: dict, key: str, width: int | None) -> Converted:
     rnn = _rnn(L, [weights.get(f"{key}/cell", [])], width, bidirectional=False)
     pick = L.layer.get("picked", 0) if L.flag("return_state") else 0  # 1: the final h, 2: the final c (LSTM)
-    step = _Recurrent(rnn, L.flag("return_sequences"), L.flag("go_backwards"), None, pick)
+    step = _RecurrentStep(rnn, L.flag("return_sequences"), L.flag("go_backwards"), None, pick)
     return step, L.size("units")
 
 
@@ -266,7 +266,7 @@ def _bidirectional(L: _Layer, w: list, weights: dict, key: str, width: int | Non
     if wrapped.flag("return_state"):
         raise _unsupported(L.i, L.layer, "return_state=True in Bidirectional (supported: False)")
     rnn = _rnn(wrapped, cells, width, bidirectional=True, merge_mode=merge)
-    step = _Recurrent(rnn, wrapped.flag("return_sequences"), False, merge)
+    step = _RecurrentStep(rnn, wrapped.flag("return_sequences"), False, merge)
     units = wrapped.size("units")
     return step, units * (2 if merge == "concat" else 1)
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from embdrop import _checks
 from embdrop.layers.conv import GlobalAveragePool1D, same_padding
 from embdrop.layers.embedding import Embedding
-from embdrop.layers.recurrent import merge
+from embdrop.layers.recurrent_stack import merge
 
 SUPPORTED = (
     "InputLayer", "Embedding", "Dropout", "SpatialDropout1D", "GaussianDropout", "GaussianNoise", "Conv1D",
@@ -118,7 +118,7 @@ class _Flatten(_Step):
         return x.reshape(x.shape[0], -1), None  # (B, T * C)
 
 
-class _Recurrent(_Step):
+class _RecurrentStep(_Step):
     """An LSTM or GRU (``bidirectional``: a Bidirectional wrapper with ``merge``) with Keras' outputs.
 
     ``return_sequences``: (B, T, H) with the mask passed on; padded steps output the previous output (Keras'

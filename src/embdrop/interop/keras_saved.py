@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from embdrop import _checks, _extras
-from embdrop.interop.keras_archive import _snake, check_config, layer_configs, read_json_bounded
+from embdrop.interop.keras_archive import _snake, check_config, layer_configs, read_json_bounded, read_keras
 from embdrop.interop.keras_convert import convert
 from embdrop.interop.keras_model import KerasModel
 
@@ -211,3 +211,64 @@ def check_text_meta(meta: object, where: str) -> None:
     names = meta.get("outputs")
     if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
         raise _checks.invalid("RUN_DIR", expected, f"{where}: outputs={names!r}")
+
+
+def convert_to_folder(
+    model_path: str | Path, out: str | Path, *, vocab: str | None = None, maxlen: int | None = None,
+    padding: str = "post", outputs: list[str] | None = None,
+) -> tuple[KerasModel, dict | None]:  # fmt: skip
+    """``embdrop convert``: the ``.keras`` file at ``model_path`` converted and written to the new or empty folder
+    ``out`` (see :func:`save_converted`); with ``vocab`` (a TextVectorization vocabulary file) also the text
+    settings ``embdrop predict`` needs (``maxlen`` ids per text, from the model's input when it has a fixed length;
+    ``outputs``: a name per output). Everything is checked before anything is written; a failed write leaves no
+    folder it created. Returns the model and the text settings (None without ``vocab``)."""
+    import shutil
+
+    from embdrop._io import write_json
+
+    shown, out = repr(str(out)), Path(out)  # the folder as the user typed it, in the errors
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise _checks.invalid("OUT_DIR", "a new or empty directory", shown)
+    config, weights = read_keras(model_path)
+    model = convert(config, weights)  # an unsupported layer fails here, before anything is written
+    text = None
+    if vocab is not None:
+        vocabulary = read_vocabulary(vocab)
+        layers = layer_configs(config)
+        rows = [layer["config"]["input_dim"] for layer in layers if layer["class_name"] == "Embedding"]
+        if rows and len(vocabulary) > rows[0]:
+            raise _checks.invalid("--vocab", f"at most {rows[0]} tokens (the Embedding's input_dim)",
+                                  f"{len(vocabulary)} tokens in {vocab!r}")  # fmt: skip
+        shape = next((layer["config"].get("batch_shape") for layer in layers if layer["class_name"] == "InputLayer"),
+                     None)  # fmt: skip
+        given = (
+            isinstance(shape, list) and len(shape) == 2 and isinstance(shape[1], int) and not isinstance(shape[1], bool)
+        )
+        maxlen = maxlen if maxlen is not None else (shape[1] if given else None)
+        if maxlen is None:
+            raise _checks.invalid("--maxlen", "--maxlen N, the ids per text: this model's input has no fixed length, "
+                                  "so convert cannot take it from the model", "nothing")  # fmt: skip
+        _checks.integer("--maxlen", maxlen, low=1, high=MAXLEN_LIMIT + 1)
+        if outputs is not None:
+            with torch.no_grad():
+                width = model.eval()(torch.ones(1, maxlen, dtype=torch.long)).reshape(1, -1).shape[1]
+            if len(outputs) != width:
+                raise _checks.invalid("--outputs", f"{width} names, one per output of the model", ",".join(outputs))
+        text = {"maxlen": maxlen, "padding": padding, "outputs": outputs}
+    created = not out.exists()
+    try:
+        save_converted(model, out)
+        if text is not None:
+            shutil.copyfile(vocab, out / "vocab.txt")
+            write_json(out / "text.json", text, indent=1)
+    except OSError as e:  # a read-only folder, a full disk: nothing half-written is left
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise _checks.invalid(
+            "OUT_DIR", "a directory that can be written", f"{str(out)!r} ({e.strerror or e})"
+        ) from None
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    return model, text

@@ -1,5 +1,6 @@
 """Thin ``nn.Module`` layers over :mod:`embdrop.functional`."""
 
+from embdrop.functional.recurrent import RecurrentMasks
 from embdrop.layers.base import StochasticModule
 from embdrop.layers.categorical import HashEmbedding, embedding_size
 from embdrop.layers.conv import Conv1D, GlobalAveragePool1D, GlobalMaxPool1D, MaxPool1D
@@ -14,7 +15,7 @@ from embdrop.layers.dropout import (
 )
 from embdrop.layers.embedding import Embedding
 from embdrop.layers.mc import MCPrediction, is_dropout_layer, mc_dropout, mc_predict
-from embdrop.layers.recurrent import GRU, LSTM, RecurrentMasks, SimpleRNN
+from embdrop.layers.recurrent import GRU, LSTM, SimpleRNN
 from embdrop.layers.weight_drop import DropConnect
 
 __all__ = [

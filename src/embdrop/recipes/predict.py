@@ -264,7 +264,7 @@ def _table_file(run: Path, config, path: str, mc: int, seed: int, all_classes: b
     df = table.read(path, config.data)
     labels = None
     if table.kind != "regression" and table.label in df.columns and df[table.label].notna().all():
-        from embdrop.data.files import normal_label
+        from embdrop.data.text_formats import normal_label
 
         labels = [normal_label(v) or "" for v in df[table.label].astype(str)]
     header, cells = [], []

@@ -13,9 +13,10 @@ import torch
 from embdrop import _checks, _extras
 from embdrop.recipes import checkpoint, distributed, inputs, memory
 from embdrop.recipes.config import Config, to_dict
-from embdrop.recipes.loop import Summary, check_train, fit
+from embdrop.recipes.loop import fit
 from embdrop.recipes.losses import keep_freed_memory
 from embdrop.recipes.registry import DEFAULT, load_config, recipe, resolve
+from embdrop.recipes.train_setup import Summary, check_train
 
 # Fields that a resume may change: when to stop and how to report. Any other field changes what the run means
 # (its data, its model or its optimisation), so a resume that sets one is refused.

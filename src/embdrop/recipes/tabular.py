@@ -74,19 +74,6 @@ class Tabular(Task):
     def cardinalities(self) -> list[int]:
         return [self.encoder.cardinalities[c] for c in self.features]
 
-    def to(self, device: torch.device) -> None:
-        """Move every split's tensors to ``device`` (``train.device``)."""
-        self.splits = {k: tuple(x.to(device) for x in v) for k, v in self.splits.items()}
-
-    def batches(self, split: str, batch_size: int, generator: torch.Generator | None = None):
-        codes, hashed, y = self.splits[split]
-        order = torch.randperm(len(y), generator=generator) if generator is not None else torch.arange(len(y))
-        for idx in order.split(batch_size):
-            yield codes[idx], hashed[idx], y[idx]
-
-    def num_batches(self, split: str, batch_size: int) -> int:
-        return -(-len(self.splits[split][2]) // batch_size)
-
     def _loss(self, out: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:
         if self.kind == "binary":
             return F.binary_cross_entropy_with_logits(out, y, reduction=reduction)

@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from embdrop import Dropout, Embedding, HashEmbedding, _checks, _extras, embedding_size
+from embdrop import Dropout, Embedding, HashEmbedding, _checks, embedding_size
 from embdrop.data.categorical import CategoryEncoder
+from embdrop.data.tables import as_number, check_numbers, is_numeric, read_table
 from embdrop.recipes.config import Config
 from embdrop.recipes.presets import TableData  # noqa: F401 (re-exported)
 from embdrop.recipes.tabular import EntityModel, auc
@@ -36,68 +37,6 @@ KINDS = ("embedding", "hash", "onehot")
 TABLE_FORMAT = "embdrop-table-1"
 TARGETS = ("auto", "binary", "multiclass", "regression")
 MAX_CLASSES_OF_INTS = 20  # integer targets with more distinct values are a regression under target=auto
-
-
-def _read(path: str, argument: str, d: TableData, need_label: bool = True):
-    _extras.need("pandas")
-    import pandas as pd
-
-    p = Path(path)
-    if not p.is_file():
-        raise _checks.invalid(argument, "an existing CSV/TSV or JSON lines file", repr(path))
-    name = p.name.lower().removesuffix(".gz")
-    try:
-        if name.endswith((".jsonl", ".json")):
-            df = pd.read_json(p, lines=True, encoding=d.encoding)
-        else:
-            df = pd.read_csv(p, sep="\t" if name.endswith(".tsv") else ",", encoding=d.encoding,
-                             skipinitialspace=True)  # fmt: skip
-    except UnicodeDecodeError as e:
-        raise _checks.invalid(argument, f"a file in {d.encoding} (data.encoding names another)",
-                              f"{path!r} (byte offset {e.start} is not {d.encoding})") from None  # fmt: skip
-    except (ValueError, OSError) as e:  # pandas' parser errors, an empty file
-        raise _checks.invalid(argument, "a table with a header row", f"{path!r} ({type(e).__name__}: {e})") from None
-    if len(df) == 0:
-        raise _checks.invalid(argument, "a table with at least one row", f"{path!r} (no rows)")
-    if not name.endswith((".jsonl", ".json")):  # pandas renames a repeated column (x, x.1): read the header itself
-        _check_header(p, "\t" if name.endswith(".tsv") else ",", d.encoding, argument, path)
-    for c in df.columns:  # JSON lines may nest: a cell must be one value
-        if not isinstance(c, str):
-            raise _checks.invalid(argument, "column names that are text", f"{path!r} column {c!r}")
-        if df[c].dtype == object:
-            nested = np.flatnonzero(df[c].map(lambda v: isinstance(v, (dict, list, tuple, set))).to_numpy())
-            if len(nested):
-                shown = str(df[c].iloc[nested[0]])[:40]
-                raise _checks.invalid(argument, f"one value per cell (column {c!r})",
-                                      f"{path!r} line {int(nested[0]) + 1}: {shown}")  # fmt: skip
-    if not need_label and d.label not in df.columns:
-        return df  # a table to predict: no target
-    if d.label not in df.columns:
-        raise _checks.invalid("data.label", f"a column of {path!r}: one of {list(df.columns)}", repr(d.label))
-    if df[d.label].isna().any():
-        row = int(np.flatnonzero(df[d.label].isna().to_numpy())[0]) + 2  # the header is line 1
-        raise _checks.invalid(argument, f"a target ({d.label}) on every row", f"{path!r} line {row}: empty")
-    return df
-
-
-def _check_header(p: Path, sep: str, encoding: str, argument: str, path: str) -> None:
-    import csv
-    import gzip
-
-    from embdrop.data.files import reading_encoding
-
-    opener = gzip.open if p.name.lower().endswith(".gz") else open
-    try:
-        with opener(p, "rt", encoding=reading_encoding(encoding), newline="") as f:
-            header = next(csv.reader(f, delimiter=sep, skipinitialspace=True), [])
-    except (OSError, UnicodeDecodeError, LookupError, csv.Error, EOFError):
-        return  # pandas read it: its own header is what the table has
-    header = [h.strip() for h in header]
-    repeated = sorted({h for h in header if header.count(h) > 1})
-    if repeated:
-        times = header.count(repeated[0])
-        raise _checks.invalid(argument, "a header row naming each column once",
-                              f"{path!r}: column {repeated[0]!r} appears {times} times")  # fmt: skip
 
 
 def _target_kind(y, d: TableData) -> str:
@@ -127,11 +66,11 @@ class OwnTable(Task):
         if d.train is None:
             raise _checks.invalid("--data", "your table: a CSV/TSV or JSON lines file with a header row", "nothing")
         _checks.integer("data.min_count", d.min_count, low=1)
-        frames = {"train": _read(d.train, "--data", d)}
+        frames = {"train": read_table(d.train, "--data", encoding=d.encoding, label=d.label)}
         for name in ("valid", "test"):
             path = getattr(d, name)
             if path is not None:
-                frames[name] = _read(path, f"--{name}", d)
+                frames[name] = read_table(path, f"--{name}", encoding=d.encoding, label=d.label)
                 missing = [c for c in frames["train"].columns if c not in frames[name].columns]
                 if missing:
                     raise _checks.invalid(f"--{name}", f"the training file's columns {list(frames['train'].columns)}",
@@ -146,7 +85,7 @@ class OwnTable(Task):
                 if c not in features:
                     raise _checks.invalid("data.categorical", f"columns of {d.train!r}: {features}", repr(c))
         else:
-            cat = [c for c in features if not _numeric(train[c])]
+            cat = [c for c in features if not is_numeric(train[c])]
         num = [c for c in features if c not in cat]
         import pandas as pd
 
@@ -158,11 +97,11 @@ class OwnTable(Task):
         paths = {"train": ("--data", d.train), "valid": ("--valid", d.valid), "test": ("--test", d.test)}
         for split, frame in frames.items():
             argument, path = paths[split]
-            _check_numbers(frame, num + ([d.label] if self.kind == "regression" else []), argument, path)
+            check_numbers(frame, num + ([d.label] if self.kind == "regression" else []), argument, path)
         self.classes: tuple[str, ...] = ()
         if self.kind != "regression":
             labels = train[d.label].astype(str)
-            names = sorted(labels.unique(), key=lambda v: (_num(v) is None, _num(v) or 0.0, v))
+            names = sorted(labels.unique(), key=lambda v: (as_number(v) is None, as_number(v) or 0.0, v))
             if len(names) < 2:
                 raise _checks.invalid("--data", f"a target ({d.label}) with at least 2 classes",
                                       f"{d.train!r} (only {names})")  # fmt: skip
@@ -259,12 +198,12 @@ class OwnTable(Task):
 
     def read(self, path: str, d: TableData):
         """The rows of a table to predict, with the training columns (its target, when it has one, is kept)."""
-        df = _read(path, "--data", d, need_label=False)
+        df = read_table(path, "--data", encoding=d.encoding, label=d.label, need_label=False)
         missing = [c for c in self.categorical + self.numeric if c not in df.columns]
         if missing:
             raise _checks.invalid("--data", f"a table with the training columns {self.categorical + self.numeric}",
                                   f"{path!r} without {missing}")  # fmt: skip
-        _check_numbers(df, self.numeric, "--data", path)
+        check_numbers(df, self.numeric, "--data", path)
         return df
 
     @property
@@ -286,18 +225,6 @@ class OwnTable(Task):
         return {"format": TABLE_FORMAT, "kind": self.kind, "label": self.label, "classes": list(self.classes),
                 "categorical": self.categorical, "numeric": self.numeric, "mean": [float(v) for v in self.mean],
                 "std": [float(v) for v in self.std], "y_mean": self.y_mean, "y_std": self.y_std}  # fmt: skip
-
-    def to(self, device: torch.device) -> None:
-        self.splits = {k: tuple(x.to(device) for x in v) for k, v in self.splits.items()}
-
-    def batches(self, split: str, batch_size: int, generator: torch.Generator | None = None):
-        codes, hashed, numeric, y = self.splits[split]
-        order = torch.randperm(len(y), generator=generator) if generator is not None else torch.arange(len(y))
-        for idx in order.split(batch_size):
-            yield codes[idx], hashed[idx], numeric[idx], y[idx]
-
-    def num_batches(self, split: str, batch_size: int) -> int:
-        return -(-len(self.splits[split][3]) // batch_size)
 
     def _loss(self, out: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:
         if self.kind == "binary":
@@ -343,41 +270,6 @@ class OwnTable(Task):
             return {f"{key}loss": loss, f"{key}accuracy": (out.argmax(-1) == y).float().mean().item()}
         return {f"{key}loss": loss, f"{key}rmse": math.sqrt(loss) * self.y_std,
                 f"{key}mean_baseline_rmse": math.sqrt(float((y**2).mean())) * self.y_std}  # fmt: skip
-
-
-def _check_numbers(frame, columns: list[str], argument: str, path: str) -> None:
-    """Every value of the numeric ``columns`` is a number (a missing one is allowed) and none is infinite."""
-    import pandas as pd
-
-    for c in columns:
-        col = frame[c]
-        if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
-            parsed = pd.to_numeric(col, errors="coerce")
-            bad = np.flatnonzero((parsed.isna() & col.notna()).to_numpy())
-            if len(bad) or pd.api.types.is_bool_dtype(col):
-                row = int(bad[0]) if len(bad) else 0
-                raise _checks.invalid(argument, f"numbers in the numeric column {c!r} (as in the training file)",
-                                      f"{path!r} line {row + 2}: {col.iloc[row]!r}")  # fmt: skip
-            col = parsed
-            frame[c] = parsed
-        values = col.to_numpy(dtype=float)
-        inf = np.flatnonzero(np.isinf(values))
-        if len(inf):
-            raise _checks.invalid(argument, f"finite numbers in the numeric column {c!r} (no inf)",
-                                  f"{path!r} line {int(inf[0]) + 2}: {values[int(inf[0])]}")  # fmt: skip
-
-
-def _numeric(col) -> bool:
-    import pandas as pd
-
-    return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
-
-
-def _num(v: str) -> float | None:
-    try:
-        return float(v)
-    except ValueError:
-        return None
 
 
 class TableNet(nn.Module):

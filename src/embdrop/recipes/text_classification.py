@@ -14,6 +14,7 @@ the recurrent layers skip the padded steps (``lengths``) instead of reading a hu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -33,8 +34,9 @@ PRETRAINED = {"glove": "glove-6b-50d"}  # short names for --set embedding.pretra
 TOKENIZERS = ("word", "whitespace", "char")
 
 
-@dataclass
-class Encoded:
+class Encoded(NamedTuple):
+    """One split, encoded: the rows a batch takes (see :meth:`Task.batches`)."""
+
     ids: Tensor  # (N, T) int64, pad id 0
     labels: Tensor  # (N,) float32 in {0, 1} for two classes, int64 class ids for more
 
@@ -124,21 +126,6 @@ class TextClassification(Task):
     def encode(self, texts, labels, d) -> Encoded:
         ids = self.tokenizer.encode_padded(texts, self.vocab, d.maxlen, padding=d.padding, truncating="pre")
         return Encoded(ids, labels.float() if self.outputs == 1 else labels.long())
-
-    def to(self, device: torch.device) -> None:
-        """Move every split's tensors to ``device`` (``train.device``)."""
-        self.splits = {k: Encoded(v.ids.to(device), v.labels.to(device)) for k, v in self.splits.items()}
-
-    def batches(self, split: str, batch_size: int, generator: torch.Generator | None = None):
-        """(ids, labels) batches; shuffled when a generator is given."""
-        data = self.splits[split]
-        n = len(data.labels)
-        order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-        for idx in order.split(batch_size):
-            yield data.ids[idx], data.labels[idx]
-
-    def num_batches(self, split: str, batch_size: int) -> int:
-        return -(-len(self.splits[split].labels) // batch_size)
 
     @staticmethod
     def loss(model: nn.Module, batch) -> tuple[Tensor, dict]:

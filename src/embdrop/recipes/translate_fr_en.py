@@ -87,7 +87,7 @@ class Translation(Task):
         self.vocab = Vocab.build([t for _, t in self.pairs["train"]], max_size=size, eos=True)
         self.eos = self.vocab["<eos>"]
         self.maxlen = d.maxlen
-        self.tensors = {k: self._tensors(v) for k, v in self.pairs.items()}
+        self.splits = {k: self._tensors(v) for k, v in self.pairs.items()}
         self.shown: list[str] = []
 
     def _tensors(self, pairs):
@@ -97,23 +97,9 @@ class Translation(Task):
         tgt_out = pad_sequences([[*t, self.eos] for t in tgt], self.maxlen + 1, padding="post")
         return src, tgt_in, tgt_out
 
-    def to(self, device: torch.device) -> None:
-        """Move every split's tensors to ``device`` (``train.device``)."""
-        self.tensors = {k: tuple(x.to(device) for x in v) for k, v in self.tensors.items()}
-
     def save(self, run) -> None:
         self.vocab.save(run / "vocab.json")
         self.src_vocab.save(run / "source_vocab.json")
-
-    def batches(self, split: str, batch_size: int, generator: torch.Generator | None = None):
-        src, tgt_in, tgt_out = self.tensors[split]
-        n = len(src)
-        order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-        for idx in order.split(batch_size):
-            yield src[idx], tgt_in[idx], tgt_out[idx]
-
-    def num_batches(self, split: str, batch_size: int) -> int:
-        return -(-len(self.tensors[split][0]) // batch_size)
 
     def train_metric(self, mean_loss: float, mean_metric: float) -> float:
         return float("nan")  # BLEU needs decoding: validation and test only

@@ -44,7 +44,7 @@ def die_with_parent(parent: int) -> None:
 def run(argv: list[str]) -> int:
     from embdrop import _checks, recipes
     from embdrop._io import write_json
-    from embdrop.recipes.loop import TrainingDiverged
+    from embdrop.recipes.train_setup import TrainingDiverged
 
     parent, result, sep, *args = argv
     die_with_parent(int(parent))

@@ -11,163 +11,25 @@ be mailed or opened offline. Sections have stable ids (``config``, ``curves``, `
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
-import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from embdrop import _checks, _extras
 from embdrop.viz import masks as masks_mod
+from embdrop.viz.report_html import STYLE, _esc, _fmt, config_html, metrics_html
+from embdrop.viz.report_runs import Run, _count, read_source
 
 NEIGHBOUR_WORDS = 6  # frequent words whose nearest neighbours are listed
 PCA_WORDS = 80  # the most frequent words placed on the PCA map
 STOP = {"the", "a", "an", "and", "or", "but", "of", "to", "in", "on", "at", "for", "with", "is", "are", "was", "were",
         "be", "it", "its", "this", "that", "these", "those", "i", "you", "he", "she", "we", "they", "my", "your",
         "his", "her", "our", "their", "not", "no", "as", "by", "from", "have", "has", "do", "if"}  # fmt: skip
-
-
-@dataclass
-class Run:
-    """One run directory, read: its config, epochs, summary (None while unfinished) and where it lives."""
-
-    path: Path
-    name: str
-    cell: str
-    config: dict
-    history: list[dict]
-    summary: dict | None
-
-
-@dataclass
-class Source:
-    """What the user named: a run directory, or a compare directory with its runs and ``runs.csv`` rows."""
-
-    path: Path
-    runs: list[Run]
-    compare_rows: list[dict] = field(default_factory=list)
-
-
-# ------------------------------------------------------------------------------------------------------ reading
-def _read_jsonl(path: Path, argument: str) -> list[dict]:
-    rows = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise _checks.invalid(
-            argument, "a run directory with a readable metrics.jsonl", f"{str(path)!r} ({e})"
-        ) from None
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except (json.JSONDecodeError, RecursionError):
-            raise _checks.invalid(argument, "a metrics.jsonl of one JSON object per line",
-                                  f"{str(path)!r} (line {i} is not JSON)") from None  # fmt: skip
-        if not isinstance(row, dict) or not all(isinstance(k, str) for k in row):
-            raise _checks.invalid(argument, "a metrics.jsonl of one JSON object per line",
-                                  f"{str(path)!r} (line {i} is {type(row).__name__})")  # fmt: skip
-        numbers = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        if not isinstance(row.get("epoch"), int) or len(numbers) != len(row):
-            raise _checks.invalid(argument, "a metrics.jsonl whose rows hold an epoch and numbers",
-                                  f"{str(path)!r} (line {i})")  # fmt: skip
-        rows.append(row)
-    return rows
-
-
-def _count(n: int, noun: str) -> str:
-    """A count and its noun: 1 run, 2 runs."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def read_run(path: Path, name: str, cell: str = "", argument: str = "RUN_DIR") -> Run:
-    """A run directory written by ``embdrop train``; a missing or incomplete one is an error naming it."""
-    from embdrop._io import read_json
-
-    if not (path / "config.json").is_file():
-        raise _checks.invalid(argument, "a run directory of 'embdrop train' (with config.json) or of 'embdrop compare' "
-                              "(with runs.csv)", repr(str(path)))  # fmt: skip
-    if not (path / "metrics.jsonl").is_file():
-        raise _checks.invalid(argument, "a run directory with at least one finished epoch (metrics.jsonl)",
-                              f"{str(path)!r} (no metrics.jsonl: the run has not finished an epoch)")  # fmt: skip
-    config = read_json(path / "config.json", "a readable config.json", argument=argument)
-    if not isinstance(config, dict) or not isinstance(config.get("recipe"), str):
-        raise _checks.invalid(argument, "a config.json written by embdrop train (an object naming its recipe)",
-                              f"{str(path / 'config.json')!r}")  # fmt: skip
-    history = _read_jsonl(path / "metrics.jsonl", argument)
-    if not history:
-        raise _checks.invalid(argument, "a run directory with at least one finished epoch",
-                              f"{str(path)!r} (metrics.jsonl is empty)")  # fmt: skip
-    summary = read_json(path / "summary.json", "a readable summary.json", argument=argument) if (
-        path / "summary.json").is_file() else None  # fmt: skip
-    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-    if summary is not None and not (
-        isinstance(summary, dict) and isinstance(summary.get("test"), dict)
-        and all(number(v) for v in summary["test"].values()) and isinstance(summary.get("best_epoch"), int)
-        and number(summary.get("seconds_per_epoch")) and isinstance(summary.get("parameters"), int)
-    ):  # fmt: skip
-        raise _checks.invalid(argument, "a summary.json written by embdrop train (its test metrics as numbers)",
-                              f"{str(path / 'summary.json')!r}")  # fmt: skip
-    return Run(path, name, cell, config, history, summary)
-
-
-def _cell_names(compare_dir: Path) -> dict[str, str]:
-    """{folder: cell name} from the compare's plan (``compare.json``), so that every table of the page names a cell
-    as ``runs.csv`` and ``table.md`` do ("model.kind=hash", not its folder "kind-hash"); {} without a plan."""
-    try:
-        plan = json.loads((compare_dir / "compare.json").read_text(encoding="utf-8"))
-        return {str(r["folder"]): str(r["cell"]) for r in plan["runs"]}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
-
-
-def read_source(path: str | Path) -> Source:
-    """A run directory or a compare directory (``runs.csv`` and one ``CELL/seed-N`` run per row)."""
-    p = Path(path)
-    if not p.is_dir():
-        raise _checks.invalid("RUN_DIR", "an existing run or compare directory", repr(str(path)))
-    if (p / "runs.csv").is_file():
-        try:
-            with open(p / "runs.csv", newline="", encoding="utf-8") as f:
-                rows = list(csv.DictReader(f))
-        except (OSError, UnicodeDecodeError, csv.Error) as e:
-            raise _checks.invalid("RUN_DIR", "a compare directory with a readable runs.csv",
-                                  f"{str(path)!r} ({type(e).__name__}: {e})") from None  # fmt: skip
-        if any(None in r or any(v is None for v in r.values()) for r in rows):
-            raise _checks.invalid("RUN_DIR", "a runs.csv whose rows have a value for every column",
-                                  repr(str(path)))  # fmt: skip
-        if not rows or "cell" not in rows[0] or "seed" not in rows[0]:
-            raise _checks.invalid("RUN_DIR", "a compare directory whose runs.csv has cell and seed columns",
-                                  repr(str(path)))  # fmt: skip
-        rows = [r for r in rows if r.get("status", "finished") == "finished"]  # a diverged run has no metrics
-        if not rows:
-            raise _checks.invalid("RUN_DIR", "a compare directory with at least one finished run", repr(str(path)))
-        for r in rows:
-            r.pop("status", None)
-            for k, v in r.items():
-                if k not in ("cell",):
-                    try:
-                        r[k] = float(v) if k != "seed" else int(v)
-                    except ValueError:
-                        raise _checks.invalid(
-                            "RUN_DIR", "a runs.csv of numbers", f"{str(path)!r} ({k}={v!r})"
-                        ) from None
-        names = _cell_names(p)
-        runs = []
-        for d in sorted(q for q in p.glob("*/seed-*") if (q / "config.json").is_file()):
-            cell = names.get(d.parent.name, d.parent.name)
-            runs.append(read_run(d, f"{cell}/{d.name}", cell, argument="RUN_DIR"))
-        return Source(p, runs, rows)
-    if not (p / "config.json").is_file() and any(p.glob("*/seed-*/config.json")):
-        raise _checks.invalid("RUN_DIR", "a finished compare directory (with runs.csv) or one of its runs",
-                              f"{str(path)!r} (no runs.csv yet: the compare has not finished)")  # fmt: skip
-    return Source(p, [read_run(p, p.name)])
 
 
 # ------------------------------------------------------------------------------------------------------ figures
@@ -346,119 +208,6 @@ def pca_figure(view: EmbeddingView, title: str):
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
-
-
-# ------------------------------------------------------------------------------------------------------ HTML
-STYLE = """
-body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; margin: 0;
-       background: #fafafa; }
-main { max-width: 1100px; margin: 0 auto; padding: 1.5rem 1.25rem 3rem; background: #fff; }
-h1 { font-size: 1.5rem; margin: 0 0 .25rem; } h2 { font-size: 1.2rem; margin-top: 2rem;
-     border-bottom: 1px solid #ddd; padding-bottom: .2rem; } h3 { font-size: 1rem; margin-bottom: .3rem; }
-p.note { color: #555; font-size: .9rem; }
-table { border-collapse: collapse; font-size: .85rem; margin: .5rem 0; display: block; overflow-x: auto; }
-th, td { border: 1px solid #ddd; padding: .25rem .5rem; text-align: left; vertical-align: top; }
-th { background: #f0f0f0; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-img { max-width: 100%; height: auto; display: block; margin: .5rem 0; }
-code { background: #f3f3f3; padding: 0 .2rem; border-radius: 3px; }
-details { margin: .5rem 0; }
-"""
-
-
-def _esc(x) -> str:
-    return html.escape(str(x))
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}" if abs(v) < 1e-3 or abs(v) >= 1e4 else f"{v:.4f}".rstrip("0").rstrip(".")
-    if v is None:
-        return "—"
-    return str(v)
-
-
-def _flatten(config: dict) -> dict[str, object]:
-    out = {}
-    for k, v in config.items():
-        if isinstance(v, dict):
-            for k2, v2 in v.items():
-                out[f"{k}.{k2}"] = v2
-        else:
-            out[k] = v
-    return out
-
-
-def config_html(runs: list[Run]) -> str:
-    """The config as a table; for several runs the fields they differ in, one column per cell, the rest folded."""
-    flat = [_flatten(r.config) for r in runs]
-    keys = list(dict.fromkeys(k for f in flat for k in f))
-    differ = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flat}) > 1]
-    same = [k for k in keys if k not in differ]
-    if len(runs) == 1:
-        rows = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(_fmt(flat[0].get(k)))}</td></tr>" for k in keys)
-        return f'<table id="config-table"><tr><th>field</th><th>value</th></tr>{rows}</table>'
-    groups: dict[str, list[int]] = {}
-    for i in range(len(runs)):  # one column per cell where a compare's seeds differ only in train.seed
-        sig = json.dumps({k: flat[i].get(k) for k in differ if k != "train.seed"}, sort_keys=True)
-        groups.setdefault(sig, []).append(i)
-    cols = [(runs[g[0]].cell or runs[g[0]].name, g) for g in groups.values()]
-    head = "".join(f"<th>{_esc(name)}{'' if len(g) == 1 else f' ({len(g)} runs)'}</th>" for name, g in cols)
-    body = ""
-    for k in differ:
-        vals = "".join(f"<td>{_esc(', '.join(dict.fromkeys(_fmt(flat[i].get(k)) for i in g)))}</td>" for _, g in cols)
-        body += f"<tr><th>{_esc(k)}</th>{vals}</tr>"
-    common = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(_fmt(flat[0].get(k)))}</td></tr>" for k in same)
-    return (
-        f'<table id="config-table"><tr><th>field (where the runs differ)</th>{head}</tr>{body}</table>'
-        f"<details><summary>{len(same)} fields the same in every run</summary><table>{common}</table></details>"
-    )
-
-
-def metrics_html(sources: list[Source]) -> str:
-    """Test metrics: per compare cell mean ± std [95% interval]; per run the test metrics and the best epoch."""
-    from embdrop.stats import base_metric, interval
-
-    parts = []
-    for src in sources:
-        if src.compare_rows:
-            rows = src.compare_rows
-            keys = [k for k in rows[0] if k not in ("cell", "seed", "best_epoch", "seconds_per_epoch")]
-            cells = list(dict.fromkeys(r["cell"] for r in rows))
-            n = len([r for r in rows if r["cell"] == cells[0]])
-            head = "".join(f"<th>test {_esc(k)}</th>" for k in keys)
-            body = ""
-            for c in cells:
-                tds = ""
-                for k in keys:
-                    mean, std, lo, hi = interval([r[k] for r in rows if r["cell"] == c])
-                    tds += f'<td class="num">{mean:.4f} ± {std:.4f} [{lo:.4f}, {hi:.4f}]</td>'
-                body += f"<tr><th>{_esc(c)}</th>{tds}</tr>"
-            metric = base_metric({k: rows[0][k] for k in keys})[0]
-            parts.append(
-                f"<h3>{_esc(src.path.name)}: {_count(len(cells), 'cell')} x {_count(n, 'seed')}</h3>"
-                f'<table class="compare-table"><tr><th>cell</th>{head}</tr>{body}</table>'
-                f'<p class="note">mean ± std [95% interval of the mean] over the seeds (Student\'s t), as '
-                f"<code>embdrop compare</code> computes them; the recipe's metric is {_esc(metric)}. Two cells "
-                "differ beyond seed noise only where their intervals do not overlap.</p>"
-            )
-        runs = [r for r in src.runs if not src.compare_rows]
-        if runs:
-            keys = list(dict.fromkeys(k for r in runs if r.summary for k in r.summary["test"]))
-            head = "".join(f"<th>test {_esc(k)}</th>" for k in keys)
-            body = ""
-            for r in runs:
-                if r.summary:
-                    tds = "".join(f'<td class="num">{r.summary["test"].get(k, math.nan):.4f}</td>' for k in keys)
-                    extra = (f'<td class="num">{r.summary["best_epoch"]}</td>'
-                             f'<td class="num">{r.summary["seconds_per_epoch"]:.1f}</td>'
-                             f'<td class="num">{r.summary["parameters"]:,}</td>')  # fmt: skip
-                else:
-                    tds = "".join("<td>—</td>" for _ in keys)
-                    extra = f"<td colspan=3>not finished: {len(r.history)} epochs so far</td>"
-                body += f"<tr><th>{_esc(r.name)}</th>{tds}{extra}</tr>"
-            parts.append(f'<table class="run-table"><tr><th>run</th>{head}<th>best epoch</th><th>s / epoch</th>'
-                         f"<th>parameters</th></tr>{body}</table>")  # fmt: skip
-    return "".join(parts)
 
 
 def build(paths: list[str | Path], log: Callable[[str], None] = lambda s: None, meanings: dict | None = None) -> str:
