@@ -8,6 +8,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from embdrop.layers.base import StochasticModule
+
 # torch.compile of every layer costs minutes on a machine whose compile caches are cold (inductor builds C++ for
 # each graph), more than the README's test command may take: CI runs the contract tests a second time with
 # EMBDROP_TEST_COMPILE=1 (see .ci/run), and a developer sets it to include the check in any run.
@@ -59,6 +61,14 @@ def check_layer_contract(
             again = first_tensor(layer(*inputs, **kw(1)))
             assert torch.equal(torch.get_rng_state(), state)
             assert torch.equal(out, again)
+
+        # the mask API every random layer shares: sample_masks draws what a training call draws, from the same
+        # draws of the generator; forward(..., masks=) applies them; the class declares its Mask: line
+        if random and isinstance(layer, StochasticModule):
+            assert type(layer).mask_text.startswith("Mask: "), f"{type(layer).__name__} declares no Mask: line"
+            masks = layer.sample_masks(inputs[0], **kw(1))
+            given = first_tensor(layer(*inputs, masks=masks))
+            assert torch.equal(given, out), f"{type(layer).__name__}: sample_masks and forward drew differently"
 
         # backward: every parameter and every float input that asks for it gets a finite gradient
         if differentiable:

@@ -1,5 +1,8 @@
 """``embdrop config RECIPE``: every field of every recipe, with its type, value, default and meaning."""
 
+import json
+import typing
+
 import pytest
 
 from embdrop import recipes
@@ -29,11 +32,34 @@ def test_config_prints_the_resolved_config_and_marks_what_differs(capsys):
     assert capsys.readouterr().out.startswith("ptb-lm (variant awd): ")
 
 
-def test_a_comment_above_a_field_is_its_meaning_too():
-    from embdrop.recipes.config import TrainConfig
+def test_every_field_declares_its_meaning_and_choices_are_typed():
+    # the meaning is the field's own metadata (no source to read: a frozen application prints it too); a field of
+    # choices is a Literal, listed as the type and checked when set
+    from embdrop.recipes.config import TrainConfig, choices
 
     text = comments(TrainConfig)
     assert text["precision"].startswith('"bfloat16": the training step') and text["clip"].startswith("gradient norm")
+    for name in recipes.RECIPES:
+        rows = describe(recipes.resolve(name), recipes.resolve(name))
+        assert all(r.meaning for r in rows), [r.name for r in rows if not r.meaning]
+    assert choices(typing.get_type_hints(TrainConfig)["optimizer"]) == ("adam", "rmsprop", "sgd")
+
+
+def test_a_choice_is_checked_when_set_and_when_a_run_is_read_back(tmp_path, capsys):
+    with pytest.raises(
+        ValueError, match=r"argument 'model.init': expected one of 'keras', 'torch'. Received: .*'glorot'"
+    ):
+        recipes.resolve("reviews-lstm", ["model.init=glorot"])
+    assert main(["config", "reviews-lstm", "--set", "train.optimizer=adamw"]) == 2
+    err = capsys.readouterr().err
+    assert "'train.optimizer': expected one of 'adam', 'rmsprop', 'sgd'. Received: train.optimizer='adamw'" in err
+    assert main(["config", "reviews-lstm"]) == 0
+    assert "'adam' | 'rmsprop' | 'sgd'" in capsys.readouterr().out  # the choices, where the type is printed
+    config = recipes.to_dict(recipes.resolve("reviews-lstm"))
+    config["train"]["precision"] = "float16"  # a config.json edited by hand
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"train.precision=.*float16"):
+        recipes.load_config(tmp_path, "RUN_DIR")
 
 
 def test_mistakes_are_one_line(capsys):

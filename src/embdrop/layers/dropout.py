@@ -46,7 +46,7 @@ class Dropout(StochasticModule):
     def mask_shape(self, x: Tensor) -> tuple[int, ...]:
         return M.shared_shape(tuple(x.shape), self.shared_dims)
 
-    def sample_mask(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+    def sample_masks(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         """The keep-mask (0/1, x's dtype) a training call on ``x`` would apply."""
         return M.dropout_mask(x, self.p, shared_dims=self.shared_dims, generator=generator)
 
@@ -55,7 +55,15 @@ class Dropout(StochasticModule):
             raise _checks.invalid("x", "a tensor", type(x).__name__)
         _checks.floating("x", x)
 
-    def forward(self, x: Tensor, *, mask: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        masks: Tensor | None = None,
+        mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        mask = masks if masks is not None else mask  # masks=: every random layer's name; mask=: the earlier one
         self._check_input(x)
         if mask is None or not self.training:
             return FD.dropout(x, self.p, shared_dims=self.shared_dims, training=self.training, generator=generator)
@@ -164,19 +172,27 @@ class WordDropout(StochasticModule):
         self.unk_id = _checks.integer("unk_id", unk_id, low=0)
         self.padding_idx = None if padding_idx is None else _checks.integer("padding_idx", padding_idx, low=0)
 
-    def sample_mask(self, ids: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+    def sample_masks(self, ids: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         """The boolean keep-mask (B, T) a training call would use: False where an id becomes ``unk_id``."""
         _checks.ids("ids", ids)
         return M.word_keep_mask(ids, self.p, padding_idx=self.padding_idx, generator=generator)
 
-    def forward(self, ids: Tensor, *, mask: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+    def forward(
+        self,
+        ids: Tensor,
+        *,
+        masks: Tensor | None = None,
+        mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        mask = masks if masks is not None else mask  # masks=: every random layer's name; mask=: the earlier one
         _checks.ids("ids", ids)
         if not self.training:
             return ids
         if mask is None:
             if self.p == 0.0:
                 return ids
-            mask = self.sample_mask(ids, generator=generator)
+            mask = self.sample_masks(ids, generator=generator)
         else:
             _checks.mask_shape("mask", mask, tuple(ids.shape))
         return ids.masked_fill(~mask.bool(), self.unk_id)
@@ -192,7 +208,7 @@ def _noise(layer, x: Tensor, mask: Tensor | None, generator: torch.Generator | N
     if not layer.training or off:
         return None
     if mask is None:
-        mask = layer.sample_mask(x, generator=generator)
+        mask = layer.sample_masks(x, generator=generator)
     _checks.mask_shape("mask", mask, tuple(x.shape))
     return mask
 
@@ -223,12 +239,20 @@ class GaussianDropout(StochasticModule):
         super().__init__()
         self.p = _checks.probability("p", p)
 
-    def sample_mask(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+    def sample_masks(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         """The noise a training call on ``x`` would multiply it by."""
         std = (self.p / (1.0 - self.p)) ** 0.5
         return M.gaussian(tuple(x.shape), 1.0, std, device=x.device, dtype=x.dtype, generator=generator)
 
-    def forward(self, x: Tensor, *, mask: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        masks: Tensor | None = None,
+        mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        mask = masks if masks is not None else mask  # masks=: every random layer's name; mask=: the earlier one
         noise = _noise(self, x, mask, generator, off=self.p == 0)
         return x if noise is None else x * noise
 
@@ -258,11 +282,19 @@ class GaussianNoise(StochasticModule):
             raise _checks.invalid("std", "a finite float >= 0", repr(std))
         self.std = float(std)
 
-    def sample_mask(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+    def sample_masks(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         """The noise a training call on ``x`` would add."""
         return M.gaussian(tuple(x.shape), 0.0, self.std, device=x.device, dtype=x.dtype, generator=generator)
 
-    def forward(self, x: Tensor, *, mask: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        masks: Tensor | None = None,
+        mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        mask = masks if masks is not None else mask  # masks=: every random layer's name; mask=: the earlier one
         noise = _noise(self, x, mask, generator, off=self.std == 0)
         return x if noise is None else x + noise
 

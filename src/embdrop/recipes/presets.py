@@ -8,6 +8,7 @@ model from these and re-exports them under their old names.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from embdrop import _checks
 from embdrop.recipes.config import (
@@ -19,6 +20,7 @@ from embdrop.recipes.config import (
     ModelConfig,
     TextData,
     TrainConfig,
+    setting,
 )
 
 # ------------------------ text-lstm (its model: recipes/text_lstm.py)
@@ -26,17 +28,19 @@ from embdrop.recipes.config import (
 
 @dataclass
 class LstmModel(ModelConfig):
-    embedding_dim: int = 64  # word embedding size
-    dropout: float = 0.25  # a Dropout layer after the embedding (entries)
-    spatial_dropout: float = 0.0  # SpatialDropout1D after the embedding (whole channels)
-    embedding_dropout: float = 0.0  # embedding dropout (whole words)
-    init: str = "keras"  # "keras" (the initialisers of the Keras model this mirrors) or "torch" (PyTorch's)
-    hidden: int = 100  # LSTM units
-    lstm_dropout: float = 0.5  # the LSTM's own dropout (inputs)
-    recurrent_dropout: float = 0.5  # the LSTM's recurrent_dropout (states)
-    lstm_variational: bool = True  # False: naive dropout (Zaremba), a new input mask at every step
-    weight_dropout: float = 0.0  # weight drop (DropConnect) on the LSTM's recurrent weights (AWD-LSTM)
-    zoneout: float = 0.0  # zoneout on h and c (Krueger et al.)
+    embedding_dim: int = setting(64, "word embedding size")
+    dropout: float = setting(0.25, "a Dropout layer after the embedding (entries)")
+    spatial_dropout: float = setting(0.0, "SpatialDropout1D after the embedding (whole channels)")
+    embedding_dropout: float = setting(0.0, "embedding dropout (whole words)")
+    init: Literal["keras", "torch"] = setting(
+        "keras", '"keras" (the initialisers of the Keras model this mirrors) or "torch" (PyTorch\'s)'
+    )
+    hidden: int = setting(100, "LSTM units")
+    lstm_dropout: float = setting(0.5, "the LSTM's own dropout (inputs)")
+    recurrent_dropout: float = setting(0.5, "the LSTM's recurrent_dropout (states)")
+    lstm_variational: bool = setting(True, "False: naive dropout (Zaremba), a new input mask at every step")
+    weight_dropout: float = setting(0.0, "weight drop (DropConnect) on the LSTM's recurrent weights (AWD-LSTM)")
+    zoneout: float = setting(0.0, "zoneout on h and c (Krueger et al.)")
 
 
 def _lstm_config(recipe: str, data: TextData, epochs: int) -> Config:
@@ -64,18 +68,20 @@ def imdb_lstm() -> Config:
 
 @dataclass
 class CnnLstmModel(ModelConfig):
-    embedding_dim: int = 16  # word embedding size
-    dropout: float = 0.2  # a Dropout layer after the embedding (entries)
-    spatial_dropout: float = 0.0  # SpatialDropout1D after the embedding (whole channels)
-    embedding_dropout: float = 0.0  # embedding dropout (whole words)
-    init: str = "keras"  # "keras" (the initialisers of the Keras model this mirrors) or "torch" (PyTorch's)
-    filters: int = 64  # Conv1D filters
-    kernel_size: int = 5  # Conv1D kernel width
-    pool_size: int = 4  # MaxPooling1D size
-    conv_dropout: float = 0.0  # a Dropout layer after Conv1D and max pooling, before the LSTM (entries)
-    hidden: int = 64  # LSTM units
-    lstm_dropout: float = 0.0  # the LSTM's own dropout (inputs)
-    recurrent_dropout: float = 0.0  # the LSTM's recurrent_dropout (states)
+    embedding_dim: int = setting(16, "word embedding size")
+    dropout: float = setting(0.2, "a Dropout layer after the embedding (entries)")
+    spatial_dropout: float = setting(0.0, "SpatialDropout1D after the embedding (whole channels)")
+    embedding_dropout: float = setting(0.0, "embedding dropout (whole words)")
+    init: Literal["keras", "torch"] = setting(
+        "keras", '"keras" (the initialisers of the Keras model this mirrors) or "torch" (PyTorch\'s)'
+    )
+    filters: int = setting(64, "Conv1D filters")
+    kernel_size: int = setting(5, "Conv1D kernel width")
+    pool_size: int = setting(4, "MaxPooling1D size")
+    conv_dropout: float = setting(0.0, "a Dropout layer after Conv1D and max pooling, before the LSTM (entries)")
+    hidden: int = setting(64, "LSTM units")
+    lstm_dropout: float = setting(0.0, "the LSTM's own dropout (inputs)")
+    recurrent_dropout: float = setting(0.0, "the LSTM's recurrent_dropout (states)")
 
 
 def _cnn_lstm_config(recipe: str, data: TextData, epochs: int) -> Config:
@@ -103,16 +109,21 @@ def imdb_cnn_lstm() -> Config:
 
 @dataclass
 class KimCnnModel(ModelConfig):
-    embedding_dim: int = 128  # ignored with pretrained vectors (their width)
-    embedding_dropout: float = 0.0  # embedding dropout (whole words)
-    widths: str = "3,4,5"  # filter widths, comma-separated
-    maps: int = 100  # feature maps per width
-    dropout: float = 0.5  # on the pooled features (the penultimate layer)
-    max_norm: float | None = 3.0  # of each output unit's weight vector, after every update (None: off)
-    init: str = "keras"  # "keras" or "torch"
-    # Kim's "multichannel": a second, frozen copy of the embedding beside the trained one; each filter reads both
-    # and adds the results. Meant for pretrained vectors (embedding.pretrained), with embedding.freeze=false.
-    multichannel: bool = False
+    embedding_dim: int = setting(128, "ignored with pretrained vectors (their width)")
+    embedding_dropout: float = setting(0.0, "embedding dropout (whole words)")
+    widths: str = setting("3,4,5", "filter widths, comma-separated")
+    maps: int = setting(100, "feature maps per width")
+    dropout: float = setting(0.5, "on the pooled features (the penultimate layer)")
+    max_norm: float | None = setting(3.0, "of each output unit's weight vector, after every update (None: off)")
+    init: Literal["keras", "torch"] = setting(
+        "keras", "the initialisers: keras (those of the Keras model this mirrors) or torch (PyTorch's)"
+    )
+    multichannel: bool = setting(
+        False,
+        'Kim\'s "multichannel": a second, frozen copy of the embedding beside the trained one; each filter '
+        "reads both and adds the results. Meant for pretrained vectors (embedding.pretrained), with "
+        "embedding.freeze=false.",
+    )
 
 
 def text_cnn_config() -> Config:
@@ -133,34 +144,41 @@ VARIANTS = ("none", "naive", "variational", "awd")
 
 @dataclass
 class LmModel(ModelConfig):
-    embedding_dim: int = 200  # word embedding size
-    hidden: int = 200  # LSTM units per layer
-    layers: int = 2  # LSTM layers
-    tie: bool = False  # share the embedding and the softmax weight (the last layer then has embedding_dim units)
-    embedding_dropout: float = 0.0  # embedding dropout on word types
-    embedding_dropout_mode: str = "sample"  # "sample" (Gal: per sequence) or "batch" (AWD-LSTM)
-    input_dropout: float = 0.0  # on the embedding output (the first layer's input)
-    hidden_dropout: float = 0.0  # on the input of every further layer
-    recurrent_dropout: float = 0.0  # on the recurrent state (variational only)
-    weight_dropout: float = 0.0  # DropConnect on the recurrent weights (weight drop)
-    output_dropout: float = 0.0  # on the last layer's output, before the softmax
-    variational: bool = True  # True: masks fixed over time (locked); False: a new mask each step (naive)
-    init_range: float = 0.1  # U(-r, r) initialisation of every weight (Zaremba); 0: AWD-LSTM's (see LstmLm)
-    ar: float = 0.0  # activation regularisation (AWD-LSTM alpha)
-    tar: float = 0.0  # temporal activation regularisation (AWD-LSTM beta)
+    embedding_dim: int = setting(200, "word embedding size")
+    hidden: int = setting(200, "LSTM units per layer")
+    layers: int = setting(2, "LSTM layers")
+    tie: bool = setting(
+        False, "share the embedding and the softmax weight (the last layer then has embedding_dim units)"
+    )
+    embedding_dropout: float = setting(0.0, "embedding dropout on word types")
+    embedding_dropout_mode: Literal["sample", "batch"] = setting(
+        "sample", '"sample" (Gal: per sequence) or "batch" (AWD-LSTM)'
+    )
+    input_dropout: float = setting(0.0, "on the embedding output (the first layer's input)")
+    hidden_dropout: float = setting(0.0, "on the input of every further layer")
+    recurrent_dropout: float = setting(0.0, "on the recurrent state (variational only)")
+    weight_dropout: float = setting(0.0, "DropConnect on the recurrent weights (weight drop)")
+    output_dropout: float = setting(0.0, "on the last layer's output, before the softmax")
+    variational: bool = setting(True, "True: masks fixed over time (locked); False: a new mask each step (naive)")
+    init_range: float = setting(0.1, "U(-r, r) initialisation of every weight (Zaremba); 0: AWD-LSTM's (see LstmLm)")
+    ar: float = setting(0.0, "activation regularisation (AWD-LSTM alpha)")
+    tar: float = setting(0.0, "temporal activation regularisation (AWD-LSTM beta)")
 
 
 @dataclass
 class LmData(Dataset):
     """A language-modelling corpus (ptb, wikitext2) cut into windows of ``bptt`` tokens."""
 
-    max_tokens: int = 0  # vocabulary size, <eos> and <unk> included; 0: every word of the training split
-    bptt: int = 20  # steps of truncated backpropagation through time
-    variable_bptt: bool = False  # AWD-LSTM's random window lengths (with the learning rate scaled by t / bptt)
-    eval_batch_size: int = 10  # parallel streams when evaluating
-    # MC-dropout evaluation (train.mc): "stream" draws one set of masks per sample and keeps it for the whole split,
-    # with embedding dropout off (Gal's test); "window" draws new masks for every window, every dropout on
-    mc_masks: str = "stream"
+    max_tokens: int = setting(0, "vocabulary size, <eos> and <unk> included; 0: every word of the training split")
+    bptt: int = setting(20, "steps of truncated backpropagation through time")
+    variable_bptt: bool = setting(False, "AWD-LSTM's random window lengths (with the learning rate scaled by t / bptt)")
+    eval_batch_size: int = setting(10, "parallel streams when evaluating")
+    mc_masks: Literal["stream", "window"] = setting(
+        "stream",
+        'MC-dropout evaluation (train.mc): "stream" draws one set of masks per sample and keeps it for the '
+        'whole split, with embedding dropout off (Gal\'s test); "window" draws new masks for every window, '
+        "every dropout on",
+    )
 
 
 def lm_config(recipe: str, dataset: str, variant: str) -> Config:
@@ -202,9 +220,9 @@ def wikitext2(variant: str = "none") -> Config:
 
 @dataclass
 class MfModel(ModelConfig):
-    factors: int = 32  # embedding size of users and movies
-    embedding_dropout: float = 0.2  # drops a user's or a movie's whole factor vector
-    init_std: float = 0.01  # std of the normal initial factors
+    factors: int = setting(32, "embedding size of users and movies")
+    embedding_dropout: float = setting(0.2, "drops a user's or a movie's whole factor vector")
+    init_std: float = setting(0.01, "std of the normal initial factors")
 
 
 def movielens_mf_config() -> Config:
@@ -223,13 +241,15 @@ def movielens_mf_config() -> Config:
 class EntityModel(ModelConfig):
     """How categories become numbers, for the table recipes (``flights-entity``, ``tabular-entity``)."""
 
-    kind: str = "embedding"  # "embedding", "hash" or "onehot"
-    max_dim: int = 16  # embedding width per feature: min(max_dim, fastai's rule)
-    embedding_dropout: float = 0.1  # drops a feature's whole vector
-    dropout: float = 0.2  # on the concatenated vectors and on the hidden layer
-    hidden: int = 64  # units of the hidden layer
-    buckets: int = 4096  # hash: rows of each feature's table
-    num_hashes: int = 2  # hash functions per category (hash kind)
+    kind: Literal["embedding", "hash", "onehot"] = setting(
+        "embedding", "a category as an embedding row, hashed rows (no vocabulary), or one-hot"
+    )
+    max_dim: int = setting(16, "embedding width per feature: min(max_dim, fastai's rule)")
+    embedding_dropout: float = setting(0.1, "drops a feature's whole vector")
+    dropout: float = setting(0.2, "on the concatenated vectors and on the hidden layer")
+    hidden: int = setting(64, "units of the hidden layer")
+    buckets: int = setting(4096, "hash: rows of each feature's table")
+    num_hashes: int = setting(2, "hash functions per category (hash kind)")
 
 
 # ------------------------ flights-entity (its model: recipes/flights_entity.py)
@@ -251,14 +271,16 @@ def flights_entity_config() -> Config:
 class TableData(DataConfig):
     """Your table: a CSV/TSV with a header row (or JSON lines), the target column and the categorical columns."""
 
-    train: str | None = None  # --data
-    valid: str | None = None  # --valid
-    test: str | None = None  # --test
-    label: str = "label"  # the target column
-    categorical: str | None = None  # comma-separated; None: every non-numeric column
-    target: str = "auto"  # "auto", "binary", "multiclass" or "regression"
-    encoding: str = "utf-8"  # the table's text encoding
-    min_count: int = 1  # categories seen fewer times in training share the unknown row
+    train: str | None = setting(None, "--data")
+    valid: str | None = setting(None, "--valid")
+    test: str | None = setting(None, "--test")
+    label: str = setting("label", "the target column")
+    categorical: str | None = setting(None, "comma-separated; None: every non-numeric column")
+    target: Literal["auto", "binary", "multiclass", "regression"] = setting(
+        "auto", '"auto", "binary", "multiclass" or "regression"'
+    )
+    encoding: str = setting("utf-8", "the table's text encoding")
+    min_count: int = setting(1, "categories seen fewer times in training share the unknown row")
 
 
 def tabular_entity_config() -> Config:
@@ -277,22 +299,22 @@ def tabular_entity_config() -> Config:
 class TranslationData(Dataset):
     """Sentence pairs: both sides tokenized alike, at most ``maxlen`` words each."""
 
-    max_tokens: int = 8_000  # each side's vocabulary size, specials included; 0: every word
-    maxlen: int = 10  # pairs with more words on either side are left out
-    punctuation: str = "split"  # punctuation marks become tokens of their own
-    train_pairs: int = 40_000  # at most this many training pairs (a seeded sample); 0: all
-    eval_pairs: int = 1_000  # validation and test pairs used (the first of each split's seeded order)
+    max_tokens: int = setting(8_000, "each side's vocabulary size, specials included; 0: every word")
+    maxlen: int = setting(10, "pairs with more words on either side are left out")
+    punctuation: Literal["strip", "split"] = setting("split", "punctuation marks become tokens of their own")
+    train_pairs: int = setting(40_000, "at most this many training pairs (a seeded sample); 0: all")
+    eval_pairs: int = setting(1_000, "validation and test pairs used (the first of each split's seeded order)")
 
 
 @dataclass
 class Seq2SeqModel(ModelConfig):
-    cell: str = "gru"  # "lstm" or "gru"
-    embedding_dim: int = 128  # word embedding size (both sides)
-    hidden: int = 256  # recurrent units
-    embedding_dropout: float = 0.1  # whole words, on both sides
-    dropout: float = 0.2  # the recurrent layers' input dropout, and before the softmax
-    recurrent_dropout: float = 0.0  # recurrent_dropout of the encoder and decoder (states)
-    max_output: int = 14  # greedy decoding stops here or at <eos>
+    cell: Literal["lstm", "gru"] = setting("gru", "the encoder's and decoder's recurrent cell")
+    embedding_dim: int = setting(128, "word embedding size (both sides)")
+    hidden: int = setting(256, "recurrent units")
+    embedding_dropout: float = setting(0.1, "whole words, on both sides")
+    dropout: float = setting(0.2, "the recurrent layers' input dropout, and before the softmax")
+    recurrent_dropout: float = setting(0.0, "recurrent_dropout of the encoder and decoder (states)")
+    max_output: int = setting(14, "greedy decoding stops here or at <eos>")
 
 
 def translate_fr_en_config() -> Config:

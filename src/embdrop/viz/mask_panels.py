@@ -3,7 +3,6 @@ grids (see :mod:`embdrop.viz.masks`, which draws them)."""
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 
 import torch
@@ -60,12 +59,10 @@ class Panel:
 
 
 def mask_line(cls: type) -> str:
-    """The ``Mask:`` paragraph of a layer's docstring, on one line (the caption under its panel)."""
-    doc = inspect.getdoc(cls) or ""
-    for para in doc.split("\n\n"):
-        if para.lstrip().startswith("Mask:"):
-            return " ".join(line.strip() for line in para.splitlines()).replace("``", "")  # no reST markup
-    raise LookupError(f"{cls.__name__} has no Mask: line")
+    """The ``Mask:`` line a layer class declares (its ``mask_text``): the caption under its panel."""
+    if not getattr(cls, "mask_text", ""):
+        raise LookupError(f"{cls.__name__} has no Mask: line")
+    return cls.mask_text
 
 
 def sentence_ids(batch: int, steps: int) -> Tensor:
@@ -117,21 +114,21 @@ def _sequence_panel(variant: str, x: Tensor, ids: Tensor, p: float, g: torch.Gen
     if variant in ("dropout", "spatial", "token"):
         cls = {"dropout": Dropout, "spatial": SpatialDropout1D, "token": TokenDropout}[variant]
         layer = cls(p)
-        keep = layer.sample_mask(x, generator=g).expand(B, T, C).bool()  # (B, T, C)
+        keep = layer.sample_masks(x, generator=g).expand(B, T, C).bool()  # (B, T, C)
         title = {"dropout": "Dropout", "spatial": "SpatialDropout1D", "token": "TokenDropout"}[variant]
         title = f"{title}({p}) after the embedding"
         scale = _scale(p)
     elif variant == "word":
         cls = WordDropout
         layer = WordDropout(p, unk_id=WORDS.index("<unk>"), padding_idx=0)
-        keep = layer.sample_mask(ids, generator=g).unsqueeze(-1).expand(B, T, C)  # (B, T) -> (B, T, C)
+        keep = layer.sample_masks(ids, generator=g).unsqueeze(-1).expand(B, T, C)  # (B, T) -> (B, T, C)
         title = f"WordDropout({p}, unk_id=1) before the embedding"
         scale = f"p = {p}: each word replaced by <unk> with probability {p}; nothing is rescaled"
     else:
         cls = Embedding
         mode = variant.split("-")[1]
         layer = Embedding(len(WORDS), C, padding_idx=0, dropout=p, dropout_mode=mode)
-        keep = layer.sample_mask(ids, generator=g).bool().unsqueeze(-1).expand(B, T, C)  # (B, T) -> (B, T, C)
+        keep = layer.sample_masks(ids, generator=g).bool().unsqueeze(-1).expand(B, T, C)  # (B, T) -> (B, T, C)
         title = f"Embedding(dropout={p}, dropout_mode={mode!r})"
         scale = _scale(p).replace("each mask entry", "each word type")
     grids = [Grid(f"sample {b}", keep[b], "time step", "channel", (T, C), _words(ids[b])) for b in range(B)]
@@ -164,7 +161,7 @@ def _recurrent_panel(variant: str, x: Tensor, p: float, g: torch.Generator) -> P
         lstm = LSTM(C, H, dropout=p, variational=p == 0)  # p = 0: no mask either way (and no warning)
         m = lstm.sample_masks(x, generator=g)
         m.input[0][0] = _or_ones(m.input[0][0], (B, T, C))
-        out_keep = Dropout(p).sample_mask(h, generator=g)  # (B, T, H)
+        out_keep = Dropout(p).sample_masks(h, generator=g)  # (B, T, H)
         x_keep = [m.input[0][0][0, t].unsqueeze(0) for t in range(T)]  # (1, C) per step
         h_keep = [None] * T
         y_keep = [out_keep[0, t].unsqueeze(0) for t in range(T)]  # (1, H)
@@ -179,7 +176,7 @@ def _recurrent_panel(variant: str, x: Tensor, p: float, g: torch.Generator) -> P
         m = lstm.sample_masks(x, generator=g)
         m.input[0][0] = _or_ones(m.input[0][0], (G, B, C))
         m.recurrent[0][0] = _or_ones(m.recurrent[0][0], (G, B, H))
-        out_keep = SpatialDropout1D(p).sample_mask(h, generator=g)  # (B, 1, H)
+        out_keep = SpatialDropout1D(p).sample_masks(h, generator=g)  # (B, 1, H)
         x_keep = [m.input[0][0][:, 0]] * T  # (G, B, C) -> (G, C), the same at every step
         h_keep = [m.recurrent[0][0][:, 0]] * T  # (G, B, H) -> (G, H)
         y_keep = [out_keep[0, 0].unsqueeze(0)] * T  # (1, H)
@@ -193,8 +190,8 @@ def _recurrent_panel(variant: str, x: Tensor, p: float, g: torch.Generator) -> P
         lstm = LSTM(C, H, weight_dropout=p)
         m = lstm.sample_masks(x, generator=g)
         m.weight[0][0] = _or_ones(m.weight[0][0], (G * H, H))
-        in_keep = SpatialDropout1D(p).sample_mask(x, generator=g)  # (B, 1, C)
-        out_keep = SpatialDropout1D(p).sample_mask(h, generator=g)  # (B, 1, H)
+        in_keep = SpatialDropout1D(p).sample_masks(x, generator=g)  # (B, 1, C)
+        out_keep = SpatialDropout1D(p).sample_masks(h, generator=g)  # (B, 1, H)
         x_keep = [in_keep[0, 0].unsqueeze(0)] * T  # (1, C)
         h_keep = [m.weight[0][0].T] * T  # (4H, H) -> (H, 4H): h(t-1) unit down, gate unit across (i, f, g, o blocks)
         y_keep = [out_keep[0, 0].unsqueeze(0)] * T

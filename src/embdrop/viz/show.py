@@ -58,7 +58,7 @@ def make_panels(
         if v == "embedding":
             # Each row x[b, t] stands for the vector of token ids[b, t]; the lookup itself is replaced by x.
             emb = Embedding(int(ids.max()) + 1, C, dropout=p, dropout_mode=mode)
-            keep = emb.sample_mask(ids, generator=g).unsqueeze(-1).expand(B, T, C)  # (B, T, 1) -> (B, T, C)
+            keep = emb.sample_masks(ids, generator=g).unsqueeze(-1).expand(B, T, C)  # (B, T, 1) -> (B, T, C)
             values = x * keep / (1 - p)
             scope = "its sequence" if mode == "sample" else "the whole batch"
             panel = Panel(
@@ -71,7 +71,7 @@ def make_panels(
             )
         else:
             layer = {"dropout": Dropout(p), "spatial": SpatialDropout1D(p), "token": TokenDropout(p)}[v]
-            mask = layer.sample_mask(x, generator=g)
+            mask = layer.sample_masks(x, generator=g)
             values = layer(x, mask=mask)
             shape = "(B, T, C)" if v == "dropout" else "(B, 1, C)" if v == "spatial" else "(B, T, 1)"
             what = {
