@@ -86,3 +86,14 @@ def read_json(path: str | os.PathLike, expected: str, *, argument: str = "path")
             return json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise _checks.invalid(argument, expected, f"{str(path)!r} ({type(e).__name__}: {e})") from None
+
+
+def leaves(d: dict, prefix: str = "") -> dict[str, object]:
+    """A nested dict's leaves as ``{"a.b": value}`` (a config's fields as ``--set`` names them)."""
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(leaves(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out

@@ -339,12 +339,12 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"embdrop {args.command}: error: {_extras.explain(e)}", file=sys.stderr)
         return 2
-    except _diverged() as e:  # the run itself failed (a NaN loss, a full disk): its last checkpoint is kept
+    except _run_failures() as e:  # the run itself failed (a NaN loss, a full disk): its last checkpoint is kept
         print(f"embdrop {args.command}: error: {e}", file=sys.stderr)
         return 1
 
 
-def _diverged() -> tuple[type[Exception], ...]:
+def _run_failures() -> tuple[type[Exception], ...]:
     from embdrop.recipes.runs import StorageFull
     from embdrop.recipes.train_setup import TrainingDiverged
 

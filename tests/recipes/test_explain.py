@@ -1,6 +1,7 @@
 """``embdrop config RECIPE``: every field of every recipe, with its type, value, default and meaning."""
 
 import json
+import re
 import typing
 
 import pytest
@@ -67,3 +68,13 @@ def test_mistakes_are_one_line(capsys):
     assert main(["config", "reviews-lstm", "--set", "model.hiden=3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "did you mean model.hidden? 'embdrop config reviews-lstm' says what each means" in err[1]
+
+
+def test_a_drop_rate_is_checked_with_the_config_and_named_by_its_field(capsys):
+    # every dropout and zoneout field is a Rate: refused at 1 or above where it is set, before any layer is built
+    for item in ("model.zoneout=1", "model.recurrent_dropout=-0.1", "model.dropout=nan"):
+        field = item.partition("=")[0]
+        with pytest.raises(ValueError, match=rf"argument '{field}': expected a float in \[0, 1\)"):
+            recipes.resolve("reviews-lstm", [item])
+    assert main(["config", "ptb-lm"]) == 0
+    assert re.search(r"model.weight_dropout +float in \[0, 1\)", capsys.readouterr().out)

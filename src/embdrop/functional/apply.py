@@ -114,7 +114,7 @@ def embedding(
         scale = mask.to(weight.dtype) * keep_scale(p)  # (B, T)
         if padding_idx is not None:
             scale = scale.masked_fill(ids == padding_idx, 1.0)
-    if _fused(weight, ids, scale, max_norm):  # the lookup and the scaling in one pass, forward and backward
+    if _fused_lookup_runs(weight, ids, scale, max_norm):  # the lookup and the scaling in one pass, forward and backward
         from embdrop.kernels import embedding as fused
 
         return fused.embedding_scaled(weight, ids.long(), scale, padding_idx=padding_idx, sparse=sparse)
@@ -122,7 +122,7 @@ def embedding(
     return out * scale.unsqueeze(-1)  # (B, T, E) * (B, T, 1)
 
 
-def _fused(weight: Tensor, ids: Tensor, scale: Tensor, max_norm: float | None) -> bool:
+def _fused_lookup_runs(weight: Tensor, ids: Tensor, scale: Tensor, max_norm: float | None) -> bool:
     """Whether the fused CPU kernel can run this embedding-dropout lookup (it has no max_norm, and a mask that
     needs a gradient goes through torch's ops)."""
     if weight.device.type != "cpu" or weight.dtype not in (torch.float32, torch.float64) or max_norm is not None:

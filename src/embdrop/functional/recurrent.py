@@ -22,6 +22,7 @@ weights are permuted on the way in (and their gradients on the way out). GRU gat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -39,7 +40,7 @@ KERNEL_ORDER = {"lstm": (0, 1, 3, 2), "gru": (0, 1, 2), "rnn": (0,)}  # the kern
 class Options:
     """What one call of :func:`run` needs to know about the layer."""
 
-    cell: str  # "lstm", "gru" or "rnn" (tanh)
+    cell: Literal["lstm", "gru", "rnn"]  # rnn: the tanh cell
     dropout: float = 0.0
     recurrent_dropout: float = 0.0
     weight_dropout: float = 0.0
@@ -124,12 +125,12 @@ def run(
         if m_in is not None:
             mask = m_in[0].unsqueeze(1) if m_in.dim() == 3 and m_in.shape[0] == 1 and opts.variational else m_in
             inp = inp * (mask * keep_scale(opts.dropout))  # (B, T, C) * (B, 1, C) or (B, T, C)
-        return _fused(inp, h0, c0, (w_ih, w_hh, b_ih, b_hh), opts, n)
+        return _torch_layer(inp, h0, c0, (w_ih, w_hh, b_ih, b_hh), opts, n)
     masks_in = (m_in, m_rec, zh, zc)
     return _loop(inp, h0, c0, (w_ih, w_hh, b_ih, b_hh), masks_in, opts, n, zoneout_eval, unit, scan)
 
 
-def _fused(inp, h0, c0, weights, opts: Options, n):
+def _torch_layer(inp, h0, c0, weights, opts: Options, n):
     """PyTorch's own recurrence (masks already applied): torch.lstm / torch.gru, packed when ``n`` is given."""
     w_ih, w_hh, b_ih, b_hh = weights
     lowp = torch.is_autocast_enabled("cpu") and inp.device.type == "cpu"
@@ -138,7 +139,7 @@ def _fused(inp, h0, c0, weights, opts: Options, n):
         # fails there under autocast): this layer runs in its weights' dtype instead, as for ops autocast skips
         with torch.autocast("cpu", enabled=False):
             f = lambda t: None if t is None else t.to(w_ih.dtype)  # noqa: E731
-            return _fused(f(inp), f(h0), f(c0), weights, opts, n)
+            return _torch_layer(f(inp), f(h0), f(c0), weights, opts, n)
     params = [w_ih, w_hh] + ([b_ih, b_hh] if opts.bias else [])
     lstm = opts.cell == "lstm"
     hx = (h0.unsqueeze(0), c0.unsqueeze(0)) if lstm else h0.unsqueeze(0)

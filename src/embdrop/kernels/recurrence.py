@@ -20,7 +20,7 @@ def _save(*inputs: Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
 
 
-def _zone(z: Tensor | float | None, like: Tensor) -> Tensor:
+def _zoneout_factors(z: Tensor | float | None, like: Tensor) -> Tensor:
     """Zoneout factors for the kernel: the (T, B, H) update mask, the eval expectation 1 - p as (1, B, H), or an
     empty tensor for no zoneout; ``like`` is the (T, B, H) output's first step, (B, H)."""
     if z is None:
@@ -254,7 +254,7 @@ def lstm_recurrence(
 
     ``w_hh`` may come in a lower precision than ``xw`` (bfloat16 under ``torch.autocast``): the recurrent matrix
     products then run in that precision and the rest in ``xw``'s (see ``csrc/lstm.cpp``)."""
-    zh, zc = _zone(zoneout_h, h0), _zone(zoneout_c, h0)
+    zh, zc = _zoneout_factors(zoneout_h, h0), _zoneout_factors(zoneout_c, h0)
     out, hs, cs, *_ = _lstm_forward(xw, w_hh, rmask, h0, c0, _step(step), zh, zc, _save(xw, w_hh, h0, c0))
     return out, hs[-1], cs[-1]
 
@@ -271,7 +271,8 @@ def gru_recurrence(
     """Same contract as :func:`embdrop.kernels.reference.gru_recurrence` (``reset_after=True``); ``rmask`` is
     required (all ones for none)."""
     b = b_hh if b_hh is not None else xw.new_empty(0)
-    out, hs, *_ = _gru_forward(xw, w_hh, b, rmask, h0, _step(step), _zone(zoneout_h, h0), _save(xw, w_hh, b, h0))
+    zh = _zoneout_factors(zoneout_h, h0)
+    out, hs, *_ = _gru_forward(xw, w_hh, b, rmask, h0, _step(step), zh, _save(xw, w_hh, b, h0))
     return out, hs[-1]
 
 

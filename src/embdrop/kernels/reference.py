@@ -47,7 +47,7 @@ def _captured(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.detach().contiguous().clone()
 
 
-def _zone(new: Tensor, old: Tensor, update: Tensor | float) -> Tensor:
+def _zoned(new: Tensor, old: Tensor, update: Tensor | float) -> Tensor:
     """Zoneout with an update keep-mask: the new value where ``update`` is 1, the old one where it is 0
     (training); a float ``update`` = 1 - p mixes them by their expectation (eval)."""
     if isinstance(update, Tensor):
@@ -139,8 +139,8 @@ def lstm_recurrence(
         c_new = f * c + i * g
         h_new = o * torch.tanh(c_new)
         if zoneout_c is not None:
-            c_new = _zone(c_new, c, step.get("zc", zoneout_c))
-            h_new = _zone(h_new, h, step.get("zh", zoneout_h))
+            c_new = _zoned(c_new, c, step.get("zc", zoneout_c))
+            h_new = _zoned(h_new, h, step.get("zh", zoneout_h))
         return _keep_padded((h_new, c_new), state, step)
 
     steps = {"xw": xw.transpose(0, 1), "valid": step_mask, "zh": _time_major(zoneout_h), "zc": _time_major(zoneout_c)}
@@ -194,7 +194,7 @@ def gru_recurrence(
             n = torch.tanh(x[2] + hn @ w_n + (0 if b_r is None else b_r[2]))
         h_new = (1 - z) * n + z * h
         if zoneout_h is not None:
-            h_new = _zone(h_new, h, step.get("zh", zoneout_h))
+            h_new = _zoned(h_new, h, step.get("zh", zoneout_h))
         return _keep_padded((h_new,), state, step)
 
     steps = {"xw": xw.transpose(0, 1), "valid": step_mask, "zh": _time_major(zoneout_h)}
@@ -226,7 +226,7 @@ def rnn_recurrence(
         pre = step["xw"][0] + product(h)[0]  # (B, H)
         h_new = torch.tanh(pre if b_hh is None else pre + b_hh)
         if zoneout_h is not None:
-            h_new = _zone(h_new, h, step.get("zh", zoneout_h))
+            h_new = _zoned(h_new, h, step.get("zh", zoneout_h))
         return _keep_padded((h_new,), state, step)
 
     steps = {"xw": xw.transpose(0, 1), "valid": step_mask, "zh": _time_major(zoneout_h)}

@@ -66,7 +66,7 @@ def parse_vary(items: list[str], recipe: str) -> list[tuple[str, list[str]]]:
 
 
 @dataclass
-class Run:
+class PlannedRun:
     cell: str
     seed: int
     overrides: list[str]
@@ -112,7 +112,8 @@ def compare(
         out, plan = _read_plan(Path(resume))
         recipe, seeds = plan["recipe"], plan["seeds"]
         runs = [
-            Run(r["cell"], r["seed"], r["overrides"], out / r["folder"] / f"seed-{r['seed']}") for r in plan["runs"]
+            PlannedRun(r["cell"], r["seed"], r["overrides"], out / r["folder"] / f"seed-{r['seed']}")
+            for r in plan["runs"]
         ]
         if jobs is None:
             jobs = plan.get("jobs")
@@ -135,7 +136,7 @@ def compare(
             folder = "_".join([name] * bool(name) + [f"{f.split('.')[-1]}-{v}" for f, v in combo]) or "default"
             for seed in range(seeds):
                 items = [*overrides, *sets, *(f"{f}={v}" for f, v in combo), f"train.seed={seed}"]
-                runs.append(Run(cell, seed, items, out / folder / f"seed-{seed}"))
+                runs.append(PlannedRun(cell, seed, items, out / folder / f"seed-{seed}"))
         if len(runs) > 10_000:
             raise _checks.invalid("--vary", "a grid of at most 10,000 runs", f"{len(runs):,} runs")
         for r in runs[::seeds]:  # every cell's training fields, before any process starts
@@ -225,7 +226,7 @@ def _read_plan(out: Path) -> tuple[Path, dict]:
     return out, plan
 
 
-def _finished(r: Run) -> dict | None:
+def _finished(r: PlannedRun) -> dict | None:
     """What became of a run in an earlier process: finished (its summary.json), diverged (its result file), or
     None: it has to run (again)."""
     if (r.out / "summary.json").is_file():
@@ -238,7 +239,7 @@ def _finished(r: Run) -> dict | None:
     return None
 
 
-def _command(recipe: str, r: Run, threads: int) -> list[str]:
+def _command(recipe: str, r: PlannedRun, threads: int) -> list[str]:
     """The worker's arguments: --resume where an epoch is committed, otherwise a fresh --out."""
     if (r.out / "checkpoint.safetensors").is_file():
         return ["--resume", str(r.out)]
@@ -261,8 +262,8 @@ def _last_epoch_line(log: Path) -> str | None:
     return lines[-1] if lines else None
 
 
-def _run_all(recipe: str, runs: list[Run], todo: list[int], results: dict, jobs: int, threads: int, log) -> None:
-    """Run ``todo`` on ``jobs`` worker processes; stop them all on an error or an interrupt."""
+def _run_all(recipe: str, runs: list[PlannedRun], todo: list[int], results: dict, jobs: int, threads: int, log) -> None:
+    """PlannedRun ``todo`` on ``jobs`` worker processes; stop them all on an error or an interrupt."""
     import signal
     import subprocess
     import sys

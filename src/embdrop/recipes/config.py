@@ -13,9 +13,25 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from embdrop import _checks
+
+# A rate of a dropout variant: the probability to drop, checked in [0, 1) with the config (see :func:`check`).
+Rate = Annotated[float, "rate"]
+# Sizes written as text, "3,4,5": comma-separated positive ints, checked with the config.
+Sizes = Annotated[str, "sizes"]
+
+
+def sizes(name: str, text: object) -> tuple[int, ...]:
+    """``"3,4,5"`` -> (3, 4, 5); otherwise the error template naming the field ``name``."""
+    try:
+        out = tuple(int(w) for w in str(text).split(","))
+    except ValueError:
+        out = ()
+    if not out or min(out) < 1:
+        raise _checks.invalid(name, "comma-separated positive ints such as 3,4,5", repr(text))
+    return out
 
 
 def setting(default, meaning: str):
@@ -287,12 +303,17 @@ def check(config):
     import functools
 
     for name, kind in fields(config).items():
-        allowed = choices(kind)
-        if allowed is None:
-            continue
         section, _, leaf = name.rpartition(".")
         owner = functools.reduce(getattr, section.split("."), config) if section else config
         value = getattr(owner, leaf)
+        marks = getattr(typing.get_type_hints(type(owner), include_extras=True)[leaf], "__metadata__", ())
+        if "rate" in marks:
+            _checks.probability(name, value)  # a drop rate of 1 (or 1.5) named by its field, before a layer sees it
+        if "sizes" in marks:
+            sizes(name, value)
+        allowed = choices(kind)
+        if allowed is None:
+            continue
         if value not in allowed and not (value is None and type(None) in typing.get_args(kind)):
             raise _checks.invalid(name, f"one of {', '.join(map(repr, allowed))}", repr(value))
     return config

@@ -46,7 +46,9 @@ def describe(config: Config, default: Config) -> list[Field]:
         owner = functools.reduce(getattr, section.split("."), config) if section else config
         base = functools.reduce(getattr, section.split("."), default) if section else default
         meaning = comments(type(owner)).get(leaf, "")
-        out.append(Field(name, _type_name(kind), getattr(owner, leaf), getattr(base, leaf, None), meaning))
+        rate = "rate" in getattr(typing.get_type_hints(type(owner), include_extras=True)[leaf], "__metadata__", ())
+        shown = "float in [0, 1)" if rate else _type_name(kind)
+        out.append(Field(name, shown, getattr(owner, leaf), getattr(base, leaf, None), meaning))
     return out
 
 

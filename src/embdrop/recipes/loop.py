@@ -199,13 +199,13 @@ def train_epoch(
                 loss, extra = task.loss(net, batch)
             value = loss.item()
             if not math.isfinite(value):
-                _diverged(config, epoch, n + 1, total, f"training loss {value} is not finite", committed)
+                _stop_diverged(config, epoch, n + 1, total, f"training loss {value} is not finite", committed)
             if state.first_loss is None:
                 state.first_loss = value
             if abs(value) > EXPLODED * max(abs(state.first_loss), 1.0):
                 first = state.first_loss
                 what = f"training loss {value:.4g} is more than {EXPLODED:.0e} times the first step's ({first:.4g})"
-                _diverged(config, epoch, n + 1, total, what, committed)
+                _stop_diverged(config, epoch, n + 1, total, what, committed)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if t.clip is not None:
@@ -248,7 +248,7 @@ def end_epoch(
     valid = task.evaluate(model, "valid")
     if not all(math.isfinite(v) for v in valid.values()):
         total = task.num_batches("train", t.batch_size)
-        _diverged(config, epoch, sums["batches"], total, f"validation {valid} is not finite", state.epoch)
+        _stop_diverged(config, epoch, sums["batches"], total, f"validation {valid} is not finite", state.epoch)
     row = {
         "epoch": epoch,
         "train_loss": sums["loss"],
@@ -317,7 +317,7 @@ def final_test(
     return summary
 
 
-def _diverged(config: Config, epoch: int, step: int, total: int, what: str, committed: int) -> None:
+def _stop_diverged(config: Config, epoch: int, step: int, total: int, what: str, committed: int) -> None:
     kept = f"the checkpoint of epoch {committed} is kept" if committed else "no epoch had completed"
     raise TrainingDiverged(
         f"{what} at epoch {epoch}, step {step} of {total}: training stopped ({kept}). "

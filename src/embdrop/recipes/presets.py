@@ -18,6 +18,8 @@ from embdrop.recipes.config import (
     Dataset,
     EmbeddingConfig,
     ModelConfig,
+    Rate,
+    Sizes,
     TextData,
     TrainConfig,
     setting,
@@ -29,18 +31,18 @@ from embdrop.recipes.config import (
 @dataclass
 class LstmModel(ModelConfig):
     embedding_dim: int = setting(64, "word embedding size")
-    dropout: float = setting(0.25, "a Dropout layer after the embedding (entries)")
-    spatial_dropout: float = setting(0.0, "SpatialDropout1D after the embedding (whole channels)")
-    embedding_dropout: float = setting(0.0, "embedding dropout (whole words)")
+    dropout: Rate = setting(0.25, "a Dropout layer after the embedding (entries)")
+    spatial_dropout: Rate = setting(0.0, "SpatialDropout1D after the embedding (whole channels)")
+    embedding_dropout: Rate = setting(0.0, "embedding dropout (whole words)")
     init: Literal["keras", "torch"] = setting(
         "keras", '"keras" (the initialisers of the Keras model this mirrors) or "torch" (PyTorch\'s)'
     )
     hidden: int = setting(100, "LSTM units")
-    lstm_dropout: float = setting(0.5, "the LSTM's own dropout (inputs)")
-    recurrent_dropout: float = setting(0.5, "the LSTM's recurrent_dropout (states)")
+    lstm_dropout: Rate = setting(0.5, "the LSTM's own dropout (inputs)")
+    recurrent_dropout: Rate = setting(0.5, "the LSTM's recurrent_dropout (states)")
     lstm_variational: bool = setting(True, "False: naive dropout (Zaremba), a new input mask at every step")
-    weight_dropout: float = setting(0.0, "weight drop (DropConnect) on the LSTM's recurrent weights (AWD-LSTM)")
-    zoneout: float = setting(0.0, "zoneout on h and c (Krueger et al.)")
+    weight_dropout: Rate = setting(0.0, "weight drop (DropConnect) on the LSTM's recurrent weights (AWD-LSTM)")
+    zoneout: Rate = setting(0.0, "zoneout on h and c (Krueger et al.)")
 
 
 def _lstm_config(recipe: str, data: TextData, epochs: int) -> Config:
@@ -69,19 +71,19 @@ def imdb_lstm() -> Config:
 @dataclass
 class CnnLstmModel(ModelConfig):
     embedding_dim: int = setting(16, "word embedding size")
-    dropout: float = setting(0.2, "a Dropout layer after the embedding (entries)")
-    spatial_dropout: float = setting(0.0, "SpatialDropout1D after the embedding (whole channels)")
-    embedding_dropout: float = setting(0.0, "embedding dropout (whole words)")
+    dropout: Rate = setting(0.2, "a Dropout layer after the embedding (entries)")
+    spatial_dropout: Rate = setting(0.0, "SpatialDropout1D after the embedding (whole channels)")
+    embedding_dropout: Rate = setting(0.0, "embedding dropout (whole words)")
     init: Literal["keras", "torch"] = setting(
         "keras", '"keras" (the initialisers of the Keras model this mirrors) or "torch" (PyTorch\'s)'
     )
     filters: int = setting(64, "Conv1D filters")
     kernel_size: int = setting(5, "Conv1D kernel width")
     pool_size: int = setting(4, "MaxPooling1D size")
-    conv_dropout: float = setting(0.0, "a Dropout layer after Conv1D and max pooling, before the LSTM (entries)")
+    conv_dropout: Rate = setting(0.0, "a Dropout layer after Conv1D and max pooling, before the LSTM (entries)")
     hidden: int = setting(64, "LSTM units")
-    lstm_dropout: float = setting(0.0, "the LSTM's own dropout (inputs)")
-    recurrent_dropout: float = setting(0.0, "the LSTM's recurrent_dropout (states)")
+    lstm_dropout: Rate = setting(0.0, "the LSTM's own dropout (inputs)")
+    recurrent_dropout: Rate = setting(0.0, "the LSTM's recurrent_dropout (states)")
 
 
 def _cnn_lstm_config(recipe: str, data: TextData, epochs: int) -> Config:
@@ -110,10 +112,10 @@ def imdb_cnn_lstm() -> Config:
 @dataclass
 class KimCnnModel(ModelConfig):
     embedding_dim: int = setting(128, "ignored with pretrained vectors (their width)")
-    embedding_dropout: float = setting(0.0, "embedding dropout (whole words)")
-    widths: str = setting("3,4,5", "filter widths, comma-separated")
+    embedding_dropout: Rate = setting(0.0, "embedding dropout (whole words)")
+    widths: Sizes = setting("3,4,5", "filter widths, comma-separated")
     maps: int = setting(100, "feature maps per width")
-    dropout: float = setting(0.5, "on the pooled features (the penultimate layer)")
+    dropout: Rate = setting(0.5, "on the pooled features (the penultimate layer)")
     max_norm: float | None = setting(3.0, "of each output unit's weight vector, after every update (None: off)")
     init: Literal["keras", "torch"] = setting(
         "keras", "the initialisers: keras (those of the Keras model this mirrors) or torch (PyTorch's)"
@@ -150,15 +152,15 @@ class LmModel(ModelConfig):
     tie: bool = setting(
         False, "share the embedding and the softmax weight (the last layer then has embedding_dim units)"
     )
-    embedding_dropout: float = setting(0.0, "embedding dropout on word types")
+    embedding_dropout: Rate = setting(0.0, "embedding dropout on word types")
     embedding_dropout_mode: Literal["sample", "batch"] = setting(
         "sample", '"sample" (Gal: per sequence) or "batch" (AWD-LSTM)'
     )
-    input_dropout: float = setting(0.0, "on the embedding output (the first layer's input)")
-    hidden_dropout: float = setting(0.0, "on the input of every further layer")
-    recurrent_dropout: float = setting(0.0, "on the recurrent state (variational only)")
-    weight_dropout: float = setting(0.0, "DropConnect on the recurrent weights (weight drop)")
-    output_dropout: float = setting(0.0, "on the last layer's output, before the softmax")
+    input_dropout: Rate = setting(0.0, "on the embedding output (the first layer's input)")
+    hidden_dropout: Rate = setting(0.0, "on the input of every further layer")
+    recurrent_dropout: Rate = setting(0.0, "on the recurrent state (variational only)")
+    weight_dropout: Rate = setting(0.0, "DropConnect on the recurrent weights (weight drop)")
+    output_dropout: Rate = setting(0.0, "on the last layer's output, before the softmax")
     variational: bool = setting(True, "True: masks fixed over time (locked); False: a new mask each step (naive)")
     init_range: float = setting(0.1, "U(-r, r) initialisation of every weight (Zaremba); 0: AWD-LSTM's (see LstmLm)")
     ar: float = setting(0.0, "activation regularisation (AWD-LSTM alpha)")
@@ -221,7 +223,7 @@ def wikitext2(variant: str = "none") -> Config:
 @dataclass
 class MfModel(ModelConfig):
     factors: int = setting(32, "embedding size of users and movies")
-    embedding_dropout: float = setting(0.2, "drops a user's or a movie's whole factor vector")
+    embedding_dropout: Rate = setting(0.2, "drops a user's or a movie's whole factor vector")
     init_std: float = setting(0.01, "std of the normal initial factors")
 
 
@@ -245,8 +247,8 @@ class EntityModel(ModelConfig):
         "embedding", "a category as an embedding row, hashed rows (no vocabulary), or one-hot"
     )
     max_dim: int = setting(16, "embedding width per feature: min(max_dim, fastai's rule)")
-    embedding_dropout: float = setting(0.1, "drops a feature's whole vector")
-    dropout: float = setting(0.2, "on the concatenated vectors and on the hidden layer")
+    embedding_dropout: Rate = setting(0.1, "drops a feature's whole vector")
+    dropout: Rate = setting(0.2, "on the concatenated vectors and on the hidden layer")
     hidden: int = setting(64, "units of the hidden layer")
     buckets: int = setting(4096, "hash: rows of each feature's table")
     num_hashes: int = setting(2, "hash functions per category (hash kind)")
@@ -311,9 +313,9 @@ class Seq2SeqModel(ModelConfig):
     cell: Literal["lstm", "gru"] = setting("gru", "the encoder's and decoder's recurrent cell")
     embedding_dim: int = setting(128, "word embedding size (both sides)")
     hidden: int = setting(256, "recurrent units")
-    embedding_dropout: float = setting(0.1, "whole words, on both sides")
-    dropout: float = setting(0.2, "the recurrent layers' input dropout, and before the softmax")
-    recurrent_dropout: float = setting(0.0, "recurrent_dropout of the encoder and decoder (states)")
+    embedding_dropout: Rate = setting(0.1, "whole words, on both sides")
+    dropout: Rate = setting(0.2, "the recurrent layers' input dropout, and before the softmax")
+    recurrent_dropout: Rate = setting(0.0, "recurrent_dropout of the encoder and decoder (states)")
     max_output: int = setting(14, "greedy decoding stops here or at <eos>")
 
 

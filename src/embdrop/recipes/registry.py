@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from embdrop import _checks
-from embdrop._io import read_json
+from embdrop._io import leaves, read_json
 from embdrop.recipes import presets
 from embdrop.recipes.config import RUN_FORMAT, Config, apply_overrides, fields, to_dict
 
@@ -167,14 +167,6 @@ def load_config(run: str | Path, argument: str, overrides: list[str] = ()) -> Co
     return resolve(name, items + list(overrides))
 
 
-def flatten(d: dict, prefix: str = "") -> dict[str, str]:
+def flatten(d: dict) -> dict[str, str]:
     """A saved config's leaves as ``{"a.b": text}``, as ``--set`` takes them (``recipe`` and ``variant`` aside)."""
-    out = {}
-    for k, v in d.items():
-        if k in ("recipe", "variant"):
-            continue
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[prefix + k] = "None" if v is None else str(v)
-    return out
+    return {k: "None" if v is None else str(v) for k, v in leaves(d).items() if k not in ("recipe", "variant")}

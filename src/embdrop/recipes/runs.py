@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from embdrop import _checks, _extras
+from embdrop._io import leaves
 from embdrop.recipes import checkpoint, distributed, inputs, memory
 from embdrop.recipes.config import Config, to_dict
 from embdrop.recipes.loop import fit
@@ -107,7 +108,7 @@ def train(
         restart = _uncommitted(run)
         if not restart:
             checkpoint.check_readable(run)
-        prints = inputs.fingerprints(_leaves(to_dict(config)))  # the files as this process reads them
+        prints = inputs.fingerprints(leaves(to_dict(config)))  # the files as this process reads them
         moved = inputs.changed(run, prints)
         if moved and not allow_changed_data:
             raise _checks.invalid("--resume", "the input files the run was trained on, unchanged (or "
@@ -125,7 +126,7 @@ def train(
         run = distributed.same_on_every_rank(run)
         if distributed.world_rank()[1] == 0:
             restart = _check_new_run_dir(run)
-        prints = inputs.fingerprints(_leaves(to_dict(config)))  # the files as this process reads them
+        prints = inputs.fingerprints(leaves(to_dict(config)))  # the files as this process reads them
     check_train(config.train, distributed.world_rank()[0])  # a wrong training field fails before the data are read
     keep_freed_memory()  # no page faults on every step's fresh activations (see recipes/losses.py)
     torch.manual_seed(config.train.seed)
@@ -267,19 +268,9 @@ def _check_new_run_dir(run: Path) -> bool:
     return False
 
 
-def _leaves(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_leaves(v, f"{prefix}{k}."))
-        else:
-            out[prefix + k] = v
-    return out
-
-
 def _changes(old: Config, new: Config) -> dict[str, list]:
     """``{field: [old, new]}`` for every field that differs."""
-    a, b = _leaves(to_dict(old)), _leaves(to_dict(new))
+    a, b = leaves(to_dict(old)), leaves(to_dict(new))
     return {k: [a.get(k), b[k]] for k in b if a.get(k) != b[k]}
 
 
@@ -296,7 +287,7 @@ class _fields_named:
     """
 
     def __init__(self, config: Config) -> None:
-        self.values = _leaves(to_dict(config))
+        self.values = leaves(to_dict(config))
 
     def __enter__(self) -> None:
         return None

@@ -31,7 +31,7 @@ from embdrop.data.tables import as_number, check_numbers, is_numeric, read_table
 from embdrop.recipes.config import Config
 from embdrop.recipes.presets import TableData  # noqa: F401 (re-exported)
 from embdrop.recipes.tabular import EntityModel, auc
-from embdrop.recipes.task import Task
+from embdrop.recipes.task import Task, say
 
 KINDS = ("embedding", "hash", "onehot")
 TABLE_FORMAT = "embdrop-table-1"
@@ -132,8 +132,7 @@ class OwnTable(Task):
         self.higher_is_better = self.kind != "regression"
         self.outputs = len(self.classes) if self.kind == "multiclass" else 1
         sizes = ", ".join(f"{k} {len(self.splits[k][3]):,}" for k in ("train", "valid", "test"))
-        print(f"data: {self.kind} target {d.label!r}; categorical {cat or 'none'}; numeric {num or 'none'}; {sizes}",
-              flush=True)  # fmt: skip
+        say(f"data: {self.kind} target {d.label!r}; categorical {cat or 'none'}; numeric {num or 'none'}; {sizes}")
 
     def _carve(self, frames: dict, d: TableData) -> dict:
         out = {}

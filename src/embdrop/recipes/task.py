@@ -67,3 +67,12 @@ class Task:
 def _rebuilt(like: tuple, items: list) -> tuple:
     """``items`` as a tuple of ``like``'s type (a named tuple keeps its field names)."""
     return like._make(items) if hasattr(like, "_make") else tuple(items)
+
+
+def say(line: str) -> None:
+    """A task's line for the user (what it read, the vectors' coverage, sample translations): on stderr, the stream
+    the training loop's progress and epochs go to, so that a run's report reads in one place and stdout stays for
+    what a command returns."""
+    import sys
+
+    print(line, file=sys.stderr, flush=True)

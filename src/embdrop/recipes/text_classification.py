@@ -26,7 +26,7 @@ from embdrop.init import keras_
 from embdrop.layers import Embedding
 from embdrop.recipes import memory
 from embdrop.recipes.config import Config
-from embdrop.recipes.task import Task
+from embdrop.recipes.task import Task, say
 
 PRETRAINED = {"glove": "glove-6b-50d"}  # short names for --set embedding.pretrained=...
 
@@ -91,7 +91,7 @@ class TextClassification(Task):
             classes = None if d.classes is None else tuple(c.strip() for c in d.classes.split(",") if c.strip())
             ds = load_text_files(d.train, d.valid, d.test, text_column=d.text, label_column=d.label,
                                  encoding=d.encoding, classes=classes,
-                                 log=lambda line: print(line, flush=True))  # fmt: skip
+                                 log=say)  # fmt: skip
         else:
             for name in ("valid", "test"):
                 if getattr(d, name, None) is not None:
@@ -203,7 +203,7 @@ def text_embedding(config: Config, vocab: Vocab, dim: int, dropout: float = 0.0)
             "embedding.pretrained", f"one of {', '.join(PRETRAINED)} or a vectors file", f"{e.pretrained!r} ({err})"
         ) from None
     emb = Embedding.from_pretrained(vectors, vocab, freeze=e.freeze, oov=e.oov, dropout=dropout)
-    print(f"embedding: {e.pretrained}, {emb.coverage}", flush=True)
+    say(f"embedding: {e.pretrained}, {emb.coverage}")
     return emb
 
 

@@ -19,20 +19,14 @@ import torch
 from torch import Tensor, nn
 
 from embdrop import Dropout, Embedding, _checks
-from embdrop.recipes.config import Config
+from embdrop.recipes.config import Config, sizes
 from embdrop.recipes.presets import KimCnnModel  # noqa: F401 (re-exported)
 from embdrop.recipes.text_classification import TextClassification, head, text_model
 
 
 def widths(text: str) -> tuple[int, ...]:
     """``"3,4,5"`` -> (3, 4, 5); the field named in the error."""
-    try:
-        out = tuple(int(w) for w in str(text).split(","))
-    except ValueError:
-        out = ()
-    if not out or min(out) < 1:
-        raise _checks.invalid("model.widths", "comma-separated positive ints such as 3,4,5", repr(text))
-    return out
+    return sizes("model.widths", text)
 
 
 class MaxNormLinear(nn.Linear):

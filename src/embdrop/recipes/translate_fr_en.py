@@ -21,7 +21,7 @@ from embdrop import GRU, LSTM, Dropout, Embedding, _checks, _extras
 from embdrop.data import Tokenizer, Vocab, load_dataset, pad_sequences
 from embdrop.recipes.config import Config
 from embdrop.recipes.presets import Seq2SeqModel, TranslationData  # noqa: F401 (re-exported)
-from embdrop.recipes.task import Task
+from embdrop.recipes.task import Task, say
 
 
 class Seq2Seq(nn.Module):
@@ -131,7 +131,7 @@ class Translation(Task):
             self.shown = [f"{' '.join(s)} => {h}   (reference: {r})" for (s, _), h, r in
                           zip(self.pairs[split][:6], hyps[:6], refs[:6], strict=True)]  # fmt: skip
             for line in self.shown:
-                print(line, flush=True)
+                say(line)
         return {"loss": nll / max(n, 1), "bleu": bleu}
 
 

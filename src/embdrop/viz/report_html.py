@@ -7,6 +7,7 @@ import html
 import json
 import math
 
+from embdrop._io import leaves
 from embdrop.viz.report_runs import Run, Source, _count
 
 # ------------------------------------------------------------------------------------------------------ HTML
@@ -38,20 +39,9 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _flatten(config: dict) -> dict[str, object]:
-    out = {}
-    for k, v in config.items():
-        if isinstance(v, dict):
-            for k2, v2 in v.items():
-                out[f"{k}.{k2}"] = v2
-        else:
-            out[k] = v
-    return out
-
-
 def config_html(runs: list[Run]) -> str:
     """The config as a table; for several runs the fields they differ in, one column per cell, the rest folded."""
-    flat = [_flatten(r.config) for r in runs]
+    flat = [leaves(r.config) for r in runs]
     keys = list(dict.fromkeys(k for f in flat for k in f))
     differ = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flat}) > 1]
     same = [k for k in keys if k not in differ]

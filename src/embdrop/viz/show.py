@@ -24,7 +24,7 @@ LIMITS = (16, 64, 64)
 
 
 @dataclass
-class Panel:
+class Column:
     """One column of the picture: a variant's output, where its mask dropped, and what that mask is."""
 
     title: str
@@ -43,7 +43,7 @@ def default_ids(batch: int, steps: int) -> Tensor:
 
 def make_panels(
     x: Tensor, p: float, seed: int, variants: tuple[str, ...] = VARIANTS, mode: str = "sample"
-) -> tuple[list[Panel], Tensor]:
+) -> tuple[list[Column], Tensor]:
     """Apply each variant to ``x`` (B, T, C) with a generator seeded by ``seed``; return the panels and the ids."""
     _checks.rank("shape", x, 3, "(B, T, C)")
     p = _checks.probability("p", p)
@@ -61,7 +61,7 @@ def make_panels(
             keep = emb.sample_masks(ids, generator=g).unsqueeze(-1).expand(B, T, C)  # (B, T, 1) -> (B, T, C)
             values = x * keep / (1 - p)
             scope = "its sequence" if mode == "sample" else "the whole batch"
-            panel = Panel(
+            panel = Column(
                 f"embedding dropout ({mode})",
                 values,
                 keep == 0,
@@ -80,7 +80,7 @@ def make_panels(
                 "token": "shared across C: a dropped time step (row) is zero in every channel.",
             }[v]
             title = {"dropout": "Dropout", "spatial": "SpatialDropout1D", "token": "TokenDropout"}[v]
-            panel = Panel(
+            panel = Column(
                 title,
                 values,
                 (mask == 0).expand(B, T, C),
@@ -101,7 +101,7 @@ def _cells(values: Tensor, dropped: Tensor, integral: bool) -> list[list[list[st
     ]
 
 
-def render(x: Tensor, panels: list[Panel], ids: Tensor, p: float, seed: int) -> str:
+def render(x: Tensor, panels: list[Column], ids: Tensor, p: float, seed: int) -> str:
     """The text picture: a header, the input and every panel side by side, one explanation line per variant."""
     B, T, C = x.shape
     scale = 1.0 / (1.0 - p)
