@@ -1,4 +1,6 @@
-"""Stateless maths: mask sampling (every RNG rule lives in :mod:`.masks`) and mask application."""
+"""Stateless maths: mask sampling (every RNG rule lives in :mod:`.masks`), mask application (:mod:`.apply`) and the
+recurrent layers' dispatch (:mod:`.recurrent`: which implementation in :mod:`embdrop.kernels` runs). Imports run
+one way: layers -> functional -> kernels."""
 
 from embdrop.functional.apply import (
     apply_mask,

@@ -3,9 +3,13 @@
 - :mod:`~embdrop.recipes.registry`: the recipes by name (``embdrop recipes`` lists them), :func:`resolve` and
   :func:`load_config`;
 - :mod:`~embdrop.recipes.runs`: :func:`train`, a run directory from start or resume to its summary;
-- :mod:`~embdrop.recipes.loop`, :mod:`~embdrop.recipes.checkpoint`, :mod:`~embdrop.recipes.distributed`: the
-  engine (epochs, evaluation, the final test; atomic checkpoints; DDP under torchrun);
-- :mod:`~embdrop.recipes.task`: the :class:`Task` contract, implemented once per family: text classification
+- :mod:`~embdrop.recipes.loop`, :mod:`~embdrop.recipes.train_setup`, :mod:`~embdrop.recipes.checkpoint`,
+  :mod:`~embdrop.recipes.distributed`: the engine (epochs, evaluation, the final test; the optimizer, device and
+  threads; atomic checkpoints; DDP under torchrun);
+- :mod:`~embdrop.recipes.deploy` loads a trained run, :mod:`~embdrop.recipes.export` writes it as ONNX or a
+  ``torch.export`` program;
+- :mod:`~embdrop.recipes.task`: the :class:`Task` contract (batching and devices written once), implemented once
+  per family: text classification
   (:mod:`~embdrop.recipes.text_classification`), language models (:mod:`~embdrop.recipes.language_model`), tables
   (:mod:`~embdrop.recipes.tabular`, :mod:`~embdrop.recipes.tabular_entity`) and translation
   (:mod:`~embdrop.recipes.translate_fr_en`);
