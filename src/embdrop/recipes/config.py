@@ -10,6 +10,7 @@ which ``embdrop config`` prints. Choices are checked in one place, :func:`check`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -45,6 +46,17 @@ def meaning(cls, name: str) -> str:
         if f.name == name:
             return f.metadata.get("help", "")
     return ""
+
+
+@functools.cache
+def _annotations(cls: type) -> dict:
+    """A config dataclass's field types with their ``Annotated`` marks (resolved once per class)."""
+    return typing.get_type_hints(cls, include_extras=True)
+
+
+def marks(cls: type, name: str) -> tuple:
+    """What field ``name`` of ``cls`` is marked as beyond its type: ("rate",) for a :data:`Rate`, ("sizes",) ..."""
+    return getattr(_annotations(cls)[name], "__metadata__", ())
 
 
 def choices(kind) -> tuple | None:
@@ -300,16 +312,15 @@ def check(config):
     """``config`` itself when every field with a ``Literal`` type holds one of its choices; otherwise the error
     template naming the field (``train.optimizer``) and the allowed values. The one place choices are checked:
     after ``--set`` (:func:`apply_overrides`) and when a run's config.json is read back."""
-    import functools
 
     for name, kind in fields(config).items():
         section, _, leaf = name.rpartition(".")
         owner = functools.reduce(getattr, section.split("."), config) if section else config
         value = getattr(owner, leaf)
-        marks = getattr(typing.get_type_hints(type(owner), include_extras=True)[leaf], "__metadata__", ())
-        if "rate" in marks:
+        marked = marks(type(owner), leaf)
+        if "rate" in marked:
             _checks.probability(name, value)  # a drop rate of 1 (or 1.5) named by its field, before a layer sees it
-        if "sizes" in marks:
+        if "sizes" in marked:
             sizes(name, value)
         allowed = choices(kind)
         if allowed is None:

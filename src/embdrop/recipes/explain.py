@@ -12,7 +12,7 @@ import functools
 import typing
 from dataclasses import dataclass
 
-from embdrop.recipes.config import Config, choices, fields
+from embdrop.recipes.config import Config, choices, fields, marks
 
 
 @dataclass
@@ -46,8 +46,7 @@ def describe(config: Config, default: Config) -> list[Field]:
         owner = functools.reduce(getattr, section.split("."), config) if section else config
         base = functools.reduce(getattr, section.split("."), default) if section else default
         meaning = comments(type(owner)).get(leaf, "")
-        rate = "rate" in getattr(typing.get_type_hints(type(owner), include_extras=True)[leaf], "__metadata__", ())
-        shown = "float in [0, 1)" if rate else _type_name(kind)
+        shown = "float in [0, 1)" if "rate" in marks(type(owner), leaf) else _type_name(kind)
         out.append(Field(name, shown, getattr(owner, leaf), getattr(base, leaf, None), meaning))
     return out
 
