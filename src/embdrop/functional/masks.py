@@ -112,13 +112,16 @@ class HashedKeep:
 
     shape: tuple[int, ...]
     threshold: int  # an entry is kept when its hash is below this
-    key: Tensor  # 0-dim int64 on the CPU
+    key: Tensor  # 0-dim int64, on the CPU (weight drop's) or on the layer's device (zoneout's on the GPU path)
     dtype: torch.dtype
 
     def tensor(self) -> Tensor:
-        from embdrop.kernels import hashed
+        from embdrop.kernels import build, hashed
 
-        return hashed.keep_mask(self.shape, self.threshold, self.key, self.dtype)
+        if self.key.device.type == "cpu" and build.available():
+            return hashed.keep_mask(self.shape, self.threshold, self.key, self.dtype)
+        n = math.prod(self.shape)
+        return (_hashed_bits(n, int(self.key), self.key.device) < self.threshold).to(self.dtype).view(self.shape)
 
 
 def deferred_keep_hashed(
@@ -128,10 +131,13 @@ def deferred_keep_hashed(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
     generator: torch.Generator | None = None,
+    anywhere: bool = False,
 ) -> HashedKeep | Tensor:
     """The mask of :func:`bernoulli_keep_hashed` (the same draws from ``generator``, the same bits), left unwritten
     as a :class:`HashedKeep` where the fused CPU kernel can apply it (a CPU device, the kernel built, outside
-    ``torch.compile``), else as the tensor. For masks drawn only to be applied, such as weight drop's."""
+    ``torch.compile``), else as the tensor. For masks drawn only to be applied, such as weight drop's.
+    ``anywhere``: a :class:`HashedKeep` on any device (its key there), for a caller whose kernels hash it themselves
+    (zoneout on the GPU path)."""
     n = math.prod(shape)
     if n >= _HASHED_MAX:
         return bernoulli_keep(shape, p, device=device, dtype=dtype, generator=generator)
@@ -140,6 +146,8 @@ def deferred_keep_hashed(
     dev = torch.device(device) if device is not None else torch.device("cpu")
     key = _hash_key(dev, generator)
     threshold = round((1.0 - p) * 2**32)
+    if anywhere and n > 0:
+        return HashedKeep(tuple(shape), threshold, key, dtype)
     if dev.type == "cpu" and build.available():
         mask = HashedKeep(tuple(shape), threshold, key, dtype)
         return mask.tensor() if torch.compiler.is_compiling() else mask

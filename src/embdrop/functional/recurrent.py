@@ -10,8 +10,10 @@ The result is the same on every path; only the speed differs:
   PyTorch's fused ``torch.lstm``/``torch.gru`` runs (oneDNN on CPU, cuDNN on GPU);
 - recurrent masks, zoneout or ``lengths`` on CPU: the fused C++ kernel of :mod:`embdrop.kernels.recurrence` (the
   reference loop if it cannot be built);
-- recurrent masks or zoneout on another device, GRU with ``reset_after=False`` and the Elman RNN with either: the
-  reference loop of :mod:`embdrop.kernels.reference`;
+- recurrent masks or zoneout on CUDA (LSTM and GRU, float32 weights, Triton installed): the Triton steps of
+  :mod:`embdrop.kernels.gpu_recurrence`, zoneout's masks hashed in the kernels from their keys;
+- recurrent masks or zoneout on another device (or on CUDA without Triton: one warning), GRU with
+  ``reset_after=False`` and the Elman RNN with either: the reference loop of :mod:`embdrop.kernels.reference`;
 - while ``torch.export`` traces (eval mode: no mask is drawn): the reference cells under torch's ``scan``, so the
   exported program takes any sequence length and holds torch's ops only.
 
@@ -21,6 +23,8 @@ weights are permuted on the way in (and their gradients on the way out). GRU gat
 
 from __future__ import annotations
 
+import functools
+import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -31,7 +35,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from embdrop import _checks
 from embdrop.functional.apply import apply_mask, keep_scale
 from embdrop.functional.masks import HashedKeep
-from embdrop.kernels import build, recurrence, reference
+from embdrop.kernels import build, gpu_recurrence, recurrence, reference
 
 KERNEL_ORDER = {"lstm": (0, 1, 3, 2), "gru": (0, 1, 2), "rnn": (0,)}  # the kernels' gate order, as indices into torch's
 
@@ -73,6 +77,38 @@ class RecurrentMasks:
     weight: list[list[Tensor | HashedKeep | None]] = field(default_factory=list)
     zoneout_h: list[list[Tensor | None]] = field(default_factory=list)
     zoneout_c: list[list[Tensor | None]] = field(default_factory=list)
+
+
+def _on_gpu(device: torch.device) -> bool:
+    """Whether ``device`` takes the GPU path (the tests fake it to run the Triton kernels under the interpreter)."""
+    return device.type == "cuda"
+
+
+def _gpu_loop(device: torch.device, opts: Options, dtype: torch.dtype) -> bool:
+    """Whether a call with recurrent masks or zoneout runs the Triton steps: LSTM or GRU (reset_after), float32
+    weights, Triton installed (else one warning, and the reference loop), nothing tracing."""
+    if not _on_gpu(device) or opts.cell == "rnn" or not opts.reset_after or dtype != torch.float32:
+        return False
+    if _checks.tracing() or _checks.exporting():
+        return False
+    if not gpu_recurrence.installed():
+        _warn_no_triton()
+        return False
+    return True
+
+
+@functools.cache
+def _warn_no_triton() -> None:
+    warnings.warn(
+        "embdrop: Triton is not installed, so recurrent dropout and zoneout on CUDA run the reference loop (the same "
+        "results, many times slower); pip install triton",
+        stacklevel=4,
+    )
+
+
+def hashes_zoneout(device: torch.device, cell: str) -> bool:
+    """Whether a layer on ``device`` draws its zoneout masks as keys that the kernels hash (the GPU path)."""
+    return _on_gpu(device) and cell != "rnn" and gpu_recurrence.installed()
 
 
 def run(
@@ -164,6 +200,10 @@ def _loop(inp, h0, c0, weights, masks, opts: Options, n, zoneout_eval: bool, uni
     w_ih, w_hh, b_ih, b_hh = weights
     m_in, m_rec, zh, zc = masks
     G, T = opts.gates, inp.shape[1]
+    gpu = _gpu_loop(inp.device, opts, w_hh.dtype)
+    keys = gpu and isinstance(zh, HashedKeep)  # zoneout's masks as keys: hashed in the GPU kernels
+    if not keys:  # written out where anything else reads them
+        zh, zc = (z.tensor() if isinstance(z, HashedKeep) else z for z in (zh, zc))
     lstm = opts.cell == "lstm"
     order = list(KERNEL_ORDER[opts.cell])
     if lstm:
@@ -185,16 +225,20 @@ def _loop(inp, h0, c0, weights, masks, opts: Options, n, zoneout_eval: bool, uni
         step = torch.arange(T, device=inp.device).unsqueeze(1) < n.to(inp.device).unsqueeze(0)  # (T, B)
     if zoneout_eval:
         zh = zc = 1.0 - opts.zoneout
+    elif keys:
+        zh, zc = (None if z is None else gpu_recurrence.HashedZoneout(z.key, z.threshold) for z in (zh, zc))
     else:
         zh = None if zh is None else zh.transpose(0, 1)  # (T, B, H)
         zc = None if zc is None else zc.transpose(0, 1)
-    use_cpp = inp.device.type == "cpu" and opts.cell != "rnn" and opts.reset_after and build.available()
+    use_cpp = not gpu and inp.device.type == "cpu" and opts.cell != "rnn" and opts.reset_after and build.available()
     use_cpp = use_cpp and not _checks.exporting() and not (n is not None and _checks.tracing())  # torch's ops only
     use_cpp = use_cpp and (rm is not None or zh is not None)  # the C++ kernel has LSTM and GRU cells
     if use_cpp and rm is None:  # zoneout alone: the kernel multiplies by an all-ones state mask
         rm = torch.ones(G, inp.shape[0], h0.shape[-1], dtype=xw.dtype, device=inp.device)
     if use_cpp and torch.is_autocast_enabled("cpu"):  # the recurrent matrix products in autocast's precision
         w_hh = w_hh.to(torch.get_autocast_dtype("cpu"))
+    if gpu:
+        return _gpu_steps(xw, (w_hh, b_hh if opts.bias else None), rm, h0, c0, step, (zh, zc), opts)
     c = None
     if lstm:
         if use_cpp:
@@ -210,6 +254,19 @@ def _loop(inp, h0, c0, weights, masks, opts: Options, n, zoneout_eval: bool, uni
         else:
             out, h = reference.gru_recurrence(xw, w_hh, b_rec, rm, h0, step, zh, opts.reset_after, scan=scan)
     return out.transpose(0, 1), h, c  # (B, T, H)
+
+
+def _gpu_steps(xw, weights, rm, h0, c0, step, zones, opts: Options):
+    """The Triton steps (GPU path): (B, T, H) output, final h, final c or None."""
+    w_hh, b_hh = weights
+    zh, zc = zones
+    if torch.is_autocast_enabled(xw.device.type):  # the recurrent products in autocast's precision, the state not
+        w_hh = w_hh.to(torch.get_autocast_dtype(xw.device.type))
+    if opts.cell == "lstm":
+        out, h, c = gpu_recurrence.lstm_recurrence(xw, w_hh, rm, h0, c0, step, zh, zc)
+        return out.transpose(0, 1), h, c
+    out, h = gpu_recurrence.gru_recurrence(xw, w_hh, b_hh, rm, h0, step, zh)
+    return out.transpose(0, 1), h, None
 
 
 class _PermuteBlocks(torch.autograd.Function):

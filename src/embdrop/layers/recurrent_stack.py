@@ -4,6 +4,7 @@ each layer and direction runs through :func:`embdrop.functional.recurrent.run`, 
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -130,6 +131,9 @@ class RecurrentStack(StochasticModule):
         kw = {"device": x.device, "dtype": x.dtype, "generator": generator}
         out = RecurrentMasks()
         draw_w = M.deferred_keep_hashed if deferred else M.bernoulli_keep_hashed
+        draw_z = M.bernoulli_keep_hashed  # the same draws either way: one key per mask
+        if deferred and self.zoneout > 0 and dispatch.hashes_zoneout(x.device, self.cell):
+            draw_z = functools.partial(M.deferred_keep_hashed, anywhere=True)  # keys: the GPU kernels hash them
         for layer in range(self.num_layers):
             c_in = self.input_size if layer == 0 else self.output_size
             for masks in (out.input, out.recurrent, out.weight, out.zoneout_h, out.zoneout_c):
@@ -139,9 +143,9 @@ class RecurrentStack(StochasticModule):
                 out.input[-1].append(self._draw(M.bernoulli_keep, in_shape, self.dropout, kw))
                 out.recurrent[-1].append(self._draw(M.bernoulli_keep, (G, B, H), self.recurrent_dropout, kw))
                 out.weight[-1].append(self._draw(draw_w, (G * H, H), self.weight_dropout, kw))
-                out.zoneout_h[-1].append(self._draw(M.bernoulli_keep_hashed, (B, T, H), self.zoneout, kw))
+                out.zoneout_h[-1].append(self._draw(draw_z, (B, T, H), self.zoneout, kw))
                 zc = self.zoneout if self.has_cell_state else 0.0
-                out.zoneout_c[-1].append(self._draw(M.bernoulli_keep_hashed, (B, T, H), zc, kw))
+                out.zoneout_c[-1].append(self._draw(draw_z, (B, T, H), zc, kw))
         return out
 
     @staticmethod
