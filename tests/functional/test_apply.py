@@ -90,9 +90,12 @@ def test_word_dropout_replaces_by_unk_and_never_touches_padding():
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("padding_idx", [None, 0])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_embedding_fused_kernel_equals_torch_ops(sparse, padding_idx, dtype, monkeypatch):
-    # The fused lookup-and-scale (forward, dense or sparse gradient) against F.embedding times the mask.
+@pytest.mark.parametrize(("mode", "given"), [("sample", False), ("batch", False), ("sample", True)])
+def test_embedding_fused_kernel_equals_torch_ops(sparse, padding_idx, dtype, mode, given, monkeypatch):
+    # The fused lookup-and-scale (forward, dense or sparse gradient) against F.embedding times the mask: the mask
+    # drawn as a key and computed in the kernel (embedding_hashed), or given as a tensor (embedding_scaled).
     from embdrop.kernels import build
+    from embdrop.kernels import embedding as fused_embedding
 
     if not build.available():
         pytest.skip("the fused CPU kernel is not built here")
@@ -100,14 +103,20 @@ def test_embedding_fused_kernel_equals_torch_ops(sparse, padding_idx, dtype, mon
     ids[:, -2:] = 0
     w0 = torch.randn(9, 5, dtype=dtype, generator=gen(3))
     g_out = torch.randn(4, 7, 5, dtype=dtype, generator=gen(4))
+    mask = (torch.rand(4, 7, generator=gen(6)) > 0.4).to(dtype) if given else None
 
     def run():
         w = w0.clone().requires_grad_()
-        y = F.embedding(ids, w, p=0.4, padding_idx=padding_idx, sparse=sparse, generator=gen(5))
+        y = F.embedding(ids, w, p=0.4, mode=mode, padding_idx=padding_idx, sparse=sparse, mask=mask, generator=gen(5))
         y.backward(g_out)
         return y, w.grad
 
+    ran = []
+    for name in ("embedding_hashed", "embedding_scaled"):
+        real = getattr(fused_embedding, name)
+        monkeypatch.setattr(fused_embedding, name, lambda *a, _r=real, _n=name, **k: ran.append(_n) or _r(*a, **k))
     y_fused, g_fused = run()
+    assert ran == ["embedding_scaled" if given else "embedding_hashed"]
     monkeypatch.setattr(build, "available", lambda: False)
     y_ref, g_ref = run()
     assert torch.equal(y_fused, y_ref)  # same mask (hashed either way), same products
@@ -115,6 +124,21 @@ def test_embedding_fused_kernel_equals_torch_ops(sparse, padding_idx, dtype, mon
     assert torch.allclose(g_fused.to_dense(), g_ref.to_dense(), atol=1e-6)
     if sparse and padding_idx is not None:  # as nn.Embedding: no entry at all for the padding row
         assert not (g_fused.coalesce().indices() == padding_idx).any()
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_embedding_of_padding_only_has_no_gradient_entries(sparse):
+    from embdrop.kernels import build
+
+    if not build.available():
+        pytest.skip("the fused CPU kernel is not built here")
+    w = torch.randn(5, 3, requires_grad=True)
+    y = F.embedding(torch.zeros(2, 4, dtype=torch.long), w, p=0.5, padding_idx=0, sparse=sparse, generator=gen(1))
+    y.sum().backward()
+    assert torch.equal(y, w.detach()[0].expand(2, 4, 3))  # padding is never dropped or scaled
+    assert (w.grad.to_dense() == 0).all()
+    if sparse:
+        assert w.grad._nnz() == 0
 
 
 def test_embedding_fused_kernel_reads_strided_ids(monkeypatch):

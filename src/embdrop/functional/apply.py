@@ -105,6 +105,13 @@ def embedding(
     """
     if not training or (p == 0.0 and mask is None):
         return F.embedding(ids, weight, padding_idx, max_norm, sparse=sparse)  # (B, T, E)
+    if mask is None and _hashed_lookup_runs(weight, ids, max_norm):  # the mask computed where the kernel uses it
+        from embdrop.kernels import embedding as fused
+
+        key = M.word_type_key(ids, p, mode=mode, padding_idx=padding_idx, num_embeddings=weight.shape[0],
+                              generator=generator)  # fmt: skip
+        if key is not None:  # else nothing was drawn, and word_type_mask draws the mask its other way
+            return fused.embedding_hashed(weight, ids.long(), key, value=keep_scale(p), sparse=sparse)
     if mask is None:  # (B, T): 1 / (1 - p) where kept, 0 where dropped, 1 at padding
         scale = M.word_type_mask(
             ids, p, mode=mode, padding_idx=padding_idx, num_embeddings=weight.shape[0], scale=keep_scale(p),
@@ -120,6 +127,16 @@ def embedding(
         return fused.embedding_scaled(weight, ids.long(), scale, padding_idx=padding_idx, sparse=sparse)
     out = F.embedding(ids, weight, padding_idx, max_norm, sparse=sparse)  # (B, T, E)
     return out * scale.unsqueeze(-1)  # (B, T, E) * (B, T, 1)
+
+
+def _hashed_lookup_runs(weight: Tensor, ids: Tensor, max_norm: float | None) -> bool:
+    """Whether the fused CPU kernel can run the lookup with the mask drawn as a key (eager: under torch.compile the
+    mask is drawn as a tensor and the op that takes it runs)."""
+    from embdrop.kernels import build
+
+    if weight.device.type != "cpu" or ids.device.type != "cpu" or max_norm is not None:
+        return False
+    return weight.dtype in (torch.float32, torch.float64) and build.available() and build.eager()
 
 
 def _fused_lookup_runs(weight: Tensor, ids: Tensor, scale: Tensor, max_norm: float | None) -> bool:

@@ -234,6 +234,22 @@ def word_type_mask(
     return keep
 
 
+def word_type_key(
+    ids: Tensor, p: float, *, mode: str, padding_idx: int | None, num_embeddings: int,
+    generator: torch.Generator | None = None,
+) -> tuple[int, int, int, int, int] | None:  # fmt: skip
+    """The draw of :func:`word_type_mask` (one key from ``generator``) without the mask: (row, V, threshold, key,
+    padding_idx or -1) for :func:`embdrop.kernels.embedding.embedding_hashed`, which computes the same mask where
+    it uses it; None, and nothing drawn, where the mask is not a hashed one (B x V >= 2^32 in "sample" mode)."""
+    B, T = ids.shape
+    row = T if mode == "sample" else 0
+    if row and B * num_embeddings >= _HASHED_MAX:
+        return None
+    key = _hash_key(ids.device, generator)
+    pad = -1 if padding_idx is None else padding_idx
+    return (row, num_embeddings, round((1.0 - p) * 2**32), int(key), pad)
+
+
 def _word_type_mask_sorted(
     ids: Tensor, p: float, *, mode: str, padding_idx: int | None, dtype: torch.dtype, generator
 ) -> Tensor:

@@ -44,6 +44,11 @@ def _embedding_scaled_grad(ctx, grad):
     if not ctx.sparse:
         backward = _embedding_scaled_backward_impl if build.eager() else _embedding_scaled_backward
         return backward(grad, ids, scale, ctx.num_embeddings, ctx.padding_idx), None, None, None, None
+    if build.eager():  # one op: the scaled values and the padding left out in one pass (the ops below cost more)
+        dw = build.extension().embedding_scaled_sparse_backward(
+            grad.contiguous(), ids, scale, ctx.num_embeddings, ctx.padding_idx
+        )
+        return dw, None, None, None, None
     values = grad * scale.unsqueeze(1)  # (N, E)
     if ctx.padding_idx >= 0:  # as nn.Embedding: the padding row gets no entry at all
         real = ids != ctx.padding_idx
@@ -94,6 +99,44 @@ def embedding_scaled(weight: Tensor, ids: Tensor, scale: Tensor, *, padding_idx:
     if build.eager():
         return _EmbeddingScaled.apply(weight, ids, scale, pad, sparse)
     return _embedding_scaled(weight, ids, scale, pad, sparse)
+
+
+class _EmbeddingHashed(torch.autograd.Function):
+    """The lookup with embedding dropout's factor computed in the kernel from the mask's key, forward and backward:
+    no per-position scale is drawn, written or saved."""
+
+    @staticmethod
+    def forward(ctx, weight, ids, key, value, sparse):
+        flat = ids.contiguous().view(-1)
+        out = build.extension().embedding_hashed(weight.contiguous(), flat, key, value)
+        ctx.args, ctx.num_embeddings = (key, value, sparse), weight.shape[0]
+        ctx.save_for_backward(flat)
+        return out.view(*ids.shape, weight.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad):
+        (flat,) = ctx.saved_tensors
+        key, value, sparse = ctx.args
+        grad = grad.reshape(-1, grad.shape[-1]).contiguous()
+        dw = build.extension().embedding_hashed_backward(grad, flat, key, value, ctx.num_embeddings, sparse)
+        return dw, None, None, None, None
+
+
+def embedding_hashed(
+    weight: Tensor, ids: Tensor, key: tuple[int, int, int, int, int], *, value: float, sparse: bool
+) -> Tensor:
+    """What :func:`embedding_scaled` computes with ``scale = word_keep(ids, ...)``, the scale computed in the kernel
+    where it is used (forward and backward) from ``key`` = (row, num_embeddings, threshold, seed, padding_idx or -1)
+    of :func:`embdrop.kernels.hashed.word_keep`: the same bits. Eager CPU only (:func:`build.eager`); needs
+    :func:`available`."""
+    build.expect("weight", weight, tuple(weight.shape), (torch.float32, torch.float64))
+    build.expect("ids", ids, tuple(ids.shape), (torch.int64,))
+    row, V, threshold = key[0], key[1], key[2]
+    if not 0 <= threshold <= 2**32 or weight.shape[0] > V:
+        raise _checks.invalid("key", f"a threshold in [0, 2^32] and a table of at least {weight.shape[0]} ids", key)
+    if row > 0 and (ids.numel() // row) * V > 2**32:
+        raise _checks.invalid("key", f"rows x num_embeddings <= 2^32 (rows={ids.numel() // row})", key)
+    return _EmbeddingHashed.apply(weight, ids, list(key), float(value), sparse)
 
 
 for _op in (_embedding_scaled, _embedding_scaled_backward):

@@ -33,8 +33,15 @@ class HashedZoneout:
 
 @functools.cache
 def installed() -> bool:
-    """Whether Triton can be imported (it comes with PyTorch's CUDA builds; ``pip install triton`` elsewhere)."""
-    return importlib.util.find_spec("triton") is not None
+    """Whether Triton imports (it comes with PyTorch's CUDA builds; ``pip install triton`` elsewhere): asked only
+    on the GPU path, so that a CPU run never imports it."""
+    if importlib.util.find_spec("triton") is None:
+        return False
+    try:
+        import triton.language  # noqa: F401
+    except Exception:  # an installed Triton that cannot load (a broken or mismatched install): the reference loop
+        return False
+    return True
 
 
 def interpreted() -> bool:

@@ -42,55 +42,175 @@ const int64_t* checked_ids(const Tensor& ids, int64_t V) {
   return id;
 }
 
-// out[n, :] = weight[ids[n], :] * scale[n]: the lookup and the mask in one pass over the (N, E) output.
-Tensor embedding_scaled(Tensor weight, Tensor ids, Tensor scale) {
-  const int64_t N = ids.numel(), V = weight.size(0), E = weight.size(1);
-  TORCH_CHECK(scale.is_contiguous() && weight.is_contiguous() && scale.numel() == N &&
-                  scale.scalar_type() == weight.scalar_type(),
-              "embedding_scaled: contiguous weight (V, E) and scale (N,) of weight's dtype expected");
-  const int64_t* id = checked_ids(ids, V);
+// The per-position factor of embedding dropout, read from a (N,) tensor of scales ...
+template <typename scalar_t>
+struct TensorScale {
+  const scalar_t* sc;
+  scalar_t operator()(int64_t n, int64_t) const { return sc[n]; }
+};
+
+// ... or computed where it is used from the key of word_keep's hashed mask (the same bits), so that no (N,) scale
+// is drawn, written or saved: position n reads entry (n / T) * V + id (T = 0: id); padding ids get 1.
+template <typename scalar_t>
+struct HashedScale {
+  int64_t T, V, pad;
+  uint32_t s0, s1;
+  uint64_t threshold;
+  scalar_t kept;
+  scalar_t operator()(int64_t n, int64_t id) const {
+    if (id == pad) return scalar_t(1);
+    const uint32_t i = static_cast<uint32_t>(T > 0 ? (n / T) * V + id : id);
+    return static_cast<uint64_t>(mix32(mix32(i ^ s0) + s1)) < threshold ? kept : scalar_t(0);
+  }
+};
+
+template <typename scalar_t>
+HashedScale<scalar_t> hashed_scale_of(const std::vector<int64_t>& key, double value) {
+  // key: {T, V, threshold, seed, padding_idx}
+  const uint64_t seed = static_cast<uint64_t>(key[3]);
+  return {key[0], key[1], key[4], static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32),
+          static_cast<uint64_t>(key[2]), static_cast<scalar_t>(value)};
+}
+
+// out[n, :] = weight[ids[n], :] * f(n): the lookup and the mask in one pass over the (N, E) output.
+template <typename scalar_t, typename F>
+Tensor lookup_scaled(const Tensor& weight, const int64_t* id, int64_t N, F f) {
+  const int64_t E = weight.size(1);
   Tensor out = at::empty({N, E}, weight.options());
-  AT_DISPATCH_FLOATING_TYPES(weight.scalar_type(), "embdrop_embedding_scaled", [&] {
-    const scalar_t* w = ptr<scalar_t>(weight);
-    const scalar_t* sc = ptr<scalar_t>(scale);
-    scalar_t* o = ptr<scalar_t>(out);
-    at::parallel_for(0, N, std::max<int64_t>(1, kGrain / std::max<int64_t>(E, 1)), [&](int64_t s, int64_t e) {
-      for (int64_t n = s; n < e; ++n) {
-        const scalar_t* __restrict__ row = w + id[n] * E;
-        scalar_t* __restrict__ dst = o + n * E;
-        const scalar_t f = sc[n];
-        for (int64_t j = 0; j < E; ++j) dst[j] = row[j] * f;
-      }
-    });
+  const scalar_t* w = ptr<scalar_t>(weight);
+  scalar_t* o = ptr<scalar_t>(out);
+  at::parallel_for(0, N, std::max<int64_t>(1, kGrain / std::max<int64_t>(E, 1)), [&](int64_t s, int64_t e) {
+    for (int64_t n = s; n < e; ++n) {
+      const scalar_t* __restrict__ row = w + id[n] * E;
+      scalar_t* __restrict__ dst = o + n * E;
+      const scalar_t factor = f(n, id[n]);
+      for (int64_t j = 0; j < E; ++j) dst[j] = row[j] * factor;
+    }
   });
   return out;
 }
 
-// The weight's dense gradient (V, E): row ids[n] gathers grad[n, :] * scale[n]; padding ids get none. Threads
-// split the columns, so that repeated ids never race.
-Tensor embedding_scaled_backward(Tensor grad, Tensor ids, Tensor scale, int64_t V, int64_t padding_idx) {
-  const int64_t N = ids.numel(), E = grad.size(1);
-  TORCH_CHECK(scale.is_contiguous() && grad.is_contiguous() && grad.size(0) == N &&
-                  scale.numel() == N && scale.scalar_type() == grad.scalar_type(),
-              "embedding_scaled_backward: contiguous grad (N, E) and scale (N,) of grad's dtype expected");
-  const int64_t* id = checked_ids(ids, V);
+// The weight's dense gradient (V, E): row ids[n] gathers grad[n, :] * f(n); padding ids get none. Threads split
+// the columns, so that repeated ids never race.
+template <typename scalar_t, typename F>
+Tensor gather_dense(const Tensor& grad, const int64_t* id, int64_t N, int64_t V, int64_t padding_idx, F f) {
+  const int64_t E = grad.size(1);
   Tensor gw = at::zeros({V, E}, grad.options());
-  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "embdrop_embedding_scaled_backward", [&] {
-    const scalar_t* g = ptr<scalar_t>(grad);
-    const scalar_t* sc = ptr<scalar_t>(scale);
-    scalar_t* o = ptr<scalar_t>(gw);
-    at::parallel_for(0, E, 16, [&](int64_t c0, int64_t c1) {
-      for (int64_t n = 0; n < N; ++n) {
-        if (id[n] == padding_idx) continue;
-        const scalar_t* __restrict__ src = g + n * E;
-        scalar_t* __restrict__ dst = o + id[n] * E;
-        const scalar_t f = sc[n];
-        for (int64_t j = c0; j < c1; ++j) dst[j] += src[j] * f;
-      }
-    });
+  const scalar_t* g = ptr<scalar_t>(grad);
+  scalar_t* o = ptr<scalar_t>(gw);
+  at::parallel_for(0, E, 16, [&](int64_t c0, int64_t c1) {
+    for (int64_t n = 0; n < N; ++n) {
+      if (id[n] == padding_idx) continue;
+      const scalar_t* __restrict__ src = g + n * E;
+      scalar_t* __restrict__ dst = o + id[n] * E;
+      const scalar_t factor = f(n, id[n]);
+      for (int64_t j = c0; j < c1; ++j) dst[j] += src[j] * factor;
+    }
   });
   return gw;
 }
 
+// The weight's sparse gradient, as nn.Embedding(sparse=True) gives it: indices ids (1, N'), values grad[n, :] *
+// f(n) (N', E), padding positions left out, in one pass.
+template <typename scalar_t, typename F>
+Tensor gather_sparse(const Tensor& grad, const Tensor& ids, const int64_t* id, int64_t V, int64_t padding_idx, F f) {
+  const int64_t N = ids.numel(), E = grad.size(1);
+  Tensor rows = ids.view({1, N});  // no padding id: the ids themselves
+  std::vector<int64_t> src_of;     // with padding: the positions kept, in order
+  bool all = true;
+  if (padding_idx >= 0) {
+    for (int64_t n = 0; n < N; ++n)
+      if (id[n] != padding_idx) src_of.push_back(n);
+    all = static_cast<int64_t>(src_of.size()) == N;
+  }
+  const int64_t kept = all ? N : static_cast<int64_t>(src_of.size());
+  if (!all) {
+    rows = at::empty({1, kept}, ids.options());
+    int64_t* r = rows.data_ptr<int64_t>();
+    for (int64_t k = 0; k < kept; ++k) r[k] = id[src_of[k]];
+  }
+  Tensor values = at::empty({kept, E}, grad.options());
+  const scalar_t* g = ptr<scalar_t>(grad);
+  scalar_t* o = ptr<scalar_t>(values);
+  at::parallel_for(0, kept, std::max<int64_t>(1, kGrain / std::max<int64_t>(E, 1)), [&](int64_t s, int64_t e) {
+    for (int64_t k = s; k < e; ++k) {
+      const int64_t n = all ? k : src_of[k];
+      const scalar_t* __restrict__ src = g + n * E;
+      scalar_t* __restrict__ dst = o + k * E;
+      const scalar_t factor = f(n, id[n]);
+      for (int64_t j = 0; j < E; ++j) dst[j] = src[j] * factor;
+    }
+  });
+  return at::_sparse_coo_tensor_unsafe(rows, values, {V, E}, grad.options().layout(at::kSparse));
+}
+
+Tensor embedding_scaled(Tensor weight, Tensor ids, Tensor scale) {
+  const int64_t N = ids.numel(), V = weight.size(0);
+  TORCH_CHECK(scale.is_contiguous() && weight.is_contiguous() && scale.numel() == N &&
+                  scale.scalar_type() == weight.scalar_type(),
+              "embedding_scaled: contiguous weight (V, E) and scale (N,) of weight's dtype expected");
+  const int64_t* id = checked_ids(ids, V);
+  Tensor out;
+  AT_DISPATCH_FLOATING_TYPES(weight.scalar_type(), "embdrop_embedding_scaled", [&] {
+    out = lookup_scaled<scalar_t>(weight, id, N, TensorScale<scalar_t>{ptr<scalar_t>(scale)});
+  });
+  return out;
+}
+
+// key: {T, V, threshold, seed, padding_idx} of word_keep's mask; value: the kept positions' factor.
+Tensor embedding_hashed(Tensor weight, Tensor ids, std::vector<int64_t> key, double value) {
+  TORCH_CHECK(weight.is_contiguous() && key.size() == 5, "embedding_hashed: contiguous weight and a 5-part key");
+  const int64_t N = ids.numel();
+  const int64_t* id = checked_ids(ids, weight.size(0));
+  Tensor out;
+  AT_DISPATCH_FLOATING_TYPES(weight.scalar_type(), "embdrop_embedding_hashed", [&] {
+    out = lookup_scaled<scalar_t>(weight, id, N, hashed_scale_of<scalar_t>(key, value));
+  });
+  return out;
+}
+
+static void check_backward(const Tensor& grad, const Tensor& ids) {
+  TORCH_CHECK(grad.is_contiguous() && ids.is_contiguous() && grad.dim() == 2 && grad.size(0) == ids.numel(),
+              "embedding backward: contiguous grad (N, E) and ids (N,) expected");
+}
+
+Tensor embedding_scaled_backward(Tensor grad, Tensor ids, Tensor scale, int64_t V, int64_t padding_idx) {
+  check_backward(grad, ids);
+  TORCH_CHECK(scale.is_contiguous() && scale.numel() == ids.numel() && scale.scalar_type() == grad.scalar_type(),
+              "embedding_scaled_backward: contiguous scale (N,) of grad's dtype expected");
+  const int64_t* id = checked_ids(ids, V);
+  Tensor gw;
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "embdrop_embedding_scaled_backward", [&] {
+    gw = gather_dense<scalar_t>(grad, id, ids.numel(), V, padding_idx, TensorScale<scalar_t>{ptr<scalar_t>(scale)});
+  });
+  return gw;
+}
+
+// The weight's gradient for embedding_hashed: dense (V, E) or, with sparse, nn.Embedding(sparse=True)'s form.
+Tensor embedding_hashed_backward(Tensor grad, Tensor ids, std::vector<int64_t> key, double value, int64_t V,
+                                 bool sparse) {
+  check_backward(grad, ids);
+  TORCH_CHECK(key.size() == 5, "embedding_hashed_backward: a 5-part key expected");
+  const int64_t* id = checked_ids(ids, V);
+  Tensor gw;
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "embdrop_embedding_hashed_backward", [&] {
+    const auto f = hashed_scale_of<scalar_t>(key, value);
+    gw = sparse ? gather_sparse<scalar_t>(grad, ids, id, V, key[4], f)
+                : gather_dense<scalar_t>(grad, id, ids.numel(), V, key[4], f);
+  });
+  return gw;
+}
+
+Tensor embedding_scaled_sparse_backward(Tensor grad, Tensor ids, Tensor scale, int64_t V, int64_t padding_idx) {
+  check_backward(grad, ids);
+  TORCH_CHECK(scale.is_contiguous() && scale.numel() == ids.numel() && scale.scalar_type() == grad.scalar_type(),
+              "embedding_scaled_sparse_backward: contiguous scale (N,) of grad's dtype expected");
+  const int64_t* id = checked_ids(ids, V);
+  Tensor gw;
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "embdrop_embedding_scaled_sparse_backward", [&] {
+    gw = gather_sparse<scalar_t>(grad, ids, id, V, padding_idx, TensorScale<scalar_t>{ptr<scalar_t>(scale)});
+  });
+  return gw;
+}
 
 }  // namespace embdrop
