@@ -7,7 +7,9 @@ and dtype, every variant and the baselines are timed in the same process, interl
 warm-up (which also compiles the Triton kernels), with the device synchronised around each step; the figures are
 medians over rounds. Ratios: cuDNN's time over the variant's (1.0x: as fast as cuDNN without dropout; the issue's
 goal is at least 1/1.3 = 0.77x at B >= 64, H >= 256 and 0.33x at B = 16) and the reference loop's time over the
-variant's (the goal: at least 10x). bfloat16 runs under ``torch.autocast`` with float32 weights, as training does.
+variant's (the goal: at least 10x). Where H fits one tile (H <= 128), the single-launch kernels
+(``EMBDROP_GPU_KERNEL=sequence``) are timed too. bfloat16 runs under ``torch.autocast`` with float32 weights, as
+training does.
 
 Run: python benchmarks/gpu.py [--rounds N] [--shapes 16,1024,768,768 ...] [--out FILE]  (writes a Markdown table)
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 import time
 
@@ -24,6 +27,7 @@ from torch import nn
 
 import embdrop
 from embdrop.functional import recurrent as dispatch
+from embdrop.kernels import gpu_recurrence
 
 SHAPES = [(16, 1024, 768, 768), (64, 100, 512, 512), (32, 200, 64, 100), (128, 50, 300, 256)]
 VARIANTS = {
@@ -34,8 +38,9 @@ VARIANTS = {
 REFERENCE_STEPS = 64  # the reference loop is timed on T = 64 steps and scaled to T (it is linear in T)
 
 
-def _step(model, x, lowp: bool):
+def _step(model, x, lowp: bool, kernel: str = "steps"):
     def run():
+        os.environ["EMBDROP_GPU_KERNEL"] = kernel  # read on every call: one variant runs the single-launch kernels
         ctx = torch.autocast("cuda", dtype=torch.bfloat16) if lowp else contextlib.nullcontext()
         with ctx:
             out = model(x)[0]
@@ -72,6 +77,10 @@ def measure(cell: str, shape, lowp: bool, rounds: int) -> dict[str, float]:
     fns = {"cuDNN, no dropout": _step(cls_torch(C, H, batch_first=True).cuda(), x, lowp)}
     for name, kw in VARIANTS.items():
         fns[name] = _step(cls_ours(C, H, **kw).cuda(), x, lowp)
+    if gpu_recurrence.kernel_kind(H) == "steps" and H <= gpu_recurrence.SEQUENCE_MAX_H:  # H fits one tile
+        fns["dropout=recurrent_dropout=0.5, single launch"] = _step(
+            cls_ours(C, H, dropout=0.5, recurrent_dropout=0.5).cuda(), x, lowp, kernel="sequence"
+        )
     ref_model = cls_ours(C, H, dropout=0.5, recurrent_dropout=0.5).cuda()
     times: dict[str, list[float]] = {k: [] for k in [*fns, "reference loop"]}
     for r in range(rounds + 1):  # round 0 warms up (and compiles)

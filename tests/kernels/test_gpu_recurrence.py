@@ -74,9 +74,25 @@ CASES = [  # (rec, pad, zone)
 ]
 
 
+@pytest.fixture(params=["steps", "sequence"])
+def kind(request, monkeypatch):
+    """Both kernel kinds: one launch per step, and the single launch with the time loop inside."""
+    monkeypatch.setenv("EMBDROP_GPU_KERNEL", request.param)
+    return request.param
+
+
+def test_the_kernel_kind_is_chosen_by_the_environment_and_h(monkeypatch):
+    assert gr.kernel_kind(100) == "steps"  # the default
+    monkeypatch.setenv("EMBDROP_GPU_KERNEL", "sequence")
+    assert gr.kernel_kind(100) == "sequence" and gr.kernel_kind(gr.SEQUENCE_MAX_H + 1) == "steps"
+    monkeypatch.setenv("EMBDROP_GPU_KERNEL", "fast")
+    with pytest.raises(ValueError, match="EMBDROP_GPU_KERNEL.*'steps' or 'sequence'.*fast"):
+        gr.kernel_kind(100)
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize(("rec", "pad", "zone"), CASES)
-def test_the_triton_steps_give_the_reference_outputs_and_gradients(cell, rec, pad, zone):
+def test_the_triton_steps_give_the_reference_outputs_and_gradients(cell, rec, pad, zone, kind):
     leaves, rm, step, zones, keys = _case(cell, B=5, T=6, H=20, rec=rec, pad=pad, zone=zone)
     ref, got = _both(cell, leaves, rm, step, zones, keys)
     assert len(ref) == len(got)
@@ -92,7 +108,7 @@ def test_the_triton_steps_give_the_reference_outputs_and_gradients(cell, rec, pa
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_ragged_tiles_and_several_tiles_per_dimension(cell):
+def test_ragged_tiles_and_several_tiles_per_dimension(cell, kind):
     """B and H neither multiples of 16 nor within one tile: the grid's edges and the product's K loop."""
     leaves, rm, step, zones, keys = _case(cell, B=19, T=3, H=70, rec=True, pad=True, zone="hash", seed=1)
     ref, got = _both(cell, leaves, rm, step, zones, keys)
@@ -228,3 +244,35 @@ def test_on_cuda_dropout_without_recurrent_masks_runs_cudnn():
         m(x)[0].sum().backward()
     names = {e.key for e in prof.key_averages()}
     assert any("cudnn_rnn" in n for n in names), sorted(names)[:20]
+
+
+class _Counted:
+    """A Triton kernel whose launches are counted."""
+
+    def __init__(self, kernel, launches: list):
+        self.kernel, self.launches = kernel, launches
+
+    def __getitem__(self, grid):
+        launch = self.kernel[grid]
+        return lambda *a, **k: self.launches.append(1) or launch(*a, **k)
+
+
+@pytest.mark.parametrize(("kind_name", "forward", "backward"), [("steps", 6, 7), ("sequence", 1, 1)])
+def test_launches_per_call(monkeypatch, kind_name, forward, backward):
+    """One launch per step (and one for dh0) with the step kernels; one per call with the single-launch ones."""
+    from embdrop.kernels import triton_sequence, triton_steps
+
+    monkeypatch.setenv("EMBDROP_GPU_KERNEL", kind_name)
+    fwd, bwd = [], []
+    for module in (triton_steps, triton_sequence):
+        for name in dir(module):
+            if name.startswith("lstm_forward"):
+                monkeypatch.setattr(module, name, _Counted(getattr(module, name), fwd))
+            elif name.startswith("lstm_backward"):
+                monkeypatch.setattr(module, name, _Counted(getattr(module, name), bwd))
+    leaves, rm, step, _, keys = _case("lstm", B=3, T=6, H=20, rec=True, pad=False, zone="hash")
+    xw, w, b, h0, c0 = leaves
+    out = gr.lstm_recurrence(xw, w, rm, h0, c0, step, *keys)[0]
+    assert len(fwd) == forward and not bwd
+    out.sum().backward()
+    assert len(bwd) == backward

@@ -57,14 +57,54 @@ def _steps():
     return triton_steps
 
 
+def _sequence():
+    from embdrop.kernels import triton_sequence
+
+    return triton_sequence
+
+
+SEQUENCE_MAX_H = 128  # the single-launch kernels hold all of H in one tile: at most this many units (padded)
+SEQUENCE_ROWS = 16  # their programs' rows: the fewest tl.dot allows, for as many programs as the batch gives
+
+
+def kernel_kind(H: int) -> str:
+    """Which kernels run: ``EMBDROP_GPU_KERNEL=sequence`` takes the single-launch ones
+    (:mod:`embdrop.kernels.triton_sequence`) where H fits them, else (and by default, ``steps``) one launch per
+    step. Which is faster depends on B, H and the GPU: benchmarks/gpu.py measures both."""
+    import os
+
+    want = os.environ.get("EMBDROP_GPU_KERNEL", "steps")
+    if want not in ("steps", "sequence"):
+        raise _checks.invalid("EMBDROP_GPU_KERNEL", "'steps' or 'sequence'", want)
+    return "sequence" if want == "sequence" and _pow2(H) <= SEQUENCE_MAX_H else "steps"
+
+
+def _pow2(n: int) -> int:
+    return max(16, 1 << max(0, (n - 1).bit_length()))
+
+
 def _blocks(B: int, H: int) -> dict:
-    """Tile sizes (powers of two of at least 16, ``tl.dot``'s minimum, at most 64) and the products' precision."""
-    p2 = lambda n: max(16, min(64, 1 << max(0, (n - 1).bit_length())))  # noqa: E731
-    return {"BB": p2(B), "BH": p2(H), "BK": p2(H), "TF32": bool(torch.backends.cuda.matmul.allow_tf32)}
+    """Tile sizes (powers of two of at least 16, ``tl.dot``'s minimum, at most 64), the products' precision and HP,
+    all of H padded for the single-launch kernels (0: the step kernels run)."""
+    return {"BB": min(64, _pow2(B)), "BH": min(64, _pow2(H)), "BK": min(64, _pow2(H)),
+            "TF32": bool(torch.backends.cuda.matmul.allow_tf32),
+            "HP": _pow2(H) if kernel_kind(H) == "sequence" else 0}  # fmt: skip
+
+
+def _step_blocks(blocks: dict) -> dict:
+    return {k: blocks[k] for k in ("BB", "BH", "BK", "TF32")}
+
+
+def _sequence_blocks(blocks: dict) -> dict:
+    return {"BB": SEQUENCE_ROWS, "HP": blocks["HP"], "TF32": blocks["TF32"]}
 
 
 def _grid(B: int, H: int, blocks: dict) -> tuple[int, int]:
     return (-(-B // blocks["BB"]), -(-H // blocks["BH"]))
+
+
+def _rows_grid(B: int) -> tuple[int]:
+    return (-(-B // SEQUENCE_ROWS),)
 
 
 class _Zone:
@@ -122,11 +162,15 @@ class _LSTM(torch.autograd.Function):
         gates = xw.new_empty(G, T, B, H) if save else xw.new_zeros(1)
         cn = xw.new_empty(T, B, H) if save else xw.new_zeros(1)
         blocks = _blocks(B, H)
-        kernel = _steps().lstm_forward_step[_grid(B, H, blocks)]
         flags = {"HAS_RM": rmask is not None, "HAS_STEP": step is not None, "ZMODE": zone.mode, "SAVE": save}
-        for t in range(T):
-            kernel(xw, wt, rm, hs, cs, out, gates, cn, st, *zone.args(True), t, T, B, H, *zone.scalars(True),
-                   **flags, **blocks)  # fmt: skip
+        args = (xw, wt, rm, hs, cs, out, gates, cn, st, *zone.args(True))
+        if blocks["HP"]:  # one launch, the time loop inside
+            _sequence().lstm_forward_sequence[_rows_grid(B)](*args, T, B, H, *zone.scalars(True), **flags,
+                                                            **_sequence_blocks(blocks))  # fmt: skip
+        else:
+            kernel = _steps().lstm_forward_step[_grid(B, H, blocks)]
+            for t in range(T):
+                kernel(*args, t, T, B, H, *zone.scalars(True), **flags, **_step_blocks(blocks))
         ctx.zone, ctx.blocks, ctx.has_rm, ctx.has_step = zone, blocks, rmask is not None, step is not None
         if save:
             ctx.save_for_backward(w_hh, rm, st, hs, cs, gates, cn)
@@ -142,12 +186,18 @@ class _LSTM(torch.autograd.Function):
         dpre = hs.new_empty(G, T, B, H)
         dh0 = hs.new_empty(B, H)
         w = w_hh.view(G, H, H).contiguous()
-        kernel = _steps().lstm_backward_step[_grid(B, H, ctx.blocks)]
-        zone = ctx.zone
-        flags = {"HAS_RM": ctx.has_rm, "HAS_STEP": ctx.has_step, "ZMODE": zone.mode, **ctx.blocks}
-        for t in range(T - 1, -2, -1):
-            kernel(dpre, w, rm, dh_buf, dc_buf, dout, hs, cs, gates, cn, st, *zone.args(True), dh0,
-                   t, T, B, H, *zone.scalars(True), HAS_NEXT=t < T - 1, POINTWISE=t >= 0, **flags)  # fmt: skip
+        zone, blocks = ctx.zone, ctx.blocks
+        flags = {"HAS_RM": ctx.has_rm, "HAS_STEP": ctx.has_step, "ZMODE": zone.mode}
+        if blocks["HP"]:
+            _sequence().lstm_backward_sequence[_rows_grid(B)](
+                dpre, w, rm, dh_buf, dc_buf, dout, cs, gates, cn, st, *zone.args(True), dh0, T, B, H,
+                *zone.scalars(True), **flags, **_sequence_blocks(blocks))  # fmt: skip
+        else:
+            kernel = _steps().lstm_backward_step[_grid(B, H, blocks)]
+            for t in range(T - 1, -2, -1):
+                kernel(dpre, w, rm, dh_buf, dc_buf, dout, hs, cs, gates, cn, st, *zone.args(True), dh0,
+                       t, T, B, H, *zone.scalars(True), HAS_NEXT=t < T - 1, POINTWISE=t >= 0, **flags,
+                       **_step_blocks(blocks))  # fmt: skip
         dw = _weight_grad(dpre, hs[:T], rm if ctx.has_rm else None).to(w_hh.dtype)
         return dpre, dw, dh0, dc_buf, None, None, None, None
 
@@ -166,12 +216,16 @@ class _GRU(torch.autograd.Function):
         gates = xw.new_empty(G, T, B, H) if save else xw.new_zeros(1)
         hn = xw.new_empty(T, B, H) if save else xw.new_zeros(1)
         blocks = _blocks(B, H)
-        kernel = _steps().gru_forward_step[_grid(B, H, blocks)]
         flags = {"HAS_BIAS": b_hh is not None, "HAS_RM": rmask is not None, "HAS_STEP": step is not None,
                  "ZMODE": zone.mode, "SAVE": save}  # fmt: skip
-        for t in range(T):
-            kernel(xw, wt, b, rm, hs, out, gates, hn, st, *zone.args(False), t, T, B, H, *zone.scalars(False),
-                   **flags, **blocks)  # fmt: skip
+        args = (xw, wt, b, rm, hs, out, gates, hn, st, *zone.args(False))
+        if blocks["HP"]:
+            _sequence().gru_forward_sequence[_rows_grid(B)](*args, T, B, H, *zone.scalars(False), **flags,
+                                                           **_sequence_blocks(blocks))  # fmt: skip
+        else:
+            kernel = _steps().gru_forward_step[_grid(B, H, blocks)]
+            for t in range(T):
+                kernel(*args, t, T, B, H, *zone.scalars(False), **flags, **_step_blocks(blocks))
         ctx.zone, ctx.blocks, ctx.has_rm, ctx.has_step = zone, blocks, rmask is not None, step is not None
         ctx.has_bias = b_hh is not None
         if save:
@@ -189,12 +243,18 @@ class _GRU(torch.autograd.Function):
         dxn = hs.new_empty(T, B, H)
         dh0 = hs.new_empty(B, H)
         w = w_hh.view(G, H, H).contiguous()
-        kernel = _steps().gru_backward_step[_grid(B, H, ctx.blocks)]
-        zone = ctx.zone
-        flags = {"HAS_RM": ctx.has_rm, "HAS_STEP": ctx.has_step, "ZMODE": zone.mode, **ctx.blocks}
-        for t in range(T - 1, -2, -1):
-            kernel(dpre, dxn, w, rm, dh_buf, dout, hs, gates, hn, st, *zone.args(False), dh0,
-                   t, T, B, H, *zone.scalars(False), HAS_NEXT=t < T - 1, POINTWISE=t >= 0, **flags)  # fmt: skip
+        zone, blocks = ctx.zone, ctx.blocks
+        flags = {"HAS_RM": ctx.has_rm, "HAS_STEP": ctx.has_step, "ZMODE": zone.mode}
+        if blocks["HP"]:
+            _sequence().gru_backward_sequence[_rows_grid(B)](
+                dpre, dxn, w, rm, dh_buf, dout, hs, gates, hn, st, *zone.args(False), dh0, T, B, H,
+                *zone.scalars(False), **flags, **_sequence_blocks(blocks))  # fmt: skip
+        else:
+            kernel = _steps().gru_backward_step[_grid(B, H, blocks)]
+            for t in range(T - 1, -2, -1):
+                kernel(dpre, dxn, w, rm, dh_buf, dout, hs, gates, hn, st, *zone.args(False), dh0,
+                       t, T, B, H, *zone.scalars(False), HAS_NEXT=t < T - 1, POINTWISE=t >= 0, **flags,
+                       **_step_blocks(blocks))  # fmt: skip
         dw = _weight_grad(dpre, hs[:T], rm if ctx.has_rm else None).to(w_hh.dtype)
         db = dpre.sum(dim=(1, 2)).reshape(-1) if ctx.has_bias else None
         dxw = torch.cat([dpre[:2], dxn.unsqueeze(0)])
