@@ -276,3 +276,20 @@ def test_launches_per_call(monkeypatch, kind_name, forward, backward):
     assert len(fwd) == forward and not bwd
     out.sum().backward()
     assert len(bwd) == backward
+
+
+def test_under_autocast_the_gpu_path_runs_its_products_in_bfloat16(monkeypatch):
+    """torch.autocast on the layer's device: the input projection in bfloat16, the recurrent products too (the
+    weights cast once per call), the state in float32; close to the float32 result, as the CPU kernel is."""
+    torch.manual_seed(0)
+    m = embdrop.LSTM(7, 32, dropout=0.3, recurrent_dropout=0.3, zoneout=0.1).to(DEV)
+    x = torch.randn(2, 5, 7, device=DEV)
+    exact = m(x, generator=torch.Generator(device=DEV).manual_seed(1))[0]
+    _path(monkeypatch, gpu=True)
+    seen = []
+    real = gr.lstm_recurrence
+    monkeypatch.setattr(gr, "lstm_recurrence", lambda xw, w, *a, **k: seen.append(w.dtype) or real(xw, w, *a, **k))
+    with torch.autocast(DEV, dtype=torch.bfloat16):
+        low = m(x, generator=torch.Generator(device=DEV).manual_seed(1))[0]
+    assert seen == [torch.bfloat16] and low.dtype == torch.float32
+    assert 0 < (low - exact).abs().max() < 0.05
