@@ -10,5 +10,7 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-# The Triton kernels' module imports triton: its doctests are collected only where Triton is installed.
-collect_ignore = [] if importlib.util.find_spec("triton") else ["src/embdrop/kernels/triton_steps.py"]
+# The Triton kernels' modules import triton: their doctests are collected only where Triton is installed.
+_TRITON_MODULES = ["src/embdrop/kernels/triton_cells.py", "src/embdrop/kernels/triton_steps.py",
+                   "src/embdrop/kernels/triton_sequence.py"]  # fmt: skip
+collect_ignore = [] if importlib.util.find_spec("triton") else _TRITON_MODULES

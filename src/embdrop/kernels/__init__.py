@@ -9,8 +9,9 @@ Which of these runs is decided above, in :mod:`embdrop.functional.recurrent`. On
 - :mod:`.recurrence`: the fused LSTM/GRU recurrences of the extension, with a hand-written backward.
 - :mod:`.hashed`: hashed keep-masks drawn from one key, written out or applied unwritten.
 - :mod:`.embedding`: embedding dropout's lookup and scaling in one pass.
-- :mod:`.gpu_recurrence`: the LSTM/GRU recurrences on CUDA, one Triton launch per step (:mod:`.triton_steps`),
-  imported only where Triton is installed; checked on CPU under ``TRITON_INTERPRET=1``.
+- :mod:`.gpu_recurrence`: the LSTM/GRU recurrences on CUDA, one Triton launch per step (:mod:`.triton_steps`)
+  or one per call (:mod:`.triton_sequence`), the cells shared (:mod:`.triton_cells`); imported only where Triton
+  is installed; checked on CPU under ``TRITON_INTERPRET=1``.
 
 PyTorch's own fused ``torch.lstm`` / ``torch.gru`` (oneDNN/cuDNN) serve the paths without recurrent masks.
 """
