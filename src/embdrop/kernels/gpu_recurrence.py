@@ -5,8 +5,10 @@ given as a key (:class:`HashedZoneout`), hashed in the kernels instead of being 
 
 Kernel and launch counts: forward, one launch per step (the gates' masked products and the point-wise step of a
 (BB, BH) tile in one program); backward, one launch per step plus one for dh0, then one batched product for
-``weight_hh``'s gradient (and a sum for GRU's ``bias_hh``). With ``TRITON_INTERPRET=1`` the same kernels run on CPU
-tensors (slowly): that is how the tests check them on machines without a GPU.
+``weight_hh``'s gradient (and a sum for GRU's ``bias_hh``). ``EMBDROP_GPU_KERNEL=sequence`` runs the single-launch
+kernels of :mod:`embdrop.kernels.triton_sequence` instead where H <= :data:`SEQUENCE_MAX_H` (one launch forward,
+one backward). With ``TRITON_INTERPRET=1`` the same kernels run on CPU tensors (slowly): that is how the tests
+check them on machines without a GPU.
 """
 
 from __future__ import annotations
@@ -42,13 +44,6 @@ def installed() -> bool:
     except Exception:  # an installed Triton that cannot load (a broken or mismatched install): the reference loop
         return False
     return True
-
-
-def interpreted() -> bool:
-    """Whether Triton runs its kernels on CPU tensors (``TRITON_INTERPRET=1``, read when the kernels are defined)."""
-    import os
-
-    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
 def _steps():
