@@ -11,6 +11,13 @@ from embdrop.kernels import recurrence as fused
 needs_kernel = pytest.mark.usefixtures("fused_kernel")  # built once, when the first such test runs
 
 
+@pytest.fixture
+def row_blocks(fused_kernel):
+    """Forces the kernel's row blocks (0: its rule) for the test, and restores the rule after it."""
+    yield fused_kernel.extension().set_row_blocks
+    fused_kernel.extension().set_row_blocks(0)
+
+
 def inputs(kind, dtype, seed=0):
     g = torch.Generator().manual_seed(seed)
     G, T, B, H = (4 if kind == "lstm" else 3), 7, 3, 5
@@ -36,10 +43,12 @@ def zoneout(zone, dtype, T=7, B=3, H=5, seed=4):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("padded", [False, True])
 @pytest.mark.parametrize("zone", [None, "train", "eval"])
-def test_kernel_equals_reference_outputs_and_gradients(kind, dtype, padded, zone):
+@pytest.mark.parametrize("blocks", [0, 3])  # the rule (one block for B = 3 on 2 threads), or one block per row
+def test_kernel_equals_reference_outputs_and_gradients(kind, dtype, padded, zone, blocks, row_blocks):
     xw, w, b, rm, h0, c0, step = inputs(kind, dtype)
     st = step if padded else None
     zh, zc = zoneout(zone, dtype)
+    row_blocks(blocks)
     if kind == "lstm":
         fast = fused.lstm_recurrence(xw, w, rm, h0, c0, st, zh, zc)
         slow = reference.lstm_recurrence(xw, w, rm, h0, c0, st, zh, zc)
@@ -52,6 +61,7 @@ def test_kernel_equals_reference_outputs_and_gradients(kind, dtype, padded, zone
         leaves = [xw, w, b, h0]
     weights = [torch.randn_like(o) for o in fast]
     g_fast = torch.autograd.grad(sum((o * q).sum() for o, q in zip(fast, weights, strict=True)), leaves)
+    row_blocks(0)
     g_slow = torch.autograd.grad(sum((o * q).sum() for o, q in zip(slow, weights, strict=True)), leaves)
     for a, s in zip([*fast, *g_fast], [*slow, *g_slow], strict=True):
         assert torch.allclose(a, s, atol=1e-5)
@@ -303,3 +313,29 @@ def test_the_layers_first_calls_leave_torch_dynamo_unimported():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("blocks", [1, 2])
+def test_products_large_enough_for_onednn_and_row_blocks_equal_the_reference(kind, blocks, row_blocks):
+    # (G, 32, 256) x (G, 256, 256) per step and the weight gradient are above the size from which oneDNN's matmul
+    # runs (csrc/gemm.cpp); B = 32 in one block or two
+    g = torch.Generator().manual_seed(3)
+    G, T, B, H = (4 if kind == "lstm" else 3), 3, 32, 256
+    r = lambda *s: (torch.randn(*s, generator=g) * 0.1).requires_grad_()  # noqa: E731
+    xw, w, b, h0, c0 = r(G, T, B, H), r(G * H, H), r(G * H), r(B, H), r(B, H)
+    rm = (torch.rand(G, B, H, generator=g) > 0.5).float() * 2
+    row_blocks(blocks)
+    if kind == "lstm":
+        fast = fused.lstm_recurrence(xw, w, rm, h0, c0)
+        slow = reference.lstm_recurrence(xw, w, rm, h0, c0)
+        leaves = [xw, w, h0, c0]
+    else:
+        fast, slow = fused.gru_recurrence(xw, w, b, rm, h0), reference.gru_recurrence(xw, w, b, rm, h0)
+        leaves = [xw, w, b, h0]
+    weights = [torch.randn(o.shape, generator=g) for o in fast]
+    g_fast = torch.autograd.grad(sum((o * q).sum() for o, q in zip(fast, weights, strict=True)), leaves)
+    g_slow = torch.autograd.grad(sum((o * q).sum() for o, q in zip(slow, weights, strict=True)), leaves)
+    for a, s in zip([*fast, *g_fast], [*slow, *g_slow], strict=True):
+        assert torch.allclose(a, s, rtol=1e-4, atol=1e-4), (a - s).abs().max()

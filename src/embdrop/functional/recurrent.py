@@ -35,7 +35,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from embdrop import _checks
 from embdrop.functional.apply import apply_mask, keep_scale
 from embdrop.functional.masks import HashedKeep
-from embdrop.kernels import build, gpu_recurrence, recurrence, reference
+from embdrop.kernels import build, gemm, gpu_recurrence, recurrence, reference
 
 KERNEL_ORDER = {"lstm": (0, 1, 3, 2), "gru": (0, 1, 2), "rnn": (0,)}  # the kernels' gate order, as indices into torch's
 
@@ -303,7 +303,7 @@ def _project(inp, m_in, w_ih, b_in, G, p, variational):
             mask = m_in[0].unsqueeze(0) if variational else m_in.transpose(0, 1)  # (1, B, C) or (T, B, C)
             xt = xt * (mask * keep_scale(p))
         xm = xt.view(1, T * B, C).expand(G, T * B, C)
-    xw = torch.bmm(xm, w_ih.view(G, H, C).transpose(1, 2))  # (G, T*B, H)
+    xw = gemm.bmm(xm, w_ih.view(G, H, C).transpose(1, 2))  # (G, T*B, H)
     if b_in is not None:  # (baddbmm was slower: it writes the broadcast bias out first)
         xw.add_(b_in.view(G, 1, H))  # in place: a new (G, T, B, H) tensor costs its page faults every call
     return xw.view(G, T, B, H)

@@ -4,8 +4,10 @@
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -88,6 +90,37 @@ inline void for_rows(int64_t B, int64_t H, const F& f) {
   at::parallel_for(0, B, std::max<int64_t>(1, kRowGrain / H), [&](int64_t s, int64_t e) { f(s, e); });
 }
 
+// How many row blocks a recurrence splits B into, one per thread, each running all T steps on its own (no
+// synchronisation per step); 1 keeps one block whose per-step product and passes are parallel inside.
+// set_row_blocks (benchmarks/recurrent_blocks.py) forces a count; 0 restores the rule below.
+inline std::atomic<int64_t>& forced_row_blocks() {
+  static std::atomic<int64_t> n{0};
+  return n;
+}
+inline void set_row_blocks(int64_t n) { forced_row_blocks() = std::max<int64_t>(0, n); }
+
+inline int64_t row_blocks(int64_t B, int64_t H) {
+  if (const int64_t forced = forced_row_blocks()) return std::max<int64_t>(1, std::min(B, forced));
+  const int64_t n = at::get_num_threads();
+  return n > 1 && B >= 2 * n ? n : 1;
+}
+
+template <typename F>
+inline void for_row_blocks(int64_t B, int64_t H, const F& run) {
+  const int64_t n = row_blocks(B, H);
+  if (n <= 1) {
+    run(0, B, true);
+    return;
+  }
+  // the calling thread's dispatch state (autograd off inside the op, autocast) holds in the workers too, whose ATen
+  // calls would otherwise see the caller's tensors that require grad
+  const at::ThreadLocalState state;
+  at::parallel_for(0, n, 1, [&](int64_t c0, int64_t c1) {
+    at::ThreadLocalStateGuard guard(state);
+    for (int64_t c = c0; c < c1; ++c) run(c * B / n, (c + 1) * B / n, false);
+  });
+}
+
 // Where step t reads and writes: with the backward's tensors kept (training), step t's slot of the saved tensors
 // and state t of the (T + 1) states; without (inference), one slot that every step reuses and two states in turn,
 // so that memory does not grow with T.
@@ -106,13 +139,15 @@ inline const scalar_t* zone_at(const Tensor& z, int64_t t, int64_t BH) {
   return z.data_ptr<scalar_t>() + (z.size(0) == 1 ? 0 : t * BH);
 }
 
-// dh(0) after the loop: add the recurrent part of the first step.
+// dh(0) after the loop: add the recurrent part of the first step, for entries [s, e) of (B, H); dm holds entries
+// [poff, poff + PBH) of each gate (one row block's).
 template <typename scalar_t>
-__attribute__((noinline)) void final_dh_range(int64_t s, int64_t e, int64_t BH, int64_t G, const scalar_t* __restrict__ dm,
-                    const scalar_t* __restrict__ rp, scalar_t* __restrict__ dh) {
+__attribute__((noinline)) void final_dh_range(int64_t s, int64_t e, int64_t BH, int64_t PBH, int64_t poff, int64_t G,
+                                              const scalar_t* __restrict__ dm, const scalar_t* __restrict__ rp,
+                                              scalar_t* __restrict__ dh) {
   for (int64_t j = s; j < e; ++j) {
     scalar_t acc = dh[j];
-    for (int64_t k = 0; k < G; ++k) acc += dm[k * BH + j] * rp[k * BH + j];
+    for (int64_t k = 0; k < G; ++k) acc += dm[k * PBH + j - poff] * rp[k * BH + j];
     dh[j] = acc;
   }
 }
@@ -129,7 +164,12 @@ inline uint32_t mix32(uint32_t x) {
   return x;
 }
 
+// Batched products (gemm.cpp): out = a @ b for (G, M, K) and (G, K, N), through oneDNN where it is faster.
+void bmm_into(Tensor& out, const Tensor& a, const Tensor& b);
+bool onednn_gemm_available();
+
 // Entry points (bound in module.cpp).
+Tensor batched_product(Tensor a, Tensor b);
 std::vector<Tensor> lstm_forward(Tensor xw, Tensor w_hh, Tensor rmask, Tensor h0, Tensor c0, Tensor step, Tensor zh,
                                  Tensor zc, bool save);
 std::vector<Tensor> lstm_backward(Tensor dout, Tensor dhT, Tensor dcT, Tensor w_hh, Tensor rmask, Tensor cs,

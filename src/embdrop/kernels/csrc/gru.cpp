@@ -9,7 +9,7 @@ namespace embdrop {
 // in training, 1 - p at eval (the expectation); the zoned value is z * new + (1 - z) * previous.
 template <typename scalar_t, bool Z>
 __attribute__((noinline)) void gru_fwd_rows(int64_t bs, int64_t be, int64_t BH, int64_t TBH, int64_t H,
-                                            const scalar_t* __restrict__ hpp, const scalar_t* __restrict__ bp,
+                                            int64_t PBH, int64_t poff, const scalar_t* __restrict__ hpp, const scalar_t* __restrict__ bp,
                                             const scalar_t* __restrict__ x, scalar_t* __restrict__ g,
                                             const scalar_t* __restrict__ hprev, scalar_t* __restrict__ hnew,
                                             scalar_t* __restrict__ hn, scalar_t* __restrict__ o,
@@ -20,10 +20,10 @@ __attribute__((noinline)) void gru_fwd_rows(int64_t bs, int64_t be, int64_t BH, 
     const scalar_t vf = (vt ? vt[b] : true) ? scalar_t(1) : scalar_t(0);  // see lstm_fwd_rows
     const int64_t base = b * H;
     for (int64_t u = 0; u < H; ++u) {
-      const int64_t j = base + u;
-      const scalar_t r = sigm(x[j] + hpp[j] + bp[u]);
-      const scalar_t z = sigm(x[TBH + j] + hpp[BH + j] + bp[H + u]);
-      const scalar_t hnj = hpp[2 * BH + j] + bp[2 * H + u];
+      const int64_t j = base + u, q = j - poff;  // q: the entry's place in hpp (see lstm_fwd_rows)
+      const scalar_t r = sigm(x[j] + hpp[q] + bp[u]);
+      const scalar_t z = sigm(x[TBH + j] + hpp[PBH + q] + bp[H + u]);
+      const scalar_t hnj = hpp[2 * PBH + q] + bp[2 * H + u];
       const scalar_t n = tanh_(x[2 * TBH + j] + r * hnj);
       g[j] = r;
       g[BH + j] = z;
@@ -41,6 +41,7 @@ __attribute__((noinline)) void gru_fwd_rows(int64_t bs, int64_t be, int64_t BH, 
 
 template <typename scalar_t, bool Z>
 __attribute__((noinline)) void gru_bwd_rows(int64_t bs, int64_t be, int64_t BH, int64_t TBH, int64_t H,
+                                            int64_t PBH, int64_t poff,
                                             const scalar_t* __restrict__ g, const scalar_t* __restrict__ hnp,
                                             const scalar_t* __restrict__ hprev, const scalar_t* __restrict__ dop,
                                             const scalar_t* __restrict__ dm, const scalar_t* __restrict__ rp,
@@ -50,7 +51,8 @@ __attribute__((noinline)) void gru_bwd_rows(int64_t bs, int64_t be, int64_t BH, 
   for (int64_t b = bs; b < be; ++b) {
     const scalar_t vf = (vt ? vt[b] : true) ? scalar_t(1) : scalar_t(0);
     for (int64_t j = b * H; j < (b + 1) * H; ++j) {
-      const scalar_t dht = dhptr[j] + dm[j] * rp[j] + dm[BH + j] * rp[BH + j] + dm[2 * BH + j] * rp[2 * BH + j];
+      const int64_t q = j - poff;  // the entry's place in dm (see lstm_bwd_rows)
+      const scalar_t dht = dhptr[j] + dm[q] * rp[j] + dm[PBH + q] * rp[BH + j] + dm[2 * PBH + q] * rp[2 * BH + j];
       const scalar_t r = g[j], z = g[BH + j], n = g[2 * BH + j];
       const scalar_t dhz = vf * (dht + dop[j]);  // d of the step's (zoned) h
       const scalar_t zhj = Z ? zh[j] : scalar_t(1);
@@ -75,20 +77,17 @@ void gru_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& b_hh, co
                       const Tensor& step, const Tensor& zh, Tensor& hs, Tensor& hm, Tensor& gates, Tensor& hpn,
                       Tensor& out, bool shared) {
   const int64_t T = xw.size(1), B = xw.size(2), H = xw.size(3), BH = B * H, TBH = T * BH;
-  Tensor hp = at::empty({3, B, H}, xw.options());
   const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
   Tensor bias = b_hh.numel() ? b_hh.contiguous() : at::zeros({3 * H}, xw.options());  // (3H,)
   const scalar_t* __restrict__ bp = ptr<scalar_t>(bias);
   const scalar_t* __restrict__ x0 = ptr<scalar_t>(xw);
   const scalar_t* __restrict__ rp = ptr<scalar_t>(rmask);
-  const scalar_t* __restrict__ hpp = ptr<scalar_t>(hp);
   scalar_t* __restrict__ hs0 = ptr<scalar_t>(hs);
   scalar_t* __restrict__ hm0 = ptr<scalar_t>(hm);
   scalar_t* __restrict__ g0 = ptr<scalar_t>(gates);
   scalar_t* __restrict__ hn0 = ptr<scalar_t>(hpn);
   scalar_t* __restrict__ o0 = ptr<scalar_t>(out);
   const bool lp = wt.scalar_type() != xw.scalar_type();
-  Tensor hp_lp = lp ? at::empty({3, B, H}, wt.options()) : Tensor();
   const Slots at_(hm.size(1), hs.size(0));
   if (!shared) write_masked(hm0, hs0, rp, 3, 0, at_.hm_steps, BH);
   // with `shared` (inference: two states in turn), the two states as every gate's input, made once: three view
@@ -96,33 +95,45 @@ void gru_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& b_hh, co
   Tensor as[2];
   if (shared)
     for (int64_t k = 0; k < 2; ++k) as[k] = hs.select(0, k).unsqueeze(0).expand({3, B, H});
-  for (int64_t t = 0; t < T; ++t) {
-    // (3, B, H): (h(t-1) * m_k) @ U_k^T; with `shared`, h(t-1) itself (see the LSTM's loop)
-    const Tensor a = shared ? as[at_.state(t)] : hm.select(1, at_.saved(t));
-    if (lp) {
-      at::bmm_out(hp_lp, a.to(wt.scalar_type()), wt);
-      hp.copy_(hp_lp);
-    } else {
-      at::bmm_out(hp, a, wt);
-    }
-    const scalar_t* __restrict__ x = x0 + t * BH;
-    scalar_t* __restrict__ g = g0 + at_.saved(t) * 3 * BH;
-    const scalar_t* __restrict__ hprev = hs0 + at_.state(t) * BH;
-    scalar_t* __restrict__ hnew = hs0 + at_.state(t + 1) * BH;
-    scalar_t* __restrict__ hn = hn0 + at_.saved(t) * BH;
-    scalar_t* __restrict__ o = o0 + t * BH;
-    const bool* vt = sp ? sp + t * B : nullptr;
-    const scalar_t* zht = zone_at<scalar_t>(zh, t, BH);
-    scalar_t* hmn = t + 1 < T && !shared ? hm0 + at_.saved(t + 1) * BH : nullptr;  // as in the LSTM's loop
-    const int64_t hm_gate = at_.hm_steps * BH;
-    for_rows(B, H, [&](int64_t s0, int64_t e0) {
-      if (zht)
-        gru_fwd_rows<scalar_t, true>(s0, e0, BH, TBH, H, hpp, bp, x, g, hprev, hnew, hn, o, vt, zht, hmn, rp, hm_gate);
+  auto rows_run = [&](int64_t b0, int64_t b1, bool inner_parallel) {  // rows [b0, b1), as in the LSTM's loop
+    const int64_t nb = b1 - b0, PBH = nb * H, poff = b0 * H;
+    Tensor hp = at::empty({3, nb, H}, xw.options());
+    Tensor hp_lp = lp ? at::empty({3, nb, H}, wt.options()) : Tensor();
+    const scalar_t* __restrict__ hpp = ptr<scalar_t>(hp);
+    for (int64_t t = 0; t < T; ++t) {
+      // (3, nb, H): (h(t-1) * m_k) @ U_k^T; with `shared`, h(t-1) itself (see the LSTM's loop)
+      const Tensor a = (shared ? as[at_.state(t)] : hm.select(1, at_.saved(t))).narrow(1, b0, nb);
+      if (lp) {
+        bmm_into(hp_lp, a.to(wt.scalar_type()), wt);
+        hp.copy_(hp_lp);
+      } else {
+        bmm_into(hp, a, wt);
+      }
+      const scalar_t* __restrict__ x = x0 + t * BH;
+      scalar_t* __restrict__ g = g0 + at_.saved(t) * 3 * BH;
+      const scalar_t* __restrict__ hprev = hs0 + at_.state(t) * BH;
+      scalar_t* __restrict__ hnew = hs0 + at_.state(t + 1) * BH;
+      scalar_t* __restrict__ hn = hn0 + at_.saved(t) * BH;
+      scalar_t* __restrict__ o = o0 + t * BH;
+      const bool* vt = sp ? sp + t * B : nullptr;
+      const scalar_t* zht = zone_at<scalar_t>(zh, t, BH);
+      scalar_t* hmn = t + 1 < T && !shared ? hm0 + at_.saved(t + 1) * BH : nullptr;  // as in the LSTM's loop
+      const int64_t hm_gate = at_.hm_steps * BH;
+      auto step_rows = [&](int64_t s0, int64_t e0) {
+        if (zht)
+          gru_fwd_rows<scalar_t, true>(s0, e0, BH, TBH, H, PBH, poff, hpp, bp, x, g, hprev, hnew, hn, o, vt, zht,
+                                       hmn, rp, hm_gate);
+        else
+          gru_fwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, PBH, poff, hpp, bp, x, g, hprev, hnew, hn, o, vt, zht,
+                                        hmn, rp, hm_gate);
+      };
+      if (inner_parallel)
+        for_rows(nb, H, [&](int64_t s0, int64_t e0) { step_rows(b0 + s0, b0 + e0); });
       else
-        gru_fwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, hpp, bp, x, g, hprev, hnew, hn, o, vt, zht, hmn, rp,
-                                      hm_gate);
-    });
-  }
+        step_rows(b0, b1);
+    }
+  };
+  for_row_blocks(B, H, rows_run);
 }
 
 std::vector<Tensor> gru_forward(Tensor xw, Tensor w_hh, Tensor b_hh, Tensor rmask, Tensor h0, Tensor step,
@@ -150,42 +161,53 @@ void gru_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmask
                        const Tensor& zh, const Tensor& hs, const Tensor& gates, const Tensor& hpn, Tensor& dh,
                        Tensor& dxw, Tensor& dhp) {
   const int64_t T = gates.size(0), B = gates.size(2), H = gates.size(3), BH = B * H, TBH = T * BH;
-  Tensor dhm = at::zeros({3, B, H}, dh.options());
   const bool lp = w3.scalar_type() != dh.scalar_type();
-  Tensor dhm_lp = lp ? at::empty({3, B, H}, w3.options()) : Tensor();
   const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
   scalar_t* __restrict__ dhptr = ptr<scalar_t>(dh);
   const scalar_t* __restrict__ rp = ptr<scalar_t>(rmask);
-  const scalar_t* __restrict__ dm = ptr<scalar_t>(dhm);
   scalar_t* __restrict__ dx0 = ptr<scalar_t>(dxw);
   scalar_t* __restrict__ dr0 = ptr<scalar_t>(dhp);
   const scalar_t* __restrict__ g0 = ptr<scalar_t>(gates);
   const scalar_t* __restrict__ hn0 = ptr<scalar_t>(hpn);
   const scalar_t* __restrict__ hs0 = ptr<scalar_t>(hs);
   const scalar_t* __restrict__ do0 = ptr<scalar_t>(dout);
-  for (int64_t t = T - 1; t >= 0; --t) {
-    const scalar_t* __restrict__ g = g0 + t * 3 * BH;
-    const scalar_t* __restrict__ hnp = hn0 + t * BH;
-    const scalar_t* __restrict__ hprev = hs0 + t * BH;
-    const scalar_t* __restrict__ dop = do0 + t * BH;
-    scalar_t* __restrict__ dx = dx0 + t * BH;
-    scalar_t* __restrict__ dr = dr0 + t * BH;
-    const bool* vt = sp ? sp + t * B : nullptr;
-    const scalar_t* zht = zone_at<scalar_t>(zh, t, BH);
-    for_rows(B, H, [&](int64_t s0, int64_t e0) {
-      if (zht)
-        gru_bwd_rows<scalar_t, true>(s0, e0, BH, TBH, H, g, hnp, hprev, dop, dm, rp, dhptr, dx, dr, vt, zht);
+  auto rows_run = [&](int64_t b0, int64_t b1, bool inner_parallel) {  // rows [b0, b1), as in the LSTM's loop
+    const int64_t nb = b1 - b0, PBH = nb * H, poff = b0 * H;
+    Tensor dhm = at::zeros({3, nb, H}, dh.options());
+    Tensor dhm_lp = lp ? at::empty({3, nb, H}, w3.options()) : Tensor();
+    const scalar_t* __restrict__ dm = ptr<scalar_t>(dhm);
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const scalar_t* __restrict__ g = g0 + t * 3 * BH;
+      const scalar_t* __restrict__ hnp = hn0 + t * BH;
+      const scalar_t* __restrict__ hprev = hs0 + t * BH;
+      const scalar_t* __restrict__ dop = do0 + t * BH;
+      scalar_t* __restrict__ dx = dx0 + t * BH;
+      scalar_t* __restrict__ dr = dr0 + t * BH;
+      const bool* vt = sp ? sp + t * B : nullptr;
+      const scalar_t* zht = zone_at<scalar_t>(zh, t, BH);
+      auto step_rows = [&](int64_t s0, int64_t e0) {
+        if (zht)
+          gru_bwd_rows<scalar_t, true>(s0, e0, BH, TBH, H, PBH, poff, g, hnp, hprev, dop, dm, rp, dhptr, dx, dr, vt,
+                                       zht);
+        else
+          gru_bwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, PBH, poff, g, hnp, hprev, dop, dm, rp, dhptr, dx, dr, vt,
+                                        zht);
+      };
+      if (inner_parallel)
+        for_rows(nb, H, [&](int64_t s0, int64_t e0) { step_rows(b0 + s0, b0 + e0); });
       else
-        gru_bwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, g, hnp, hprev, dop, dm, rp, dhptr, dx, dr, vt, zht);
-    });
-    if (lp) {
-      at::bmm_out(dhm_lp, dhp.select(1, t).to(w3.scalar_type()), w3);
-      dhm.copy_(dhm_lp);
-    } else {
-      at::bmm_out(dhm, dhp.select(1, t), w3);
+        step_rows(b0, b1);
+      const Tensor drt = dhp.select(1, t).narrow(1, b0, nb);
+      if (lp) {
+        bmm_into(dhm_lp, drt.to(w3.scalar_type()), w3);
+        dhm.copy_(dhm_lp);
+      } else {
+        bmm_into(dhm, drt, w3);
+      }
     }
-  }
-  for_range(BH, [&](int64_t s0, int64_t e0) { final_dh_range<scalar_t>(s0, e0, BH, 3, dm, rp, dhptr); });
+    final_dh_range<scalar_t>(poff, poff + PBH, BH, PBH, poff, 3, dm, rp, dhptr);
+  };
+  for_row_blocks(B, H, rows_run);
 }
 
 std::vector<Tensor> gru_backward(Tensor dout, Tensor dhT, Tensor w_hh, Tensor rmask, Tensor hs, Tensor hm,
@@ -200,7 +222,7 @@ std::vector<Tensor> gru_backward(Tensor dout, Tensor dhT, Tensor w_hh, Tensor rm
     gru_backward_loop<scalar_t>(dout, w3, rmask, st, zht, hs, gates, hpn, dh, dxw, dhp);
   });
   const auto wtype = w_hh.scalar_type();
-  Tensor dw = at::bmm(dhp.view({3, T * B, H}).transpose(1, 2).to(wtype), hm.view({3, T * B, H}).to(wtype));
+  Tensor dw = batched_product(dhp.view({3, T * B, H}).transpose(1, 2).to(wtype), hm.view({3, T * B, H}).to(wtype));
   Tensor db = dhp.sum({1, 2}).reshape({3 * H});
   return {dxw, dw.reshape({3 * H, H}), db, dh};
 }

@@ -27,7 +27,7 @@ namespace embdrop {
 // in training, 1 - p at eval (the expectation); the zoned value is z * new + (1 - z) * previous.
 template <typename scalar_t, bool Z>
 __attribute__((noinline)) void lstm_fwd_rows(int64_t bs, int64_t be, int64_t BH, int64_t TBH, int64_t H,
-                                             const scalar_t* __restrict__ pp, const scalar_t* __restrict__ x,
+                                             int64_t PBH, int64_t poff, const scalar_t* __restrict__ pp, const scalar_t* __restrict__ x,
                                              scalar_t* __restrict__ g, const scalar_t* __restrict__ hprev,
                                              const scalar_t* __restrict__ cprev, scalar_t* __restrict__ hnew,
                                              scalar_t* __restrict__ cnew, scalar_t* __restrict__ tc,
@@ -40,10 +40,11 @@ __attribute__((noinline)) void lstm_fwd_rows(int64_t bs, int64_t be, int64_t BH,
     // and is exact for finite values (x * 1 + y * 0 == x)
     const scalar_t vf = (vt ? vt[b] : true) ? scalar_t(1) : scalar_t(0);
     for (int64_t j = b * H; j < (b + 1) * H; ++j) {
-      const scalar_t i = sigm(pp[j] + x[j]);
-      const scalar_t f = sigm(pp[BH + j] + x[TBH + j]);
-      const scalar_t og = sigm(pp[2 * BH + j] + x[2 * TBH + j]);
-      const scalar_t gg = tanh_(pp[3 * BH + j] + x[3 * TBH + j]);
+      const int64_t q = j - poff;  // the entry's place in pre, which holds rows [poff / H, poff / H + PBH / H)
+      const scalar_t i = sigm(pp[q] + x[j]);
+      const scalar_t f = sigm(pp[PBH + q] + x[TBH + j]);
+      const scalar_t og = sigm(pp[2 * PBH + q] + x[2 * TBH + j]);
+      const scalar_t gg = tanh_(pp[3 * PBH + q] + x[3 * TBH + j]);
       g[j] = i;
       g[BH + j] = f;
       g[2 * BH + j] = og;
@@ -67,6 +68,7 @@ __attribute__((noinline)) void lstm_fwd_rows(int64_t bs, int64_t be, int64_t BH,
 
 template <typename scalar_t, bool Z>
 __attribute__((noinline)) void lstm_bwd_rows(int64_t bs, int64_t be, int64_t BH, int64_t TBH, int64_t H,
+                                             int64_t PBH, int64_t poff,
                                              const scalar_t* __restrict__ g, const scalar_t* __restrict__ tcp,
                                              const scalar_t* __restrict__ cprev, const scalar_t* __restrict__ dop,
                                              const scalar_t* __restrict__ dm, const scalar_t* __restrict__ rp,
@@ -77,8 +79,9 @@ __attribute__((noinline)) void lstm_bwd_rows(int64_t bs, int64_t be, int64_t BH,
     const scalar_t vf = (vt ? vt[b] : true) ? scalar_t(1) : scalar_t(0);  // 1 at a real step, 0 at a padded one
     for (int64_t j = b * H; j < (b + 1) * H; ++j) {
       // dh(t) = what passed through + the recurrent part from step t + 1 (zero at the last step)
-      const scalar_t dht = dhp[j] + dm[j] * rp[j] + dm[BH + j] * rp[BH + j] + dm[2 * BH + j] * rp[2 * BH + j] +
-                           dm[3 * BH + j] * rp[3 * BH + j];
+      const int64_t q = j - poff;  // the entry's place in dm, which holds rows [poff / H, poff / H + PBH / H)
+      const scalar_t dht = dhp[j] + dm[q] * rp[j] + dm[PBH + q] * rp[BH + j] + dm[2 * PBH + q] * rp[2 * BH + j] +
+                           dm[3 * PBH + q] * rp[3 * BH + j];
       const scalar_t i = g[j], f = g[BH + j], o = g[2 * BH + j], gg = g[3 * BH + j], tc = tcp[j];
       const scalar_t dcin = dcp[j];
       const scalar_t dhz = vf * (dht + dop[j]);  // d of the step's (zoned) h
@@ -101,11 +104,9 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& rmask, 
                        const Tensor& zc, Tensor& hs, Tensor& cs, Tensor& hm, Tensor& gates, Tensor& tcs, Tensor& out,
                        bool shared) {
   const int64_t T = xw.size(1), B = xw.size(2), H = xw.size(3), BH = B * H, TBH = T * BH;
-  Tensor pre = at::empty({4, B, H}, xw.options());
   const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
   const scalar_t* __restrict__ x0 = ptr<scalar_t>(xw);
   const scalar_t* __restrict__ rp = ptr<scalar_t>(rmask);
-  scalar_t* __restrict__ pp = ptr<scalar_t>(pre);
   scalar_t* __restrict__ hs0 = ptr<scalar_t>(hs);
   scalar_t* __restrict__ cs0 = ptr<scalar_t>(cs);
   scalar_t* __restrict__ hm0 = ptr<scalar_t>(hm);
@@ -113,7 +114,6 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& rmask, 
   scalar_t* __restrict__ tc0 = ptr<scalar_t>(tcs);
   scalar_t* __restrict__ o0 = ptr<scalar_t>(out);
   const bool lp = wt.scalar_type() != xw.scalar_type();
-  Tensor pre_lp = lp ? at::empty({4, B, H}, wt.options()) : Tensor();
   const Slots at_(hm.size(1), hs.size(0));
   if (!shared) write_masked(hm0, hs0, rp, 4, 0, at_.hm_steps, BH);
   // with `shared` (inference: two states in turn), the two states as every gate's input, made once: three view
@@ -121,37 +121,49 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& rmask, 
   Tensor as[2];
   if (shared)
     for (int64_t k = 0; k < 2; ++k) as[k] = hs.select(0, k).unsqueeze(0).expand({4, B, H});
-  for (int64_t t = 0; t < T; ++t) {
-    // (4, B, H): (h(t-1) * m_k) @ W_k^T; with `shared`, h(t-1) itself for every gate, read from the state
-    const Tensor a = shared ? as[at_.state(t)] : hm.select(1, at_.saved(t));
-    if (lp) {
-      at::bmm_out(pre_lp, a.to(wt.scalar_type()), wt);
-      pre.copy_(pre_lp);
-    } else {
-      at::bmm_out(pre, a, wt);
-    }
-    const scalar_t* __restrict__ x = x0 + t * BH;  // gate k at x + k * TBH
-    scalar_t* __restrict__ g = g0 + at_.saved(t) * 4 * BH;
-    const scalar_t* __restrict__ hprev = hs0 + at_.state(t) * BH;
-    const scalar_t* __restrict__ cprev = cs0 + at_.state(t) * BH;
-    scalar_t* __restrict__ hnew = hs0 + at_.state(t + 1) * BH;
-    scalar_t* __restrict__ cnew = cs0 + at_.state(t + 1) * BH;
-    scalar_t* __restrict__ tc = tc0 + at_.saved(t) * BH;
-    scalar_t* __restrict__ o = o0 + t * BH;
-    const bool* vt = sp ? sp + t * B : nullptr;
-    const scalar_t* zht = zone_at<scalar_t>(zh, t, BH);
-    const scalar_t* zct = zone_at<scalar_t>(zc, t, BH);
-    scalar_t* hmn = t + 1 < T && !shared ? hm0 + at_.saved(t + 1) * BH : nullptr;  // gate k at hmn + k * hm_gate
-    const int64_t hm_gate = at_.hm_steps * BH;
-    for_rows(B, H, [&](int64_t s0, int64_t e0) {
-      if (zht)
-        lstm_fwd_rows<scalar_t, true>(s0, e0, BH, TBH, H, pp, x, g, hprev, cprev, hnew, cnew, tc, o, vt, zht, zct,
-                                      hmn, rp, hm_gate);
+  // The whole recurrence of rows [b0, b1): a row's state depends on that row alone, so that row blocks run apart.
+  auto rows_run = [&](int64_t b0, int64_t b1, bool inner_parallel) {
+    const int64_t nb = b1 - b0, PBH = nb * H, poff = b0 * H;
+    Tensor pre = at::empty({4, nb, H}, xw.options());
+    Tensor pre_lp = lp ? at::empty({4, nb, H}, wt.options()) : Tensor();
+    scalar_t* __restrict__ pp = ptr<scalar_t>(pre);
+    for (int64_t t = 0; t < T; ++t) {
+      // (4, nb, H): (h(t-1) * m_k) @ W_k^T; with `shared`, h(t-1) itself for every gate, read from the state
+      const Tensor a = (shared ? as[at_.state(t)] : hm.select(1, at_.saved(t))).narrow(1, b0, nb);
+      if (lp) {
+        bmm_into(pre_lp, a.to(wt.scalar_type()), wt);
+        pre.copy_(pre_lp);
+      } else {
+        bmm_into(pre, a, wt);
+      }
+      const scalar_t* __restrict__ x = x0 + t * BH;  // gate k at x + k * TBH
+      scalar_t* __restrict__ g = g0 + at_.saved(t) * 4 * BH;
+      const scalar_t* __restrict__ hprev = hs0 + at_.state(t) * BH;
+      const scalar_t* __restrict__ cprev = cs0 + at_.state(t) * BH;
+      scalar_t* __restrict__ hnew = hs0 + at_.state(t + 1) * BH;
+      scalar_t* __restrict__ cnew = cs0 + at_.state(t + 1) * BH;
+      scalar_t* __restrict__ tc = tc0 + at_.saved(t) * BH;
+      scalar_t* __restrict__ o = o0 + t * BH;
+      const bool* vt = sp ? sp + t * B : nullptr;
+      const scalar_t* zht = zone_at<scalar_t>(zh, t, BH);
+      const scalar_t* zct = zone_at<scalar_t>(zc, t, BH);
+      scalar_t* hmn = t + 1 < T && !shared ? hm0 + at_.saved(t + 1) * BH : nullptr;  // gate k at hmn + k * hm_gate
+      const int64_t hm_gate = at_.hm_steps * BH;
+      auto step_rows = [&](int64_t s0, int64_t e0) {
+        if (zht)
+          lstm_fwd_rows<scalar_t, true>(s0, e0, BH, TBH, H, PBH, poff, pp, x, g, hprev, cprev, hnew, cnew, tc, o, vt,
+                                        zht, zct, hmn, rp, hm_gate);
+        else
+          lstm_fwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, PBH, poff, pp, x, g, hprev, cprev, hnew, cnew, tc, o,
+                                         vt, zht, zct, hmn, rp, hm_gate);
+      };
+      if (inner_parallel)
+        for_rows(nb, H, [&](int64_t s0, int64_t e0) { step_rows(b0 + s0, b0 + e0); });
       else
-        lstm_fwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, pp, x, g, hprev, cprev, hnew, cnew, tc, o, vt, zht, zct,
-                                       hmn, rp, hm_gate);
-    });
-  }
+        step_rows(b0, b1);
+    }
+  };
+  for_row_blocks(B, H, rows_run);
 }
 
 std::vector<Tensor> lstm_forward(Tensor xw, Tensor w_hh, Tensor rmask, Tensor h0, Tensor c0, Tensor step, Tensor zh,
@@ -186,42 +198,54 @@ void lstm_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmas
                         const Tensor& zh, const Tensor& zc, const Tensor& cs, const Tensor& gates, const Tensor& tcs,
                         Tensor& dh, Tensor& dc, Tensor& dpre) {
   const int64_t T = gates.size(0), B = gates.size(2), H = gates.size(3), BH = B * H, TBH = T * BH;
-  Tensor dhm = at::zeros({4, B, H}, dh.options());
   const bool lp = w3.scalar_type() != dh.scalar_type();
-  Tensor dhm_lp = lp ? at::empty({4, B, H}, w3.options()) : Tensor();
   const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
   scalar_t* __restrict__ dhp = ptr<scalar_t>(dh);
   scalar_t* __restrict__ dcp = ptr<scalar_t>(dc);
   const scalar_t* __restrict__ rp = ptr<scalar_t>(rmask);
-  const scalar_t* __restrict__ dm = ptr<scalar_t>(dhm);
   scalar_t* __restrict__ dpre0 = ptr<scalar_t>(dpre);
   const scalar_t* __restrict__ g0 = ptr<scalar_t>(gates);
   const scalar_t* __restrict__ tc0 = ptr<scalar_t>(tcs);
   const scalar_t* __restrict__ cs0 = ptr<scalar_t>(cs);
   const scalar_t* __restrict__ do0 = ptr<scalar_t>(dout);
-  for (int64_t t = T - 1; t >= 0; --t) {
-    const scalar_t* __restrict__ g = g0 + t * 4 * BH;
-    const scalar_t* __restrict__ tcp = tc0 + t * BH;
-    const scalar_t* __restrict__ cprev = cs0 + t * BH;
-    const scalar_t* __restrict__ dop = do0 + t * BH;
-    scalar_t* __restrict__ dp = dpre0 + t * BH;  // gate k of step t at dp + k * TBH
-    const bool* vt = sp ? sp + t * B : nullptr;
-    const scalar_t* zht = zone_at<scalar_t>(zh, t, BH);
-    const scalar_t* zct = zone_at<scalar_t>(zc, t, BH);
-    for_rows(B, H, [&](int64_t s0, int64_t e0) {
-      if (zht)
-        lstm_bwd_rows<scalar_t, true>(s0, e0, BH, TBH, H, g, tcp, cprev, dop, dm, rp, dhp, dcp, dp, vt, zht, zct);
+  // rows [b0, b1) back through all T steps (see the forward's row blocks)
+  auto rows_run = [&](int64_t b0, int64_t b1, bool inner_parallel) {
+    const int64_t nb = b1 - b0, PBH = nb * H, poff = b0 * H;
+    Tensor dhm = at::zeros({4, nb, H}, dh.options());
+    Tensor dhm_lp = lp ? at::empty({4, nb, H}, w3.options()) : Tensor();
+    const scalar_t* __restrict__ dm = ptr<scalar_t>(dhm);
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const scalar_t* __restrict__ g = g0 + t * 4 * BH;
+      const scalar_t* __restrict__ tcp = tc0 + t * BH;
+      const scalar_t* __restrict__ cprev = cs0 + t * BH;
+      const scalar_t* __restrict__ dop = do0 + t * BH;
+      scalar_t* __restrict__ dp = dpre0 + t * BH;  // gate k of step t at dp + k * TBH
+      const bool* vt = sp ? sp + t * B : nullptr;
+      const scalar_t* zht = zone_at<scalar_t>(zh, t, BH);
+      const scalar_t* zct = zone_at<scalar_t>(zc, t, BH);
+      auto step_rows = [&](int64_t s0, int64_t e0) {
+        if (zht)
+          lstm_bwd_rows<scalar_t, true>(s0, e0, BH, TBH, H, PBH, poff, g, tcp, cprev, dop, dm, rp, dhp, dcp, dp, vt,
+                                        zht, zct);
+        else
+          lstm_bwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, PBH, poff, g, tcp, cprev, dop, dm, rp, dhp, dcp, dp,
+                                         vt, zht, zct);
+      };
+      if (inner_parallel)
+        for_rows(nb, H, [&](int64_t s0, int64_t e0) { step_rows(b0 + s0, b0 + e0); });
       else
-        lstm_bwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, g, tcp, cprev, dop, dm, rp, dhp, dcp, dp, vt, zht, zct);
-    });
-    if (lp) {
-      at::bmm_out(dhm_lp, dpre.select(1, t).to(w3.scalar_type()), w3);
-      dhm.copy_(dhm_lp);
-    } else {
-      at::bmm_out(dhm, dpre.select(1, t), w3);  // (4, B, H_in): d(h(t-1) * m_k) for each gate
+        step_rows(b0, b1);
+      const Tensor dpt = dpre.select(1, t).narrow(1, b0, nb);
+      if (lp) {
+        bmm_into(dhm_lp, dpt.to(w3.scalar_type()), w3);
+        dhm.copy_(dhm_lp);
+      } else {
+        bmm_into(dhm, dpt, w3);  // (4, nb, H_in): d(h(t-1) * m_k) for each gate
+      }
     }
-  }
-  for_range(BH, [&](int64_t s0, int64_t e0) { final_dh_range<scalar_t>(s0, e0, BH, 4, dm, rp, dhp); });
+    final_dh_range<scalar_t>(poff, poff + PBH, BH, PBH, poff, 4, dm, rp, dhp);
+  };
+  for_row_blocks(B, H, rows_run);
 }
 
 std::vector<Tensor> lstm_backward(Tensor dout, Tensor dhT, Tensor dcT, Tensor w_hh, Tensor rmask, Tensor cs,
@@ -237,7 +261,7 @@ std::vector<Tensor> lstm_backward(Tensor dout, Tensor dhT, Tensor dcT, Tensor w_
   });
   // dW_k = sum over t, b of dpre_k[t, b]^T (h(t-1) * m_k)[b]: one batched GEMM over all steps, on views.
   const auto wtype = w_hh.scalar_type();  // the GEMM's dtype and dW's (see the top of the file)
-  Tensor dw = at::bmm(dpre.view({4, T * B, H}).transpose(1, 2).to(wtype), hm.view({4, T * B, H}).to(wtype));
+  Tensor dw = batched_product(dpre.view({4, T * B, H}).transpose(1, 2).to(wtype), hm.view({4, T * B, H}).to(wtype));
   return {dpre, dw.reshape({4 * H, H}), dh, dc};
 }
 

@@ -6,6 +6,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lstm_backward", &embdrop::lstm_backward);
   m.def("gru_forward", &embdrop::gru_forward);
   m.def("gru_backward", &embdrop::gru_backward);
+  m.def("batched_product", &embdrop::batched_product);
+  m.def("onednn_gemm_available", &embdrop::onednn_gemm_available);
+  m.def("set_row_blocks", &embdrop::set_row_blocks);
   m.def("keep_mask", &embdrop::keep_mask);
   m.def("hashed_scale", &embdrop::hashed_scale);
   m.def("word_keep", &embdrop::word_keep);

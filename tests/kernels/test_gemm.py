@@ -1,0 +1,90 @@
+import pytest
+import torch
+
+from embdrop.kernels import gemm
+
+needs_kernel = pytest.mark.usefixtures("fused_kernel")
+
+
+def _layouts(G, M, K, N, seed=0):
+    """(a, b) pairs of the layouts the kernels pass: contiguous, b transposed (the input projection's weight view),
+    a transposed (the weight gradient), a step's view with a batch stride, rows narrowed, a batch-expanded state."""
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    w = r(G * N, K)
+    hm = r(G, 3, M + 2, K)
+    return {
+        "contiguous": (r(G, M, K), r(G, K, N)),
+        "b transposed": (r(G, M, K), w.view(G, N, K).transpose(1, 2)),
+        "a transposed": (r(G, K, M).transpose(1, 2), r(G, K, N)),
+        "batch stride, narrowed": (hm.select(1, 1).narrow(1, 1, M), r(G, K, N)),
+        "expanded": (r(M, K).unsqueeze(0).expand(G, M, K), r(G, K, N)),
+    }
+
+
+# the first shape is below the size from which oneDNN runs, the others above it (csrc/gemm.cpp: 2^23 multiply-adds)
+@needs_kernel
+@pytest.mark.parametrize("shape", [(4, 8, 16, 16), (4, 64, 200, 200), (3, 20, 650, 650)])
+@pytest.mark.parametrize("layout", ["contiguous", "b transposed", "a transposed", "batch stride, narrowed", "expanded"])
+def test_equals_torch_bmm_for_each_layout_the_kernels_pass(shape, layout):
+    a, b = _layouts(*shape)[layout]
+    got, want = gemm.bmm(a, b), torch.bmm(a, b)
+    assert got.shape == want.shape and got.dtype == torch.float32
+    # the same float32 products; only the order of the sums differs between GEMM providers
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
+
+
+@needs_kernel
+def test_gradients_equal_torch_bmm_s():
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(4, 96, 200, generator=g).requires_grad_()
+    w = torch.randn(4 * 150, 200, generator=g).requires_grad_()
+    out = torch.randn(4, 96, 150, generator=g)
+    grads = []
+    for f in (gemm.bmm, torch.bmm):
+        (f(a, w.view(4, 150, 200).transpose(1, 2)) * out).sum().backward()
+        grads.append((a.grad.clone(), w.grad.clone()))
+        a.grad = w.grad = None
+    for got, want in zip(*grads, strict=True):
+        assert torch.allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+@needs_kernel
+def test_only_the_input_that_needs_a_gradient_gets_one():
+    a = torch.randn(2, 64, 256)
+    b = torch.randn(2, 256, 256, requires_grad=True)
+    gemm.bmm(a, b).sum().backward()
+    assert a.grad is None and b.grad is not None
+
+
+@needs_kernel
+@pytest.mark.filterwarnings("ignore:TF32 acceleration")  # torch.backends.mkldnn.flags says it on entry
+def test_with_onednn_turned_off_the_product_is_atens():
+    a, b = _layouts(4, 64, 200, 200)["contiguous"]
+    with torch.backends.mkldnn.flags(enabled=False):
+        assert torch.equal(gemm.bmm(a, b), torch.bmm(a, b))
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_other_dtypes_and_autocast_take_torch_bmm(dtype):
+    a, b = (t.to(dtype) for t in _layouts(4, 64, 200, 200)["contiguous"])
+    assert torch.equal(gemm.bmm(a, b), torch.bmm(a, b))
+    a, b = _layouts(4, 64, 200, 200)["contiguous"]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, want = gemm.bmm(a, b), torch.bmm(a, b)
+    assert got.dtype == want.dtype == torch.bfloat16 and torch.equal(got, want)
+
+
+@needs_kernel
+def test_the_op_checks_its_shapes():
+    with pytest.raises(ValueError, match=r"Invalid value for argument 'a, b': expected tensors of shapes \(G, M, K\)"):
+        torch.ops.embdrop.bmm(torch.randn(2, 3, 4), torch.randn(2, 5, 6))
+
+
+def test_without_the_kernel_it_is_torch_bmm(monkeypatch):
+    from embdrop.kernels import build
+
+    monkeypatch.setattr(build, "available", lambda: False)
+    a, b = _layouts(4, 8, 16, 16)["contiguous"]
+    assert torch.equal(gemm.bmm(a, b), torch.bmm(a, b))
