@@ -1,11 +1,13 @@
-"""The fused CPU kernel's two choices, measured side by side: which GEMM runs the products (oneDNN's float32 matmul
-or ATen's bmm, MKL) and how the batch is split between threads (row blocks, each running all T steps on its own,
-or one block whose per-step product and element-wise pass are parallel inside).
+"""The fused CPU kernel's three choices, measured side by side: which GEMM runs the products (oneDNN's float32
+matmul or ATen's bmm, MKL), how the batch is split between threads (row blocks, each running all T steps on its
+own, or one block whose per-step product and element-wise pass are parallel inside), and whether its large buffers
+are reused between calls (csrc/pool.cpp) or left to malloc.
 
 Per shape, interleaved rounds, medians: a training step (forward + backward) of ``embdrop.LSTM``/``GRU(dropout=0.5,
 recurrent_dropout=0.5)`` in each variant, against ``nn.LSTM``/``nn.GRU`` without dropout in the same process; the
 ratio is the baseline's time over the variant's (1.0x: as fast). "MKL" turns oneDNN off for embdrop's step only
-(``torch.backends.mkldnn.flags``), so the baseline keeps oneDNN's LSTM.
+(``torch.backends.mkldnn``), so the baseline keeps oneDNN's LSTM; "no pool" sets the pool's cap to 0 for embdrop's
+step (its held blocks are released when it is turned off).
 Run: python benchmarks/recurrent_blocks.py [--rounds N] [--kinds LSTM GRU] [--inference]
 """
 
@@ -23,15 +25,22 @@ import embdrop
 from embdrop.kernels import build
 
 SHAPES = [(32, 200, 64, 100), (64, 35, 200, 200), (20, 35, 650, 650), (128, 50, 300, 256)]
-VARIANTS = [("oneDNN", 0), ("oneDNN", 1), ("oneDNN", 2), ("MKL", 0), ("MKL", 1), ("MKL", 2)]  # 0: the rule
+# (GEMM, row blocks (0: the kernel's rule), pool)
+VARIANTS = [("oneDNN", 0, True), ("oneDNN", 1, True), ("oneDNN", 2, True), ("MKL", 0, True), ("oneDNN", 0, False)]
+POOL_MB = 1024
 
 
-def _variant(gemm: str, blocks: int):
+def _name(gemm: str, blocks: int, pool: bool) -> str:
+    return f"{gemm}, blocks {blocks or 'rule'}" + ("" if pool else ", no pool")
+
+
+def _variant(gemm: str, blocks: int, pool: bool):
     ext = build.extension()
 
     @contextlib.contextmanager
     def ctx():
         ext.set_row_blocks(blocks)
+        ext.set_pool_cap_mb(POOL_MB if pool else 0)
         was = torch._C._get_mkldnn_enabled()  # (torch.backends.mkldnn.flags warns about TF32 on every entry)
         torch._C._set_mkldnn_enabled(gemm != "MKL")
         try:
@@ -39,6 +48,7 @@ def _variant(gemm: str, blocks: int):
         finally:
             torch._C._set_mkldnn_enabled(was)
             ext.set_row_blocks(0)
+            ext.set_pool_cap_mb(POOL_MB)
 
     return ctx
 
@@ -61,8 +71,8 @@ def measure(kind: str, shape, rounds: int, inference: bool) -> dict[str, float]:
         m(x)[0].square().mean().backward()
 
     runs = {"baseline": (base, contextlib.nullcontext)}
-    for gemm, blocks in VARIANTS:
-        runs[f"{gemm}, blocks {blocks or 'rule'}"] = (ours, _variant(gemm, blocks))
+    for v in VARIANTS:
+        runs[_name(*v)] = (ours, _variant(*v))
     times: dict[str, list[float]] = {k: [] for k in runs}
     for m, ctx in runs.values():
         with ctx():
@@ -88,7 +98,7 @@ def main() -> None:
         raise SystemExit("the fused CPU kernel is not built here: nothing to compare")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, oneDNN GEMM available: "
           f"{build.extension().onednn_gemm_available()}; {'MC inference' if args.inference else 'training step'}")  # fmt: skip
-    names = ["baseline"] + [f"{g}, blocks {b or 'rule'}" for g, b in VARIANTS]
+    names = ["baseline"] + [_name(*v) for v in VARIANTS]
     print("| kind | B,T,C,H | baseline ms | " + " | ".join(names[1:]) + " |")
     print("|---" * (len(names) + 2) + "|")
     for kind in args.kinds:

@@ -166,9 +166,39 @@ inline uint32_t mix32(uint32_t x) {
 
 // Batched products (gemm.cpp): out = a @ b for (G, M, K) and (G, K, N), through oneDNN where it is faster.
 void bmm_into(Tensor& out, const Tensor& a, const Tensor& b);
+// A recurrence's step in float32: out (G, M, N) = A_g @ B_g for each gate g, A_g the M rows of K values at
+// a + g * a_gate (rows K apart), B_g the (K, N) matrix at b + g * K * N; out, A's rows and B contiguous.
+void gate_products(float* out, const float* a, int64_t a_gate, const float* b, int64_t G, int64_t M, int64_t K,
+                   int64_t N);
 bool onednn_gemm_available();
 
+// A new tensor for a large buffer, its memory reused from buffers the kernels allocated before (pool.cpp).
+Tensor pooled_empty(at::IntArrayRef sizes, const at::TensorOptions& opts);
+
+// One step's gate products for a block of nb rows: out (G, nb, H) = A_g @ w_g, A_g the nb rows of H values at
+// a + g * a_gate. float32 goes to gate_products (no ATen call per step); float64, and bfloat16/float16 weights
+// (autocast: the operands rounded into out_lp first), through a view and bmm_into.
+template <typename scalar_t>
+void step_products(Tensor& out, Tensor& out_lp, const scalar_t* a, int64_t a_gate, const Tensor& w, int64_t G,
+                   int64_t nb, int64_t H) {
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    if (w.scalar_type() == at::kFloat) {
+      gate_products(out.data_ptr<float>(), a, a_gate, w.data_ptr<float>(), G, nb, H, H);
+      return;
+    }
+  }
+  const Tensor av = at::from_blob(const_cast<scalar_t*>(a), {G, nb, H}, {a_gate, H, 1}, out.options());
+  if (out_lp.defined()) {
+    bmm_into(out_lp, av.to(w.scalar_type()), w);
+    out.copy_(out_lp);
+  } else {
+    bmm_into(out, av, w);
+  }
+}
+
 // Entry points (bound in module.cpp).
+int64_t pool_held_bytes();
+void set_pool_cap_mb(int64_t mb);
 Tensor batched_product(Tensor a, Tensor b);
 std::vector<Tensor> lstm_forward(Tensor xw, Tensor w_hh, Tensor rmask, Tensor h0, Tensor c0, Tensor step, Tensor zh,
                                  Tensor zc, bool save);

@@ -48,9 +48,10 @@ __attribute__((noinline)) void gru_bwd_rows(int64_t bs, int64_t be, int64_t BH, 
                                             scalar_t* __restrict__ dhptr, scalar_t* __restrict__ dx,
                                             scalar_t* __restrict__ dr, const bool* __restrict__ vt,
                                             const scalar_t* __restrict__ zh) {
-  for (int64_t b = bs; b < be; ++b) {
-    const scalar_t vf = (vt ? vt[b] : true) ? scalar_t(1) : scalar_t(0);
-    for (int64_t j = b * H; j < (b + 1) * H; ++j) {
+  const int64_t span = vt ? H : (be - bs) * H;  // as in lstm_fwd_rows (the forward's bias, per unit, keeps rows)
+  for (int64_t j0 = bs * H; j0 < be * H; j0 += span) {
+    const scalar_t vf = (vt ? vt[j0 / H] : true) ? scalar_t(1) : scalar_t(0);
+    for (int64_t j = j0; j < j0 + span; ++j) {
       const int64_t q = j - poff;  // the entry's place in dm (see lstm_bwd_rows)
       const scalar_t dht = dhptr[j] + dm[q] * rp[j] + dm[PBH + q] * rp[BH + j] + dm[2 * PBH + q] * rp[2 * BH + j];
       const scalar_t r = g[j], z = g[BH + j], n = g[2 * BH + j];
@@ -90,11 +91,6 @@ void gru_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& b_hh, co
   const bool lp = wt.scalar_type() != xw.scalar_type();
   const Slots at_(hm.size(1), hs.size(0));
   if (!shared) write_masked(hm0, hs0, rp, 3, 0, at_.hm_steps, BH);
-  // with `shared` (inference: two states in turn), the two states as every gate's input, made once: three view
-  // ops per step cost a measurable part of a B = 1 step
-  Tensor as[2];
-  if (shared)
-    for (int64_t k = 0; k < 2; ++k) as[k] = hs.select(0, k).unsqueeze(0).expand({3, B, H});
   auto rows_run = [&](int64_t b0, int64_t b1, bool inner_parallel) {  // rows [b0, b1), as in the LSTM's loop
     const int64_t nb = b1 - b0, PBH = nb * H, poff = b0 * H;
     Tensor hp = at::empty({3, nb, H}, xw.options());
@@ -102,13 +98,10 @@ void gru_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& b_hh, co
     const scalar_t* __restrict__ hpp = ptr<scalar_t>(hp);
     for (int64_t t = 0; t < T; ++t) {
       // (3, nb, H): (h(t-1) * m_k) @ U_k^T; with `shared`, h(t-1) itself (see the LSTM's loop)
-      const Tensor a = (shared ? as[at_.state(t)] : hm.select(1, at_.saved(t))).narrow(1, b0, nb);
-      if (lp) {
-        bmm_into(hp_lp, a.to(wt.scalar_type()), wt);
-        hp.copy_(hp_lp);
-      } else {
-        bmm_into(hp, a, wt);
-      }
+      if (shared)
+        step_products<scalar_t>(hp, hp_lp, hs0 + at_.state(t) * BH + poff, 0, wt, 3, nb, H);
+      else
+        step_products<scalar_t>(hp, hp_lp, hm0 + at_.saved(t) * BH + poff, at_.hm_steps * BH, wt, 3, nb, H);
       const scalar_t* __restrict__ x = x0 + t * BH;
       scalar_t* __restrict__ g = g0 + at_.saved(t) * 3 * BH;
       const scalar_t* __restrict__ hprev = hs0 + at_.state(t) * BH;
@@ -142,10 +135,11 @@ std::vector<Tensor> gru_forward(Tensor xw, Tensor w_hh, Tensor b_hh, Tensor rmas
   auto opts = xw.options();
   Tensor wt = w_hh.view({3, H, H}).transpose(1, 2).contiguous();  // (3, H_in, H_out), contiguous as for the LSTM
   const int64_t S = save ? T : 1;  // as in lstm_forward
-  Tensor hs = at::empty({save ? T + 1 : 2, B, H}, opts);
+  Tensor hs = pooled_empty({save ? T + 1 : 2, B, H}, opts);
   hs[0].copy_(h0);
-  Tensor hm = at::empty({3, S, B, H}, opts);
-  Tensor gates = at::empty({S, 3, B, H}, opts), hpn = at::empty({S, B, H}, opts), out = at::empty({T, B, H}, opts);
+  Tensor hm = pooled_empty({3, S, B, H}, opts);
+  Tensor gates = pooled_empty({S, 3, B, H}, opts), hpn = pooled_empty({S, B, H}, opts);
+  Tensor out = pooled_empty({T, B, H}, opts);
   Tensor st = step.numel() ? step : Tensor();
   Tensor zht = zh.numel() ? zh : Tensor();
   const bool shared = !save && at::all(rmask.eq(1)).item<bool>();  // as in lstm_forward
@@ -197,13 +191,7 @@ void gru_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmask
         for_rows(nb, H, [&](int64_t s0, int64_t e0) { step_rows(b0 + s0, b0 + e0); });
       else
         step_rows(b0, b1);
-      const Tensor drt = dhp.select(1, t).narrow(1, b0, nb);
-      if (lp) {
-        bmm_into(dhm_lp, drt.to(w3.scalar_type()), w3);
-        dhm.copy_(dhm_lp);
-      } else {
-        bmm_into(dhm, drt, w3);
-      }
+      step_products<scalar_t>(dhm, dhm_lp, dr + poff, TBH, w3, 3, nb, H);
     }
     final_dh_range<scalar_t>(poff, poff + PBH, BH, PBH, poff, 3, dm, rp, dhptr);
   };
@@ -215,7 +203,7 @@ std::vector<Tensor> gru_backward(Tensor dout, Tensor dhT, Tensor w_hh, Tensor rm
   const int64_t T = gates.size(0), B = gates.size(2), H = gates.size(3);
   Tensor w3 = w_hh.view({3, H, H});
   Tensor dh = dhT.clone();
-  Tensor dxw = at::empty({3, T, B, H}, gates.options()), dhp = at::empty({3, T, B, H}, gates.options());
+  Tensor dxw = pooled_empty({3, T, B, H}, gates.options()), dhp = pooled_empty({3, T, B, H}, gates.options());
   Tensor st = step.numel() ? step : Tensor();
   Tensor zht = zh.numel() ? zh : Tensor();
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "embdrop_gru_backward", [&] {

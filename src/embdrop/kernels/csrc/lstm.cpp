@@ -22,7 +22,9 @@
 namespace embdrop {
 
 // The passes below run over rows b in [bs, be) (one row = one sequence, H units), so that the padding flag is the
-// same for a whole inner loop and every operand is loaded unconditionally: the inner loops then vectorise.
+// same for a whole inner loop and every operand is loaded unconditionally: the inner loops then vectorise. Without
+// padding the rows are one stretch, so that the vector loop's scalar tail comes once per block, not once per row
+// (H = 100 leaves 4 of every 100 entries to scalar code, which cost a tenth of the pass).
 // Zoneout (Z = true): zh, zc are this step's update factors, 1 (take the new value) or 0 (keep the previous one)
 // in training, 1 - p at eval (the expectation); the zoned value is z * new + (1 - z) * previous.
 template <typename scalar_t, bool Z>
@@ -35,11 +37,12 @@ __attribute__((noinline)) void lstm_fwd_rows(int64_t bs, int64_t be, int64_t BH,
                                              const scalar_t* __restrict__ zh, const scalar_t* __restrict__ zc,
                                              scalar_t* __restrict__ hmn, const scalar_t* __restrict__ rp,
                                              int64_t hm_gate) {
-  for (int64_t b = bs; b < be; ++b) {
+  const int64_t span = vt ? H : (be - bs) * H;
+  for (int64_t j0 = bs * H; j0 < be * H; j0 += span) {
     // 1 at a real step, 0 at a padded one; a blend by multiplication vectorises where a select of bools does not,
     // and is exact for finite values (x * 1 + y * 0 == x)
-    const scalar_t vf = (vt ? vt[b] : true) ? scalar_t(1) : scalar_t(0);
-    for (int64_t j = b * H; j < (b + 1) * H; ++j) {
+    const scalar_t vf = (vt ? vt[j0 / H] : true) ? scalar_t(1) : scalar_t(0);
+    for (int64_t j = j0; j < j0 + span; ++j) {
       const int64_t q = j - poff;  // the entry's place in pre, which holds rows [poff / H, poff / H + PBH / H)
       const scalar_t i = sigm(pp[q] + x[j]);
       const scalar_t f = sigm(pp[PBH + q] + x[TBH + j]);
@@ -62,7 +65,7 @@ __attribute__((noinline)) void lstm_fwd_rows(int64_t bs, int64_t be, int64_t BH,
       hnew[j] = vf * h + (scalar_t(1) - vf) * hp;
       o[j] = vf * h;
     }
-    if (hmn) masked_row<scalar_t, 4>(b * H, (b + 1) * H, BH, hm_gate, hnew, rp, hmn);
+    if (hmn) masked_row<scalar_t, 4>(j0, j0 + span, BH, hm_gate, hnew, rp, hmn);
   }
 }
 
@@ -75,9 +78,10 @@ __attribute__((noinline)) void lstm_bwd_rows(int64_t bs, int64_t be, int64_t BH,
                                              scalar_t* __restrict__ dhp, scalar_t* __restrict__ dcp,
                                              scalar_t* __restrict__ dp, const bool* __restrict__ vt,
                                              const scalar_t* __restrict__ zh, const scalar_t* __restrict__ zc) {
-  for (int64_t b = bs; b < be; ++b) {
-    const scalar_t vf = (vt ? vt[b] : true) ? scalar_t(1) : scalar_t(0);  // 1 at a real step, 0 at a padded one
-    for (int64_t j = b * H; j < (b + 1) * H; ++j) {
+  const int64_t span = vt ? H : (be - bs) * H;  // as in lstm_fwd_rows
+  for (int64_t j0 = bs * H; j0 < be * H; j0 += span) {
+    const scalar_t vf = (vt ? vt[j0 / H] : true) ? scalar_t(1) : scalar_t(0);  // 1 at a real step, 0 at a padded one
+    for (int64_t j = j0; j < j0 + span; ++j) {
       // dh(t) = what passed through + the recurrent part from step t + 1 (zero at the last step)
       const int64_t q = j - poff;  // the entry's place in dm, which holds rows [poff / H, poff / H + PBH / H)
       const scalar_t dht = dhp[j] + dm[q] * rp[j] + dm[PBH + q] * rp[BH + j] + dm[2 * PBH + q] * rp[2 * BH + j] +
@@ -116,11 +120,6 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& rmask, 
   const bool lp = wt.scalar_type() != xw.scalar_type();
   const Slots at_(hm.size(1), hs.size(0));
   if (!shared) write_masked(hm0, hs0, rp, 4, 0, at_.hm_steps, BH);
-  // with `shared` (inference: two states in turn), the two states as every gate's input, made once: three view
-  // ops per step cost a measurable part of a B = 1 step
-  Tensor as[2];
-  if (shared)
-    for (int64_t k = 0; k < 2; ++k) as[k] = hs.select(0, k).unsqueeze(0).expand({4, B, H});
   // The whole recurrence of rows [b0, b1): a row's state depends on that row alone, so that row blocks run apart.
   auto rows_run = [&](int64_t b0, int64_t b1, bool inner_parallel) {
     const int64_t nb = b1 - b0, PBH = nb * H, poff = b0 * H;
@@ -128,14 +127,12 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& rmask, 
     Tensor pre_lp = lp ? at::empty({4, nb, H}, wt.options()) : Tensor();
     scalar_t* __restrict__ pp = ptr<scalar_t>(pre);
     for (int64_t t = 0; t < T; ++t) {
-      // (4, nb, H): (h(t-1) * m_k) @ W_k^T; with `shared`, h(t-1) itself for every gate, read from the state
-      const Tensor a = (shared ? as[at_.state(t)] : hm.select(1, at_.saved(t))).narrow(1, b0, nb);
-      if (lp) {
-        bmm_into(pre_lp, a.to(wt.scalar_type()), wt);
-        pre.copy_(pre_lp);
-      } else {
-        bmm_into(pre, a, wt);
-      }
+      // (4, nb, H): (h(t-1) * m_k) @ W_k^T; with `shared` (inference with an all-ones mask), h(t-1) itself for
+      // every gate, read from the state
+      if (shared)
+        step_products<scalar_t>(pre, pre_lp, hs0 + at_.state(t) * BH + poff, 0, wt, 4, nb, H);
+      else
+        step_products<scalar_t>(pre, pre_lp, hm0 + at_.saved(t) * BH + poff, at_.hm_steps * BH, wt, 4, nb, H);
       const scalar_t* __restrict__ x = x0 + t * BH;  // gate k at x + k * TBH
       scalar_t* __restrict__ g = g0 + at_.saved(t) * 4 * BH;
       const scalar_t* __restrict__ hprev = hs0 + at_.state(t) * BH;
@@ -173,11 +170,12 @@ std::vector<Tensor> lstm_forward(Tensor xw, Tensor w_hh, Tensor rmask, Tensor h0
   // (4, H_in, H_out), made contiguous once: the per-step bmm runs markedly slower on the transposed view
   Tensor wt = w_hh.view({4, H, H}).transpose(1, 2).contiguous();
   const int64_t S = save ? T : 1;  // steps kept for the backward: all, or only the current one
-  Tensor hs = at::empty({save ? T + 1 : 2, B, H}, opts), cs = at::empty({save ? T + 1 : 2, B, H}, opts);
+  Tensor hs = pooled_empty({save ? T + 1 : 2, B, H}, opts), cs = pooled_empty({save ? T + 1 : 2, B, H}, opts);
   hs[0].copy_(h0);
   cs[0].copy_(c0);
-  Tensor hm = at::empty({4, S, B, H}, opts);
-  Tensor gates = at::empty({S, 4, B, H}, opts), tcs = at::empty({S, B, H}, opts), out = at::empty({T, B, H}, opts);
+  Tensor hm = pooled_empty({4, S, B, H}, opts);
+  Tensor gates = pooled_empty({S, 4, B, H}, opts), tcs = pooled_empty({S, B, H}, opts);
+  Tensor out = pooled_empty({T, B, H}, opts);
   Tensor st = step.numel() ? step : Tensor();
   Tensor zht = zh.numel() ? zh : Tensor(), zct = zc.numel() ? zc : Tensor();
   // An all-ones recurrent mask (zoneout or padding without recurrent dropout) in inference: every gate multiplies
@@ -235,13 +233,7 @@ void lstm_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmas
         for_rows(nb, H, [&](int64_t s0, int64_t e0) { step_rows(b0 + s0, b0 + e0); });
       else
         step_rows(b0, b1);
-      const Tensor dpt = dpre.select(1, t).narrow(1, b0, nb);
-      if (lp) {
-        bmm_into(dhm_lp, dpt.to(w3.scalar_type()), w3);
-        dhm.copy_(dhm_lp);
-      } else {
-        bmm_into(dhm, dpt, w3);  // (4, nb, H_in): d(h(t-1) * m_k) for each gate
-      }
+      step_products<scalar_t>(dhm, dhm_lp, dp + poff, TBH, w3, 4, nb, H);  // (4, nb, H_in): d(h(t-1) * m_k)
     }
     final_dh_range<scalar_t>(poff, poff + PBH, BH, PBH, poff, 4, dm, rp, dhp);
   };
@@ -253,7 +245,7 @@ std::vector<Tensor> lstm_backward(Tensor dout, Tensor dhT, Tensor dcT, Tensor w_
   const int64_t T = gates.size(0), B = gates.size(2), H = gates.size(3);
   Tensor w3 = w_hh.view({4, H, H});
   Tensor dh = dhT.clone(), dc = dcT.clone();
-  Tensor dpre = at::empty({4, T, B, H}, gates.options());
+  Tensor dpre = pooled_empty({4, T, B, H}, gates.options());
   Tensor st = step.numel() ? step : Tensor();
   Tensor zht = zh.numel() ? zh : Tensor(), zct = zc.numel() ? zc : Tensor();
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "embdrop_lstm_backward", [&] {

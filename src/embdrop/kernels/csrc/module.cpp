@@ -9,6 +9,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("batched_product", &embdrop::batched_product);
   m.def("onednn_gemm_available", &embdrop::onednn_gemm_available);
   m.def("set_row_blocks", &embdrop::set_row_blocks);
+  m.def("pool_held_bytes", &embdrop::pool_held_bytes);
+  m.def("set_pool_cap_mb", &embdrop::set_pool_cap_mb);
   m.def("keep_mask", &embdrop::keep_mask);
   m.def("hashed_scale", &embdrop::hashed_scale);
   m.def("word_keep", &embdrop::word_keep);
