@@ -96,8 +96,9 @@ def main() -> None:
     args = ap.parse_args()
     if not build.available():
         raise SystemExit("the fused CPU kernel is not built here: nothing to compare")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, oneDNN GEMM available: "
-          f"{build.extension().onednn_gemm_available()}; {'MC inference' if args.inference else 'training step'}")  # fmt: skip
+    what = "MC inference" if args.inference else "training step"
+    onednn = build.extension().onednn_gemm_available()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, oneDNN GEMM available: {onednn}; {what}")
     names = ["baseline"] + [_name(*v) for v in VARIANTS]
     print("| kind | B,T,C,H | baseline ms | " + " | ".join(names[1:]) + " |")
     print("|---" * (len(names) + 2) + "|")

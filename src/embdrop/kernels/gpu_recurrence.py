@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from embdrop import _checks
+from embdrop.kernels import recurrence
 
 
 @dataclass(frozen=True)
@@ -272,10 +273,6 @@ def _weight_grad(dpre: Tensor, h_prev: Tensor, rm: Tensor | None) -> Tensor:
     return torch.bmm(dpre.view(G, T * B, H).transpose(1, 2), hm).reshape(G * H, H)
 
 
-def _save(*inputs: Tensor | None) -> bool:
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
-
-
 def lstm_recurrence(
     xw: Tensor,
     w_hh: Tensor,
@@ -289,7 +286,7 @@ def lstm_recurrence(
     """Same contract as :func:`embdrop.kernels.reference.lstm_recurrence`; zoneout masks may also be given as
     :class:`HashedZoneout` keys. Returns out (T, B, H), h (B, H), c (B, H)."""
     zone = _Zone(zoneout_h, zoneout_c, xw)
-    return _LSTM.apply(xw, w_hh, h0, c0, rmask, step, zone, _save(xw, w_hh, h0, c0))
+    return _LSTM.apply(xw, w_hh, h0, c0, rmask, step, zone, recurrence.needs_saving(xw, w_hh, h0, c0))
 
 
 def gru_recurrence(
@@ -304,4 +301,4 @@ def gru_recurrence(
     """Same contract as :func:`embdrop.kernels.reference.gru_recurrence` (``reset_after=True``). Returns out
     (T, B, H) and h (B, H)."""
     zone = _Zone(zoneout_h, None, xw)
-    return _GRU.apply(xw, w_hh, b_hh, h0, rmask, step, zone, _save(xw, w_hh, b_hh, h0))
+    return _GRU.apply(xw, w_hh, b_hh, h0, rmask, step, zone, recurrence.needs_saving(xw, w_hh, b_hh, h0))

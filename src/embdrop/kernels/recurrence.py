@@ -14,10 +14,10 @@ def _step(step: Tensor | None) -> Tensor:
     return torch.empty(0, dtype=torch.bool) if step is None else step.contiguous()
 
 
-def _save(*inputs: Tensor) -> bool:
+def needs_saving(*inputs: Tensor | None) -> bool:
     """Whether the forward keeps what the backward needs: only when a gradient will be asked for (inference and
-    MC-dropout predictions run without it, in memory that does not grow with T)."""
-    return torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
+    MC-dropout predictions run without it, in memory that does not grow with T). The GPU kernels ask it too."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
 
 
 def _zoneout_factors(z: Tensor | float | None, like: Tensor) -> Tensor:
@@ -255,7 +255,7 @@ def lstm_recurrence(
     ``w_hh`` may come in a lower precision than ``xw`` (bfloat16 under ``torch.autocast``): the recurrent matrix
     products then run in that precision and the rest in ``xw``'s (see ``csrc/lstm.cpp``)."""
     zh, zc = _zoneout_factors(zoneout_h, h0), _zoneout_factors(zoneout_c, h0)
-    out, hs, cs, *_ = _lstm_forward(xw, w_hh, rmask, h0, c0, _step(step), zh, zc, _save(xw, w_hh, h0, c0))
+    out, hs, cs, *_ = _lstm_forward(xw, w_hh, rmask, h0, c0, _step(step), zh, zc, needs_saving(xw, w_hh, h0, c0))
     return out, hs[-1], cs[-1]
 
 
@@ -272,7 +272,7 @@ def gru_recurrence(
     required (all ones for none)."""
     b = b_hh if b_hh is not None else xw.new_empty(0)
     zh = _zoneout_factors(zoneout_h, h0)
-    out, hs, *_ = _gru_forward(xw, w_hh, b, rmask, h0, _step(step), zh, _save(xw, w_hh, b, h0))
+    out, hs, *_ = _gru_forward(xw, w_hh, b, rmask, h0, _step(step), zh, needs_saving(xw, w_hh, b, h0))
     return out, hs[-1]
 
 
