@@ -45,8 +45,8 @@ def _embedding_scaled_grad(ctx, grad):
         backward = _embedding_scaled_backward_impl if build.eager() else _embedding_scaled_backward
         return backward(grad, ids, scale, ctx.num_embeddings, ctx.padding_idx), None, None, None, None
     if build.eager():  # one op: the scaled values and the padding left out in one pass (the ops below cost more)
-        dw = build.extension().embedding_scaled_sparse_backward(
-            grad.contiguous(), ids, scale, ctx.num_embeddings, ctx.padding_idx
+        dw = build.extension().embedding_scaled_backward(
+            grad.contiguous(), ids, scale, ctx.num_embeddings, ctx.padding_idx, True
         )
         return dw, None, None, None, None
     values = grad * scale.unsqueeze(1)  # (N, E)
@@ -60,7 +60,9 @@ def _embedding_scaled_grad(ctx, grad):
 def _embedding_scaled_backward_impl(
     grad: Tensor, ids: Tensor, scale: Tensor, num_embeddings: int, padding_idx: int
 ) -> Tensor:
-    return build.extension().embedding_scaled_backward(grad.contiguous(), ids, scale, num_embeddings, padding_idx)
+    return build.extension().embedding_scaled_backward(
+        grad.contiguous(), ids, scale, num_embeddings, padding_idx, False
+    )
 
 
 _embedding_scaled_backward = torch.library.custom_op(

@@ -213,8 +213,7 @@ Tensor hashed_scale(Tensor x, int64_t threshold, int64_t seed, double value);
 Tensor word_keep(Tensor ids, int64_t T, int64_t V, int64_t threshold, int64_t seed, int64_t padding_idx,
                  double value, at::ScalarType dtype);
 Tensor embedding_scaled(Tensor weight, Tensor ids, Tensor scale);
-Tensor embedding_scaled_backward(Tensor grad, Tensor ids, Tensor scale, int64_t V, int64_t padding_idx);
-Tensor embedding_scaled_sparse_backward(Tensor grad, Tensor ids, Tensor scale, int64_t V, int64_t padding_idx);
+Tensor embedding_scaled_backward(Tensor grad, Tensor ids, Tensor scale, int64_t V, int64_t padding_idx, bool sparse);
 Tensor embedding_hashed(Tensor weight, Tensor ids, std::vector<int64_t> key, double value);
 Tensor embedding_hashed_backward(Tensor grad, Tensor ids, std::vector<int64_t> key, double value, int64_t V,
                                  bool sparse);

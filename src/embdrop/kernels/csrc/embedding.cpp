@@ -174,14 +174,18 @@ static void check_backward(const Tensor& grad, const Tensor& ids) {
               "embedding backward: contiguous grad (N, E) and ids (N,) expected");
 }
 
-Tensor embedding_scaled_backward(Tensor grad, Tensor ids, Tensor scale, int64_t V, int64_t padding_idx) {
+// The weight's gradient for embedding_scaled: dense (V, E) or, with sparse, nn.Embedding(sparse=True)'s form (the
+// scaled values and the padding left out in one pass).
+Tensor embedding_scaled_backward(Tensor grad, Tensor ids, Tensor scale, int64_t V, int64_t padding_idx, bool sparse) {
   check_backward(grad, ids);
   TORCH_CHECK(scale.is_contiguous() && scale.numel() == ids.numel() && scale.scalar_type() == grad.scalar_type(),
               "embedding_scaled_backward: contiguous scale (N,) of grad's dtype expected");
   const int64_t* id = checked_ids(ids, V);
   Tensor gw;
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "embdrop_embedding_scaled_backward", [&] {
-    gw = gather_dense<scalar_t>(grad, id, ids.numel(), V, padding_idx, TensorScale<scalar_t>{ptr<scalar_t>(scale)});
+    const TensorScale<scalar_t> f{ptr<scalar_t>(scale)};
+    gw = sparse ? gather_sparse<scalar_t>(grad, ids, id, V, padding_idx, f)
+                : gather_dense<scalar_t>(grad, id, ids.numel(), V, padding_idx, f);
   });
   return gw;
 }
@@ -197,18 +201,6 @@ Tensor embedding_hashed_backward(Tensor grad, Tensor ids, std::vector<int64_t> k
     const auto f = hashed_scale_of<scalar_t>(key, value);
     gw = sparse ? gather_sparse<scalar_t>(grad, ids, id, V, key[4], f)
                 : gather_dense<scalar_t>(grad, id, ids.numel(), V, key[4], f);
-  });
-  return gw;
-}
-
-Tensor embedding_scaled_sparse_backward(Tensor grad, Tensor ids, Tensor scale, int64_t V, int64_t padding_idx) {
-  check_backward(grad, ids);
-  TORCH_CHECK(scale.is_contiguous() && scale.numel() == ids.numel() && scale.scalar_type() == grad.scalar_type(),
-              "embedding_scaled_sparse_backward: contiguous scale (N,) of grad's dtype expected");
-  const int64_t* id = checked_ids(ids, V);
-  Tensor gw;
-  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "embdrop_embedding_scaled_sparse_backward", [&] {
-    gw = gather_sparse<scalar_t>(grad, ids, id, V, padding_idx, TensorScale<scalar_t>{ptr<scalar_t>(scale)});
   });
   return gw;
 }

@@ -16,7 +16,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("word_keep", &embdrop::word_keep);
   m.def("embedding_scaled", &embdrop::embedding_scaled);
   m.def("embedding_scaled_backward", &embdrop::embedding_scaled_backward);
-  m.def("embedding_scaled_sparse_backward", &embdrop::embedding_scaled_sparse_backward);
   m.def("embedding_hashed", &embdrop::embedding_hashed);
   m.def("embedding_hashed_backward", &embdrop::embedding_hashed_backward);
 }
