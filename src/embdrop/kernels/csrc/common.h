@@ -105,6 +105,15 @@ inline int64_t row_blocks(int64_t B, int64_t H) {
   return n > 1 && B >= 2 * n ? n : 1;
 }
 
+// A step's pass over a block's rows [b0, b0 + nb): parallel inside when the block is the whole batch (one block).
+template <typename F>
+inline void block_rows(bool inner_parallel, int64_t b0, int64_t nb, int64_t H, const F& f) {
+  if (inner_parallel)
+    for_rows(nb, H, [&](int64_t s0, int64_t e0) { f(b0 + s0, b0 + e0); });
+  else
+    f(b0, b0 + nb);
+}
+
 template <typename F>
 inline void for_row_blocks(int64_t B, int64_t H, const F& run) {
   const int64_t n = row_blocks(B, H);

@@ -120,10 +120,7 @@ void gru_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& b_hh, co
           gru_fwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, PBH, poff, hpp, bp, x, g, hprev, hnew, hn, o, vt, zht,
                                         hmn, rp, hm_gate);
       };
-      if (inner_parallel)
-        for_rows(nb, H, [&](int64_t s0, int64_t e0) { step_rows(b0 + s0, b0 + e0); });
-      else
-        step_rows(b0, b1);
+      block_rows(inner_parallel, b0, nb, H, step_rows);
     }
   };
   for_row_blocks(B, H, rows_run);
@@ -187,10 +184,7 @@ void gru_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmask
           gru_bwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, PBH, poff, g, hnp, hprev, dop, dm, rp, dhptr, dx, dr, vt,
                                         zht);
       };
-      if (inner_parallel)
-        for_rows(nb, H, [&](int64_t s0, int64_t e0) { step_rows(b0 + s0, b0 + e0); });
-      else
-        step_rows(b0, b1);
+      block_rows(inner_parallel, b0, nb, H, step_rows);
       step_products<scalar_t>(dhm, dhm_lp, dr + poff, TBH, w3, 3, nb, H);
     }
     final_dh_range<scalar_t>(poff, poff + PBH, BH, PBH, poff, 3, dm, rp, dhptr);

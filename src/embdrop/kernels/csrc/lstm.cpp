@@ -154,10 +154,7 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& rmask, 
           lstm_fwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, PBH, poff, pp, x, g, hprev, cprev, hnew, cnew, tc, o,
                                          vt, zht, zct, hmn, rp, hm_gate);
       };
-      if (inner_parallel)
-        for_rows(nb, H, [&](int64_t s0, int64_t e0) { step_rows(b0 + s0, b0 + e0); });
-      else
-        step_rows(b0, b1);
+      block_rows(inner_parallel, b0, nb, H, step_rows);
     }
   };
   for_row_blocks(B, H, rows_run);
@@ -229,10 +226,7 @@ void lstm_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmas
           lstm_bwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, PBH, poff, g, tcp, cprev, dop, dm, rp, dhp, dcp, dp,
                                          vt, zht, zct);
       };
-      if (inner_parallel)
-        for_rows(nb, H, [&](int64_t s0, int64_t e0) { step_rows(b0 + s0, b0 + e0); });
-      else
-        step_rows(b0, b1);
+      block_rows(inner_parallel, b0, nb, H, step_rows);
       step_products<scalar_t>(dhm, dhm_lp, dp + poff, TBH, w3, 4, nb, H);  // (4, nb, H_in): d(h(t-1) * m_k)
     }
     final_dh_range<scalar_t>(poff, poff + PBH, BH, PBH, poff, 4, dm, rp, dhp);
