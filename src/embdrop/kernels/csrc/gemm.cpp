@@ -51,6 +51,12 @@ void bmm_into(Tensor& out, const Tensor& a, const Tensor& b) {
   const bool f32 = a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat && out.scalar_type() == at::kFloat;
   const int64_t macs = a.size(0) * a.size(1) * a.size(2) * b.size(2);
   if (f32 && macs >= kOneDnnMacs && out.is_contiguous() && plain(a) && plain(b) && onednn_gemm_available()) {
+    if (a.stride(0) == 0 || b.stride(0) == 0) {
+      // an operand shared by the batch (the input projection's unmasked input, expanded): oneDNN would first copy
+      // it G times (its 3-d memory cannot overlap), so each product is one 2-d call on the shared matrix
+      for (int64_t g = 0; g < a.size(0); ++g) at::native::mkldnn_matmul(a[g], b[g], out[g], 0.0f, 1.0f);
+      return;
+    }
     at::native::mkldnn_matmul(a, b, out, 0.0f, 1.0f);
     return;
   }
