@@ -107,14 +107,31 @@ def extension():
     return _state["ext"]
 
 
+def _pool_cap_mb() -> int:
+    """``EMBDROP_CPU_POOL_MB``: how many MiB of freed large buffers the kernel keeps for reuse (``csrc/pool.cpp``);
+    1024 when unset, 0 turns the pool off."""
+    raw = os.environ.get("EMBDROP_CPU_POOL_MB")
+    if raw is None:
+        return 1024
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 2**40:
+        raise _checks.invalid("EMBDROP_CPU_POOL_MB", "a whole number of MiB from 0 (no pool) to 2**40", repr(raw))
+    return value
+
+
 def _load() -> None:
     if "ext" not in _state:
+        pool_mb = _pool_cap_mb()  # a bad value is refused before anything is built or loaded
         _state["ext"] = None
         if os.environ.get("EMBDROP_KERNEL", "").lower() == "reference":
             _state["why"] = "EMBDROP_KERNEL=reference"
             return
         try:
             _state["ext"] = _build_and_load(_build_name())
+            _state["ext"].set_pool_cap_mb(pool_mb)
         except Exception as e:  # no compiler, no ninja, a failed build: all mean "use the reference loop"
             _state["why"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
             warnings.warn(

@@ -6,9 +6,9 @@
 // it writes. Measured on the AMD EPYC (2 cores) at (B, T, C, H) = (32, 200, 64, 100): 1,600 to 12,500 page faults
 // and up to 26 ms of system time per 44 ms training step, varying with the process's history
 // (benchmarks/recurrent_blocks.py measures the pool on and off). Freed blocks are held here, up to a cap
-// (EMBDROP_CPU_POOL_MB, default 1024; 0 turns the pool off), and handed out again for a request of the same size
-// or up to a quarter smaller; past the cap the largest held blocks are released. Buffers under 1 MiB are left to
-// malloc, which keeps them.
+// (EMBDROP_CPU_POOL_MB, default 1024; 0 turns the pool off; read and checked by build.py), and handed out again
+// for a request of the same size or up to a quarter smaller; past the cap the largest held blocks are released.
+// Buffers under 1 MiB are left to malloc, which keeps them.
 #include "common.h"
 
 #include <map>
@@ -23,11 +23,7 @@ constexpr size_t kPage = 4096, kMinPooled = size_t(1) << 20;
 struct Pool {
   std::mutex m;
   std::multimap<size_t, void*> blocks;  // free blocks by size
-  size_t held = 0, cap = 0;
-  Pool() {
-    const char* env = std::getenv("EMBDROP_CPU_POOL_MB");
-    cap = (env ? size_t(std::max(0L, std::atol(env))) : size_t(1024)) << 20;
-  }
+  size_t held = 0, cap = size_t(1024) << 20;  // set from EMBDROP_CPU_POOL_MB when the extension loads (build.py)
 };
 
 // Never destroyed: a tensor freed at interpreter exit may still call give_back.
