@@ -1,4 +1,8 @@
 import csv
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -83,3 +87,24 @@ def test_progress_shows_each_live_runs_latest_epoch_from_its_log(tmp_path):
     assert _last_epoch_line(log) is None
     log.write_text(log.read_text() + "x" * 10_000 + "\nepoch 1/3: train loss 0.6\nepoch 2/3: train loss 0.5 *\n")
     assert _last_epoch_line(log) == "epoch 2/3: train loss 0.5 *"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_while_a_worker_starts_still_stops_that_worker(tmp_path, monkeypatch, sig):
+    """The signal lands inside Popen, after the child exists: the child must still be killed and reaped."""
+    from embdrop.recipes import compare as c
+
+    started, real = [], subprocess.Popen
+
+    def popen(cmd, **kw):  # a sleeping child in place of a worker, then the signal, before Popen returns
+        started.append(real([sys.executable, "-c", "import time; time.sleep(60)"], **kw))
+        os.kill(os.getpid(), sig)
+        return started[-1]
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    runs = [c.PlannedRun("", s, [], tmp_path / f"seed-{s}") for s in range(3)]
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        c._run_all("movielens-mf", runs, [0, 1, 2], {}, 2, 1, lambda line: None)
+    assert len(started) == 2 and all(p.returncode is not None for p in started)  # killed and waited for
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers

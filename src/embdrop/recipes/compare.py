@@ -269,10 +269,11 @@ def _run_all(recipe: str, runs: list[PlannedRun], todo: list[int], results: dict
     import sys
     import time
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_term)
+    # Ctrl-C or SIGTERM only sets a flag, read at the top of the loop: raised inside Popen, or between Popen and
+    # ``live[i] = ...``, an interrupt would leave a started worker that the ``finally`` below cannot see.
+    stop: list[int] = []
+    on_signal = lambda signum, frame: stop.append(signum)  # noqa: E731
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     live: dict[int, tuple[subprocess.Popen, object]] = {}
     shown: dict[int, str] = {}  # the last epoch line of each live run's log that was shown
     last_look = time.monotonic()
@@ -280,6 +281,8 @@ def _run_all(recipe: str, runs: list[PlannedRun], todo: list[int], results: dict
     total, done = len(runs), len(results)
     try:
         while queue or live:
+            if stop:
+                raise KeyboardInterrupt
             while queue and len(live) < jobs:
                 i = queue.pop(0)
                 r = runs[i]
@@ -325,4 +328,5 @@ def _run_all(recipe: str, runs: list[PlannedRun], todo: list[int], results: dict
         for proc, logfile in live.values():
             proc.wait()
             logfile.close()
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -42,12 +42,12 @@ def die_with_parent(parent: int) -> None:
 
 
 def run(argv: list[str]) -> int:
+    parent, result, sep, *args = argv
+    die_with_parent(int(parent))  # before the imports below (torch: a second or more), so an orphan ends at once
     from embdrop import _checks, recipes
     from embdrop._io import write_json
     from embdrop.recipes.train_setup import TrainingDiverged
 
-    parent, result, sep, *args = argv
-    die_with_parent(int(parent))
     recipe, overrides, out, resume = None, [], None, None
     it = iter(args)
     for a in it:
