@@ -89,3 +89,42 @@ def test_without_the_kernel_it_is_torch_bmm(monkeypatch):
     monkeypatch.setattr(build, "available", lambda: False)
     a, b = _layouts(4, 8, 16, 16)["contiguous"]
     assert torch.equal(gemm.bmm(a, b), torch.bmm(a, b))
+
+
+def _torch_gate_inputs(x, m, scale):
+    return x.transpose(0, 1).unsqueeze(0) * (m * scale).unsqueeze(1)
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (4, 3, 5, 7), (4, 64, 35, 200), (3, 2, 40, 650)])  # (G, B, T, C)
+def test_gate_inputs_are_torch_s_masked_copies_bit_for_bit_forward_and_backward(shape, dtype):
+    G, B, T, C = shape
+    g = torch.Generator().manual_seed(G * B + T)
+    x = torch.randn(B, T, C, generator=g, dtype=dtype, requires_grad=True)
+    m = torch.rand(G, B, C, generator=g, dtype=dtype).lt(0.5).to(dtype)
+    got = gemm.gate_inputs(x, m, 2.0)
+    want = _torch_gate_inputs(x, m, 2.0)
+    assert got.shape == (G, T, B, C) and torch.equal(got, want)
+    d = torch.randn(G, T, B, C, generator=g, dtype=dtype)
+    (gx,) = torch.autograd.grad(got, x, d)
+    (wx,) = torch.autograd.grad(want, x, d)
+    # the same terms summed over the gates in order; torch's reduction may order them otherwise
+    assert torch.allclose(gx, wx, rtol=1e-6 if dtype == torch.float32 else 1e-12, atol=0)
+
+
+@needs_kernel
+def test_gate_inputs_take_strided_inputs_and_leave_a_mask_that_needs_a_gradient_to_torch():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(7, 5, 6, generator=g).transpose(0, 1)  # (5, 7, 6), not contiguous
+    m = torch.rand(4, 5, 6, generator=g, requires_grad=True)
+    got = gemm.gate_inputs(x, m, 1.5)
+    assert torch.equal(got, _torch_gate_inputs(x, m, 1.5)) and got.requires_grad  # the mask's gradient: torch's ops
+    (gm,) = torch.autograd.grad(got.sum(), m)
+    assert torch.allclose(gm, (x.sum(1) * 1.5).unsqueeze(0).expand(4, 5, 6))
+
+
+@needs_kernel
+def test_the_gate_inputs_op_names_a_shape_it_cannot_take():
+    with pytest.raises(RuntimeError, match=r"m must be \(G, B, C\)"):
+        gemm._gate_inputs(torch.zeros(2, 3, 4), torch.zeros(4, 3, 5), 1.0)

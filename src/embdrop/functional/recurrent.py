@@ -292,13 +292,13 @@ def _project(inp, m_in, w_ih, b_in, G, p, variational):
     """Input projection (G, T, B, H) as one batched GEMM over all T; gate k sees its own input mask if it has one."""
     B, T, C = inp.shape
     H = w_ih.shape[0] // G
-    # one time-first copy of the input: the masked copies below are then written contiguously in one pass, and the
-    # unmasked input is shared by every gate, expanded (a reshape of the expanded transposed view copied it once per
-    # gate, and a masked product of it was written transposed, then copied again)
-    xt = inp.transpose(0, 1).contiguous()  # (T, B, C)
+    # Per-gate masks: the G masked copies written time-first in one pass. Otherwise one time-first copy of the input,
+    # masked once, shared by every gate, expanded (a reshape of the expanded transposed view copied it once per
+    # gate, and a masked product of it was written transposed, then copied again).
     if m_in is not None and m_in.dim() == 3 and m_in.shape[0] == G and G > 1 and variational:
-        xm = (xt.unsqueeze(0) * (m_in * keep_scale(p)).unsqueeze(1)).view(G, T * B, C)  # gate k sees x * m_k
+        xm = gemm.gate_inputs(inp, m_in, keep_scale(p)).reshape(G, T * B, C)  # gate k sees x * m_k
     else:
+        xt = inp.transpose(0, 1).contiguous()  # (T, B, C)
         if m_in is not None:
             mask = m_in[0].unsqueeze(0) if variational else m_in.transpose(0, 1)  # (1, B, C) or (T, B, C)
             xt = xt * (mask * keep_scale(p))

@@ -1,7 +1,12 @@
-"""Batched matrix products through the fused CPU kernel's GEMM (``csrc/gemm.cpp``): oneDNN's float32 matmul where
-it is faster than ATen's ``bmm`` (MKL) on this CPU, ATen's elsewhere, with the same float32 results up to the order
-of the sums. A torch custom op with autograd (both gradients are batched products too), used by the recurrent
-layers' input projection; the recurrences call the same GEMM from C++."""
+"""The recurrent layers' input projection on the fused CPU kernel: its operand and its product.
+
+- :func:`bmm`: batched matrix products through the kernel's GEMM (``csrc/gemm.cpp``): oneDNN's float32 matmul where
+  it is faster than ATen's ``bmm`` (MKL) on this CPU, ATen's elsewhere, with the same float32 results up to the
+  order of the sums. The recurrences call the same GEMM from C++.
+- :func:`gate_inputs`: the input turned time-first and masked once per gate (``csrc/gate_inputs.cpp``), in one
+  pass, bit-identical to torch's ops.
+
+Both are torch custom ops with autograd."""
 
 from __future__ import annotations
 
@@ -48,3 +53,37 @@ def bmm(a: Tensor, b: Tensor) -> Tensor:
     if fast and build.available():
         return _bmm(a, b)
     return torch.bmm(a, b)
+
+
+@torch.library.custom_op("embdrop::gate_inputs", mutates_args=())
+def _gate_inputs(x: Tensor, m: Tensor, scale: float) -> Tensor:
+    return build.extension().gate_inputs(x, m, scale)
+
+
+@_gate_inputs.register_fake
+def _(x, m, scale):
+    return x.new_empty(m.shape[0], x.shape[1], x.shape[0], x.shape[2])
+
+
+def _gate_inputs_setup(ctx, inputs, output):
+    ctx.save_for_backward(inputs[1])
+    ctx.scale = inputs[2]
+
+
+def _gate_inputs_grad(ctx, g):
+    (m,) = ctx.saved_tensors
+    return build.extension().gate_inputs_backward(g.contiguous(), m, ctx.scale), None, None
+
+
+_gate_inputs.register_autograd(_gate_inputs_grad, setup_context=_gate_inputs_setup)
+build.no_dynamo_import_until_needed(_gate_inputs)
+
+
+def gate_inputs(x: Tensor, m: Tensor, scale: float) -> Tensor:
+    """``x`` (B, T, C) time-first and times each gate's mask: (G, T, B, C) with entry (k, t, b) equal to
+    ``x[b, t] * (m[k, b] * scale)``, for ``m`` (G, B, C), a mask that needs no gradient. In one pass on the kernel
+    (float32/float64 CPU tensors, not under tracing); torch's ops elsewhere, with the same bits."""
+    fast = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and m.dtype == x.dtype
+    if fast and not m.requires_grad and not _checks.tracing() and build.available():
+        return _gate_inputs(x.contiguous(), m.contiguous(), float(scale))
+    return x.transpose(0, 1).unsqueeze(0) * (m * scale).unsqueeze(1)

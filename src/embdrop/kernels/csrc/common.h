@@ -209,6 +209,8 @@ void step_products(Tensor& out, Tensor& out_lp, const scalar_t* a, int64_t a_gat
 int64_t pool_held_bytes();
 void set_pool_cap_mb(int64_t mb);
 Tensor batched_product(Tensor a, Tensor b);
+Tensor gate_inputs(Tensor x, Tensor m, double scale);
+Tensor gate_inputs_backward(Tensor d, Tensor m, double scale);
 std::vector<Tensor> lstm_forward(Tensor xw, Tensor w_hh, Tensor rmask, Tensor h0, Tensor c0, Tensor step, Tensor zh,
                                  Tensor zc, bool save);
 std::vector<Tensor> lstm_backward(Tensor dout, Tensor dhT, Tensor dcT, Tensor w_hh, Tensor rmask, Tensor cs,
