@@ -22,7 +22,8 @@ from torch import Tensor
 from embdrop import _cache, _checks
 
 _CSRC = Path(__file__).with_name("csrc")
-_SOURCES = ("common.h", "pool.cpp", "gemm.cpp", "gate_inputs.cpp", "lstm.cpp", "gru.cpp", "masks.cpp", "embedding.cpp", "module.cpp")
+_SOURCES = ("common.h", "pool.cpp", "gemm.cpp", "gate_inputs.cpp", "lstm.cpp", "gru.cpp", "masks.cpp", "embedding.cpp",
+            "module.cpp")  # fmt: skip
 # Built for the CPU it runs on (the build happens there; the key below keeps builds for different CPUs apart).
 # -fno-trapping-math lets GCC vectorise the element-wise passes for AVX2 without changing any result (no
 # reassociation, no finite-math assumption): without it GCC 12 leaves them scalar ("control flow in loop").
