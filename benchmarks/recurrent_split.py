@@ -72,8 +72,7 @@ def parts(shape) -> dict[str, float]:
     layer = embdrop.LSTM(C, H, dropout=0.5, recurrent_dropout=0.5)
     masks = layer.sample_masks(x, generator=torch.Generator().manual_seed(0))
     w_ih, w_hh, b_ih, b_hh = (w.detach() for w in layer._weights(0, 0))
-    order = list(dispatch.KERNEL_ORDER["lstm"])
-    m_in, rm = masks.input[0][0][order], masks.recurrent[0][0][order] * 2.0
+    m_in, rm = masks.input[0][0], masks.recurrent[0][0] * 2.0
     xw = dispatch._project(x, m_in, w_ih, b_ih + b_hh, 4, 0.5, True)
     h0, c0 = torch.zeros(B, H), torch.zeros(B, H)
     xw_grad, w_grad = xw.clone().requires_grad_(), w_hh.clone().requires_grad_()

@@ -3,16 +3,13 @@ from torch import nn
 
 from embdrop.kernels import reference
 
-LSTM_ORDER = [0, 1, 3, 2]  # kernels take i, f, o, g; nn.LSTM stores i, f, g, o
-
 
 def test_lstm_reference_with_unit_masks_is_lstm_cell():
     torch.manual_seed(0)
     cell = nn.LSTMCell(4, 6)
     x = torch.randn(3, 5, 4)
     H = 6
-    perm = lambda w: w.view(4, H, *w.shape[1:])[LSTM_ORDER].reshape(w.shape)  # noqa: E731
-    w_ih, w_hh, b = perm(cell.weight_ih), perm(cell.weight_hh), perm(cell.bias_ih + cell.bias_hh)
+    w_ih, w_hh, b = cell.weight_ih, cell.weight_hh, cell.bias_ih + cell.bias_hh  # the kernels take torch's gate order
     xw = torch.einsum("btc,ghc->gtbh", x, w_ih.view(4, H, 4)) + b.view(4, 1, 1, H)  # (G, T, B, H)
     out, h, c = reference.lstm_recurrence(xw, w_hh, torch.ones(4, 3, H), torch.zeros(3, H), torch.zeros(3, H))
     hc = (torch.zeros(3, H), torch.zeros(3, H))

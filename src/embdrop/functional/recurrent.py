@@ -17,8 +17,8 @@ The result is the same on every path; only the speed differs:
 - while ``torch.export`` traces (eval mode: no mask is drawn): the reference cells under torch's ``scan``, so the
   exported program takes any sequence length and holds torch's ops only.
 
-The kernels take LSTM gates as i, f, o, g (the three sigmoids first); ``nn.LSTM`` stores i, f, g, o, so the
-weights are permuted on the way in (and their gradients on the way out). GRU gates are r, z, n everywhere.
+Every kernel takes the gates in the order ``nn.LSTM``/``nn.GRU`` store them (LSTM i, f, g, o; GRU r, z, n): the
+weights go in as they are (a permuted copy of them cost 1.5 ms a call at H = 650, forward and backward).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from embdrop.functional.apply import apply_mask, keep_scale
 from embdrop.functional.masks import HashedKeep
 from embdrop.kernels import build, gemm, gpu_recurrence, recurrence, reference
 
-KERNEL_ORDER = {"lstm": (0, 1, 3, 2), "gru": (0, 1, 2), "rnn": (0,)}  # the kernels' gate order, as indices into torch's
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class Options:
 
     @property
     def gates(self) -> int:
-        return len(KERNEL_ORDER[self.cell])
+        return GATES[self.cell]
 
 
 @dataclass
@@ -205,21 +205,12 @@ def _loop(inp, h0, c0, weights, masks, opts: Options, n, zoneout_eval: bool, uni
     if not keys:  # written out where anything else reads them
         zh, zc = (z.tensor() if isinstance(z, HashedKeep) else z for z in (zh, zc))
     lstm = opts.cell == "lstm"
-    order = list(KERNEL_ORDER[opts.cell])
-    if lstm:
-        idx = torch.tensor(order, device=inp.device)  # its own inverse: the backward gathers with it too
-        perm = lambda w: _PermuteBlocks.apply(w, idx, idx)  # noqa: E731
-        w_ih, w_hh = perm(w_ih), perm(w_hh)
-        if opts.bias:
-            b_ih, b_hh = perm(b_ih), perm(b_hh)
     b_in = None
     if opts.bias:
         b_in = b_ih + b_hh if lstm else b_ih
-    if m_in is not None and m_in.dim() == 3 and m_in.shape[0] == G:
-        m_in = m_in[order]
     xw = _project(inp, m_in, w_ih, b_in, G, opts.dropout, opts.variational)  # (G, T, B, H)
     xw = xw.to(w_hh.dtype)  # under torch.autocast the projection ran in lower precision; the state does not
-    rm = None if m_rec is None else m_rec if unit else m_rec[order] * keep_scale(opts.recurrent_dropout)
+    rm = None if m_rec is None else m_rec if unit else m_rec * keep_scale(opts.recurrent_dropout)
     step = None
     if n is not None:
         step = torch.arange(T, device=inp.device).unsqueeze(1) < n.to(inp.device).unsqueeze(0)  # (T, B)
@@ -267,25 +258,6 @@ def _gpu_steps(xw, weights, rm, h0, c0, step, zones, opts: Options):
         return out.transpose(0, 1), h, c
     out, h = gpu_recurrence.gru_recurrence(xw, w_hh, b_hh, rm, h0, step, zh)
     return out.transpose(0, 1), h, None
-
-
-class _PermuteBlocks(torch.autograd.Function):
-    """Rows of ``w`` taken as ``idx.numel()`` equal blocks, reordered: block k of the result is block idx[k].
-
-    The backward is the inverse gather, not the scatter-add of indexing (slow: an accumulating index_put_) or of
-    index_select (an index_add_, which torch.compile's CPU code generator turned into a kernel that corrupted the
-    heap on torch 2.13; see the project's git history).
-    """
-
-    @staticmethod
-    def forward(ctx, w: Tensor, idx: Tensor, inverse: Tensor) -> Tensor:
-        ctx.save_for_backward(inverse)
-        return w.reshape(idx.numel(), -1).index_select(0, idx).view(w.shape)  # (G, H*C) blocks -> (G*H, C)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        (inverse,) = ctx.saved_tensors
-        return grad.reshape(inverse.numel(), -1).index_select(0, inverse).view(grad.shape), None, None
 
 
 def _project(inp, m_in, w_ih, b_in, G, p, variational):

@@ -3,7 +3,7 @@
 Conventions shared with :mod:`embdrop.kernels.recurrence`:
 
 - ``xw`` (G, T, B, H): input projection per gate, biases of the input side included (for LSTM both biases).
-  LSTM gate order here is i, f, o, g (sigmoids first, so one call covers them); GRU is r, z, n.
+  Gates in torch's order, as ``nn.LSTM``/``nn.GRU`` store them: LSTM i, f, g, o; GRU r, z, n.
 - ``w_hh`` (G*H, H) in the same gate order; ``rmask`` (G, B, H), already scaled by 1/(1-p), or None.
 - ``step_mask`` (T, B) bool or None: where False, the step leaves h (and c) untouched and outputs zero.
 - Returns ``out`` (T, B, H) and the final state.
@@ -133,9 +133,10 @@ def lstm_recurrence(
 
     def cell(state, step):
         h, c = state
-        pre = step["xw"] + product(h)  # (4, B, H): i, f, o, g
-        i, f, o = torch.sigmoid(pre[:3]).unbind(0)
-        g = torch.tanh(pre[3])
+        pre = step["xw"] + product(h)  # (4, B, H): i, f, g, o
+        i, f = torch.sigmoid(pre[:2]).unbind(0)
+        g = torch.tanh(pre[2])
+        o = torch.sigmoid(pre[3])
         c_new = f * c + i * g
         h_new = o * torch.tanh(c_new)
         if zoneout_c is not None:

@@ -90,7 +90,7 @@ def lstm_point(
     kc_ptr, T, B, H, th_h, th_c, z_const, rb, rj, m2,
     HAS_STEP: tl.constexpr, ZMODE: tl.constexpr, SAVE: tl.constexpr,
 ):  # fmt: skip
-    """Step t of the LSTM on a tile, given its recurrent products a0..a3 (gates i, f, o, g) and h(t - 1), c(t - 1):
+    """Step t of the LSTM on a tile, given its recurrent products a0..a3 (gates i, f, g, o) and h(t - 1), c(t - 1):
     the gates, the cell, zoneout, padded rows (they keep their state and output 0). Stores h(t), c(t), the output
     and, with SAVE, the gates and the cell before zoneout; returns h(t), c(t)."""
     tile = rb[:, None] * H + rj[None, :]
@@ -98,8 +98,8 @@ def lstm_point(
     x = xw_ptr + t * B * H + tile
     i = tl.sigmoid(a0 + tl.load(x, mask=m2, other=0.0))
     f = tl.sigmoid(a1 + tl.load(x + gs, mask=m2, other=0.0))
-    o = tl.sigmoid(a2 + tl.load(x + 2 * gs, mask=m2, other=0.0))
-    g = _tanh(a3 + tl.load(x + 3 * gs, mask=m2, other=0.0))
+    g = _tanh(a2 + tl.load(x + 2 * gs, mask=m2, other=0.0))
+    o = tl.sigmoid(a3 + tl.load(x + 3 * gs, mask=m2, other=0.0))
     cn = f * cp + i * g
     h = o * _tanh(cn)
     c = cn
@@ -121,8 +121,8 @@ def lstm_point(
         s = gates_ptr + t * B * H + tile
         tl.store(s, i, mask=m2)
         tl.store(s + gs, f, mask=m2)
-        tl.store(s + 2 * gs, o, mask=m2)
-        tl.store(s + 3 * gs, g, mask=m2)
+        tl.store(s + 2 * gs, g, mask=m2)
+        tl.store(s + 3 * gs, o, mask=m2)
         tl.store(cn_ptr + t * B * H + tile, cn, mask=m2)
     return h, c
 
@@ -146,8 +146,8 @@ def lstm_point_back(
     s = gates_ptr + t * B * H + tile
     i = tl.load(s, mask=m2, other=0.0)
     f = tl.load(s + gs, mask=m2, other=0.0)
-    o = tl.load(s + 2 * gs, mask=m2, other=0.0)
-    g = tl.load(s + 3 * gs, mask=m2, other=0.0)
+    g = tl.load(s + 2 * gs, mask=m2, other=0.0)
+    o = tl.load(s + 3 * gs, mask=m2, other=0.0)
     cn = tl.load(cn_ptr + t * B * H + tile, mask=m2, other=0.0)
     cp = tl.load(cs_ptr + t * B * H + tile, mask=m2, other=0.0)
     dhn = dh
@@ -178,9 +178,9 @@ def lstm_point_back(
     d = dpre_ptr + t * B * H + tile
     tl.store(d, p_i, mask=m2)
     tl.store(d + gs, p_f, mask=m2)
-    tl.store(d + 2 * gs, p_o, mask=m2)
-    tl.store(d + 3 * gs, p_g, mask=m2)
-    return p_i, p_f, p_o, p_g, dh_pass, dc_new
+    tl.store(d + 2 * gs, p_g, mask=m2)
+    tl.store(d + 3 * gs, p_o, mask=m2)
+    return p_i, p_f, p_g, p_o, dh_pass, dc_new
 
 
 @triton.jit

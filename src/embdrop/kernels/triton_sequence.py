@@ -86,13 +86,13 @@ def lstm_backward_sequence(
     r3 = _masks(rm_ptr, 3, B, H, tile, m2, HAS_RM, BB, HP)
     for back in range(T):
         t = T - 1 - back
-        p_i, p_f, p_o, p_g, dh_pass, dc = lstm_point_back(
+        p_i, p_f, p_g, p_o, dh_pass, dc = lstm_point_back(
             dh, dc, t, dout_ptr, cs_ptr, gates_ptr, cn_ptr, step_ptr, zh_ptr, zc_ptr, kh_ptr, kc_ptr, dpre_ptr,
             T, B, H, th_h, th_c, z_const, rb, ri, m2, HAS_STEP, ZMODE)  # fmt: skip
         dh = dh_pass + r0 * _dot(tl.where(m2, p_i, 0.0), _block(w_ptr, 0, H, ri, mi), TF32)
         dh += r1 * _dot(tl.where(m2, p_f, 0.0), _block(w_ptr, 1, H, ri, mi), TF32)
-        dh += r2 * _dot(tl.where(m2, p_o, 0.0), _block(w_ptr, 2, H, ri, mi), TF32)
-        dh += r3 * _dot(tl.where(m2, p_g, 0.0), _block(w_ptr, 3, H, ri, mi), TF32)
+        dh += r2 * _dot(tl.where(m2, p_g, 0.0), _block(w_ptr, 2, H, ri, mi), TF32)
+        dh += r3 * _dot(tl.where(m2, p_o, 0.0), _block(w_ptr, 3, H, ri, mi), TF32)
     tl.store(dh0_ptr + tile, dh, mask=m2)
     tl.store(dc_ptr + tile, dc, mask=m2)
 

@@ -74,7 +74,7 @@ def lstm_forward_step(
     HAS_RM: tl.constexpr, HAS_STEP: tl.constexpr, ZMODE: tl.constexpr, SAVE: tl.constexpr,
     BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr, TF32: tl.constexpr,
 ):  # fmt: skip
-    """Step t of the LSTM (gates i, f, o, g): h(t), c(t) into hs[t + 1], cs[t + 1], the output into out[t]."""
+    """Step t of the LSTM (gates i, f, g, o): h(t), c(t) into hs[t + 1], cs[t + 1], the output into out[t]."""
     rb = tl.program_id(0) * BB + tl.arange(0, BB)
     rj = tl.program_id(1) * BH + tl.arange(0, BH)
     m2 = (rb < B)[:, None] & (rj < H)[None, :]
@@ -114,7 +114,7 @@ def lstm_backward_step(
         tl.store(dh0_ptr + tile, dh, mask=m2)
     else:
         dc = tl.load(dc_ptr + tile, mask=m2, other=0.0)
-        p_i, p_f, p_o, p_g, dh_pass, dc_new = lstm_point_back(
+        p_i, p_f, p_g, p_o, dh_pass, dc_new = lstm_point_back(
             dh, dc, t, dout_ptr, cs_ptr, gates_ptr, cn_ptr, step_ptr, zh_ptr, zc_ptr, kh_ptr, kc_ptr, dpre_ptr,
             T, B, H, th_h, th_c, z_const, rb, ri, m2, HAS_STEP, ZMODE)  # fmt: skip
         tl.store(dh_ptr + tile, dh_pass, mask=m2)

@@ -180,6 +180,8 @@ void bmm_into(Tensor& out, const Tensor& a, const Tensor& b);
 void gate_products(float* out, const float* a, int64_t a_gate, const float* b, int64_t G, int64_t M, int64_t K,
                    int64_t N);
 bool onednn_gemm_available();
+// (G, H_in, H_out) contiguous from w_hh (G * H_out, H_in): the recurrences' per-step right-hand operand.
+Tensor gates_transposed(const Tensor& w, int64_t G, int64_t H);
 
 // A new tensor for a large buffer, its memory reused from buffers the kernels allocated before (pool.cpp).
 Tensor pooled_empty(at::IntArrayRef sizes, const at::TensorOptions& opts);

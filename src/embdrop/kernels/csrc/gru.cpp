@@ -130,7 +130,7 @@ std::vector<Tensor> gru_forward(Tensor xw, Tensor w_hh, Tensor b_hh, Tensor rmas
                                 Tensor zh, bool save) {
   const int64_t T = xw.size(1), B = xw.size(2), H = xw.size(3);
   auto opts = xw.options();
-  Tensor wt = w_hh.view({3, H, H}).transpose(1, 2).contiguous();  // (3, H_in, H_out), contiguous as for the LSTM
+  Tensor wt = gates_transposed(w_hh, 3, H);  // (3, H_in, H_out), contiguous as for the LSTM
   const int64_t S = save ? T : 1;  // as in lstm_forward
   Tensor hs = pooled_empty({save ? T + 1 : 2, B, H}, opts);
   hs[0].copy_(h0);
