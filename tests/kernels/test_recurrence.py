@@ -75,9 +75,11 @@ def test_kernel_equals_reference_outputs_and_gradients(kind, dtype, padded, zone
 @needs_kernel
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("zone", [None, "train"])
-def test_without_gradients_the_kernel_keeps_one_step_and_gives_the_same_outputs(kind, zone):
+@pytest.mark.parametrize("blocks", [0, 3])  # one block, or one per row: each block's masked copies side by side
+def test_without_gradients_the_kernel_keeps_one_step_and_gives_the_same_outputs(kind, zone, blocks, row_blocks):
     xw, w, b, rm, h0, c0, step = inputs(kind, torch.float32, seed=7)
     zh, zc = zoneout(zone, torch.float32)
+    row_blocks(blocks)
     if kind == "lstm":
         run = lambda: fused.lstm_recurrence(xw, w, rm, h0, c0, step, zh, zc)  # noqa: E731
     else:
@@ -339,3 +341,7 @@ def test_products_large_enough_for_onednn_and_row_blocks_equal_the_reference(kin
     g_slow = torch.autograd.grad(sum((o * q).sum() for o, q in zip(slow, weights, strict=True)), leaves)
     for a, s in zip([*fast, *g_fast], [*slow, *g_slow], strict=True):
         assert torch.allclose(a, s, rtol=1e-4, atol=1e-4), (a - s).abs().max()
+    with torch.no_grad():  # inference: each block's masked copies in a layout of their own, the same numbers
+        light = fused.lstm_recurrence(xw, w, rm, h0, c0) if kind == "lstm" else fused.gru_recurrence(xw, w, b, rm, h0)
+    for a, s in zip(light, fast, strict=True):
+        assert torch.equal(a, s)

@@ -57,22 +57,6 @@ inline void for_range(int64_t n, const F& f) {
   at::parallel_for(0, n, kGrain, [&](int64_t s, int64_t e) { f(s, e); });
 }
 
-// h * m_k for every gate k, written to the (G, T, B, H) buffer at step t.
-template <typename scalar_t>
-__attribute__((noinline)) void masked_range(int64_t s, int64_t e, scalar_t* __restrict__ dst, const scalar_t* __restrict__ h,
-                  const scalar_t* __restrict__ rk) {
-  for (int64_t j = s; j < e; ++j) dst[j] = h[j] * rk[j];
-}
-
-template <typename scalar_t>
-void write_masked(scalar_t* hm, const scalar_t* h, const scalar_t* r, int64_t G, int64_t t, int64_t T, int64_t BH) {
-  for (int64_t k = 0; k < G; ++k) {
-    scalar_t* dst = hm + k * T * BH + t * BH;
-    const scalar_t* rk = r + k * BH;
-    for_range(BH, [&](int64_t s, int64_t e) { masked_range(s, e, dst, h, rk); });
-  }
-}
-
 // The next step's GEMM inputs h(t) * m_k for one row [s, e), written right after the row's h(t), still in cache.
 // A loop of its own: inside the row's main loop, its condition would keep that loop from vectorising.
 template <typename scalar_t, int G>
@@ -133,11 +117,21 @@ inline void for_row_blocks(int64_t B, int64_t H, const F& run) {
 // Where step t reads and writes: with the backward's tensors kept (training), step t's slot of the saved tensors
 // and state t of the (T + 1) states; without (inference), one slot that every step reuses and two states in turn,
 // so that memory does not grow with T.
+//
+// The masked copies h(t) * m_k that the next step's product reads: in training, gate k of step t at
+// hm + k * hm_steps * BH + t * BH (the layout the weight gradient's GEMM reads); in inference, one step, and each
+// row block's gates side by side, (G, nb, H) contiguous, so that its product reads them in place (oneDNN's matmul
+// copies any other layout first, 15-20 us a step at (G, nb, H) = (4, 10..64, 200..650)). For the block of rows
+// starting at entry poff (of B * H) and PBH entries long, entry (k, j) of step t is at
+// hm_at(hm, poff) + k * hm_gate(BH, PBH) + saved(t) * BH + j.
 struct Slots {
-  int64_t hm_steps, states;
-  Slots(int64_t hm_steps_, int64_t states_) : hm_steps(hm_steps_), states(states_) {}
+  int64_t hm_steps, states, G;
+  Slots(int64_t hm_steps_, int64_t states_, int64_t G_) : hm_steps(hm_steps_), states(states_), G(G_) {}
   int64_t saved(int64_t t) const { return hm_steps == 1 ? 0 : t; }
   int64_t state(int64_t t) const { return states == 2 ? t % 2 : t; }
+  int64_t hm_gate(int64_t BH, int64_t PBH) const { return hm_steps == 1 ? PBH : hm_steps * BH; }
+  template <typename scalar_t>
+  scalar_t* hm_at(scalar_t* hm, int64_t poff) const { return hm_steps == 1 ? hm + (G - 1) * poff : hm; }
 };
 
 // Zoneout factors of step t from a (T, B, H) or (1, B, H) tensor (eval: one expectation for every step); null

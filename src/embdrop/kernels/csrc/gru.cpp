@@ -89,19 +89,21 @@ void gru_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& b_hh, co
   scalar_t* __restrict__ hn0 = ptr<scalar_t>(hpn);
   scalar_t* __restrict__ o0 = ptr<scalar_t>(out);
   const bool lp = wt.scalar_type() != xw.scalar_type();
-  const Slots at_(hm.size(1), hs.size(0));
-  if (!shared) write_masked(hm0, hs0, rp, 3, 0, at_.hm_steps, BH);
+  const Slots at_(hm.size(1), hs.size(0), 3);
   auto rows_run = [&](int64_t b0, int64_t b1, bool inner_parallel) {  // rows [b0, b1), as in the LSTM's loop
     const int64_t nb = b1 - b0, PBH = nb * H, poff = b0 * H;
     Tensor hp = at::empty({3, nb, H}, xw.options());
     Tensor hp_lp = lp ? at::empty({3, nb, H}, wt.options()) : Tensor();
     const scalar_t* __restrict__ hpp = ptr<scalar_t>(hp);
+    const int64_t hm_gate = at_.hm_gate(BH, PBH);  // as in the LSTM's loop
+    scalar_t* hmb = at_.hm_at(hm0, poff);
+    if (!shared) masked_row<scalar_t, 3>(poff, poff + PBH, BH, hm_gate, hs0, rp, hmb);
     for (int64_t t = 0; t < T; ++t) {
       // (3, nb, H): (h(t-1) * m_k) @ U_k^T; with `shared`, h(t-1) itself (see the LSTM's loop)
       if (shared)
         step_products<scalar_t>(hp, hp_lp, hs0 + at_.state(t) * BH + poff, 0, wt, 3, nb, H);
       else
-        step_products<scalar_t>(hp, hp_lp, hm0 + at_.saved(t) * BH + poff, at_.hm_steps * BH, wt, 3, nb, H);
+        step_products<scalar_t>(hp, hp_lp, hmb + at_.saved(t) * BH + poff, hm_gate, wt, 3, nb, H);
       const scalar_t* __restrict__ x = x0 + t * BH;
       scalar_t* __restrict__ g = g0 + at_.saved(t) * 3 * BH;
       const scalar_t* __restrict__ hprev = hs0 + at_.state(t) * BH;
@@ -110,8 +112,7 @@ void gru_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& b_hh, co
       scalar_t* __restrict__ o = o0 + t * BH;
       const bool* vt = sp ? sp + t * B : nullptr;
       const scalar_t* zht = zone_at<scalar_t>(zh, t, BH);
-      scalar_t* hmn = t + 1 < T && !shared ? hm0 + at_.saved(t + 1) * BH : nullptr;  // as in the LSTM's loop
-      const int64_t hm_gate = at_.hm_steps * BH;
+      scalar_t* hmn = t + 1 < T && !shared ? hmb + at_.saved(t + 1) * BH : nullptr;  // as in the LSTM's loop
       auto step_rows = [&](int64_t s0, int64_t e0) {
         if (zht)
           gru_fwd_rows<scalar_t, true>(s0, e0, BH, TBH, H, PBH, poff, hpp, bp, x, g, hprev, hnew, hn, o, vt, zht,

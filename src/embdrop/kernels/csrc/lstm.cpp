@@ -118,21 +118,23 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& rmask, 
   scalar_t* __restrict__ tc0 = ptr<scalar_t>(tcs);
   scalar_t* __restrict__ o0 = ptr<scalar_t>(out);
   const bool lp = wt.scalar_type() != xw.scalar_type();
-  const Slots at_(hm.size(1), hs.size(0));
-  if (!shared) write_masked(hm0, hs0, rp, 4, 0, at_.hm_steps, BH);
+  const Slots at_(hm.size(1), hs.size(0), 4);
   // The whole recurrence of rows [b0, b1): a row's state depends on that row alone, so that row blocks run apart.
   auto rows_run = [&](int64_t b0, int64_t b1, bool inner_parallel) {
     const int64_t nb = b1 - b0, PBH = nb * H, poff = b0 * H;
     Tensor pre = at::empty({4, nb, H}, xw.options());
     Tensor pre_lp = lp ? at::empty({4, nb, H}, wt.options()) : Tensor();
     scalar_t* __restrict__ pp = ptr<scalar_t>(pre);
+    const int64_t hm_gate = at_.hm_gate(BH, PBH);  // gate k of the block's masked copies at hmb + k * hm_gate
+    scalar_t* hmb = at_.hm_at(hm0, poff);
+    if (!shared) masked_row<scalar_t, 4>(poff, poff + PBH, BH, hm_gate, hs0, rp, hmb);  // h(0) * m_k
     for (int64_t t = 0; t < T; ++t) {
       // (4, nb, H): (h(t-1) * m_k) @ W_k^T; with `shared` (inference with an all-ones mask), h(t-1) itself for
       // every gate, read from the state
       if (shared)
         step_products<scalar_t>(pre, pre_lp, hs0 + at_.state(t) * BH + poff, 0, wt, 4, nb, H);
       else
-        step_products<scalar_t>(pre, pre_lp, hm0 + at_.saved(t) * BH + poff, at_.hm_steps * BH, wt, 4, nb, H);
+        step_products<scalar_t>(pre, pre_lp, hmb + at_.saved(t) * BH + poff, hm_gate, wt, 4, nb, H);
       const scalar_t* __restrict__ x = x0 + t * BH;  // gate k at x + k * TBH
       scalar_t* __restrict__ g = g0 + at_.saved(t) * 4 * BH;
       const scalar_t* __restrict__ hprev = hs0 + at_.state(t) * BH;
@@ -144,8 +146,7 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& rmask, 
       const bool* vt = sp ? sp + t * B : nullptr;
       const scalar_t* zht = zone_at<scalar_t>(zh, t, BH);
       const scalar_t* zct = zone_at<scalar_t>(zc, t, BH);
-      scalar_t* hmn = t + 1 < T && !shared ? hm0 + at_.saved(t + 1) * BH : nullptr;  // gate k at hmn + k * hm_gate
-      const int64_t hm_gate = at_.hm_steps * BH;
+      scalar_t* hmn = t + 1 < T && !shared ? hmb + at_.saved(t + 1) * BH : nullptr;  // gate k at hmn + k * hm_gate
       auto step_rows = [&](int64_t s0, int64_t e0) {
         if (zht)
           lstm_fwd_rows<scalar_t, true>(s0, e0, BH, TBH, H, PBH, poff, pp, x, g, hprev, cprev, hnew, cnew, tc, o, vt,
