@@ -345,3 +345,23 @@ def test_products_large_enough_for_onednn_and_row_blocks_equal_the_reference(kin
         light = fused.lstm_recurrence(xw, w, rm, h0, c0) if kind == "lstm" else fused.gru_recurrence(xw, w, b, rm, h0)
     for a, s in zip(light, fast, strict=True):
         assert torch.equal(a, s)
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_one_step_with_gradients_in_several_row_blocks_equals_the_reference(kind, row_blocks):
+    # T = 1 keeps one step of the saved tensors, as inference does: the weight gradient must still read them in
+    # the training layout
+    g = torch.Generator().manual_seed(5)
+    G, B, H = (4 if kind == "lstm" else 3), 3, 5
+    r = lambda *s: torch.randn(*s, generator=g).requires_grad_()  # noqa: E731
+    xw, w, b, h0, c0 = r(G, 1, B, H), r(G * H, H), r(G * H), r(B, H), r(B, H)
+    rm = (torch.rand(G, B, H, generator=g) > 0.4).float() / 0.6
+    row_blocks(3)
+    if kind == "lstm":
+        fast, slow = fused.lstm_recurrence(xw, w, rm, h0, c0), reference.lstm_recurrence(xw, w, rm, h0, c0)
+    else:
+        fast, slow = fused.gru_recurrence(xw, w, b, rm, h0), reference.gru_recurrence(xw, w, b, rm, h0)
+    (gf,) = torch.autograd.grad(fast[0].sum(), w)
+    (gs,) = torch.autograd.grad(slow[0].sum(), w)
+    assert torch.allclose(gf, gs, atol=1e-5)

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 using at::Tensor;
@@ -124,14 +125,16 @@ inline void for_row_blocks(int64_t B, int64_t H, const F& run) {
 // copies any other layout first, 15-20 us a step at (G, nb, H) = (4, 10..64, 200..650)). For the block of rows
 // starting at entry poff (of B * H) and PBH entries long, entry (k, j) of step t is at
 // hm_at(hm, poff) + k * hm_gate(BH, PBH) + saved(t) * BH + j.
+// (Whether the backward's tensors are kept is given, not read from the shapes: with T = 1 both keep one step.)
 struct Slots {
-  int64_t hm_steps, states, G;
-  Slots(int64_t hm_steps_, int64_t states_, int64_t G_) : hm_steps(hm_steps_), states(states_), G(G_) {}
-  int64_t saved(int64_t t) const { return hm_steps == 1 ? 0 : t; }
-  int64_t state(int64_t t) const { return states == 2 ? t % 2 : t; }
-  int64_t hm_gate(int64_t BH, int64_t PBH) const { return hm_steps == 1 ? PBH : hm_steps * BH; }
+  bool save;
+  int64_t hm_steps, G;
+  Slots(bool save_, int64_t T, int64_t G_) : save(save_), hm_steps(save_ ? T : 1), G(G_) {}
+  int64_t saved(int64_t t) const { return save ? t : 0; }
+  int64_t state(int64_t t) const { return save ? t : t % 2; }
+  int64_t hm_gate(int64_t BH, int64_t PBH) const { return save ? hm_steps * BH : PBH; }
   template <typename scalar_t>
-  scalar_t* hm_at(scalar_t* hm, int64_t poff) const { return hm_steps == 1 ? hm + (G - 1) * poff : hm; }
+  scalar_t* hm_at(scalar_t* hm, int64_t poff) const { return save ? hm : hm + (G - 1) * poff; }
 };
 
 // Zoneout factors of step t from a (T, B, H) or (1, B, H) tensor (eval: one expectation for every step); null

@@ -76,7 +76,7 @@ __attribute__((noinline)) void gru_bwd_rows(int64_t bs, int64_t be, int64_t BH, 
 template <typename scalar_t>
 void gru_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& b_hh, const Tensor& rmask,
                       const Tensor& step, const Tensor& zh, Tensor& hs, Tensor& hm, Tensor& gates, Tensor& hpn,
-                      Tensor& out, bool shared) {
+                      Tensor& out, bool shared, bool save) {
   const int64_t T = xw.size(1), B = xw.size(2), H = xw.size(3), BH = B * H, TBH = T * BH;
   const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
   Tensor bias = b_hh.numel() ? b_hh.contiguous() : at::zeros({3 * H}, xw.options());  // (3H,)
@@ -89,7 +89,7 @@ void gru_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& b_hh, co
   scalar_t* __restrict__ hn0 = ptr<scalar_t>(hpn);
   scalar_t* __restrict__ o0 = ptr<scalar_t>(out);
   const bool lp = wt.scalar_type() != xw.scalar_type();
-  const Slots at_(hm.size(1), hs.size(0), 3);
+  const Slots at_(save, T, 3);
   auto rows_run = [&](int64_t b0, int64_t b1, bool inner_parallel) {  // rows [b0, b1), as in the LSTM's loop
     const int64_t nb = b1 - b0, PBH = nb * H, poff = b0 * H;
     Tensor hp = at::empty({3, nb, H}, xw.options());
@@ -142,7 +142,7 @@ std::vector<Tensor> gru_forward(Tensor xw, Tensor w_hh, Tensor b_hh, Tensor rmas
   Tensor zht = zh.numel() ? zh : Tensor();
   const bool shared = !save && at::all(rmask.eq(1)).item<bool>();  // as in lstm_forward
   AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "embdrop_gru_forward", [&] {
-    gru_forward_loop<scalar_t>(xw, wt, b_hh, rmask, st, zht, hs, hm, gates, hpn, out, shared);
+    gru_forward_loop<scalar_t>(xw, wt, b_hh, rmask, st, zht, hs, hm, gates, hpn, out, shared, save);
   });
   if (!save) hs = hs.narrow(0, T % 2, 1);
   return {out, hs, hm, gates, hpn};
