@@ -45,7 +45,7 @@ Tensor gate_inputs(Tensor x, Tensor m, double scale) {
     scalar_t* op = ptr<scalar_t>(out);
     const scalar_t s = static_cast<scalar_t>(scale);
     // rows r = b * T + t of x, read once each; row r goes to (g, t, b) of out for every gate
-    at::parallel_for(0, B * T, std::max<int64_t>(1, kGrain / std::max<int64_t>(G * C, 1)), [&](int64_t r0, int64_t r1) {
+    for_rows(B * T, G * C, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t b = r / T, t = r % T;
         for (int64_t g = 0; g < G; ++g)
@@ -68,7 +68,7 @@ Tensor gate_inputs_backward(Tensor d, Tensor m, double scale) {
     const scalar_t* mp = ptr<scalar_t>(m);
     scalar_t* op = ptr<scalar_t>(dx);
     const scalar_t s = static_cast<scalar_t>(scale);
-    at::parallel_for(0, B * T, std::max<int64_t>(1, kGrain / std::max<int64_t>(G * C, 1)), [&](int64_t r0, int64_t r1) {
+    for_rows(B * T, G * C, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t b = r / T, t = r % T;
         sum_row<scalar_t>(G, C, T * B * C, B * C, dp + (t * B + b) * C, mp + b * C, s, op + r * C);

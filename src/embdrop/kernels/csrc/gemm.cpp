@@ -111,15 +111,13 @@ Tensor gates_transposed(const Tensor& w, int64_t G, int64_t H) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, w.scalar_type(), "embdrop_gates_transposed", [&] {
     const scalar_t* in = ptr<scalar_t>(wc);
     scalar_t* o = ptr<scalar_t>(out);
-    at::parallel_for(0, G * tiles, std::max<int64_t>(1, kGrain / (kTile * std::max<int64_t>(H, 1))),
-                     [&](int64_t s, int64_t e) {
-                       for (int64_t r = s; r < e; ++r) {
-                         const int64_t g = r / tiles, i0 = (r % tiles) * kTile, i1 = std::min(H, i0 + kTile);
-                         for (int64_t j0 = 0; j0 < H; j0 += kTile)
-                           transpose_tile<scalar_t>(H, i0, i1, j0, std::min(H, j0 + kTile), in + g * H * H,
-                                                    o + g * H * H);
-                       }
-                     });
+    for_rows(G * tiles, kTile * H, [&](int64_t s, int64_t e) {  // a row of tiles: kTile rows of W
+      for (int64_t r = s; r < e; ++r) {
+        const int64_t g = r / tiles, i0 = (r % tiles) * kTile, i1 = std::min(H, i0 + kTile);
+        for (int64_t j0 = 0; j0 < H; j0 += kTile)
+          transpose_tile<scalar_t>(H, i0, i1, j0, std::min(H, j0 + kTile), in + g * H * H, o + g * H * H);
+      }
+    });
   });
   return out;
 }
