@@ -365,3 +365,44 @@ def test_one_step_with_gradients_in_several_row_blocks_equals_the_reference(kind
     (gf,) = torch.autograd.grad(fast[0].sum(), w)
     (gs,) = torch.autograd.grad(slow[0].sum(), w)
     assert torch.allclose(gf, gs, atol=1e-5)
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("blocks", [0, 3])
+@pytest.mark.parametrize("grad", [True, False])
+def test_the_input_bias_added_in_the_kernel_equals_it_added_to_xw_bit_for_bit(kind, dtype, blocks, grad, row_blocks):
+    """b_in, added as the steps read xw, gives the bits of xw + b_in (the layers' projection before), and the
+    gradient autograd gives b_in through that addition."""
+    xw, w, b, rm, h0, c0, step = inputs(kind, dtype)
+    b_in = torch.randn(b.shape, dtype=dtype, generator=torch.Generator().manual_seed(9)).requires_grad_()
+    row_blocks(blocks)
+    for st in (None, step):
+        results = []
+        for fused_bias in (True, False):
+            leaves = [t.detach().requires_grad_(grad) for t in (xw, w, b_in, h0, c0)]
+            x, ww, bi, h, c = leaves
+            with torch.set_grad_enabled(grad):
+                args = (x, bi) if fused_bias else (x + bi.view(-1, 1, 1, x.shape[-1]), None)
+                if kind == "lstm":
+                    out = fused.lstm_recurrence(args[0], ww, rm, h, c, st, b_in=args[1])
+                else:
+                    out = fused.gru_recurrence(args[0], ww, b, rm, h, st, b_in=args[1])
+            got = [t.detach() for t in out]
+            if grad:
+                sum(o.square().sum() for o in out).backward()
+                got += [t.grad for t in leaves if t.grad is not None]
+            results.append(got)
+        assert len(results[0]) == len(results[1])
+        for a, e in zip(*results, strict=True):
+            assert torch.equal(a, e)
+
+
+@needs_kernel
+def test_a_wrong_input_bias_is_refused():
+    xw, w, b, rm, h0, c0, step = inputs("lstm", torch.float32)
+    with pytest.raises(ValueError, match=r"'b_in': expected a CPU float32 tensor of shape \(20,\)"):
+        fused.lstm_recurrence(xw, w, rm, h0, c0, b_in=torch.zeros(21))
+    with pytest.raises(ValueError, match=r"'b_in': expected a CPU float32 tensor of shape \(15,\)"):
+        fused.gru_recurrence(xw[:3], w[:15], b[:15], rm[:3], h0, b_in=torch.zeros(15, dtype=torch.float64))

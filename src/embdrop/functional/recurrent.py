@@ -208,6 +208,11 @@ def _loop(inp, h0, c0, weights, masks, opts: Options, n, zoneout_eval: bool, uni
     b_in = None
     if opts.bias:
         b_in = b_ih + b_hh if lstm else b_ih
+    use_cpp = not gpu and inp.device.type == "cpu" and opts.cell != "rnn" and opts.reset_after and build.available()
+    use_cpp = use_cpp and not _checks.exporting() and not (n is not None and _checks.tracing())  # torch's ops only
+    use_cpp = use_cpp and (m_rec is not None or zh is not None or zoneout_eval)  # the kernel has LSTM and GRU cells
+    # the C++ kernel adds the input bias as its steps read the projection, without a pass of its own over it
+    b_kernel, b_in = (b_in, None) if use_cpp else (None, b_in)
     xw = _project(inp, m_in, w_ih, b_in, G, opts.dropout, opts.variational)  # (G, T, B, H)
     xw = xw.to(w_hh.dtype)  # under torch.autocast the projection ran in lower precision; the state does not
     rm = None if m_rec is None else m_rec if unit else m_rec * keep_scale(opts.recurrent_dropout)
@@ -221,9 +226,6 @@ def _loop(inp, h0, c0, weights, masks, opts: Options, n, zoneout_eval: bool, uni
     else:
         zh = None if zh is None else zh.transpose(0, 1)  # (T, B, H)
         zc = None if zc is None else zc.transpose(0, 1)
-    use_cpp = not gpu and inp.device.type == "cpu" and opts.cell != "rnn" and opts.reset_after and build.available()
-    use_cpp = use_cpp and not _checks.exporting() and not (n is not None and _checks.tracing())  # torch's ops only
-    use_cpp = use_cpp and (rm is not None or zh is not None)  # the C++ kernel has LSTM and GRU cells
     if use_cpp and rm is None:  # zoneout alone: the kernel multiplies by an all-ones state mask
         rm = torch.ones(G, inp.shape[0], h0.shape[-1], dtype=xw.dtype, device=inp.device)
     if use_cpp and torch.is_autocast_enabled("cpu"):  # the recurrent matrix products in autocast's precision
@@ -233,7 +235,7 @@ def _loop(inp, h0, c0, weights, masks, opts: Options, n, zoneout_eval: bool, uni
     c = None
     if lstm:
         if use_cpp:
-            out, h, c = recurrence.lstm_recurrence(xw, w_hh, rm, h0, c0, step, zh, zc)
+            out, h, c = recurrence.lstm_recurrence(xw, w_hh, rm, h0, c0, step, zh, zc, b_kernel)
         else:
             out, h, c = reference.lstm_recurrence(xw, w_hh, rm, h0, c0, step, zh, zc, scan=scan)
     elif opts.cell == "rnn":
@@ -241,7 +243,7 @@ def _loop(inp, h0, c0, weights, masks, opts: Options, n, zoneout_eval: bool, uni
     else:
         b_rec = b_hh if opts.bias else None
         if use_cpp:
-            out, h = recurrence.gru_recurrence(xw, w_hh, b_rec, rm, h0, step, zh)
+            out, h = recurrence.gru_recurrence(xw, w_hh, b_rec, rm, h0, step, zh, b_kernel)
         else:
             out, h = reference.gru_recurrence(xw, w_hh, b_rec, rm, h0, step, zh, opts.reset_after, scan=scan)
     return out.transpose(0, 1), h, c  # (B, T, H)

@@ -38,7 +38,7 @@ def _check_zone(name: str, z, T: int, B: int, H: int, dtype: torch.dtype) -> Non
     build.expect(name, z, (rows, B, H), (dtype,))
 
 
-def _check_inputs(gates: int, xw, w_hh, rmask, h0, c0, step, b_hh=None, zh=None, zc=None) -> None:
+def _check_inputs(gates: int, xw, w_hh, rmask, h0, c0, step, b_hh=None, zh=None, zc=None, b_in=None) -> None:
     """The forward ops' arguments: the kernel reads raw pointers, so a wrong shape would read out of bounds."""
     if not isinstance(xw, Tensor) or xw.dim() != 4 or xw.shape[0] != gates:
         got = _checks.describe(xw) if isinstance(xw, Tensor) else type(xw).__name__
@@ -54,8 +54,9 @@ def _check_inputs(gates: int, xw, w_hh, rmask, h0, c0, step, b_hh=None, zh=None,
     build.expect("h0", h0, (B, H), (xw.dtype,))
     if c0 is not None:
         build.expect("c0", c0, (B, H), (xw.dtype,))
-    if b_hh is not None and b_hh.numel() > 0:
-        build.expect("b_hh", b_hh, (gates * H,), (xw.dtype,))
+    for name, b in (("b_hh", b_hh), ("b_in", b_in)):
+        if b is not None and b.numel() > 0:
+            build.expect(name, b, (gates * H,), (xw.dtype,))
     if step.numel() > 0:
         build.expect("step", step, (T, B), (torch.bool,))
     for name, z in (("zoneout_h", zh), ("zoneout_c", zc)):
@@ -92,22 +93,47 @@ def _check_saved(G: int, states, w_hh, rmask, hm, gates, last, step, zones=()) -
 # Outputs of the forward ops: the layer's outputs first, then what the backward needs.
 
 
+# b_in: the input projection's bias (G * H,), added as the steps read xw (xw comes without it), or None.
+
+
 @torch.library.custom_op("embdrop::lstm_forward", mutates_args=())
 def _lstm_forward(
-    xw: Tensor, w_hh: Tensor, rmask: Tensor, h0: Tensor, c0: Tensor, step: Tensor, zh: Tensor, zc: Tensor, save: bool
+    xw: Tensor,
+    w_hh: Tensor,
+    rmask: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    step: Tensor,
+    zh: Tensor,
+    zc: Tensor,
+    save: bool,
+    b_in: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    _check_inputs(4, xw, w_hh, rmask, h0, c0, step, zh=zh, zc=zc)
+    _check_inputs(4, xw, w_hh, rmask, h0, c0, step, zh=zh, zc=zc, b_in=b_in)
     if (zh.numel() > 0) != (zc.numel() > 0):
         raise _checks.invalid("zc", "zoneout factors for c exactly when there are some for h", _checks.describe(zc))
     out, hs, cs, hm, gates, tcs = build.extension().lstm_forward(
-        xw.contiguous(), w_hh.contiguous(), rmask.contiguous(), h0.contiguous(), c0.contiguous(), step, zh, zc, save
-    )
+        xw.contiguous(), w_hh.contiguous(), rmask.contiguous(), h0.contiguous(), c0.contiguous(), step, zh, zc, save,
+        _bias(b_in, xw),
+    )  # fmt: skip
     return out, hs, cs, hm, gates, tcs
 
 
+def _bias(b: Tensor | None, like: Tensor) -> Tensor:
+    return like.new_empty(0) if b is None else b.contiguous()
+
+
+def _bias_grad(ctx, dxw: Tensor) -> Tensor | None:
+    """The input bias's gradient: dxw (G, T, B, H) summed over T and B, as autograd summed it for ``xw + b``."""
+    if not ctx.bias_grad:
+        return None
+    G, T, B, H = dxw.shape
+    return dxw.reshape(G, T * B, H).sum(1).reshape(G * H)
+
+
 @_lstm_forward.register_fake
-def _(xw, w_hh, rmask, h0, c0, step, zh, zc, save):
-    _check_inputs(4, xw, w_hh, rmask, h0, c0, step, zh=zh, zc=zc)
+def _(xw, w_hh, rmask, h0, c0, step, zh, zc, save, b_in=None):
+    _check_inputs(4, xw, w_hh, rmask, h0, c0, step, zh=zh, zc=zc, b_in=b_in)
     G, T, B, H = xw.shape
     e, S = xw.new_empty, T if save else 1
     states = T + 1 if save else 1
@@ -155,9 +181,10 @@ def _(dout, dh, dc, w_hh, rmask, cs, hm, gates, tcs, step, zh, zc):
 
 
 def _lstm_setup(ctx, inputs, output):
-    xw, w_hh, rmask, h0, c0, step, zh, zc, save = inputs
+    xw, w_hh, rmask, h0, c0, step, zh, zc, save, b_in = inputs
     out, hs, cs, hm, gates, tcs = output
     ctx.set_materialize_grads(False)  # the saved-for-backward outputs get no gradient: no zero tensors for them
+    ctx.bias_grad = b_in is not None and b_in.requires_grad
     ctx.save_for_backward(w_hh, rmask, cs, hm, gates, tcs, step, zh, zc)
 
 
@@ -167,7 +194,7 @@ def _lstm_grad(ctx, dout, dhs, dcs, *unused):
     dh = torch.zeros_like(cs[0]) if dhs is None else dhs[-1]  # only the final h and c are layer outputs
     dc = torch.zeros_like(cs[0]) if dcs is None else dcs[-1]
     dxw, dw, dh0, dc0 = _lstm_backward(dout, dh, dc, w_hh, rmask, cs, hm, gates, tcs, step, zh, zc)
-    return dxw, dw, None, dh0, dc0, None, None, None, None
+    return dxw, dw, None, dh0, dc0, None, None, None, None, _bias_grad(ctx, dxw)
 
 
 _lstm_forward.register_autograd(_lstm_grad, setup_context=_lstm_setup)
@@ -175,18 +202,27 @@ _lstm_forward.register_autograd(_lstm_grad, setup_context=_lstm_setup)
 
 @torch.library.custom_op("embdrop::gru_forward", mutates_args=())
 def _gru_forward(
-    xw: Tensor, w_hh: Tensor, b_hh: Tensor, rmask: Tensor, h0: Tensor, step: Tensor, zh: Tensor, save: bool
+    xw: Tensor,
+    w_hh: Tensor,
+    b_hh: Tensor,
+    rmask: Tensor,
+    h0: Tensor,
+    step: Tensor,
+    zh: Tensor,
+    save: bool,
+    b_in: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    _check_inputs(3, xw, w_hh, rmask, h0, None, step, b_hh, zh=zh)
+    _check_inputs(3, xw, w_hh, rmask, h0, None, step, b_hh, zh=zh, b_in=b_in)
     out, hs, hm, gates, hpn = build.extension().gru_forward(
-        xw.contiguous(), w_hh.contiguous(), b_hh.contiguous(), rmask.contiguous(), h0.contiguous(), step, zh, save
-    )
+        xw.contiguous(), w_hh.contiguous(), b_hh.contiguous(), rmask.contiguous(), h0.contiguous(), step, zh, save,
+        _bias(b_in, xw),
+    )  # fmt: skip
     return out, hs, hm, gates, hpn
 
 
 @_gru_forward.register_fake
-def _(xw, w_hh, b_hh, rmask, h0, step, zh, save):
-    _check_inputs(3, xw, w_hh, rmask, h0, None, step, b_hh, zh=zh)
+def _(xw, w_hh, b_hh, rmask, h0, step, zh, save, b_in=None):
+    _check_inputs(3, xw, w_hh, rmask, h0, None, step, b_hh, zh=zh, b_in=b_in)
     G, T, B, H = xw.shape
     e, S = xw.new_empty, T if save else 1
     return e(T, B, H), e(T + 1 if save else 1, B, H), e(3, S, B, H), e(S, 3, B, H), e(S, B, H)
@@ -221,9 +257,10 @@ def _(dout, dh, w_hh, rmask, hs, hm, gates, hpn, step, zh):
 
 
 def _gru_setup(ctx, inputs, output):
-    xw, w_hh, b_hh, rmask, h0, step, zh, save = inputs
+    xw, w_hh, b_hh, rmask, h0, step, zh, save, b_in = inputs
     out, hs, hm, gates, hpn = output
     ctx.set_materialize_grads(False)
+    ctx.bias_grad = b_in is not None and b_in.requires_grad
     ctx.has_bias = b_hh.numel() > 0
     ctx.save_for_backward(w_hh, rmask, hs, hm, gates, hpn, step, zh)
 
@@ -233,7 +270,7 @@ def _gru_grad(ctx, dout, dhs, *unused):
     dout = torch.zeros_like(hs[1:]) if dout is None else dout
     dh = torch.zeros_like(hs[0]) if dhs is None else dhs[-1]
     dxw, dw, db, dh0 = _gru_backward(dout, dh, w_hh, rmask, hs, hm, gates, hpn, step, zh)
-    return dxw, dw, (db if ctx.has_bias else None), None, dh0, None, None, None
+    return dxw, dw, (db if ctx.has_bias else None), None, dh0, None, None, None, _bias_grad(ctx, dxw)
 
 
 _gru_forward.register_autograd(_gru_grad, setup_context=_gru_setup)
@@ -248,14 +285,17 @@ def lstm_recurrence(
     step: Tensor | None = None,
     zoneout_h: Tensor | float | None = None,
     zoneout_c: Tensor | float | None = None,
+    b_in: Tensor | None = None,
 ):
     """Same contract as :func:`embdrop.kernels.reference.lstm_recurrence`; ``rmask`` is required (all ones for
-    none).
+    none). ``b_in`` (G * H,): the input projection's bias when ``xw`` comes without it (the kernel adds it as it
+    reads xw); None when xw holds it or there is none.
 
     ``w_hh`` may come in a lower precision than ``xw`` (bfloat16 under ``torch.autocast``): the recurrent matrix
     products then run in that precision and the rest in ``xw``'s (see ``csrc/lstm.cpp``)."""
     zh, zc = _zoneout_factors(zoneout_h, h0), _zoneout_factors(zoneout_c, h0)
-    out, hs, cs, *_ = _lstm_forward(xw, w_hh, rmask, h0, c0, _step(step), zh, zc, needs_saving(xw, w_hh, h0, c0))
+    save = needs_saving(xw, w_hh, h0, c0, b_in)
+    out, hs, cs, *_ = _lstm_forward(xw, w_hh, rmask, h0, c0, _step(step), zh, zc, save, b_in)
     return out, hs[-1], cs[-1]
 
 
@@ -267,12 +307,13 @@ def gru_recurrence(
     h0: Tensor,
     step: Tensor | None = None,
     zoneout_h: Tensor | float | None = None,
+    b_in: Tensor | None = None,
 ):
     """Same contract as :func:`embdrop.kernels.reference.gru_recurrence` (``reset_after=True``); ``rmask`` is
-    required (all ones for none)."""
+    required (all ones for none); ``b_in`` as for :func:`lstm_recurrence` (b_ih)."""
     b = b_hh if b_hh is not None else xw.new_empty(0)
     zh = _zoneout_factors(zoneout_h, h0)
-    out, hs, *_ = _gru_forward(xw, w_hh, b, rmask, h0, _step(step), zh, needs_saving(xw, w_hh, b, h0))
+    out, hs, *_ = _gru_forward(xw, w_hh, b, rmask, h0, _step(step), zh, needs_saving(xw, w_hh, b, h0, b_in), b_in)
     return out, hs[-1]
 
 

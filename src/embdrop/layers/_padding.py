@@ -58,7 +58,7 @@ def roll(x: Tensor, shift: Tensor) -> Tensor:
     idx = torch.arange(T, device=shift.device).unsqueeze(0) + shift.unsqueeze(1)  # (B, T), in (-T, 2T): |shift| < T
     # wrapped without `% T`: ONNX export cannot convert a remainder by a symbolic length (torch 2.13)
     idx = torch.where(idx >= T, idx - T, torch.where(idx < 0, idx + T, idx))
-    return x.gather(1, idx.to(x.device).unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+    return _steps(x, idx)
 
 
 def reverse(x: Tensor, n: Tensor | None) -> Tensor:
@@ -69,4 +69,12 @@ def reverse(x: Tensor, n: Tensor | None) -> Tensor:
     t = torch.arange(T).unsqueeze(0)
     n = n.unsqueeze(1)
     idx = torch.where(t < n, n - 1 - t, t)  # (B, T)
-    return x.gather(1, idx.to(x.device).unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+    return _steps(x, idx)
+
+
+def _steps(x: Tensor, idx: Tensor) -> Tensor:
+    """(B, T, C) with entry (b, t) = x[b, idx[b, t]]: whole rows of C copied by one index_select over the (B * T, C)
+    rows (a gather with the index expanded over C reads an index per entry, and its backward is a scatter-add)."""
+    B, T = x.shape[:2]
+    flat = (idx.to(x.device) + torch.arange(B, device=x.device).unsqueeze(1) * T).reshape(-1)  # (B * T,)
+    return x.reshape(B * T, *x.shape[2:]).index_select(0, flat).view(x.shape)

@@ -9,7 +9,8 @@ namespace embdrop {
 // in training, 1 - p at eval (the expectation); the zoned value is z * new + (1 - z) * previous.
 template <typename scalar_t, bool Z>
 __attribute__((noinline)) void gru_fwd_rows(int64_t bs, int64_t be, int64_t BH, int64_t TBH, int64_t H,
-                                            int64_t PBH, int64_t poff, const scalar_t* __restrict__ hpp, const scalar_t* __restrict__ bp,
+                                            int64_t PBH, int64_t poff, const scalar_t* __restrict__ hpp,
+                                            const scalar_t* __restrict__ bi, const scalar_t* __restrict__ bp,
                                             const scalar_t* __restrict__ x, scalar_t* __restrict__ g,
                                             const scalar_t* __restrict__ hprev, scalar_t* __restrict__ hnew,
                                             scalar_t* __restrict__ hn, scalar_t* __restrict__ o,
@@ -21,10 +22,11 @@ __attribute__((noinline)) void gru_fwd_rows(int64_t bs, int64_t be, int64_t BH, 
     const int64_t base = b * H;
     for (int64_t u = 0; u < H; ++u) {
       const int64_t j = base + u, q = j - poff;  // q: the entry's place in hpp (see lstm_fwd_rows)
-      const scalar_t r = sigm(x[j] + hpp[q] + bp[u]);
-      const scalar_t z = sigm(x[TBH + j] + hpp[PBH + q] + bp[H + u]);
+      // bi: the input projection's bias (see lstm.cpp), bp: the recurrent one
+      const scalar_t r = sigm((x[j] + bi[u]) + hpp[q] + bp[u]);
+      const scalar_t z = sigm((x[TBH + j] + bi[H + u]) + hpp[PBH + q] + bp[H + u]);
       const scalar_t hnj = hpp[2 * PBH + q] + bp[2 * H + u];
-      const scalar_t n = tanh_(x[2 * TBH + j] + r * hnj);
+      const scalar_t n = tanh_((x[2 * TBH + j] + bi[2 * H + u]) + r * hnj);
       g[j] = r;
       g[BH + j] = z;
       g[2 * BH + j] = n;
@@ -74,13 +76,15 @@ __attribute__((noinline)) void gru_bwd_rows(int64_t bs, int64_t be, int64_t BH, 
 }
 
 template <typename scalar_t>
-void gru_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& b_hh, const Tensor& rmask,
+void gru_forward_loop(const Tensor& xw, const Tensor& b_in, const Tensor& wt, const Tensor& b_hh, const Tensor& rmask,
                       const Tensor& step, const Tensor& zh, Tensor& hs, Tensor& hm, Tensor& gates, Tensor& hpn,
                       Tensor& out, bool shared, bool save) {
   const int64_t T = xw.size(1), B = xw.size(2), H = xw.size(3), BH = B * H, TBH = T * BH;
   const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
   Tensor bias = b_hh.numel() ? b_hh.contiguous() : at::zeros({3 * H}, xw.options());  // (3H,)
   const scalar_t* __restrict__ bp = ptr<scalar_t>(bias);
+  Tensor bias_in = b_in.numel() ? b_in.contiguous() : at::zeros({3 * H}, xw.options());  // (3H,)
+  const scalar_t* __restrict__ bi = ptr<scalar_t>(bias_in);
   const scalar_t* __restrict__ x0 = ptr<scalar_t>(xw);
   const scalar_t* __restrict__ rp = ptr<scalar_t>(rmask);
   scalar_t* __restrict__ hs0 = ptr<scalar_t>(hs);
@@ -115,10 +119,10 @@ void gru_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& b_hh, co
       scalar_t* hmn = t + 1 < T && !shared ? hmb + at_.saved(t + 1) * BH : nullptr;  // as in the LSTM's loop
       auto step_rows = [&](int64_t s0, int64_t e0) {
         if (zht)
-          gru_fwd_rows<scalar_t, true>(s0, e0, BH, TBH, H, PBH, poff, hpp, bp, x, g, hprev, hnew, hn, o, vt, zht,
+          gru_fwd_rows<scalar_t, true>(s0, e0, BH, TBH, H, PBH, poff, hpp, bi, bp, x, g, hprev, hnew, hn, o, vt, zht,
                                        hmn, rp, hm_gate);
         else
-          gru_fwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, PBH, poff, hpp, bp, x, g, hprev, hnew, hn, o, vt, zht,
+          gru_fwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, PBH, poff, hpp, bi, bp, x, g, hprev, hnew, hn, o, vt, zht,
                                         hmn, rp, hm_gate);
       };
       block_rows(inner_parallel, b0, nb, H, step_rows);
@@ -128,7 +132,7 @@ void gru_forward_loop(const Tensor& xw, const Tensor& wt, const Tensor& b_hh, co
 }
 
 std::vector<Tensor> gru_forward(Tensor xw, Tensor w_hh, Tensor b_hh, Tensor rmask, Tensor h0, Tensor step,
-                                Tensor zh, bool save) {
+                                Tensor zh, bool save, Tensor b_in) {
   const int64_t T = xw.size(1), B = xw.size(2), H = xw.size(3);
   auto opts = xw.options();
   Tensor wt = gates_transposed(w_hh, 3, H);  // (3, H_in, H_out), contiguous as for the LSTM
@@ -140,9 +144,9 @@ std::vector<Tensor> gru_forward(Tensor xw, Tensor w_hh, Tensor b_hh, Tensor rmas
   Tensor out = pooled_empty({T, B, H}, opts);
   Tensor st = step.numel() ? step : Tensor();
   Tensor zht = zh.numel() ? zh : Tensor();
-  const bool shared = !save && at::all(rmask.eq(1)).item<bool>();  // as in lstm_forward
+  const bool shared = !save && all_ones(rmask);  // as in lstm_forward
   AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "embdrop_gru_forward", [&] {
-    gru_forward_loop<scalar_t>(xw, wt, b_hh, rmask, st, zht, hs, hm, gates, hpn, out, shared, save);
+    gru_forward_loop<scalar_t>(xw, b_in, wt, b_hh, rmask, st, zht, hs, hm, gates, hpn, out, shared, save);
   });
   if (!save) hs = hs.narrow(0, T % 2, 1);
   return {out, hs, hm, gates, hpn};
