@@ -6,8 +6,9 @@ the training shapes and for one sequence (B = 1, T = 200). For each shape, every
 measured in the same process, interleaved round by round after a warm-up; the printed figure is the median over
 rounds of (baseline time / variant time): 1.0x means as fast as nn.LSTM without dropout, above 1 faster. The
 order of the variants is shuffled every round. "all rates 0" runs the very computation of the baseline (torch's
-fused layer): its distance from 1.0x is the noise of the table.
-Run: python benchmarks/recurrent.py [--rounds N] [--shapes 32,200,64,100 ...] [--inference]
+fused layer): its distance from 1.0x is the noise of the table. With --input-grad the input needs a gradient too,
+as a layer's input does after an embedding or another layer (the input's gradient is then part of every step).
+Run: python benchmarks/recurrent.py [--rounds N] [--shapes 32,200,64,100 ...] [--inference | --input-grad]
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def make_step(model, x):
 
     def step():
         opt.zero_grad(set_to_none=True)
+        x.grad = None
         out, _ = model(x)
         out.square().mean().backward()
         opt.step()
@@ -62,10 +64,10 @@ def make_forward(model, x, training: bool):
     return forward
 
 
-def bench(kind: str, shape, rounds: int, reps: int, inference: bool = False) -> dict[str, float]:
+def bench(kind: str, shape, rounds: int, reps: int, inference: bool = False, input_grad: bool = False):
     B, T, C, H = shape
     torch.manual_seed(0)
-    x = torch.randn(B, T, C)
+    x = torch.randn(B, T, C, requires_grad=input_grad and not inference)
     base = getattr(nn, kind)(C, H, batch_first=True)
     layers = {}
     for name, kw in VARIANTS.items():
@@ -104,7 +106,10 @@ def main() -> None:
     ap.add_argument("--kinds", nargs="+", default=["LSTM", "GRU"])
     ap.add_argument("--shapes", nargs="+", default=None, help="B,T,C,H")
     ap.add_argument("--inference", action="store_true", help="forwards under no_grad, also at B = 1, T = 200")
+    ap.add_argument("--input-grad", action="store_true", help="training steps whose input needs a gradient too")
     args = ap.parse_args()
+    if args.inference and args.input_grad:
+        ap.error("--input-grad is for training steps; --inference runs without gradients")
     shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes] if args.shapes else SHAPES
     if args.inference and not args.shapes:
         shapes = shapes + [(1, 200, C, H) for C, H in sorted({(s[2], s[3]) for s in SHAPES})]
@@ -112,13 +117,14 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, kernel available: "
         f"{embdrop.kernels.build.available()}; ratio = nn.{{LSTM,GRU}} without dropout time / variant time"
+        + ("; the input needs a gradient" if args.input_grad else "")
     )
     header = ["kind", "B,T,C,H", "baseline ms", *columns]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for kind in args.kinds:
         for shape in shapes:
-            r = bench(kind, shape, args.rounds, args.reps, args.inference)
+            r = bench(kind, shape, args.rounds, args.reps, args.inference, args.input_grad)
             cells = [kind, ",".join(map(str, shape)), f"{r['baseline ms']:.1f}"] + [f"{r[k]:.2f}x" for k in columns]
             print("| " + " | ".join(cells) + " |", flush=True)
 
