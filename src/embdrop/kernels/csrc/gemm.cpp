@@ -38,9 +38,6 @@ bool plain(const Tensor& t) {
          (t.stride(1) == 1 && t.stride(2) >= std::max<int64_t>(R, 1));
 }
 
-// oneDNN's cost per call (primitive lookup, its threading) loses below about this many multiply-adds per call.
-constexpr int64_t kOneDnnMacs = int64_t(3) << 20;
-
 }  // namespace
 
 bool onednn_gemm_available() {

@@ -96,15 +96,16 @@ void gru_forward_loop(const Tensor& xw, const Tensor& b_in, const Tensor& wt, co
   const Slots at_(save, T, 3);
   auto rows_run = [&](int64_t b0, int64_t b1, bool inner_parallel) {  // rows [b0, b1), as in the LSTM's loop
     const int64_t nb = b1 - b0, PBH = nb * H, poff = b0 * H;
+    const bool sh = shared && one_call_when_shared(3, nb, H);  // h(t-1) itself for every gate
     Tensor hp = at::empty({3, nb, H}, xw.options());
     Tensor hp_lp = lp ? at::empty({3, nb, H}, wt.options()) : Tensor();
     const scalar_t* __restrict__ hpp = ptr<scalar_t>(hp);
     const int64_t hm_gate = at_.hm_gate(BH, PBH);  // as in the LSTM's loop
     scalar_t* hmb = at_.hm_at(hm0, poff);
-    if (!shared) masked_row<scalar_t, 3>(poff, poff + PBH, BH, hm_gate, hs0, rp, hmb);
+    if (!sh) masked_row<scalar_t, 3>(poff, poff + PBH, BH, hm_gate, hs0, rp, hmb);
     for (int64_t t = 0; t < T; ++t) {
-      // (3, nb, H): (h(t-1) * m_k) @ U_k^T; with `shared`, h(t-1) itself (see the LSTM's loop)
-      if (shared)
+      // (3, nb, H): (h(t-1) * m_k) @ U_k^T; with `sh`, h(t-1) itself (see the LSTM's loop)
+      if (sh)
         step_products<scalar_t>(hp, hp_lp, hs0 + at_.state(t) * BH + poff, 0, wt, 3, nb, H);
       else
         step_products<scalar_t>(hp, hp_lp, hmb + at_.saved(t) * BH + poff, hm_gate, wt, 3, nb, H);
@@ -116,7 +117,7 @@ void gru_forward_loop(const Tensor& xw, const Tensor& b_in, const Tensor& wt, co
       scalar_t* __restrict__ o = o0 + t * BH;
       const bool* vt = sp ? sp + t * B : nullptr;
       const scalar_t* zht = zone_at<scalar_t>(zh, t, BH);
-      scalar_t* hmn = t + 1 < T && !shared ? hmb + at_.saved(t + 1) * BH : nullptr;  // as in the LSTM's loop
+      scalar_t* hmn = t + 1 < T && !sh ? hmb + at_.saved(t + 1) * BH : nullptr;  // as in the LSTM's loop
       auto step_rows = [&](int64_t s0, int64_t e0) {
         if (zht)
           gru_fwd_rows<scalar_t, true>(s0, e0, BH, TBH, H, PBH, poff, hpp, bi, bp, x, g, hprev, hnew, hn, o, vt, zht,

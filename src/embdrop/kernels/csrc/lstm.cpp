@@ -129,6 +129,7 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& b_in, const Tensor& wt, c
   // The whole recurrence of rows [b0, b1): a row's state depends on that row alone, so that row blocks run apart.
   auto rows_run = [&](int64_t b0, int64_t b1, bool inner_parallel) {
     const int64_t nb = b1 - b0, PBH = nb * H, poff = b0 * H;
+    const bool sh = shared && one_call_when_shared(4, nb, H);  // h(t-1) itself for every gate
     Tensor pre = at::empty({4, nb, H}, xw.options());
     Tensor pre_lp = lp ? at::empty({4, nb, H}, wt.options()) : Tensor();
     scalar_t* __restrict__ pp = ptr<scalar_t>(pre);
@@ -136,11 +137,11 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& b_in, const Tensor& wt, c
     const scalar_t* __restrict__ bt = ptr<scalar_t>(btile);
     const int64_t hm_gate = at_.hm_gate(BH, PBH);  // gate k of the block's masked copies at hmb + k * hm_gate
     scalar_t* hmb = at_.hm_at(hm0, poff);
-    if (!shared) masked_row<scalar_t, 4>(poff, poff + PBH, BH, hm_gate, hs0, rp, hmb);  // h(0) * m_k
+    if (!sh) masked_row<scalar_t, 4>(poff, poff + PBH, BH, hm_gate, hs0, rp, hmb);  // h(0) * m_k
     for (int64_t t = 0; t < T; ++t) {
-      // (4, nb, H): (h(t-1) * m_k) @ W_k^T; with `shared` (inference with an all-ones mask), h(t-1) itself for
-      // every gate, read from the state
-      if (shared)
+      // (4, nb, H): (h(t-1) * m_k) @ W_k^T; with `sh` (inference with an all-ones mask, products small enough
+      // for one call: one_call_when_shared), h(t-1) itself for every gate, read from the state
+      if (sh)
         step_products<scalar_t>(pre, pre_lp, hs0 + at_.state(t) * BH + poff, 0, wt, 4, nb, H);
       else
         step_products<scalar_t>(pre, pre_lp, hmb + at_.saved(t) * BH + poff, hm_gate, wt, 4, nb, H);
@@ -155,7 +156,7 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& b_in, const Tensor& wt, c
       const bool* vt = sp ? sp + t * B : nullptr;
       const scalar_t* zht = zone_at<scalar_t>(zh, t, BH);
       const scalar_t* zct = zone_at<scalar_t>(zc, t, BH);
-      scalar_t* hmn = t + 1 < T && !shared ? hmb + at_.saved(t + 1) * BH : nullptr;  // gate k at hmn + k * hm_gate
+      scalar_t* hmn = t + 1 < T && !sh ? hmb + at_.saved(t + 1) * BH : nullptr;  // gate k at hmn + k * hm_gate
       auto step_rows = [&](int64_t s0, int64_t e0) {
         auto rows = [&](auto zoned, auto saving) {
           lstm_fwd_rows<scalar_t, decltype(zoned)::value, decltype(saving)::value>(
@@ -192,8 +193,9 @@ std::vector<Tensor> lstm_forward(Tensor xw, Tensor w_hh, Tensor rmask, Tensor h0
   Tensor out = pooled_empty({T, B, H}, opts);
   Tensor st = step.numel() ? step : Tensor();
   Tensor zht = zh.numel() ? zh : Tensor(), zct = zc.numel() ? zc : Tensor();
-  // An all-ones recurrent mask (zoneout or padding without recurrent dropout) in inference: every gate multiplies
-  // h(t-1) itself, read from the state, and no masked copy is written (training keeps them for the backward).
+  // An all-ones recurrent mask (zoneout or padding without recurrent dropout) in inference: every gate may multiply
+  // h(t-1) itself, read from the state, without the masked copies (training keeps them for the backward); the row
+  // blocks whose products take one call that way do (one_call_when_shared).
   const bool shared = !save && all_ones(rmask);
   AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "embdrop_lstm_forward", [&] {
     lstm_forward_loop<scalar_t>(xw, b_in, wt, rmask, st, zht, zct, hs, cs, hm, gates, tcs, out, shared, save);
