@@ -406,3 +406,28 @@ def test_a_wrong_input_bias_is_refused():
         fused.lstm_recurrence(xw, w, rm, h0, c0, b_in=torch.zeros(21))
     with pytest.raises(ValueError, match=r"'b_in': expected a CPU float32 tensor of shape \(15,\)"):
         fused.gru_recurrence(xw[:3], w[:15], b[:15], rm[:3], h0, b_in=torch.zeros(15, dtype=torch.float64))
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("H", [16, 256])  # the products on MKL's batched GEMM (h(t-1) shared) or on oneDNN (copies)
+@pytest.mark.parametrize("blocks", [1, 2])
+def test_an_all_ones_mask_without_gradients_gives_the_bits_of_the_training_forward(kind, H, blocks, row_blocks):
+    g = torch.Generator().manual_seed(5)
+    G, T, B = (4 if kind == "lstm" else 3), 4, 32
+    r = lambda *s: torch.randn(*s, generator=g) * 0.1  # noqa: E731
+    xw, w, b, h0, c0 = r(G, T, B, H), r(G * H, H), r(G * H), r(B, H), r(B, H)
+    ones = torch.ones(G, B, H)
+    row_blocks(blocks)
+
+    def run():
+        if kind == "lstm":
+            return fused.lstm_recurrence(xw, w, ones, h0, c0, zoneout_h=0.9, zoneout_c=0.9)
+        return fused.gru_recurrence(xw, w, b, ones, h0, zoneout_h=0.9)
+
+    with torch.no_grad():
+        light = run()
+    w.requires_grad_()  # the forward that keeps the backward's tensors never shares h(t-1)
+    saving = run()
+    for a, s in zip(light, saving, strict=True):
+        assert torch.equal(a, s.detach())
