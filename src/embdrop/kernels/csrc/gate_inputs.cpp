@@ -44,12 +44,13 @@ Tensor gate_inputs(Tensor x, Tensor m, double scale) {
     const scalar_t* mp = ptr<scalar_t>(m);
     scalar_t* op = ptr<scalar_t>(out);
     const scalar_t s = static_cast<scalar_t>(scale);
-    // rows r = b * T + t of x, read once each; row r goes to (g, t, b) of out for every gate
+    // rows r = t * B + b of each gate's output, written in order (x's row b * T + t read once per gate, T * C
+    // apart from the last: more of a pass's traffic is the G rows written than the one read)
     for_rows(B * T, G * C, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
-        const int64_t b = r / T, t = r % T;
+        const int64_t t = r / B, b = r % B;
         for (int64_t g = 0; g < G; ++g)
-          mask_row<scalar_t>(C, xp + r * C, mp + (g * B + b) * C, s, op + ((g * T + t) * B + b) * C);
+          mask_row<scalar_t>(C, xp + (b * T + t) * C, mp + (g * B + b) * C, s, op + (g * T * B + r) * C);
       }
     });
   });
@@ -68,10 +69,12 @@ Tensor gate_inputs_backward(Tensor d, Tensor m, double scale) {
     const scalar_t* mp = ptr<scalar_t>(m);
     scalar_t* op = ptr<scalar_t>(dx);
     const scalar_t s = static_cast<scalar_t>(scale);
+    // rows r = t * B + b of each gate's gradient, read in order (a stride of B * C between the rows read, larger
+    // than a page, would keep the hardware from prefetching the G rows)
     for_rows(B * T, G * C, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
-        const int64_t b = r / T, t = r % T;
-        sum_row<scalar_t>(G, C, T * B * C, B * C, dp + (t * B + b) * C, mp + b * C, s, op + r * C);
+        const int64_t t = r / B, b = r % B;
+        sum_row<scalar_t>(G, C, T * B * C, B * C, dp + r * C, mp + b * C, s, op + (b * T + t) * C);
       }
     });
   });

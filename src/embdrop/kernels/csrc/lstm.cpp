@@ -111,9 +111,9 @@ __attribute__((noinline)) void lstm_bwd_rows(int64_t bs, int64_t be, int64_t BH,
 }
 
 template <typename scalar_t>
-void lstm_forward_loop(const Tensor& xw, const Tensor& b_in, const Tensor& wt, const Tensor& rmask, const Tensor& step, const Tensor& zh,
-                       const Tensor& zc, Tensor& hs, Tensor& cs, Tensor& hm, Tensor& gates, Tensor& tcs, Tensor& out,
-                       bool shared, bool save) {
+void lstm_forward_loop(const Tensor& xw, const Tensor& b_in, const Tensor& wt, const Tensor& rmask, const Tensor& step,
+                       const Tensor& zh, const Tensor& zc, Tensor& hs, Tensor& cs, Tensor& hm, Tensor& gates,
+                       Tensor& tcs, Tensor& out, bool shared, bool save) {
   const int64_t T = xw.size(1), B = xw.size(2), H = xw.size(3), BH = B * H, TBH = T * BH;
   const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
   const scalar_t* __restrict__ x0 = ptr<scalar_t>(xw);
@@ -160,7 +160,8 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& b_in, const Tensor& wt, c
       auto step_rows = [&](int64_t s0, int64_t e0) {
         auto rows = [&](auto zoned, auto saving) {
           lstm_fwd_rows<scalar_t, decltype(zoned)::value, decltype(saving)::value>(
-              s0, e0, BH, TBH, H, PBH, poff, pp, bt, x, g, hprev, cprev, hnew, cnew, tc, o, vt, zht, zct, hmn, rp, hm_gate);
+              s0, e0, BH, TBH, H, PBH, poff, pp, bt, x, g, hprev, cprev, hnew, cnew, tc, o, vt, zht, zct, hmn, rp,
+              hm_gate);
         };
         if (zht && save)
           rows(std::true_type{}, std::true_type{});
