@@ -2,7 +2,7 @@
 compiled on first use with ``torch.utils.cpp_extension``, then cached. The ops that call it live beside this module,
 one per job: :mod:`~embdrop.kernels.recurrence`, :mod:`~embdrop.kernels.hashed`, :mod:`~embdrop.kernels.embedding`.
 
-The build takes about half a minute once per machine, source version and torch version. It is cached in
+The build takes about a minute on two cores, once per machine, source version and torch version. It is cached in
 ``$EMBDROP_CACHE`` (default ``~/.cache/embdrop``), keyed and verified by content (see :mod:`embdrop._cache`), so
 checkouts of the same version share one build. Where it cannot be built (no C++ compiler, no ninja),
 :func:`available` is False, one warning says why, and the layers use the reference loop, which gives the same

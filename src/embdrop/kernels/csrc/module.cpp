@@ -1,4 +1,6 @@
 // The Python bindings of the fused CPU kernels (built together by embdrop.kernels.build).
+#include <torch/extension.h>
+
 #include "common.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
