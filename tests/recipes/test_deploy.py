@@ -105,6 +105,7 @@ def test_a_table_run_exports_its_three_inputs(table_run, tmp_path):
     assert got.shape == (11, 4) and np.abs(got - want).max() < 1e-5
 
 
+@pytest.mark.slow  # a Keras model built, converted and exported (4 s)
 def test_a_converted_keras_model_exports(tmp_path):
     from tests.interop.test_keras import sentiment_model
 
@@ -262,6 +263,7 @@ def test_a_language_model_exports_with_its_state_and_streams_one_word_at_a_time(
     assert vocab[int(probs[0, -1].argmax())] == "mat"
 
 
+@pytest.mark.slow  # a training and an export of an encoder-decoder (13 s)
 def test_a_translation_model_exports_its_greedy_decoding(tmp_path):
     """Source ids of any length in, the greedy translation's ids out: ONNX Runtime's are the model's own
     (Seq2Seq.greedy, which the BLEU of the run scored), cut at the first <eos>."""
