@@ -2,6 +2,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import Tensor
 
 from embdrop.functional import masks as M
@@ -26,6 +28,58 @@ def test_one_uniform_draw_per_entry_and_extremes():
     torch.empty(30).uniform_(generator=ref)
     assert torch.equal(g.get_state(), ref.get_state())
     assert M.bernoulli_keep((1000,), 0.0, generator=gen()).eq(1).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**64 - 1),
+    before=st.integers(0, 1400),
+    n=st.integers(0, 2600),
+    p=st.sampled_from([0.0, 0.1, 0.5, 1 / 3, 0.999999, 1.0]) | st.floats(0.0, 1.0),
+    own_generator=st.booleans(),
+)
+def test_the_kernel_draws_torchs_own_mask_and_leaves_the_generator_where_torch_leaves_it(
+    seed, before, n, p, own_generator
+):
+    """Float32 CPU masks come from the kernel once it is loaded: the same numbers of the same generator (its
+    Mersenne Twister regenerates every 624 words; ``before`` starts the draw anywhere in that cycle), the same bits
+    as uniform_ and lt_, and the generator (a given one or the global one) left exactly where they leave it."""
+    from embdrop.kernels import build
+
+    if not build.available():
+        pytest.skip("the fused CPU kernel is not built here")
+
+    def draw(kernel: bool):
+        with torch.random.fork_rng():
+            g = gen(seed) if own_generator else None
+            if g is None:
+                torch.manual_seed(seed)
+            torch.rand(before, generator=g)
+            if kernel:
+                assert M._kernel_draw("cpu", torch.float32, g)  # the kernel's draw, not torch's, is under test
+                mask = M.bernoulli_keep((n, 1), p, device="cpu", generator=g)
+            else:
+                mask = torch.empty(n, 1).uniform_(generator=g).lt_(1.0 - p)
+            return mask, torch.rand(5, generator=g)
+
+    (mask, after), (expected, expected_after) = draw(True), draw(False)
+    assert mask.dtype == torch.float32 and torch.equal(mask, expected)
+    assert torch.equal(after, expected_after)
+
+
+def test_torchs_ops_draw_where_the_kernel_may_not():
+    from embdrop.kernels import build
+
+    build.available()
+    assert not M._kernel_draw("cpu", torch.float64, None)  # uniform_ draws 64-bit words for float64
+    assert not M._kernel_draw(None, torch.float32, None)  # torch's default device may not be the CPU
+    assert not M._kernel_draw("meta", torch.float32, None)
+    with torch._subclasses.FakeTensorMode():  # a dispatch mode must see the draw
+        assert not M._kernel_draw("cpu", torch.float32, None)
+    # under vmap torch's draw runs, and vmap refuses it as it refuses torch's own (the kernel would draw unseen)
+    with pytest.raises(RuntimeError, match="randomness"):
+        draw = lambda x: x * M.bernoulli_keep((3,), 0.5, device="cpu")  # noqa: E731
+        torch.func.vmap(draw, randomness="different")(torch.ones(4, 3))
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.8])

@@ -31,9 +31,29 @@ def bernoulli_keep(
 
     Drawn as ``u < 1 - p`` with ``u ~ U[0, 1)``: the same distribution as ``bernoulli_(1 - p)`` and faster on CPU
     (``benchmarks/masks.py`` measures both), which matters for weight drop on big matrices. One uniform number is
-    drawn per entry.
+    drawn per entry. Float32 masks on the CPU, once the fused kernel is loaded, are drawn by the kernel: the same
+    numbers of the same generator, the same bits, in one pass instead of two.
     """
+    if _kernel_draw(device, dtype, generator):
+        from embdrop.kernels import build
+
+        return build.extension().uniform_keep(list(shape), 1.0 - p, generator)
     return torch.empty(shape, device=device, dtype=dtype).uniform_(generator=generator).lt_(1.0 - p)
+
+
+def _kernel_draw(device, dtype: torch.dtype, generator: torch.Generator | None) -> bool:
+    """Whether the kernel may draw a :func:`bernoulli_keep` mask: float32 on an explicit CPU device, the kernel
+    already loaded (a first mask never waits for its build), and torch's own ops not needed to see the draw
+    (torch.compile, torch.export, jit.trace, vmap, a dispatch mode such as fake tensors)."""
+    if dtype != torch.float32 or device is None or torch.device(device).type != "cpu":
+        return False
+    if generator is not None and generator.device.type != "cpu":
+        return False
+    from embdrop.kernels import build
+
+    if not build.loaded() or _checks.tracing() or torch.jit.is_tracing():
+        return False
+    return not (torch._C._are_functorch_transforms_active() or torch._C._len_torch_dispatch_stack() > 0)
 
 
 _MIX = (0x7FEB352D, 0x846CA68B)  # Wellons' lowbias32 multipliers

@@ -145,6 +145,11 @@ def _load() -> None:
             )
 
 
+def loaded() -> bool:
+    """True when the compiled kernel is already loaded in this process (never builds or loads it)."""
+    return _state.get("ext") is not None
+
+
 def available() -> bool:
     """True when the compiled kernel can be used (building it on the first call)."""
     return extension() is not None

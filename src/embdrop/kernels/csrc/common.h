@@ -249,6 +249,7 @@ std::vector<Tensor> gru_forward(Tensor xw, Tensor w_hh, Tensor b_hh, Tensor rmas
 std::vector<Tensor> gru_backward(Tensor dout, Tensor dhT, Tensor w_hh, Tensor rmask, Tensor hs, Tensor hm,
                                  Tensor gates, Tensor hpn, Tensor step, Tensor zh);
 Tensor keep_mask(std::vector<int64_t> shape, int64_t threshold, int64_t seed, at::ScalarType dtype);
+Tensor uniform_keep(std::vector<int64_t> shape, double keep, std::optional<at::Generator> generator);
 Tensor hashed_scale(Tensor x, int64_t threshold, int64_t seed, double value);
 Tensor word_keep(Tensor ids, int64_t T, int64_t V, int64_t threshold, int64_t seed, int64_t padding_idx,
                  double value, at::ScalarType dtype);

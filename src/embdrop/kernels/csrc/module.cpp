@@ -16,6 +16,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("pool_held_bytes", &embdrop::pool_held_bytes);
   m.def("set_pool_cap_mb", &embdrop::set_pool_cap_mb);
   m.def("keep_mask", &embdrop::keep_mask);
+  m.def("uniform_keep", &embdrop::uniform_keep);
   m.def("hashed_scale", &embdrop::hashed_scale);
   m.def("word_keep", &embdrop::word_keep);
   m.def("embedding_scaled", &embdrop::embedding_scaled);
