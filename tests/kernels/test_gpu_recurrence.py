@@ -64,11 +64,12 @@ def _grads(outputs, leaves, weights):
     return torch.autograd.grad(loss, leaves, allow_unused=True)
 
 
+_SLOW = pytest.mark.slow  # under the interpreter each case takes 0.3-1.3 s: two in the default suite, all under -m slow
 CASES = [  # (rec, pad, zone)
-    (True, False, None),
-    (False, False, None),
-    (True, True, None),
-    (True, False, "mask"),
+    pytest.param(True, False, None, marks=_SLOW),
+    pytest.param(False, False, None, marks=_SLOW),
+    pytest.param(True, True, None, marks=_SLOW),
+    pytest.param(True, False, "mask", marks=_SLOW),
     (True, True, "hash"),
     (False, True, "eval"),
 ]

@@ -230,6 +230,7 @@ def lm_run(tmp_path_factory):
     return d / "run"
 
 
+@pytest.mark.slow  # a training and an export with the state (4 s)
 def test_a_language_model_exports_with_its_state_and_streams_one_word_at_a_time(lm_run, tmp_path, capsys):
     """ids and each layer's (h, c) in, next-word probabilities and the new state out, any batch and length: the
     whole text in one call gives what one word per call gives, carrying the state, in ONNX Runtime as in torch."""

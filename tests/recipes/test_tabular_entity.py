@@ -164,6 +164,7 @@ def test_a_column_named_twice_is_refused(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # a training run of several epochs (3 s)
 def test_a_run_whose_best_epoch_is_its_last_gets_a_hint(tmp_path):
     """A small table at the default batch takes few steps (480 rows, batch 256, 10 epochs: 20 steps): when the best
     validation epoch is the last one, the run says it may still be learning and what to change."""

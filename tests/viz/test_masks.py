@@ -215,7 +215,7 @@ def _svg_content(path):
     return re.findall(r'id="(cell:[^"]+)"', svg), re.findall(r"<text[^>]*>([^<]*)</text>", svg)
 
 
-@pytest.mark.parametrize("name", ["masks-layers", "masks-recurrent"])
+@pytest.mark.parametrize("name", ["masks-layers", pytest.param("masks-recurrent", marks=pytest.mark.slow)])  # 3 s each
 def test_the_committed_pictures_are_what_the_code_draws(tmp_path, name):
     """docs/img holds what ``embdrop masks --out docs/img`` draws today: the SVG cell by cell and text by text,
     the PNG by the colour at each cell's centre. Redraw them with that command when a layer's masks change."""
