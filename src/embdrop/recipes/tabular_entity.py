@@ -111,8 +111,10 @@ class OwnTable(Task):
         frames.update(self._carve(frames, d))
         self.encoder = CategoryEncoder(cat, min_freq=d.min_count).fit(frames["train"]) if cat else None
         stats = frames["train"][num].astype(float) if num else None
-        self.mean = stats.mean().fillna(0.0).to_numpy() if num else np.zeros(0)
-        self.std = stats.std().fillna(1.0).replace(0.0, 1.0).to_numpy() if num else np.ones(0)
+        with np.errstate(over="ignore", invalid="ignore"):  # a spread past float64 is refused below, by column
+            self.mean = stats.mean().fillna(0.0).to_numpy() if num else np.zeros(0)
+            spread = stats.std().to_numpy() if num else np.ones(0)
+        self.std = np.where(np.isnan(spread) | (spread == 0.0), 1.0, spread)
         y_train = frames["train"][d.label].to_numpy(dtype=float) if self.kind == "regression" else None
         with np.errstate(over="ignore", invalid="ignore"):
             self.y_mean = float(y_train.mean()) if y_train is not None else 0.0
@@ -121,8 +123,6 @@ class OwnTable(Task):
             raise _checks.invalid("data.label", "a regression target whose mean and spread are finite in float64",
                                   f"{d.label!r} in {d.train!r} (values up to {np.abs(y_train).max():.4g})")  # fmt: skip
         if num:
-            with np.errstate(over="ignore", invalid="ignore"):
-                spread = frames["train"][num].astype(float).std().to_numpy()
             too_wide = [c for c, v in zip(num, spread, strict=True) if not math.isfinite(v) and not math.isnan(v)]
             if too_wide:
                 raise _checks.invalid("--data", "numeric columns whose spread is finite in float64",
