@@ -1,5 +1,7 @@
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from embdrop.kernels import gemm
 
@@ -128,3 +130,88 @@ def test_gate_inputs_take_strided_inputs_and_leave_a_mask_that_needs_a_gradient_
 def test_the_gate_inputs_op_names_a_shape_it_cannot_take():
     with pytest.raises(RuntimeError, match=r"m must be \(G, B, C\)"):
         gemm._gate_inputs(torch.zeros(2, 3, 4), torch.zeros(4, 3, 5), 1.0)
+
+
+def _dense_projection(x, m, scale, w):
+    """(G, T * B, H): each gate's masked copy times its weights, in float64."""
+    G, (B, T, C) = m.shape[0], x.shape
+    xm = x.double().transpose(0, 1).unsqueeze(0) * (m.double() * scale).unsqueeze(1)  # (G, T, B, C)
+    return xm.reshape(G, T * B, C) @ w.double().view(G, w.shape[0] // G, C).transpose(1, 2)
+
+
+@needs_kernel
+@settings(max_examples=60, deadline=None)
+@given(
+    G=st.sampled_from([1, 3, 4]),
+    B=st.integers(0, 9),
+    T=st.integers(0, 40),
+    C=st.integers(0, 70),
+    H=st.integers(0, 45),
+    p=st.sampled_from([0.0, 0.3, 0.5, 0.9, 1.0]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_masked_projection_equals_the_dense_product_of_the_masked_copies(G, B, T, C, H, p, seed):
+    # every row-block height 1..kMR and panel width (H below, at and past a vector), sequences longer than the rows
+    # packed at a time (T > 8 * kMR on AVX2), sequences that keep no channel (p = 1) or all (p = 0)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, T, C, generator=g)
+    w = torch.randn(G * H, C, generator=g)
+    m = (torch.rand(G, B, C, generator=g) >= p).float()
+    with torch.no_grad():
+        got = gemm.masked_projection(x, m, 2.0, w)
+    want = _dense_projection(x, m, 2.0, w)
+    assert got.shape == (G, T * B, H) and got.dtype == torch.float32
+    # float32 sums of at most C terms: the dense product's own error bound
+    assert torch.allclose(got.double(), want, rtol=1e-5, atol=1e-5 * max(C, 1) ** 0.5)
+
+
+@needs_kernel
+def test_masked_projection_takes_any_mask_value_and_long_sequences():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 230, 33, generator=g)  # 230 steps: several packs of rows on AVX-512 and AVX2
+    w = torch.randn(4 * 70, 33, generator=g)
+    m = torch.rand(4, 3, 33, generator=g) * (torch.rand(4, 3, 33, generator=g) > 0.4)  # not only 0 and 1
+    with torch.no_grad():
+        got = gemm.masked_projection(x, m, 1.25, w)
+    assert torch.allclose(got.double(), _dense_projection(x, m, 1.25, w), rtol=1e-5, atol=1e-4)
+
+
+@needs_kernel
+@pytest.mark.parametrize("where", ["x", "w"])
+def test_masked_projection_gives_nan_where_the_dense_product_does(where):
+    # a dropped inf or nan still makes torch's product nan (x * 0); skipping it would hide it
+    g = torch.Generator().manual_seed(1)
+    x, w = torch.randn(2, 20, 6, generator=g), torch.randn(4 * 5, 6, generator=g)
+    m = torch.ones(4, 2, 6)
+    m[:, 0, 2] = 0  # channel 2 dropped for sequence 0 in every gate
+    if where == "x":
+        x[0, 3, 2] = float("inf")
+    else:
+        w[7, 2] = float("nan")
+    with torch.no_grad():
+        got = gemm.masked_projection(x, m, 2.0, w)
+        want = gemm.bmm(gemm.gate_inputs(x, m, 2.0).reshape(4, 40, 6), w.view(4, 5, 6).transpose(1, 2))
+    assert want.isnan().any()
+    assert torch.equal(got.isnan(), want.isnan()) and torch.equal(got.isinf(), want.isinf())
+    finite = want.isfinite()
+    assert torch.allclose(got[finite], want[finite], rtol=1e-5, atol=1e-5)
+
+
+@needs_kernel
+def test_masked_projection_declines_what_it_has_no_backward_or_dtype_for():
+    x, m, w = torch.randn(2, 3, 4), torch.ones(4, 2, 4), torch.randn(8, 4)
+    assert gemm.masked_projection(x.requires_grad_(), m, 1.0, w) is None  # a gradient needed: the dense product
+    assert gemm.masked_projection(x.detach(), m, 1.0, w.requires_grad_()) is None
+    with torch.no_grad():
+        assert gemm.masked_projection(x, m, 1.0, w) is not None
+        assert gemm.masked_projection(x.double(), m.double(), 1.0, w.double()) is None
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert gemm.masked_projection(x, m, 1.0, w) is None
+
+
+@needs_kernel
+def test_the_masked_projection_op_names_a_shape_it_cannot_take():
+    from embdrop.kernels import build
+
+    with pytest.raises(RuntimeError, match=r"m must be \(G, B, C\) and w \(G \* H, C\)"):
+        build.extension().masked_projection(torch.zeros(2, 3, 4), torch.zeros(4, 2, 4), 1.0, torch.zeros(9, 4))

@@ -190,6 +190,34 @@ def test_lstm_semantics_equal_a_hand_written_keras_cell():
     assert torch.allclose(out, rout, atol=1e-5) and torch.allclose(c[0], rc, atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_mc_predictions_skip_the_dropped_inputs_products_and_equal_the_training_forward(kind, monkeypatch):
+    # under no_grad, at a shape the rule in functional/recurrent.py sends there, the input projection runs without
+    # the dropped channels' products (gemm.masked_projection); the outputs are those of the dense product with a
+    # gradient, and of Keras' cell for the LSTM, up to float32 rounding
+    from embdrop.kernels import gemm
+
+    if not build.available():
+        pytest.skip("the masked projection is the fused kernel's")
+    taken = []
+    real = gemm.masked_projection
+    monkeypatch.setattr(gemm, "masked_projection", lambda *a: taken.append(real(*a)) or taken[-1])
+    torch.manual_seed(4)
+    layer = getattr(embdrop, kind)(40, 24, dropout=0.5, recurrent_dropout=0.5)
+    x = torch.randn(16, 20, 40)
+    masks = layer.sample_masks(x, generator=gen(2))
+    dense, _ = layer(x, masks=masks)  # the weights need a gradient: the dense product
+    assert taken == [None]
+    with torch.no_grad():
+        masked, state = layer(x, masks=masks)
+    assert len(taken) == 2 and taken[1] is not None
+    assert torch.allclose(masked, dense, atol=1e-5, rtol=1e-5)
+    if kind == "LSTM":
+        with torch.no_grad():
+            rout, _, rc = keras_lstm_reference(layer, x, masks, 0.5, 0.5)
+        assert torch.allclose(masked, rout, atol=1e-5) and torch.allclose(state[1][0], rc, atol=1e-5)
+
+
 def test_gru_semantics_equal_a_hand_written_keras_cell():
     torch.manual_seed(3)
     layer = embdrop.GRU(4, 6, dropout=0.3, recurrent_dropout=0.5)

@@ -262,6 +262,14 @@ def _gpu_steps(xw, weights, rm, h0, c0, step, zones, opts: Options):
     return out.transpose(0, 1), h, None
 
 
+def _skips_dropped(B: int, T: int, C: int, H: int, p: float) -> bool:
+    """Whether the input projection without the dropped channels' products is faster than the dense one, as
+    benchmarks/masked_projection.py measured it: from p = 0.3 with sequences of T >= 16 steps, B * T >= 256 rows in
+    all and more for larger weights. It reads a gate's weights for every few sequences where a dense GEMM reads them
+    once, and transposes them first: fewer, shorter rows or weights past C * H = 2^20 a gate went slower."""
+    return p >= 0.3 and T >= 16 and max(256, C * H // 1000) <= B * T and C * H <= 1 << 20
+
+
 def _project(inp, m_in, w_ih, b_in, G, p, variational):
     """Input projection (G, T, B, H) as one batched GEMM over all T; gate k sees its own input mask if it has one."""
     B, T, C = inp.shape
@@ -270,6 +278,11 @@ def _project(inp, m_in, w_ih, b_in, G, p, variational):
     # masked once, shared by every gate, expanded (a reshape of the expanded transposed view copied it once per
     # gate, and a masked product of it was written transposed, then copied again).
     if m_in is not None and m_in.dim() == 3 and m_in.shape[0] == G and G > 1 and variational:
+        xw = gemm.masked_projection(inp, m_in, keep_scale(p), w_ih) if _skips_dropped(B, T, C, H, p) else None
+        if xw is not None:  # (G, T*B, H), without the dropped channels' products (no gradient needed)
+            if b_in is not None:
+                xw.add_(b_in.view(G, 1, H))
+            return xw.view(G, T, B, H)
         xm = gemm.gate_inputs(inp, m_in, keep_scale(p)).reshape(G, T * B, C)  # gate k sees x * m_k
     else:
         xt = inp.transpose(0, 1).contiguous()  # (T, B, C)

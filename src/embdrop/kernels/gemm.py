@@ -87,3 +87,19 @@ def gate_inputs(x: Tensor, m: Tensor, scale: float) -> Tensor:
     if fast and not m.requires_grad and not _checks.tracing() and build.available():
         return _gate_inputs(x.contiguous(), m.contiguous(), float(scale))
     return x.transpose(0, 1).unsqueeze(0) * (m * scale).unsqueeze(1)
+
+
+def masked_projection(x: Tensor, m: Tensor, scale: float, w: Tensor) -> Tensor | None:
+    """Each gate's input projection ``(x[b, t] * m[k, b] * scale) @ w_k^T`` as (G, T * B, H), the product of
+    :func:`gate_inputs` with ``w`` (G * H, C), computed without the dropped channels (a product with ``1 - p`` of
+    the flops, ``csrc/gate_inputs.cpp``), or None where that does not apply: a gradient is needed (it has no
+    backward), or not float32 CPU tensors, under autocast or tracing, or without the kernel. Its results equal the
+    dense product's up to the order of the sums."""
+    G, B = m.shape[0], x.shape[0]
+    if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad or m.requires_grad):
+        return None
+    fast = x.device.type == "cpu" and x.dtype == m.dtype == w.dtype == torch.float32 and w.device.type == "cpu"
+    if not fast or torch.is_autocast_enabled("cpu") or _checks.tracing() or not build.available():
+        return None
+    out = build.extension().masked_projection(x.contiguous(), m.contiguous(), float(scale), w)
+    return out.view(G, x.shape[1] * B, w.shape[0] // G)

@@ -74,7 +74,8 @@ inline void masked_row(int64_t s, int64_t e, int64_t BH, int64_t hm_gate, const 
 constexpr int64_t kRowGrain = 1 << 12;
 template <typename F>
 inline void for_rows(int64_t B, int64_t H, const F& f) {
-  at::parallel_for(0, B, std::max<int64_t>(1, kRowGrain / H), [&](int64_t s, int64_t e) { f(s, e); });
+  const int64_t grain = std::max<int64_t>(1, kRowGrain / std::max<int64_t>(H, 1));  // H = 0: any grain
+  at::parallel_for(0, B, grain, [&](int64_t s, int64_t e) { f(s, e); });
 }
 
 // How many row blocks a recurrence splits B into, one per thread, each running all T steps on its own (no
@@ -207,7 +208,7 @@ void bmm_into(Tensor& out, const Tensor& a, const Tensor& b);
 void gate_products(float* out, const float* a, int64_t a_gate, const float* b, int64_t G, int64_t M, int64_t K,
                    int64_t N);
 bool onednn_gemm_available();
-// (G, H_in, H_out) contiguous from w_hh (G * H_out, H_in): the recurrences' per-step right-hand operand.
+// (G, K, H) contiguous from w (G * H, K): w_hh's gives the recurrences' per-step right-hand operand (K = H).
 Tensor gates_transposed(const Tensor& w, int64_t G, int64_t H);
 
 // A new tensor for a large buffer, its memory reused from buffers the kernels allocated before (pool.cpp).
@@ -240,6 +241,7 @@ void set_pool_cap_mb(int64_t mb);
 Tensor batched_product(Tensor a, Tensor b);
 Tensor gate_inputs(Tensor x, Tensor m, double scale);
 Tensor gate_inputs_backward(Tensor d, Tensor m, double scale);
+Tensor masked_projection(Tensor x, Tensor m, double scale, Tensor w);
 std::vector<Tensor> lstm_forward(Tensor xw, Tensor w_hh, Tensor rmask, Tensor h0, Tensor c0, Tensor step, Tensor zh,
                                  Tensor zc, bool save, Tensor b_in);
 std::vector<Tensor> lstm_backward(Tensor dout, Tensor dhT, Tensor dcT, Tensor w_hh, Tensor rmask, Tensor cs,

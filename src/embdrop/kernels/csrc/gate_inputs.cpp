@@ -2,6 +2,12 @@
 // gate's mask, (G, T, B, C), in one pass (torch's ops took two: a transposed copy, then a broadcast product, and a
 // new (G, T, B, C) tensor each call, whose first touch page-faults). Its backward sums the gates' gradients times
 // their masks into (B, T, C), again in one pass.
+//
+// masked_projection: the product itself, (x * m_k * scale) @ W_k^T for each gate k, when no gradient is needed
+// (MC-dropout predictions). A dropped input channel adds nothing to any product of its sequence, at every step:
+// for one sequence b and gate k, only the kept channels' columns of x_b (T, C) and rows of W_k^T (C, H) enter, a
+// product with (1 - p) of the flops. Written as a register-blocked GEMM of its own (kMR rows x 2 vectors; the kept
+// channels' indices pick W_k^T's rows as it goes), since no library GEMM skips a different set of rows per sequence.
 #include "common.h"
 
 namespace embdrop {
@@ -30,7 +36,159 @@ void check(const Tensor& t, const char* name, int64_t dim) {
               " must be a contiguous ", dim, "-d CPU tensor, got ", t.sizes());
 }
 
+#if defined(__AVX512F__)
+constexpr int kVec = 16, kMR = 12;  // 24 accumulators, 2 operand rows and a broadcast in 32 registers
+#else
+constexpr int kVec = 8, kMR = 6;  // 12 + 2 + 1 of AVX2's 16
+#endif
+typedef float vfloat __attribute__((vector_size(kVec * sizeof(float))));
+
+inline vfloat load_v(const float* p) {
+  vfloat v;
+  __builtin_memcpy(&v, p, sizeof v);  // unaligned
+  return v;
+}
+
+// c[i, :ncols] = sum_k a[k * kMR + i] * w[idx[k] * ldw + (0 .. NV * kVec)] for the block's mr rows (c's rows ldc
+// apart); a holds the block's rows packed column by column, as the broadcasts read them
+template <int mr, int NV>
+__attribute__((noinline)) void kept_product(int64_t K, const float* __restrict__ a, const int32_t* __restrict__ idx,
+                                            const float* __restrict__ w, int64_t ldw, float* __restrict__ c,
+                                            int64_t ldc, int ncols) {
+  vfloat acc[mr][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < mr; ++i)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[i][v] = vfloat{};
+  for (int64_t k = 0; k < K; ++k) {
+    const float* wr = w + int64_t(idx[k]) * ldw;
+    vfloat b[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) b[v] = load_v(wr + v * kVec);
+#pragma GCC unroll 16
+    for (int i = 0; i < mr; ++i) {
+      const float ai = a[k * kMR + i];
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) acc[i][v] += ai * b[v];
+    }
+  }
+  for (int i = 0; i < mr; ++i) {
+    if (ncols == NV * kVec) {
+      for (int v = 0; v < NV; ++v) __builtin_memcpy(c + i * ldc + v * kVec, &acc[i][v], sizeof(vfloat));
+    } else {
+      float row[NV * kVec];
+      __builtin_memcpy(row, acc[i], sizeof row);
+      for (int j = 0; j < ncols; ++j) c[i * ldc + j] = row[j];
+    }
+  }
+}
+
+// kept_product for a block of 1 <= mr <= kMR rows (a sequence's last block may be short)
+template <int NV, int R = kMR>
+void kept_product_rows(int mr, int64_t K, const float* a, const int32_t* idx, const float* w, int64_t ldw, float* c,
+                       int64_t ldc, int ncols) {
+  if constexpr (R >= 1) {
+    if (mr == R) return kept_product<R, NV>(K, a, idx, w, ldw, c, ldc, ncols);
+    kept_product_rows<NV, R - 1>(mr, K, a, idx, w, ldw, c, ldc, ncols);
+  }
+}
+
+// True when every entry is finite. A dropped entry that is not (inf, nan) makes torch's masked product nan (x * 0),
+// which skipping it would not: such inputs take the dense product.
+__attribute__((noinline)) bool all_finite(int64_t n, const float* __restrict__ x) {
+  const uint32_t* u = reinterpret_cast<const uint32_t*>(x);
+  uint32_t bad = 0;  // an OR of integer flags vectorises (a float sum would be one chain of dependent adds)
+  for (int64_t i = 0; i < n; ++i) bad |= (u[i] & 0x7f800000u) == 0x7f800000u;  // exponent all ones: inf or nan
+  return bad == 0;
+}
+
 }  // namespace
+
+Tensor masked_projection(Tensor x, Tensor m, double scale, Tensor w) {
+  check(x, "x", 3);
+  check(m, "m", 3);
+  const int64_t B = x.size(0), T = x.size(1), C = x.size(2), G = m.size(0);
+  TORCH_CHECK(x.scalar_type() == at::kFloat && m.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat,
+              "embdrop masked_projection: expected float32 x, m and w");
+  TORCH_CHECK(G > 0 && m.size(1) == B && m.size(2) == C && w.dim() == 2 && w.size(1) == C && w.size(0) % G == 0,
+              "embdrop masked_projection: m must be (G, B, C) and w (G * H, C) for x ", x.sizes(), ", got ",
+              m.sizes(), " and ", w.sizes());
+  TORCH_CHECK(C < (int64_t(1) << 31), "embdrop masked_projection: C must be below 2^31, got ", C);
+  const int64_t H = w.size(0) / G;
+  const Tensor wc = w.contiguous();
+  Tensor out = pooled_empty({G, T, B, H}, x.options());
+  if (!all_finite(x.numel(), ptr<float>(x)) || !all_finite(wc.numel(), ptr<float>(wc))) {
+    Tensor ov = out.view({G, T * B, H});
+    bmm_into(ov, gate_inputs(x, m, scale).view({G, T * B, C}), wc.view({G, H, C}).transpose(1, 2));
+    return out;
+  }
+  const Tensor wt = gates_transposed(wc, G, H);  // (G, C, H): W_k^T, whose kept rows the products read
+  const float* xp = ptr<float>(x);
+  const float* mp = ptr<float>(m);
+  const float* wp = ptr<float>(wt);
+  float* op = ptr<float>(out);
+  const float s = static_cast<float>(scale);
+  constexpr int64_t NR = 2 * kVec, TC = 8 * kMR;  // a panel's columns; a sequence's rows packed at a time
+  // A task: one gate and a group of nb sequences whose packed rows fit kPacked floats (in L2 beside a panel of
+  // W_k^T), so that each panel of W_k^T (C rows of NR columns) is read once for the group, not once per sequence.
+  constexpr int64_t kPacked = 1 << 16;
+  const int64_t nb = std::clamp<int64_t>(kPacked / std::max<int64_t>(1, std::min(T, TC) * C), 1, std::max<int64_t>(B, 1));
+  const int64_t groups = (B + nb - 1) / nb;
+  at::parallel_for(0, G * groups, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<int32_t> idx(nb * C);  // sequence j's kept channels at idx[j * C ...], its count in kept[j]
+    std::vector<float> kept_scale(nb * C), packed(nb * (TC + kMR) * C);
+    std::vector<int64_t> kept(nb), at_(nb);
+    for (int64_t task = t0; task < t1; ++task) {
+      const int64_t g = task / groups, b0 = (task % groups) * nb, n = std::min(nb, B - b0);
+      for (int64_t j = 0; j < n; ++j) {
+        const float* mr = mp + (g * B + b0 + j) * C;
+        int64_t K = 0;
+        for (int64_t c = 0; c < C; ++c)
+          if (mr[c] != 0.0f) {
+            idx[j * C + K] = static_cast<int32_t>(c);
+            kept_scale[j * C + K++] = mr[c] * s;
+          }
+        kept[j] = K;
+      }
+      const float* wg = wp + g * C * H;
+      for (int64_t r0 = 0; r0 < T; r0 += TC) {
+        const int64_t rows = std::min(TC, T - r0), blocks = (rows + kMR - 1) / kMR;
+        int64_t off = 0;
+        for (int64_t j = 0; j < n; ++j) {  // each sequence's rows, masked, packed column by column in blocks
+          const int64_t K = kept[j];
+          const int32_t* ix = idx.data() + j * C;
+          const float* ks = kept_scale.data() + j * C;
+          at_[j] = off;
+          for (int64_t blk = 0; blk < blocks; ++blk) {
+            float* a = packed.data() + off + blk * kMR * K;
+            for (int64_t i = 0; i < kMR; ++i) {
+              const int64_t t = std::min(r0 + blk * kMR + i, T - 1);  // rows past T: any row, never stored
+              const float* xr = xp + ((b0 + j) * T + t) * C;
+              for (int64_t k = 0; k < K; ++k) a[k * kMR + i] = xr[ix[k]] * ks[k];
+            }
+          }
+          off += blocks * kMR * K;
+        }
+        for (int64_t n0 = 0; n0 < H; n0 += NR) {
+          const int ncols = static_cast<int>(std::min(NR, H - n0));
+          for (int64_t j = 0; j < n; ++j)
+            for (int64_t blk = 0; blk < blocks; ++blk) {
+              const int mrows = static_cast<int>(std::min<int64_t>(kMR, rows - blk * kMR));
+              const float* a = packed.data() + at_[j] + blk * kMR * kept[j];
+              const int32_t* ix = idx.data() + j * C;
+              // (G, T, B, H): rows t of a sequence are B * H apart
+              float* c = op + ((g * T + r0 + blk * kMR) * B + b0 + j) * H + n0;
+              if (ncols > kVec)
+                kept_product_rows<2>(mrows, kept[j], a, ix, wg + n0, H, c, B * H, ncols);
+              else
+                kept_product_rows<1>(mrows, kept[j], a, ix, wg + n0, H, c, B * H, ncols);
+            }
+        }
+      }
+    }
+  });
+  return out;
+}
 
 Tensor gate_inputs(Tensor x, Tensor m, double scale) {
   check(x, "x", 3);

@@ -11,6 +11,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("batched_product", &embdrop::batched_product);
   m.def("gate_inputs", &embdrop::gate_inputs);
   m.def("gate_inputs_backward", &embdrop::gate_inputs_backward);
+  m.def("masked_projection", &embdrop::masked_projection);
   m.def("onednn_gemm_available", &embdrop::onednn_gemm_available);
   m.def("set_row_blocks", &embdrop::set_row_blocks);
   m.def("pool_held_bytes", &embdrop::pool_held_bytes);
