@@ -431,3 +431,66 @@ def test_an_all_ones_mask_without_gradients_gives_the_bits_of_the_training_forwa
     saving = run()
     for a, s in zip(light, saving, strict=True):
         assert torch.equal(a, s.detach())
+
+
+def one_sequence(kind, H, keep, seed, T=9):
+    g = torch.Generator().manual_seed(seed)
+    G = 4 if kind == "lstm" else 3
+    r = lambda *s: torch.randn(*s, generator=g) * 0.5  # noqa: E731
+    rm = (torch.rand(G, 1, H, generator=g) < keep).float() / keep
+    w = r(G * H, H) * (keep / H) ** 0.5  # pre-activations of order 1 whatever the mask's scale: a stable recurrence
+    return r(G, T, 1, H), w, r(G * H), rm, r(1, H), r(1, H)
+
+
+def run_one(kind, xw, w, b, rm, h0, c0, zh=None, zc=None, step=None):
+    if kind == "lstm":
+        return fused.lstm_recurrence(xw, w, rm, h0, c0, step, zh, zc)
+    return fused.gru_recurrence(xw, w, b, rm, h0, step, zh)
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("H", [1, 15, 16, 17, 33, 64, 100, 129, 200])  # full panels, vectors and the last columns
+@pytest.mark.parametrize("keep", [0.05, 0.5, 0.7])
+def test_one_sequence_without_gradients_multiplies_its_kept_units_only_to_the_same_outputs(kind, H, keep):
+    # B = 1 in inference: each step's products read W_hh's rows of the units the recurrent mask keeps (csrc/gemm.cpp,
+    # kept_unit_products); the outputs equal the training forward's (the dense product) and the reference loop's
+    xw, w, b, rm, h0, c0 = one_sequence(kind, H, keep, seed=H)
+    zh, zc = zoneout("train", torch.float32, T=9, B=1, H=H)
+    for zone in ((None, None), (zh, zc)):
+        with torch.no_grad():
+            light = run_one(kind, xw, w, b, rm, h0, c0, *zone)
+        w.requires_grad_()
+        dense = run_one(kind, xw, w, b, rm, h0, c0, *zone)
+        w.requires_grad_(False)
+        if kind == "lstm":
+            ref = reference.lstm_recurrence(xw, w, rm, h0, c0, None, *zone)
+        else:
+            ref = reference.gru_recurrence(xw, w, b, rm, h0, None, zone[0])
+        for a, d, r in zip(light, dense, ref, strict=True):
+            torch.testing.assert_close(a, d.detach(), atol=1e-5, rtol=1e-5)  # float32 sums in another order
+            torch.testing.assert_close(a, r.detach(), atol=1e-5, rtol=1e-5)
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_one_sequence_keeping_most_units_or_with_a_nan_weight_takes_the_dense_products(kind):
+    # above 3/4 of the units kept the dense product is as fast: the bits of the training forward; a nan weight in a
+    # dropped unit's row makes every later pre-activation nan in the dense product (0 * nan), and so it does here
+    xw, w, b, rm, h0, c0 = one_sequence(kind, 40, 0.9, seed=1)
+    with torch.no_grad():
+        light = run_one(kind, xw, w, b, rm, h0, c0)
+    w.requires_grad_()
+    dense = run_one(kind, xw, w, b, rm, h0, c0)
+    w.requires_grad_(False)
+    assert all(torch.equal(a, d.detach()) for a, d in zip(light, dense, strict=True))
+    xw, w, b, rm, h0, c0 = one_sequence(kind, 40, 0.5, seed=2)
+    dropped = int((rm[:, 0].sum(0) == 0).nonzero()[0])  # a unit every gate drops
+    w[:, dropped] = float("nan")
+    with torch.no_grad():
+        light = run_one(kind, xw, w, b, rm, h0, c0)
+    dense = reference.lstm_recurrence(xw, w, rm, h0, c0) if kind == "lstm" else None
+    if dense is None:
+        dense = reference.gru_recurrence(xw, w, b, rm, h0)
+    assert light[0][1:].isnan().all()  # from the second step on, as the dense product gives
+    assert torch.equal(light[0].isnan(), dense[0].isnan())

@@ -211,18 +211,55 @@ bool onednn_gemm_available();
 // (G, K, H) contiguous from w (G * H, K): w_hh's gives the recurrences' per-step right-hand operand (K = H).
 Tensor gates_transposed(const Tensor& w, int64_t G, int64_t H);
 
+// True when every entry is finite. Products that skip zeros (dropped channels, dropped units) check their operands
+// first: a dropped inf or nan makes torch's product nan (x * 0), which skipping it would not.
+inline bool all_finite(int64_t n, const float* __restrict__ x) {
+  const uint32_t* u = reinterpret_cast<const uint32_t*>(x);
+  uint32_t bad = 0;  // an OR of integer flags vectorises (a float sum would be one chain of dependent adds)
+  for (int64_t i = 0; i < n; ++i) bad |= (u[i] & 0x7f800000u) == 0x7f800000u;  // exponent all ones: inf or nan
+  return bad == 0;
+}
+
+// One sequence's kept units per gate, for its per-step products in inference (a row block of one row): gate g's at
+// idx[start[g]] .. idx[start[g + 1] - 1]. Empty when recurrent dropout keeps most units: the dense product is then
+// as fast (gemm.cpp).
+struct KeptUnits {
+  std::vector<int32_t> idx;
+  std::vector<int64_t> start;
+  bool empty() const { return start.empty(); }
+};
+// From the row's recurrent mask, gate g's H entries at rm + g * gate_stride.
+KeptUnits kept_units(const float* rm, int64_t gate_stride, int64_t G, int64_t H);
+// out (G, 1, N) = a_g (1, K) @ w_g (K, N) for each gate, a_g at a + g * a_gate, read only at the kept units (zero at
+// the others: a is h(t-1) times the mask): (1 - p) of W_hh's rows read a step.
+void kept_unit_products(float* out, const float* a, int64_t a_gate, const float* w, int64_t G, int64_t K, int64_t N,
+                        const KeptUnits& ku);
+
 // A new tensor for a large buffer, its memory reused from buffers the kernels allocated before (pool.cpp).
 Tensor pooled_empty(at::IntArrayRef sizes, const at::TensorOptions& opts);
 
 // One step's gate products for a block of nb rows: out (G, nb, H) = A_g @ w_g, A_g the nb rows of H values at
 // a + g * a_gate. float32 goes to gate_products (no ATen call per step); float64, and bfloat16/float16 weights
 // (autocast: the operands rounded into out_lp first), through a view and bmm_into.
+// Whether a recurrence's steps may multiply over the kept units only: in inference (no backward), one sequence (a
+// row block of one row; larger blocks read W_hh once for all their rows, as the dense product does), float32, and
+// finite inputs and weights (see all_finite).
+inline bool kept_unit_steps(const Tensor& xw, const Tensor& w_hh, bool save) {
+  return !save && xw.size(2) == 1 && xw.scalar_type() == at::kFloat && w_hh.scalar_type() == at::kFloat &&
+         xw.is_contiguous() && w_hh.is_contiguous() && all_finite(xw.numel(), xw.data_ptr<float>()) &&
+         all_finite(w_hh.numel(), w_hh.data_ptr<float>());
+}
+
+// ku: the row's kept units when nb = 1 in inference (kept_units), or nullptr.
 template <typename scalar_t>
 void step_products(Tensor& out, Tensor& out_lp, const scalar_t* a, int64_t a_gate, const Tensor& w, int64_t G,
-                   int64_t nb, int64_t H) {
+                   int64_t nb, int64_t H, const KeptUnits* ku = nullptr) {
   if constexpr (std::is_same_v<scalar_t, float>) {
     if (w.scalar_type() == at::kFloat) {
-      gate_products(out.data_ptr<float>(), a, a_gate, w.data_ptr<float>(), G, nb, H, H);
+      if (ku && !ku->empty() && nb == 1)
+        kept_unit_products(out.data_ptr<float>(), a, a_gate, w.data_ptr<float>(), G, H, H, *ku);
+      else
+        gate_products(out.data_ptr<float>(), a, a_gate, w.data_ptr<float>(), G, nb, H, H);
       return;
     }
   }

@@ -93,15 +93,6 @@ void kept_product_rows(int mr, int64_t K, const float* a, const int32_t* idx, co
   }
 }
 
-// True when every entry is finite. A dropped entry that is not (inf, nan) makes torch's masked product nan (x * 0),
-// which skipping it would not: such inputs take the dense product.
-__attribute__((noinline)) bool all_finite(int64_t n, const float* __restrict__ x) {
-  const uint32_t* u = reinterpret_cast<const uint32_t*>(x);
-  uint32_t bad = 0;  // an OR of integer flags vectorises (a float sum would be one chain of dependent adds)
-  for (int64_t i = 0; i < n; ++i) bad |= (u[i] & 0x7f800000u) == 0x7f800000u;  // exponent all ones: inf or nan
-  return bad == 0;
-}
-
 }  // namespace
 
 Tensor masked_projection(Tensor x, Tensor m, double scale, Tensor w) {

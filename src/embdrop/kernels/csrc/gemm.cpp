@@ -88,6 +88,49 @@ void gate_products(float* out, const float* a, int64_t a_gate, const float* b, i
 
 namespace {
 
+#if defined(__AVX512F__)
+constexpr int kLanes = 16;
+#else
+constexpr int kLanes = 8;
+#endif
+typedef float lanes __attribute__((vector_size(kLanes * sizeof(float))));
+constexpr int kPanel = 4 * kLanes;  // a task's columns of W: 4 accumulators
+constexpr double kKeptMax = 0.75;   // kept units above which a step's dense product is as fast (benchmarks/recurrent.py)
+
+// out[0 .. ncols) = sum_i a[idx[i]] * w[idx[i] * ldw + (0 .. ncols)] for ncols <= kPanel: NV vectors, then the
+// last ncols % kLanes columns one by one
+template <int NV>
+__attribute__((noinline)) void kept_gemv(int64_t K, const float* __restrict__ a, const int32_t* __restrict__ idx,
+                                         const float* __restrict__ w, int64_t ldw, float* __restrict__ out,
+                                         int ncols) {
+  lanes acc[NV + 1] = {};
+  const int rest = ncols - NV * kLanes;
+  float* tail = reinterpret_cast<float*>(&acc[NV]);
+  for (int64_t i = 0; i < K; ++i) {
+    const float ai = a[idx[i]];
+    const float* wr = w + int64_t(idx[i]) * ldw;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      lanes wv;
+      __builtin_memcpy(&wv, wr + v * kLanes, sizeof wv);
+      acc[v] += ai * wv;
+    }
+    for (int j = 0; j < rest; ++j) tail[j] += ai * wr[NV * kLanes + j];
+  }
+  std::memcpy(out, acc, ncols * sizeof(float));
+}
+
+void kept_gemv_any(int64_t K, const float* a, const int32_t* idx, const float* w, int64_t ldw, float* out,
+                   int ncols) {
+  switch (ncols / kLanes) {  // full vectors (ncols < kPanel: at most 3)
+    case 0: return kept_gemv<0>(K, a, idx, w, ldw, out, ncols);
+    case 1: return kept_gemv<1>(K, a, idx, w, ldw, out, ncols);
+    case 2: return kept_gemv<2>(K, a, idx, w, ldw, out, ncols);
+    case 3: return kept_gemv<3>(K, a, idx, w, ldw, out, ncols);
+    default: return kept_gemv<4>(K, a, idx, w, ldw, out, ncols);
+  }
+}
+
 template <typename scalar_t>
 __attribute__((noinline)) void transpose_tile(int64_t R, int64_t K, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
                                               const scalar_t* __restrict__ in, scalar_t* __restrict__ out) {
@@ -119,6 +162,35 @@ Tensor gates_transposed(const Tensor& w, int64_t G, int64_t H) {
     });
   });
   return out;
+}
+
+KeptUnits kept_units(const float* rm, int64_t gate_stride, int64_t G, int64_t H) {
+  KeptUnits ku;
+  ku.idx.reserve(G * H);
+  ku.start.push_back(0);
+  for (int64_t g = 0; g < G; ++g) {
+    for (int64_t j = 0; j < H; ++j)
+      if (rm[g * gate_stride + j] != 0.0f) ku.idx.push_back(static_cast<int32_t>(j));
+    ku.start.push_back(static_cast<int64_t>(ku.idx.size()));
+  }
+  if (static_cast<double>(ku.idx.size()) > kKeptMax * static_cast<double>(G * H)) return KeptUnits{};
+  return ku;
+}
+
+void kept_unit_products(float* out, const float* a, int64_t a_gate, const float* w, int64_t G, int64_t K, int64_t N,
+                        const KeptUnits& ku) {
+  // tasks (gate, panel of kPanel columns), split into contiguous ranges: each thread reads the same part of W_hh
+  // every step, which stays in its own cache; a range of at least 2^15 multiply-adds, else one thread
+  const int64_t panels = (N + kPanel - 1) / kPanel;
+  const int64_t macs = std::max<int64_t>(1, ku.idx.size() * kPanel / std::max<int64_t>(G, 1));  // a task's
+  at::parallel_for(0, G * panels, std::max<int64_t>(1, (int64_t(1) << 15) / macs), [&](int64_t s, int64_t e) {
+    for (int64_t task = s; task < e; ++task) {
+      const int64_t g = task / panels, n0 = (task % panels) * kPanel;
+      const int64_t k0 = ku.start[g], nk = ku.start[g + 1] - k0;
+      kept_gemv_any(nk, a + g * a_gate, ku.idx.data() + k0, w + g * K * N + n0, N, out + g * N + n0,
+                static_cast<int>(std::min<int64_t>(kPanel, N - n0)));
+    }
+  });
 }
 
 Tensor batched_product(Tensor a, Tensor b) {

@@ -78,7 +78,7 @@ __attribute__((noinline)) void gru_bwd_rows(int64_t bs, int64_t be, int64_t BH, 
 template <typename scalar_t>
 void gru_forward_loop(const Tensor& xw, const Tensor& b_in, const Tensor& wt, const Tensor& b_hh, const Tensor& rmask,
                       const Tensor& step, const Tensor& zh, Tensor& hs, Tensor& hm, Tensor& gates, Tensor& hpn,
-                      Tensor& out, bool shared, bool save) {
+                      Tensor& out, bool shared, bool save, bool kept) {
   const int64_t T = xw.size(1), B = xw.size(2), H = xw.size(3), BH = B * H, TBH = T * BH;
   const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
   Tensor bias = b_hh.numel() ? b_hh.contiguous() : at::zeros({3 * H}, xw.options());  // (3H,)
@@ -102,13 +102,16 @@ void gru_forward_loop(const Tensor& xw, const Tensor& b_in, const Tensor& wt, co
     const scalar_t* __restrict__ hpp = ptr<scalar_t>(hp);
     const int64_t hm_gate = at_.hm_gate(BH, PBH);  // as in the LSTM's loop
     scalar_t* hmb = at_.hm_at(hm0, poff);
+    KeptUnits ku;  // one row in inference: its steps' products over the kept units (kept_units)
+    if constexpr (std::is_same_v<scalar_t, float>)
+      if (kept && nb == 1 && !sh) ku = kept_units(rp + poff, BH, 3, H);
     if (!sh) masked_row<scalar_t, 3>(poff, poff + PBH, BH, hm_gate, hs0, rp, hmb);
     for (int64_t t = 0; t < T; ++t) {
       // (3, nb, H): (h(t-1) * m_k) @ U_k^T; with `sh`, h(t-1) itself (see the LSTM's loop)
       if (sh)
         step_products<scalar_t>(hp, hp_lp, hs0 + at_.state(t) * BH + poff, 0, wt, 3, nb, H);
       else
-        step_products<scalar_t>(hp, hp_lp, hmb + at_.saved(t) * BH + poff, hm_gate, wt, 3, nb, H);
+        step_products<scalar_t>(hp, hp_lp, hmb + at_.saved(t) * BH + poff, hm_gate, wt, 3, nb, H, &ku);
       const scalar_t* __restrict__ x = x0 + t * BH;
       scalar_t* __restrict__ g = g0 + at_.saved(t) * 3 * BH;
       const scalar_t* __restrict__ hprev = hs0 + at_.state(t) * BH;
@@ -146,8 +149,9 @@ std::vector<Tensor> gru_forward(Tensor xw, Tensor w_hh, Tensor b_hh, Tensor rmas
   Tensor st = step.numel() ? step : Tensor();
   Tensor zht = zh.numel() ? zh : Tensor();
   const bool shared = !save && all_ones(rmask);  // as in lstm_forward
+  const bool kept = kept_unit_steps(xw, w_hh, save);
   AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "embdrop_gru_forward", [&] {
-    gru_forward_loop<scalar_t>(xw, b_in, wt, b_hh, rmask, st, zht, hs, hm, gates, hpn, out, shared, save);
+    gru_forward_loop<scalar_t>(xw, b_in, wt, b_hh, rmask, st, zht, hs, hm, gates, hpn, out, shared, save, kept);
   });
   if (!save) hs = hs.narrow(0, T % 2, 1);
   return {out, hs, hm, gates, hpn};

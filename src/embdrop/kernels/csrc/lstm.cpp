@@ -113,7 +113,7 @@ __attribute__((noinline)) void lstm_bwd_rows(int64_t bs, int64_t be, int64_t BH,
 template <typename scalar_t>
 void lstm_forward_loop(const Tensor& xw, const Tensor& b_in, const Tensor& wt, const Tensor& rmask, const Tensor& step,
                        const Tensor& zh, const Tensor& zc, Tensor& hs, Tensor& cs, Tensor& hm, Tensor& gates,
-                       Tensor& tcs, Tensor& out, bool shared, bool save) {
+                       Tensor& tcs, Tensor& out, bool shared, bool save, bool kept) {
   const int64_t T = xw.size(1), B = xw.size(2), H = xw.size(3), BH = B * H, TBH = T * BH;
   const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
   const scalar_t* __restrict__ x0 = ptr<scalar_t>(xw);
@@ -137,6 +137,9 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& b_in, const Tensor& wt, c
     const scalar_t* __restrict__ bt = ptr<scalar_t>(btile);
     const int64_t hm_gate = at_.hm_gate(BH, PBH);  // gate k of the block's masked copies at hmb + k * hm_gate
     scalar_t* hmb = at_.hm_at(hm0, poff);
+    KeptUnits ku;  // one row in inference: its steps' products over the kept units (kept_units)
+    if constexpr (std::is_same_v<scalar_t, float>)
+      if (kept && nb == 1 && !sh) ku = kept_units(rp + poff, BH, 4, H);
     if (!sh) masked_row<scalar_t, 4>(poff, poff + PBH, BH, hm_gate, hs0, rp, hmb);  // h(0) * m_k
     for (int64_t t = 0; t < T; ++t) {
       // (4, nb, H): (h(t-1) * m_k) @ W_k^T; with `sh` (inference with an all-ones mask, products small enough
@@ -144,7 +147,7 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& b_in, const Tensor& wt, c
       if (sh)
         step_products<scalar_t>(pre, pre_lp, hs0 + at_.state(t) * BH + poff, 0, wt, 4, nb, H);
       else
-        step_products<scalar_t>(pre, pre_lp, hmb + at_.saved(t) * BH + poff, hm_gate, wt, 4, nb, H);
+        step_products<scalar_t>(pre, pre_lp, hmb + at_.saved(t) * BH + poff, hm_gate, wt, 4, nb, H, &ku);
       const scalar_t* __restrict__ x = x0 + t * BH;  // gate k at x + k * TBH
       scalar_t* __restrict__ g = g0 + at_.saved(t) * 4 * BH;
       const scalar_t* __restrict__ hprev = hs0 + at_.state(t) * BH;
@@ -198,8 +201,9 @@ std::vector<Tensor> lstm_forward(Tensor xw, Tensor w_hh, Tensor rmask, Tensor h0
   // h(t-1) itself, read from the state, without the masked copies (training keeps them for the backward); the row
   // blocks whose products take one call that way do (one_call_when_shared).
   const bool shared = !save && all_ones(rmask);
+  const bool kept = kept_unit_steps(xw, w_hh, save);
   AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "embdrop_lstm_forward", [&] {
-    lstm_forward_loop<scalar_t>(xw, b_in, wt, rmask, st, zht, zct, hs, cs, hm, gates, tcs, out, shared, save);
+    lstm_forward_loop<scalar_t>(xw, b_in, wt, rmask, st, zht, zct, hs, cs, hm, gates, tcs, out, shared, save, kept);
   });
   if (!save) {  // the final state as a one-step history
     hs = hs.narrow(0, T % 2, 1);
