@@ -76,7 +76,7 @@ HashedScale<scalar_t> hashed_scale_of(const std::vector<int64_t>& key, double va
 template <typename scalar_t, typename F>
 Tensor lookup_scaled(const Tensor& weight, const int64_t* id, int64_t N, F f) {
   const int64_t E = weight.size(1);
-  Tensor out = at::empty({N, E}, weight.options());
+  Tensor out = pooled_empty({N, E}, weight.options());  // a step's new (N, E) without its page faults (pool.cpp)
   const scalar_t* w = ptr<scalar_t>(weight);
   scalar_t* o = ptr<scalar_t>(out);
   at::parallel_for(0, N, std::max<int64_t>(1, kGrain / std::max<int64_t>(E, 1)), [&](int64_t s, int64_t e) {
@@ -129,7 +129,7 @@ Tensor gather_sparse(const Tensor& grad, const Tensor& ids, const int64_t* id, i
     int64_t* r = rows.data_ptr<int64_t>();
     for (int64_t k = 0; k < kept; ++k) r[k] = id[src_of[k]];
   }
-  Tensor values = at::empty({kept, E}, grad.options());
+  Tensor values = pooled_empty({kept, E}, grad.options());  // as the forward's output
   const scalar_t* g = ptr<scalar_t>(grad);
   scalar_t* o = ptr<scalar_t>(values);
   at::parallel_for(0, kept, std::max<int64_t>(1, kGrain / std::max<int64_t>(E, 1)), [&](int64_t s, int64_t e) {
