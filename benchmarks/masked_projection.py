@@ -24,7 +24,8 @@ from embdrop.kernels import build, gemm
 # benchmarks/recurrent.py's four shapes, then shapes about the rule's edges (few or short sequences, large weights)
 SHAPES = [(32, 200, 64, 100), (64, 35, 200, 200), (20, 35, 650, 650), (128, 50, 300, 256), (1, 200, 200, 200),
           (8, 16, 200, 200), (64, 4, 200, 200), (256, 1, 200, 200), (1, 35, 650, 650), (4, 35, 650, 650),
-          (10, 28, 650, 650), (32, 8, 650, 650), (16, 35, 1500, 1500)]  # fmt: skip
+          (10, 28, 650, 650), (32, 8, 650, 650), (16, 35, 1500, 1500),
+          (64, 35, 1500, 1500)]  # fmt: skip
 RATES = [0.1, 0.3, 0.5]
 
 

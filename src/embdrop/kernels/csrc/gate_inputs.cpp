@@ -7,7 +7,8 @@
 // (MC-dropout predictions). A dropped input channel adds nothing to any product of its sequence, at every step:
 // for one sequence b and gate k, only the kept channels' columns of x_b (T, C) and rows of W_k^T (C, H) enter, a
 // product with (1 - p) of the flops. Written as a register-blocked GEMM of its own (kMR rows x 2 vectors; the kept
-// channels' indices pick W_k^T's rows as it goes), since no library GEMM skips a different set of rows per sequence.
+// channels' indices pick the rows of a panel of W_k^T as it goes), since no library GEMM skips a different set of rows
+// per sequence.
 #include "common.h"
 
 namespace embdrop {
@@ -113,13 +114,35 @@ Tensor masked_projection(Tensor x, Tensor m, double scale, Tensor w) {
     bmm_into(ov, gate_inputs(x, m, scale).view({G, T * B, C}), wc.view({G, H, C}).transpose(1, 2));
     return out;
   }
-  const Tensor wt = gates_transposed(wc, G, H);  // (G, C, H): W_k^T, whose kept rows the products read
+  // W_k^T in panels of NR columns, (G, P, C, NR), the last panel's columns past H zero: a product reads one panel's
+  // kept rows, NR floats each, within C * NR contiguous floats (W_k^T row-major put them H floats apart: a page
+  // or more between rows at C, H = 650)
+  constexpr int64_t NR = 2 * kVec;
+  const int64_t P = (H + NR - 1) / NR;
+  Tensor wt = pooled_empty({G, P, C, NR}, x.options());
+  {
+    const float* w = ptr<float>(wc);
+    float* o = ptr<float>(wt);
+    at::parallel_for(0, G * P, 1, [&](int64_t s0, int64_t s1) {
+      for (int64_t gp = s0; gp < s1; ++gp) {
+        const int64_t g = gp / P, n0 = (gp % P) * NR;
+        float* dst = o + gp * C * NR;
+        for (int64_t j = 0; j < NR; ++j) {
+          const float* src = w + (g * H + n0 + j) * C;  // row n0 + j of W_k
+          if (n0 + j < H)
+            for (int64_t c = 0; c < C; ++c) dst[c * NR + j] = src[c];
+          else
+            for (int64_t c = 0; c < C; ++c) dst[c * NR + j] = 0.0f;
+        }
+      }
+    });
+  }
   const float* xp = ptr<float>(x);
   const float* mp = ptr<float>(m);
   const float* wp = ptr<float>(wt);
   float* op = ptr<float>(out);
   const float s = static_cast<float>(scale);
-  constexpr int64_t NR = 2 * kVec, TC = 8 * kMR;  // a panel's columns; a sequence's rows packed at a time
+  constexpr int64_t TC = 8 * kMR;  // a sequence's rows packed at a time
   // A task: one gate and a group of nb sequences whose packed rows fit kPacked floats (in L2 beside a panel of
   // W_k^T), so that each panel of W_k^T (C rows of NR columns) is read once for the group, not once per sequence.
   constexpr int64_t kPacked = 1 << 16;
@@ -141,7 +164,7 @@ Tensor masked_projection(Tensor x, Tensor m, double scale, Tensor w) {
           }
         kept[j] = K;
       }
-      const float* wg = wp + g * C * H;
+      const float* wg = wp + g * P * C * NR;
       for (int64_t r0 = 0; r0 < T; r0 += TC) {
         const int64_t rows = std::min(TC, T - r0), blocks = (rows + kMR - 1) / kMR;
         int64_t off = 0;
@@ -169,10 +192,11 @@ Tensor masked_projection(Tensor x, Tensor m, double scale, Tensor w) {
               const int32_t* ix = idx.data() + j * C;
               // (G, T, B, H): rows t of a sequence are B * H apart
               float* c = op + ((g * T + r0 + blk * kMR) * B + b0 + j) * H + n0;
+              const float* panel = wg + (n0 / NR) * C * NR;
               if (ncols > kVec)
-                kept_product_rows<2>(mrows, kept[j], a, ix, wg + n0, H, c, B * H, ncols);
+                kept_product_rows<2>(mrows, kept[j], a, ix, panel, NR, c, B * H, ncols);
               else
-                kept_product_rows<1>(mrows, kept[j], a, ix, wg + n0, H, c, B * H, ncols);
+                kept_product_rows<1>(mrows, kept[j], a, ix, panel, NR, c, B * H, ncols);
             }
         }
       }
