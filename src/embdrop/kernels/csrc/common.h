@@ -208,8 +208,22 @@ void bmm_into(Tensor& out, const Tensor& a, const Tensor& b);
 void gate_products(float* out, const float* a, int64_t a_gate, const float* b, int64_t G, int64_t M, int64_t K,
                    int64_t N);
 bool onednn_gemm_available();
-// (G, K, H) contiguous from w (G * H, K): w_hh's gives the recurrences' per-step right-hand operand (K = H).
+// (G, H_in, H_out) contiguous from w_hh (G * H_out, H_in): the recurrences' per-step right-hand operand.
 Tensor gates_transposed(const Tensor& w, int64_t G, int64_t H);
+
+// The CPU's float vector for the kernels' own products (GCC vector extensions, built with -march=native): 16 lanes
+// with AVX-512, else 8. load_v reads one from unaligned memory.
+#if defined(__AVX512F__)
+constexpr int kLanes = 16;
+#else
+constexpr int kLanes = 8;
+#endif
+typedef float vfloat __attribute__((vector_size(kLanes * sizeof(float))));
+inline vfloat load_v(const float* p) {
+  vfloat v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
 
 // True when every entry is finite. Products that skip zeros (dropped channels, dropped units) check their operands
 // first: a dropped inf or nan makes torch's product nan (x * 0), which skipping it would not.
@@ -238,9 +252,6 @@ void kept_unit_products(float* out, const float* a, int64_t a_gate, const float*
 // A new tensor for a large buffer, its memory reused from buffers the kernels allocated before (pool.cpp).
 Tensor pooled_empty(at::IntArrayRef sizes, const at::TensorOptions& opts);
 
-// One step's gate products for a block of nb rows: out (G, nb, H) = A_g @ w_g, A_g the nb rows of H values at
-// a + g * a_gate. float32 goes to gate_products (no ATen call per step); float64, and bfloat16/float16 weights
-// (autocast: the operands rounded into out_lp first), through a view and bmm_into.
 // Whether a recurrence's steps may multiply over the kept units only: in inference (no backward), one sequence (a
 // row block of one row; larger blocks read W_hh once for all their rows, as the dense product does), float32, and
 // finite inputs and weights (see all_finite).
@@ -250,6 +261,9 @@ inline bool kept_unit_steps(const Tensor& xw, const Tensor& w_hh, bool save) {
          all_finite(w_hh.numel(), w_hh.data_ptr<float>());
 }
 
+// One step's gate products for a block of nb rows: out (G, nb, H) = A_g @ w_g, A_g the nb rows of H values at
+// a + g * a_gate. float32 goes to gate_products (no ATen call per step); float64, and bfloat16/float16 weights
+// (autocast: the operands rounded into out_lp first), through a view and bmm_into.
 // ku: the row's kept units when nb = 1 in inference (kept_units), or nullptr.
 template <typename scalar_t>
 void step_products(Tensor& out, Tensor& out_lp, const scalar_t* a, int64_t a_gate, const Tensor& w, int64_t G,

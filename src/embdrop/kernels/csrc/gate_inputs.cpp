@@ -37,20 +37,10 @@ void check(const Tensor& t, const char* name, int64_t dim) {
               " must be a contiguous ", dim, "-d CPU tensor, got ", t.sizes());
 }
 
-#if defined(__AVX512F__)
-constexpr int kVec = 16, kMR = 12;  // 24 accumulators, 2 operand rows and a broadcast in 32 registers
-#else
-constexpr int kVec = 8, kMR = 6;  // 12 + 2 + 1 of AVX2's 16
-#endif
-typedef float vfloat __attribute__((vector_size(kVec * sizeof(float))));
+// rows a block: 24 accumulators, 2 operand rows and a broadcast in AVX-512's 32 registers; 12 + 2 + 1 of AVX2's 16
+constexpr int kMR = kLanes == 16 ? 12 : 6;
 
-inline vfloat load_v(const float* p) {
-  vfloat v;
-  __builtin_memcpy(&v, p, sizeof v);  // unaligned
-  return v;
-}
-
-// c[i, :ncols] = sum_k a[k * kMR + i] * w[idx[k] * ldw + (0 .. NV * kVec)] for the block's mr rows (c's rows ldc
+// c[i, :ncols] = sum_k a[k * kMR + i] * w[idx[k] * ldw + (0 .. NV * kLanes)] for the block's mr rows (c's rows ldc
 // apart); a holds the block's rows packed column by column, as the broadcasts read them
 template <int mr, int NV>
 __attribute__((noinline)) void kept_product(int64_t K, const float* __restrict__ a, const int32_t* __restrict__ idx,
@@ -65,7 +55,7 @@ __attribute__((noinline)) void kept_product(int64_t K, const float* __restrict__
     const float* wr = w + int64_t(idx[k]) * ldw;
     vfloat b[NV];
 #pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v) b[v] = load_v(wr + v * kVec);
+    for (int v = 0; v < NV; ++v) b[v] = load_v(wr + v * kLanes);
 #pragma GCC unroll 16
     for (int i = 0; i < mr; ++i) {
       const float ai = a[k * kMR + i];
@@ -74,10 +64,10 @@ __attribute__((noinline)) void kept_product(int64_t K, const float* __restrict__
     }
   }
   for (int i = 0; i < mr; ++i) {
-    if (ncols == NV * kVec) {
-      for (int v = 0; v < NV; ++v) __builtin_memcpy(c + i * ldc + v * kVec, &acc[i][v], sizeof(vfloat));
+    if (ncols == NV * kLanes) {
+      for (int v = 0; v < NV; ++v) __builtin_memcpy(c + i * ldc + v * kLanes, &acc[i][v], sizeof(vfloat));
     } else {
-      float row[NV * kVec];
+      float row[NV * kLanes];
       __builtin_memcpy(row, acc[i], sizeof row);
       for (int j = 0; j < ncols; ++j) c[i * ldc + j] = row[j];
     }
@@ -117,7 +107,7 @@ Tensor masked_projection(Tensor x, Tensor m, double scale, Tensor w) {
   // W_k^T in panels of NR columns, (G, P, C, NR), the last panel's columns past H zero: a product reads one panel's
   // kept rows, NR floats each, within C * NR contiguous floats (W_k^T row-major put them H floats apart: a page
   // or more between rows at C, H = 650)
-  constexpr int64_t NR = 2 * kVec;
+  constexpr int64_t NR = 2 * kLanes;
   const int64_t P = (H + NR - 1) / NR;
   Tensor wt = pooled_empty({G, P, C, NR}, x.options());
   {
@@ -193,7 +183,7 @@ Tensor masked_projection(Tensor x, Tensor m, double scale, Tensor w) {
               // (G, T, B, H): rows t of a sequence are B * H apart
               float* c = op + ((g * T + r0 + blk * kMR) * B + b0 + j) * H + n0;
               const float* panel = wg + (n0 / NR) * C * NR;
-              if (ncols > kVec)
+              if (ncols > kLanes)
                 kept_product_rows<2>(mrows, kept[j], a, ix, panel, NR, c, B * H, ncols);
               else
                 kept_product_rows<1>(mrows, kept[j], a, ix, panel, NR, c, B * H, ncols);

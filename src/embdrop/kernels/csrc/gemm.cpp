@@ -88,14 +88,11 @@ void gate_products(float* out, const float* a, int64_t a_gate, const float* b, i
 
 namespace {
 
-#if defined(__AVX512F__)
-constexpr int kLanes = 16;
-#else
-constexpr int kLanes = 8;
-#endif
-typedef float lanes __attribute__((vector_size(kLanes * sizeof(float))));
 constexpr int kPanel = 4 * kLanes;  // a task's columns of W: 4 accumulators
-constexpr double kKeptMax = 0.75;   // kept units above which a step's dense product is as fast (benchmarks/recurrent.py)
+// Kept units above which a step keeps the dense product: the kept-unit product reads (1 - p) of W_hh but through an
+// index, MKL all of it in order; measured faster at p = 0.3 and 0.5 (benchmarks/recurrent.py --inference), slower
+// with every unit kept (H = 650). The cut between is a choice, not a measured crossing.
+constexpr double kKeptMax = 0.75;
 
 // out[0 .. ncols) = sum_i a[idx[i]] * w[idx[i] * ldw + (0 .. ncols)] for ncols <= kPanel: NV vectors, then the
 // last ncols % kLanes columns one by one
@@ -103,7 +100,7 @@ template <int NV>
 __attribute__((noinline)) void kept_gemv(int64_t K, const float* __restrict__ a, const int32_t* __restrict__ idx,
                                          const float* __restrict__ w, int64_t ldw, float* __restrict__ out,
                                          int ncols) {
-  lanes acc[NV + 1] = {};
+  vfloat acc[NV + 1] = {};
   const int rest = ncols - NV * kLanes;
   float* tail = reinterpret_cast<float*>(&acc[NV]);
   for (int64_t i = 0; i < K; ++i) {
@@ -111,9 +108,7 @@ __attribute__((noinline)) void kept_gemv(int64_t K, const float* __restrict__ a,
     const float* wr = w + int64_t(idx[i]) * ldw;
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
-      lanes wv;
-      __builtin_memcpy(&wv, wr + v * kLanes, sizeof wv);
-      acc[v] += ai * wv;
+      acc[v] += ai * load_v(wr + v * kLanes);
     }
     for (int j = 0; j < rest; ++j) tail[j] += ai * wr[NV * kLanes + j];
   }
@@ -132,32 +127,30 @@ void kept_gemv_any(int64_t K, const float* a, const int32_t* idx, const float* w
 }
 
 template <typename scalar_t>
-__attribute__((noinline)) void transpose_tile(int64_t R, int64_t K, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
+__attribute__((noinline)) void transpose_tile(int64_t H, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
                                               const scalar_t* __restrict__ in, scalar_t* __restrict__ out) {
   for (int64_t j = j0; j < j1; ++j)
-    for (int64_t i = i0; i < i1; ++i) out[j * R + i] = in[i * K + j];
+    for (int64_t i = i0; i < i1; ++i) out[j * H + i] = in[i * H + j];
 }
 
 }  // namespace
 
 Tensor gates_transposed(const Tensor& w, int64_t G, int64_t H) {
-  // (G * R, K) -> (G, K, R): R = H rows a gate, K = w's columns (H for w_hh, C for w_ih)
   // ATen's copy of the transposed view runs through the matrix in one order, so that one side misses the cache
   // on every entry: 1.8 ms for (4, 650, 650) on one thread of the AMD EPYC; in 16 x 16 tiles, each written row by
   // row, 0.46 ms (32 x 32: 0.71 ms; reading rows and writing columns: 1.0-1.4 ms).
   constexpr int64_t kTile = 16;
   const Tensor wc = w.contiguous();
-  const int64_t K = w.size(1);
-  Tensor out = pooled_empty({G, K, H}, w.options());
+  Tensor out = pooled_empty({G, H, H}, w.options());
   const int64_t tiles = (H + kTile - 1) / kTile;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, w.scalar_type(), "embdrop_gates_transposed", [&] {
     const scalar_t* in = ptr<scalar_t>(wc);
     scalar_t* o = ptr<scalar_t>(out);
-    for_rows(G * tiles, kTile * K, [&](int64_t s, int64_t e) {  // a row of tiles: kTile rows of W
+    for_rows(G * tiles, kTile * H, [&](int64_t s, int64_t e) {  // a row of tiles: kTile rows of W
       for (int64_t r = s; r < e; ++r) {
         const int64_t g = r / tiles, i0 = (r % tiles) * kTile, i1 = std::min(H, i0 + kTile);
-        for (int64_t j0 = 0; j0 < K; j0 += kTile)
-          transpose_tile<scalar_t>(H, K, i0, i1, j0, std::min(K, j0 + kTile), in + g * H * K, o + g * H * K);
+        for (int64_t j0 = 0; j0 < H; j0 += kTile)
+          transpose_tile<scalar_t>(H, i0, i1, j0, std::min(H, j0 + kTile), in + g * H * H, o + g * H * H);
       }
     });
   });
