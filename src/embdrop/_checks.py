@@ -179,7 +179,7 @@ def ids(name: str, x: Tensor, num_embeddings: int | None = None) -> None:
         raise invalid(name, "an integer tensor of ids (torch.long or torch.int)", describe(x))
     if x.numel() == 0 or num_embeddings is None or tracing():
         return
-    lo, hi = int(x.min()), int(x.max())
+    lo, hi = (int(v) for v in sys.modules["torch"].aminmax(x))  # one pass over the ids, not two
     if lo < 0:
         raise invalid(name, f"ids in [0, {num_embeddings})", f"{describe(x)} containing {lo}")
     if hi >= num_embeddings:

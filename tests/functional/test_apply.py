@@ -127,6 +127,33 @@ def test_embedding_fused_kernel_equals_torch_ops(sparse, padding_idx, dtype, mod
 
 
 @pytest.mark.parametrize("sparse", [False, True])
+def test_embedding_hashed_gradient_from_a_strided_gradient_and_two_uses(sparse, monkeypatch):
+    # The kernel's autograd node (C++) gets whatever gradient the graph sends: here a transposed (non-contiguous)
+    # one, and the output used twice (the engine sums both uses first); against the torch ops with the same mask.
+    from embdrop.kernels import build
+
+    if not build.available():
+        pytest.skip("the fused CPU kernel is not built here")
+    ids = torch.randint(0, 11, (3, 8), generator=gen(7))
+    w0 = torch.randn(11, 4, generator=gen(8))
+    g_t = torch.randn(8, 3, 4, generator=gen(9))
+
+    def run():
+        w = w0.clone().requires_grad_()
+        y = F.embedding(ids, w, p=0.3, sparse=sparse, generator=gen(10))
+        ((y.transpose(0, 1) * g_t).sum() + y[:, :2].pow(2).sum()).backward()
+        return y, w.grad
+
+    y_fused, g_fused = run()
+    assert "EmbeddingHashed" in y_fused.grad_fn.name()  # the kernel's node ran, not the torch ops
+    monkeypatch.setattr(build, "available", lambda: False)
+    y_ref, g_ref = run()
+    assert torch.equal(y_fused, y_ref)
+    assert g_fused.is_sparse == sparse == g_ref.is_sparse
+    assert torch.allclose(g_fused.to_dense(), g_ref.to_dense(), atol=1e-5)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
 def test_embedding_of_padding_only_has_no_gradient_entries(sparse):
     from embdrop.kernels import build
 

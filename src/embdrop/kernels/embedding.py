@@ -103,27 +103,6 @@ def embedding_scaled(weight: Tensor, ids: Tensor, scale: Tensor, *, padding_idx:
     return _embedding_scaled(weight, ids, scale, pad, sparse)
 
 
-class _EmbeddingHashed(torch.autograd.Function):
-    """The lookup with embedding dropout's factor computed in the kernel from the mask's key, forward and backward:
-    no per-position scale is drawn, written or saved."""
-
-    @staticmethod
-    def forward(ctx, weight, ids, key, value, sparse):
-        flat = ids.contiguous().view(-1)
-        out = build.extension().embedding_hashed(weight.contiguous(), flat, key, value)
-        ctx.args, ctx.num_embeddings = (key, value, sparse), weight.shape[0]
-        ctx.save_for_backward(flat)
-        return out.view(*ids.shape, weight.shape[1])
-
-    @staticmethod
-    def backward(ctx, grad):
-        (flat,) = ctx.saved_tensors
-        key, value, sparse = ctx.args
-        grad = grad.reshape(-1, grad.shape[-1]).contiguous()
-        dw = build.extension().embedding_hashed_backward(grad, flat, key, value, ctx.num_embeddings, sparse)
-        return dw, None, None, None, None
-
-
 def embedding_hashed(
     weight: Tensor, ids: Tensor, key: tuple[int, int, int, int, int], *, value: float, sparse: bool
 ) -> Tensor:
@@ -138,7 +117,9 @@ def embedding_hashed(
         raise _checks.invalid("key", f"a threshold in [0, 2^32] and a table of at least {weight.shape[0]} ids", key)
     if row > 0 and (ids.numel() // row) * V > 2**32:
         raise _checks.invalid("key", f"rows x num_embeddings <= 2^32 (rows={ids.numel() // row})", key)
-    return _EmbeddingHashed.apply(weight, ids, list(key), float(value), sparse)
+    # one autograd node in C++ (the kernel computes the factor from the key, forward and backward: no per-position
+    # scale is drawn, written or saved)
+    return build.extension().embedding_hashed_autograd(weight, ids.contiguous(), list(key), float(value), sparse)
 
 
 for _op in (_embedding_scaled, _embedding_scaled_backward):

@@ -35,7 +35,10 @@ Tensor word_keep(Tensor ids, int64_t T, int64_t V, int64_t threshold, int64_t se
 const int64_t* checked_ids(const Tensor& ids, int64_t V) {
   TORCH_CHECK(ids.is_contiguous() && ids.scalar_type() == at::kLong, "contiguous int64 ids expected");
   const int64_t* id = ids.data_ptr<int64_t>();
-  for (int64_t n = 0, N = ids.numel(); n < N; ++n) {
+  const int64_t N = ids.numel();
+  bool bad = V < 0;  // an OR over all ids (a loop the compiler vectorises), then the first bad one for the message
+  for (int64_t n = 0; n < N; ++n) bad |= uint64_t(id[n]) >= uint64_t(V);
+  for (int64_t n = 0; bad && n < N; ++n) {
     TORCH_CHECK_INDEX(id[n] >= 0 && id[n] < V, "Invalid value for argument 'ids': expected ids in [0, ", V,
                       "). Received: ", id[n]);
   }

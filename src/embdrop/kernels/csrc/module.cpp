@@ -3,6 +3,45 @@
 
 #include "common.h"
 
+namespace embdrop {
+
+// embedding_hashed with its backward as one autograd node in C++: the Python autograd.Function it replaces cost
+// more than the kernel itself (its apply and its backward through the GIL, about 10 and 25 us a call at
+// (B, T, E) = (32, 200, 64) on the AMD EPYC, against 33 and 30 us for the forward and backward kernels).
+struct EmbeddingHashedFn : public torch::autograd::Function<EmbeddingHashedFn> {
+  static Tensor forward(torch::autograd::AutogradContext* ctx, Tensor weight, Tensor ids, std::vector<int64_t> key,
+                        double value, bool sparse) {
+    ctx->save_for_backward({ids});
+    ctx->saved_data["key"] = key;
+    ctx->saved_data["value"] = value;
+    ctx->saved_data["sparse"] = sparse;
+    ctx->saved_data["V"] = weight.size(0);
+    std::vector<int64_t> shape = ids.sizes().vec();  // (..., E): the ids' shape and the embedding's size
+    shape.push_back(weight.size(1));
+    return embedding_hashed(weight.contiguous(), ids, key, value).view(shape);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const Tensor& grad = grads[0];
+    Tensor dw;
+    if (grad.defined()) {
+      const Tensor ids = ctx->get_saved_variables()[0];
+      dw = embedding_hashed_backward(grad.reshape({-1, grad.size(-1)}).contiguous(), ids.view(-1),
+                                     ctx->saved_data["key"].toIntVector(), ctx->saved_data["value"].toDouble(),
+                                     ctx->saved_data["V"].toInt(), ctx->saved_data["sparse"].toBool());
+    }
+    return {dw, Tensor(), Tensor(), Tensor(), Tensor()};
+  }
+};
+
+// ids: contiguous int64, any shape; returns (*ids.shape, E) with a gradient for weight.
+Tensor embedding_hashed_autograd(Tensor weight, Tensor ids, std::vector<int64_t> key, double value, bool sparse) {
+  return EmbeddingHashedFn::apply(weight, ids, key, value, sparse);
+}
+
+}  // namespace embdrop
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lstm_forward", &embdrop::lstm_forward);
   m.def("lstm_backward", &embdrop::lstm_backward);
@@ -24,4 +63,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("embedding_scaled_backward", &embdrop::embedding_scaled_backward);
   m.def("embedding_hashed", &embdrop::embedding_hashed);
   m.def("embedding_hashed_backward", &embdrop::embedding_hashed_backward);
+  m.def("embedding_hashed_autograd", &embdrop::embedding_hashed_autograd);
 }
