@@ -25,8 +25,9 @@ def _zoneout_factors(z: Tensor | float | None, like: Tensor) -> Tensor:
     empty tensor for no zoneout; ``like`` is the (T, B, H) output's first step, (B, H)."""
     if z is None:
         return like.new_empty(0)
-    if isinstance(z, Tensor):
-        return z.to(like.dtype).contiguous()
+    if isinstance(z, Tensor):  # (T, B, H), transposed from the drawn (B, T, H): in eager, copied into the pool
+        z = z.to(like.dtype)
+        return build.extension().pooled_contiguous(z) if build.eager() else z.contiguous()
     return torch.full((1, *like.shape), float(z), dtype=like.dtype)
 
 

@@ -45,7 +45,7 @@ __attribute__((noinline)) void mt_keep(const uint32_t* __restrict__ s, int64_t n
 // 2^-24; the comparison runs in float32. Here the words are made in blocks of 624 and compared as integers, and the
 // generator's state advances exactly as uniform_ would advance it.
 Tensor uniform_keep(std::vector<int64_t> shape, double keep, std::optional<at::Generator> generator) {
-  Tensor out = at::empty(shape, at::TensorOptions().dtype(at::kFloat));
+  Tensor out = pooled_empty(shape, at::TensorOptions().dtype(at::kFloat));  // a step's new mask, not faulted in
   const float k32 = static_cast<float>(keep);  // lt_'s scalar in the tensor's dtype
   TORCH_CHECK(k32 >= 0.0f && k32 <= 1.0f, "uniform_keep: keep in [0, 1] expected, got ", keep);
   // u = j * 2^-24 < k32 exactly when j < k32 * 2^24 (exact): j < ceil(k32 * 2^24)
@@ -89,7 +89,7 @@ __attribute__((noinline)) void keep_range(int64_t s, int64_t e, uint32_t s0, uin
 }
 
 Tensor keep_mask(std::vector<int64_t> shape, int64_t threshold, int64_t seed, at::ScalarType dtype) {
-  Tensor out = at::empty(shape, at::TensorOptions().dtype(dtype));
+  Tensor out = pooled_empty(shape, at::TensorOptions().dtype(dtype));
   const uint64_t key = static_cast<uint64_t>(seed);
   const uint32_t s0 = static_cast<uint32_t>(key), s1 = static_cast<uint32_t>(key >> 32);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, dtype, "embdrop_keep_mask", [&] {

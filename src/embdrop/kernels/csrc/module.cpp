@@ -54,6 +54,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("onednn_gemm_available", &embdrop::onednn_gemm_available);
   m.def("set_row_blocks", &embdrop::set_row_blocks);
   m.def("pool_held_bytes", &embdrop::pool_held_bytes);
+  m.def("pooled_contiguous", &embdrop::pooled_contiguous);
   m.def("set_pool_cap_mb", &embdrop::set_pool_cap_mb);
   m.def("keep_mask", &embdrop::keep_mask);
   m.def("uniform_keep", &embdrop::uniform_keep);

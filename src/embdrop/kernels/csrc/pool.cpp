@@ -84,6 +84,13 @@ Tensor pooled_empty(at::IntArrayRef sizes, const at::TensorOptions& opts) {
   return at::from_blob(block, sizes, [n](void* b) { give_back(b, n); }, opts);
 }
 
+Tensor pooled_contiguous(Tensor t) {
+  if (t.is_contiguous()) return t;
+  Tensor out = pooled_empty(t.sizes(), t.options());
+  out.copy_(t);
+  return out;
+}
+
 int64_t pool_held_bytes() {
   std::lock_guard<std::mutex> lock(pool().m);
   return int64_t(pool().held);
