@@ -97,8 +97,8 @@ def test_without_gradients_the_kernel_keeps_one_step_and_gives_the_same_outputs(
             outs = torch.ops.embdrop.lstm_forward(*args, rm, h0.detach(), c0.detach(), step, *NO_ZONE, False)
         else:
             outs = torch.ops.embdrop.gru_forward(*args, b.detach(), rm, h0.detach(), step, NO_ZONE[0], False)
-    hm = outs[3] if kind == "lstm" else outs[2]
-    assert outs[1].shape == (1, B, H) and hm.shape == (G, 1, B, H)  # memory that does not grow with T
+    hm = outs[3]  # (out, the final h, the c or h history, hm, ...)
+    assert outs[1].shape == outs[2].shape == (1, B, H) and hm.shape == (G, 1, B, H)  # memory that does not grow with T
     assert outs[0].shape == (T, B, H)
 
 
@@ -257,7 +257,9 @@ def test_the_backward_ops_check_what_they_read(kind):
         op, at = torch.ops.embdrop.lstm_backward, {"hm": 6, "gates": 7, "tcs": 8, "rmask": 4, "states": 5}
     else:
         g = [torch.randn(3, T, B, H), torch.randn(3 * H, H), torch.randn(3 * H), torch.ones(3, B, H), torch.zeros(B, H)]
-        out, hs, hm, gates, hpn = torch.ops.embdrop.gru_forward(*g, torch.empty(0, dtype=torch.bool), NO_ZONE[0], True)
+        out, _, hs, hm, gates, hpn = torch.ops.embdrop.gru_forward(
+            *g, torch.empty(0, dtype=torch.bool), NO_ZONE[0], True
+        )
         args = [torch.ones(T, B, H), torch.ones(B, H), g[1], g[3], hs, hm, gates, hpn, torch.empty(0, dtype=torch.bool),
                 NO_ZONE[0]]  # fmt: skip
         op, at = torch.ops.embdrop.gru_backward, {"hm": 5, "gates": 6, "hpn": 7, "rmask": 3, "states": 4}

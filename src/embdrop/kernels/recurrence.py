@@ -117,7 +117,14 @@ def _lstm_forward(
         xw.contiguous(), w_hh.contiguous(), rmask.contiguous(), h0.contiguous(), c0.contiguous(), step, zh, zc, save,
         _bias(b_in, xw),
     )  # fmt: skip
-    return out, hs, cs, hm, gates, tcs
+    # the final h alone (1, B, H): the backward needs no h history, and a (T + 1, B, H) output read at its last step
+    # costs a zero-filled (T + 1, B, H) gradient every backward (autograd's select backward)
+    return out, _final(hs), cs, hm, gates, tcs
+
+
+def _final(hs: Tensor) -> Tensor:
+    """The last state of a (S, B, H) history as a new (1, B, H) tensor (a custom op's outputs may not alias)."""
+    return hs[-1:].clone()
 
 
 def _bias(b: Tensor | None, like: Tensor) -> Tensor:
@@ -138,7 +145,7 @@ def _(xw, w_hh, rmask, h0, c0, step, zh, zc, save, b_in=None):
     G, T, B, H = xw.shape
     e, S = xw.new_empty, T if save else 1
     states = T + 1 if save else 1
-    return e(T, B, H), e(states, B, H), e(states, B, H), e(4, S, B, H), e(S, 4, B, H), e(S, B, H)
+    return e(T, B, H), e(1, B, H), e(states, B, H), e(4, S, B, H), e(S, 4, B, H), e(S, B, H)
 
 
 @torch.library.custom_op("embdrop::lstm_backward", mutates_args=())
@@ -192,7 +199,7 @@ def _lstm_setup(ctx, inputs, output):
 def _lstm_grad(ctx, dout, dhs, dcs, *unused):
     w_hh, rmask, cs, hm, gates, tcs, step, zh, zc = ctx.saved_tensors
     dout = torch.zeros_like(cs[1:]) if dout is None else dout
-    dh = torch.zeros_like(cs[0]) if dhs is None else dhs[-1]  # only the final h and c are layer outputs
+    dh = torch.zeros_like(cs[0]) if dhs is None else dhs[-1]  # only the final h (1, B, H) and c are layer outputs
     dc = torch.zeros_like(cs[0]) if dcs is None else dcs[-1]
     dxw, dw, dh0, dc0 = _lstm_backward(dout, dh, dc, w_hh, rmask, cs, hm, gates, tcs, step, zh, zc)
     return dxw, dw, None, dh0, dc0, None, None, None, None, _bias_grad(ctx, dxw)
@@ -212,13 +219,13 @@ def _gru_forward(
     zh: Tensor,
     save: bool,
     b_in: Tensor | None = None,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     _check_inputs(3, xw, w_hh, rmask, h0, None, step, b_hh, zh=zh, b_in=b_in)
     out, hs, hm, gates, hpn = build.extension().gru_forward(
         xw.contiguous(), w_hh.contiguous(), b_hh.contiguous(), rmask.contiguous(), h0.contiguous(), step, zh, save,
         _bias(b_in, xw),
     )  # fmt: skip
-    return out, hs, hm, gates, hpn
+    return out, _final(hs), hs, hm, gates, hpn  # the final h on its own, as for the LSTM (hs is saved)
 
 
 @_gru_forward.register_fake
@@ -226,7 +233,7 @@ def _(xw, w_hh, b_hh, rmask, h0, step, zh, save, b_in=None):
     _check_inputs(3, xw, w_hh, rmask, h0, None, step, b_hh, zh=zh, b_in=b_in)
     G, T, B, H = xw.shape
     e, S = xw.new_empty, T if save else 1
-    return e(T, B, H), e(T + 1 if save else 1, B, H), e(3, S, B, H), e(S, 3, B, H), e(S, B, H)
+    return e(T, B, H), e(1, B, H), e(T + 1 if save else 1, B, H), e(3, S, B, H), e(S, 3, B, H), e(S, B, H)
 
 
 @torch.library.custom_op("embdrop::gru_backward", mutates_args=())
@@ -259,17 +266,17 @@ def _(dout, dh, w_hh, rmask, hs, hm, gates, hpn, step, zh):
 
 def _gru_setup(ctx, inputs, output):
     xw, w_hh, b_hh, rmask, h0, step, zh, save, b_in = inputs
-    out, hs, hm, gates, hpn = output
+    out, h_last, hs, hm, gates, hpn = output
     ctx.set_materialize_grads(False)
     ctx.bias_grad = b_in is not None and b_in.requires_grad
     ctx.has_bias = b_hh.numel() > 0
     ctx.save_for_backward(w_hh, rmask, hs, hm, gates, hpn, step, zh)
 
 
-def _gru_grad(ctx, dout, dhs, *unused):
+def _gru_grad(ctx, dout, dh_last, *unused):
     w_hh, rmask, hs, hm, gates, hpn, step, zh = ctx.saved_tensors
     dout = torch.zeros_like(hs[1:]) if dout is None else dout
-    dh = torch.zeros_like(hs[0]) if dhs is None else dhs[-1]
+    dh = torch.zeros_like(hs[0]) if dh_last is None else dh_last[-1]
     dxw, dw, db, dh0 = _gru_backward(dout, dh, w_hh, rmask, hs, hm, gates, hpn, step, zh)
     return dxw, dw, (db if ctx.has_bias else None), None, dh0, None, None, None, _bias_grad(ctx, dxw)
 
@@ -296,8 +303,8 @@ def lstm_recurrence(
     products then run in that precision and the rest in ``xw``'s (see ``csrc/lstm.cpp``)."""
     zh, zc = _zoneout_factors(zoneout_h, h0), _zoneout_factors(zoneout_c, h0)
     save = needs_saving(xw, w_hh, h0, c0, b_in)
-    out, hs, cs, *_ = _lstm_forward(xw, w_hh, rmask, h0, c0, _step(step), zh, zc, save, b_in)
-    return out, hs[-1], cs[-1]
+    out, h_last, cs, *_ = _lstm_forward(xw, w_hh, rmask, h0, c0, _step(step), zh, zc, save, b_in)
+    return out, h_last[-1], cs[-1]
 
 
 def gru_recurrence(
@@ -314,8 +321,8 @@ def gru_recurrence(
     required (all ones for none); ``b_in`` as for :func:`lstm_recurrence` (b_ih)."""
     b = b_hh if b_hh is not None else xw.new_empty(0)
     zh = _zoneout_factors(zoneout_h, h0)
-    out, hs, *_ = _gru_forward(xw, w_hh, b, rmask, h0, _step(step), zh, needs_saving(xw, w_hh, b, h0, b_in), b_in)
-    return out, hs[-1]
+    out, h_last, *_ = _gru_forward(xw, w_hh, b, rmask, h0, _step(step), zh, needs_saving(xw, w_hh, b, h0, b_in), b_in)
+    return out, h_last[-1]
 
 
 for _op in (_lstm_forward, _lstm_backward, _gru_forward, _gru_backward):
