@@ -25,8 +25,50 @@ def make_optimizer(config: Config, params) -> torch.optim.Optimizer:
     if t.optimizer == "adam":
         return torch.optim.Adam(params, lr=t.lr, weight_decay=wd)
     if t.optimizer == "rmsprop":  # Keras' RMSprop: rho 0.9, epsilon 1e-7
-        return torch.optim.RMSprop(params, lr=t.lr, alpha=0.9, eps=1e-7, weight_decay=wd)
+        return RMSprop(params, lr=t.lr, alpha=0.9, eps=1e-7, weight_decay=wd)
     return torch.optim.SGD(params, lr=t.lr, weight_decay=wd)
+
+
+class RMSprop(torch.optim.RMSprop):
+    """``torch.optim.RMSprop``, the same update to the bit, without torch's slow square root of small numbers.
+
+    On CPU torch's ``sqrt`` takes 6x longer on zeros and 30x on denormals than on other floats (AVX-512, torch 2.13:
+    0.81 ms against 0.14 ms for a (10,000, 64) running average two thirds zero), and an embedding's running average
+    is mostly zeros (words not seen yet) and decaying values. Entries below ``c = (eps * 2^-26)^2`` are raised to
+    ``c`` first: their square roots stay below half a unit in the last place of ``eps``, so ``sqrt + eps`` rounds to
+    ``eps`` either way and the update is the same. Float32 CPU parameters, no momentum, not centered; anything else
+    is torch's own step.
+    """
+
+    def _plain(self) -> bool:
+        return not torch.compiler.is_compiling() and all(
+            g["momentum"] == 0 and not g["centered"] and not g["maximize"] and not g["differentiable"]
+            and not g["capturable"] and not g["foreach"] and g["eps"] >= 1e-11
+            and all(p.device.type == "cpu" and p.dtype == torch.float32 and not p.is_sparse for p in g["params"])
+            for g in self.param_groups
+        )  # fmt: skip
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if not self._plain():
+            return super().step(closure)
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads, square_avgs, grad_avgs, momenta, steps = [], [], [], [], [], []
+            self._init_group(group, params, grads, square_avgs, momenta, grad_avgs, steps)
+            lr, alpha, eps, wd = float(group["lr"]), group["alpha"], group["eps"], group["weight_decay"]
+            floor = (eps * 2.0**-26) ** 2
+            for param, grad, square_avg, step in zip(params, grads, square_avgs, steps, strict=True):
+                step += 1  # the order of torch's single-tensor step, which is what runs on CPU
+                if wd != 0:
+                    grad = grad.add(param, alpha=wd)
+                square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
+                avg = square_avg.clamp_min(floor).sqrt_().add_(eps)
+                param.addcdiv_(grad, avg, value=-lr)
+        return loss
 
 
 PRECISIONS = ("float32", "bfloat16")
