@@ -38,3 +38,19 @@ def test_reverse_flips_each_row_within_its_length_and_leaves_the_padding(case):
         assert torch.equal(out[b, :k], x[b, :k].flip(0))
         assert torch.equal(out[b, k:], x[b, k:])
     assert torch.equal(_padding.reverse(x, None), x.flip(1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(batches())
+def test_a_time_major_array_seen_batch_first_gives_the_same_rows_and_gradient(case):
+    # a recurrent layer's output is a (T, B, C) array transposed: roll and reverse gather from it directly
+    x, shift, n = case
+    for op, arg in ((_padding.roll, shift), (_padding.reverse, n)):
+        flat = x.detach().clone().requires_grad_()
+        time_major = x.detach().transpose(0, 1).contiguous().requires_grad_()  # (T, B, C)
+        out, out_tm = op(flat, arg), op(time_major.transpose(0, 1), arg)
+        assert out_tm.is_contiguous() and torch.equal(out_tm, out)
+        g = torch.randn_like(out)
+        out.backward(g)
+        out_tm.backward(g)
+        assert torch.equal(time_major.grad, flat.grad.transpose(0, 1))

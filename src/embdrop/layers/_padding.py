@@ -76,5 +76,11 @@ def _steps(x: Tensor, idx: Tensor) -> Tensor:
     """(B, T, C) with entry (b, t) = x[b, idx[b, t]]: whole rows of C copied by one index_select over the (B * T, C)
     rows (a gather with the index expanded over C reads an index per entry, and its backward is a scatter-add)."""
     B, T = x.shape[:2]
-    flat = (idx.to(x.device) + torch.arange(B, device=x.device).unsqueeze(1) * T).reshape(-1)  # (B * T,)
+    b = torch.arange(B, device=x.device).unsqueeze(1)  # (B, 1)
+    if not x.is_contiguous() and x.transpose(0, 1).is_contiguous():
+        # a time-major (T, B, C) array seen batch first, as a recurrent layer's output is: its (T * B, C) rows are
+        # gathered in batch-first order at once (a batch-first copy first would be a second pass, forward and back)
+        flat = (idx.to(x.device) * B + b).reshape(-1)  # (B * T,): row idx[b, t] * B + b of the time-major array
+        return x.transpose(0, 1).reshape(T * B, *x.shape[2:]).index_select(0, flat).view(x.shape)
+    flat = (idx.to(x.device) + b * T).reshape(-1)  # (B * T,)
     return x.reshape(B * T, *x.shape[2:]).index_select(0, flat).view(x.shape)
