@@ -496,3 +496,33 @@ def test_one_sequence_keeping_most_units_or_with_a_nan_weight_takes_the_dense_pr
         dense = reference.gru_recurrence(xw, w, b, rm, h0)
     assert light[0][1:].isnan().all()  # from the second step on, as the dense product gives
     assert torch.equal(light[0].isnan(), dense[0].isnan())
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("zone", [None, "train"])
+@pytest.mark.parametrize("padded", [False, True])
+def test_an_output_without_a_gradient_gives_the_bits_of_a_zero_gradient_without_writing_one(kind, zone, padded,
+                                                                                           monkeypatch):  # fmt: skip
+    # a classifier uses only the final h: the output's gradient is one step of zeros that the kernel reads every step
+    xw, w, b, rm, h0, c0, step = inputs(kind, torch.float32)
+    st = step if padded else None
+    zh, zc = zoneout(zone, torch.float32)
+    name = "_lstm_backward" if kind == "lstm" else "_gru_backward"
+    seen = []
+    real = getattr(fused, name)
+    monkeypatch.setattr(fused, name, lambda dout, *rest: seen.append(tuple(dout.shape)) or real(dout, *rest))
+
+    def run():
+        if kind == "lstm":
+            return fused.lstm_recurrence(xw, w, rm, h0, c0, st, zh, zc), [xw, w, h0, c0]
+        return fused.gru_recurrence(xw, w, b, rm, h0, st, zh), [xw, w, b, h0]
+
+    (out, h, *_), leaves = run()
+    unused = torch.autograd.grad(h.sum(), leaves)
+    (out, h, *_), leaves = run()
+    zero = torch.autograd.grad(h.sum() + (out * 0).sum(), leaves)  # a (T, B, H) of zeros as the output's gradient
+    T, B, H = out.shape
+    assert seen == [(1, B, H), (T, B, H)]
+    for a, z in zip(unused, zero, strict=True):
+        assert torch.equal(a, z)

@@ -69,6 +69,13 @@ def _check_grads(name: str, t, like: Tensor) -> None:
     build.expect(name, t, tuple(like.shape), (like.dtype,))
 
 
+def _dout_like(dout, states: Tensor) -> Tensor:
+    """The shape the backward ops take for the output's gradient: (T, B, H), or (1, B, H), one step that the kernels
+    read at every step (the zeros given when the output got no gradient: no (T, B, H) of zeros is written)."""
+    one = isinstance(dout, Tensor) and dout.dim() == 3 and dout.shape[0] == 1 and states.shape[0] > 2
+    return states[:1] if one else states[1:]
+
+
 def _check_saved(G: int, states, w_hh, rmask, hm, gates, last, step, zones=()) -> None:
     """The backward ops' saved tensors, from the states ``(T + 1, B, H)`` (cs for LSTM, hs for GRU): the kernel
     reads them by raw pointers too."""
@@ -164,7 +171,7 @@ def _lstm_backward(
     zc: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     _check_saved(4, cs, w_hh, rmask, hm, gates, tcs, step, (zh, zc))
-    for name, t, like in (("dout", dout, cs[1:]), ("dh", dh, cs[0]), ("dc", dc, cs[0])):
+    for name, t, like in (("dout", dout, _dout_like(dout, cs)), ("dh", dh, cs[0]), ("dc", dc, cs[0])):
         _check_grads(name, t, like)
     dxw, dw, dh0, dc0 = build.extension().lstm_backward(
         dout.contiguous(),
@@ -198,7 +205,7 @@ def _lstm_setup(ctx, inputs, output):
 
 def _lstm_grad(ctx, dout, dhs, dcs, *unused):
     w_hh, rmask, cs, hm, gates, tcs, step, zh, zc = ctx.saved_tensors
-    dout = torch.zeros_like(cs[1:]) if dout is None else dout
+    dout = torch.zeros_like(cs[:1]) if dout is None else dout  # no gradient for the output: one step of zeros
     dh = torch.zeros_like(cs[0]) if dhs is None else dhs[-1]  # only the final h (1, B, H) and c are layer outputs
     dc = torch.zeros_like(cs[0]) if dcs is None else dcs[-1]
     dxw, dw, dh0, dc0 = _lstm_backward(dout, dh, dc, w_hh, rmask, cs, hm, gates, tcs, step, zh, zc)
@@ -250,7 +257,7 @@ def _gru_backward(
     zh: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     _check_saved(3, hs, w_hh, rmask, hm, gates, hpn, step, (zh,))
-    for name, t, like in (("dout", dout, hs[1:]), ("dh", dh, hs[0])):
+    for name, t, like in (("dout", dout, _dout_like(dout, hs)), ("dh", dh, hs[0])):
         _check_grads(name, t, like)
     dxw, dw, db, dh0 = build.extension().gru_backward(
         dout.contiguous(), dh.contiguous(), w_hh.contiguous(), rmask.contiguous(), hs, hm, gates, hpn, step, zh
@@ -275,7 +282,7 @@ def _gru_setup(ctx, inputs, output):
 
 def _gru_grad(ctx, dout, dh_last, *unused):
     w_hh, rmask, hs, hm, gates, hpn, step, zh = ctx.saved_tensors
-    dout = torch.zeros_like(hs[1:]) if dout is None else dout
+    dout = torch.zeros_like(hs[:1]) if dout is None else dout  # no gradient for the output: one step of zeros
     dh = torch.zeros_like(hs[0]) if dh_last is None else dh_last[-1]
     dxw, dw, db, dh0 = _gru_backward(dout, dh, w_hh, rmask, hs, hm, gates, hpn, step, zh)
     return dxw, dw, (db if ctx.has_bias else None), None, dh0, None, None, None, _bias_grad(ctx, dxw)

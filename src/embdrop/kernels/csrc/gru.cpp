@@ -172,6 +172,7 @@ void gru_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmask
   const scalar_t* __restrict__ hn0 = ptr<scalar_t>(hpn);
   const scalar_t* __restrict__ hs0 = ptr<scalar_t>(hs);
   const scalar_t* __restrict__ do0 = ptr<scalar_t>(dout);
+  const int64_t dstep = dout.size(0) == T ? BH : 0;  // (1, B, H): one step read at every step (zeros: no gradient)
   auto rows_run = [&](int64_t b0, int64_t b1, bool inner_parallel) {  // rows [b0, b1), as in the LSTM's loop
     const int64_t nb = b1 - b0, PBH = nb * H, poff = b0 * H;
     Tensor dhm = at::zeros({3, nb, H}, dh.options());
@@ -181,7 +182,7 @@ void gru_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmask
       const scalar_t* __restrict__ g = g0 + t * 3 * BH;
       const scalar_t* __restrict__ hnp = hn0 + t * BH;
       const scalar_t* __restrict__ hprev = hs0 + t * BH;
-      const scalar_t* __restrict__ dop = do0 + t * BH;
+      const scalar_t* __restrict__ dop = do0 + t * dstep;
       scalar_t* __restrict__ dx = dx0 + t * BH;
       scalar_t* __restrict__ dr = dr0 + t * BH;
       const bool* vt = sp ? sp + t * B : nullptr;

@@ -227,6 +227,7 @@ void lstm_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmas
   const scalar_t* __restrict__ tc0 = ptr<scalar_t>(tcs);
   const scalar_t* __restrict__ cs0 = ptr<scalar_t>(cs);
   const scalar_t* __restrict__ do0 = ptr<scalar_t>(dout);
+  const int64_t dstep = dout.size(0) == T ? BH : 0;  // (1, B, H): one step read at every step (zeros: no gradient)
   // rows [b0, b1) back through all T steps (see the forward's row blocks)
   auto rows_run = [&](int64_t b0, int64_t b1, bool inner_parallel) {
     const int64_t nb = b1 - b0, PBH = nb * H, poff = b0 * H;
@@ -237,7 +238,7 @@ void lstm_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmas
       const scalar_t* __restrict__ g = g0 + t * 4 * BH;
       const scalar_t* __restrict__ tcp = tc0 + t * BH;
       const scalar_t* __restrict__ cprev = cs0 + t * BH;
-      const scalar_t* __restrict__ dop = do0 + t * BH;
+      const scalar_t* __restrict__ dop = do0 + t * dstep;
       scalar_t* __restrict__ dp = dpre0 + t * BH;  // gate k of step t at dp + k * TBH
       const bool* vt = sp ? sp + t * B : nullptr;
       const scalar_t* zht = zone_at<scalar_t>(zh, t, BH);
