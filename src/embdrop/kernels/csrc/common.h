@@ -205,9 +205,30 @@ inline bool one_call_when_shared(int64_t G, int64_t nb, int64_t H) { return G * 
 void bmm_into(Tensor& out, const Tensor& a, const Tensor& b);
 // A recurrence's step in float32: out (G, M, N) = A_g @ B_g for each gate g, A_g the M rows of K values at
 // a + g * a_gate (rows K apart), B_g the (K, N) matrix at b + g * K * N; out, A's rows and B contiguous.
+// With bp, B_g's copy padded to whole vectors (pad_columns; rows ldb apart): the kernel's own products where they
+// sum as the library's would (own_products, products.cpp).
 void gate_products(float* out, const float* a, int64_t a_gate, const float* b, int64_t G, int64_t M, int64_t K,
-                   int64_t N);
+                   int64_t N, const float* bp = nullptr, int64_t ldb = 0);
 bool onednn_gemm_available();
+bool mkl_batch_available();
+// products.cpp: whether the kernel's own products of (G, M, K) x (G, K, N) sum as the library call gate_products
+// would make; (G, K, N) float32 with its rows padded with zeros to whole vectors; the products themselves.
+bool own_products(int64_t G, int64_t M, int64_t K, int64_t N);
+bool own_product_sizes(int64_t G, int64_t M, int64_t K, int64_t N);  // the same, wherever the call is made
+// Turns the own products off (the library for every step) or on again (the default): benchmarks/step_products.py
+// measures both in one process.
+void set_own_products(bool enabled);
+Tensor pad_columns(const Tensor& w);
+void own_gate_products(float* out, const float* a, int64_t a_gate, const float* bp, int64_t ldb, int64_t G,
+                       int64_t M, int64_t K, int64_t N);
+// A recurrence's right-hand operand padded for own_gate_products when its products may run there (float32, the
+// sizes of own_products for some block of rows), else an undefined tensor.
+inline Tensor padded_for_steps(const Tensor& w, int64_t G, int64_t B, int64_t H) {
+  const int64_t n = row_blocks(B, H);  // blocks of B / n rows, rounded down or up
+  const bool some = w.scalar_type() == at::kFloat &&
+                    (own_product_sizes(G, B / n, H, H) || own_product_sizes(G, (B + n - 1) / n, H, H));
+  return some ? pad_columns(w.view({G, H, H})) : Tensor();
+}
 // (G, H_in, H_out) contiguous from w_hh (G * H_out, H_in): the recurrences' per-step right-hand operand.
 Tensor gates_transposed(const Tensor& w, int64_t G, int64_t H);
 
@@ -268,15 +289,18 @@ inline bool kept_unit_steps(const Tensor& xw, const Tensor& w_hh, bool save) {
 // a + g * a_gate. float32 goes to gate_products (no ATen call per step); float64, and bfloat16/float16 weights
 // (autocast: the operands rounded into out_lp first), through a view and bmm_into.
 // ku: the row's kept units when nb = 1 in inference (kept_units), or nullptr.
+// wp: w padded by padded_for_steps (or undefined).
 template <typename scalar_t>
 void step_products(Tensor& out, Tensor& out_lp, const scalar_t* a, int64_t a_gate, const Tensor& w, int64_t G,
-                   int64_t nb, int64_t H, const KeptUnits* ku = nullptr) {
+                   int64_t nb, int64_t H, const KeptUnits* ku = nullptr, const Tensor& wp = Tensor()) {
   if constexpr (std::is_same_v<scalar_t, float>) {
     if (w.scalar_type() == at::kFloat) {
+      const float* bp = wp.defined() ? wp.data_ptr<float>() : nullptr;
       if (ku && !ku->empty() && nb == 1)
         kept_unit_products(out.data_ptr<float>(), a, a_gate, w.data_ptr<float>(), G, H, H, *ku);
       else
-        gate_products(out.data_ptr<float>(), a, a_gate, w.data_ptr<float>(), G, nb, H, H);
+        gate_products(out.data_ptr<float>(), a, a_gate, w.data_ptr<float>(), G, nb, H, H, bp,
+                      wp.defined() ? wp.size(2) : 0);
       return;
     }
   }

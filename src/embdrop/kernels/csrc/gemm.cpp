@@ -40,6 +40,8 @@ bool plain(const Tensor& t) {
 
 }  // namespace
 
+bool mkl_batch_available() { return &cblas_sgemm_batch != nullptr; }
+
 bool onednn_gemm_available() {
   return &at::native::mkldnn_matmul != nullptr && at::hasMKLDNN() && at::globalContext().userEnabledMkldnn();
 }
@@ -61,7 +63,11 @@ void bmm_into(Tensor& out, const Tensor& a, const Tensor& b) {
 }
 
 void gate_products(float* out, const float* a, int64_t a_gate, const float* b, int64_t G, int64_t M, int64_t K,
-                   int64_t N) {
+                   int64_t N, const float* bp, int64_t ldb) {
+  if (bp && own_products(G, M, K, N)) {
+    own_gate_products(out, a, a_gate, bp, ldb, G, M, K, N);
+    return;
+  }
   const auto opts = at::TensorOptions().dtype(at::kFloat);
   const bool big = G * M * K * N >= kOneDnnMacs;
   constexpr int64_t kMaxGates = 8;

@@ -94,6 +94,7 @@ void gru_forward_loop(const Tensor& xw, const Tensor& b_in, const Tensor& wt, co
   scalar_t* __restrict__ o0 = ptr<scalar_t>(out);
   const bool lp = wt.scalar_type() != xw.scalar_type();
   const Slots at_(save, T, 3);
+  const Tensor wtp = padded_for_steps(wt, 3, B, H);  // as in the LSTM's loop
   auto rows_run = [&](int64_t b0, int64_t b1, bool inner_parallel) {  // rows [b0, b1), as in the LSTM's loop
     const int64_t nb = b1 - b0, PBH = nb * H, poff = b0 * H;
     const bool sh = shared && one_call_when_shared(3, nb, H);  // h(t-1) itself for every gate
@@ -109,9 +110,9 @@ void gru_forward_loop(const Tensor& xw, const Tensor& b_in, const Tensor& wt, co
     for (int64_t t = 0; t < T; ++t) {
       // (3, nb, H): (h(t-1) * m_k) @ U_k^T; with `sh`, h(t-1) itself (see the LSTM's loop)
       if (sh)
-        step_products<scalar_t>(hp, hp_lp, hs0 + at_.state(t) * BH + poff, 0, wt, 3, nb, H);
+        step_products<scalar_t>(hp, hp_lp, hs0 + at_.state(t) * BH + poff, 0, wt, 3, nb, H, nullptr, wtp);
       else
-        step_products<scalar_t>(hp, hp_lp, hmb + at_.saved(t) * BH + poff, hm_gate, wt, 3, nb, H, &ku);
+        step_products<scalar_t>(hp, hp_lp, hmb + at_.saved(t) * BH + poff, hm_gate, wt, 3, nb, H, &ku, wtp);
       const scalar_t* __restrict__ x = x0 + t * BH;
       scalar_t* __restrict__ g = g0 + at_.saved(t) * 3 * BH;
       const scalar_t* __restrict__ hprev = hs0 + at_.state(t) * BH;
@@ -164,6 +165,7 @@ void gru_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmask
   const int64_t T = gates.size(0), B = gates.size(2), H = gates.size(3), BH = B * H, TBH = T * BH;
   const bool lp = w3.scalar_type() != dh.scalar_type();
   const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
+  const Tensor w3p = padded_for_steps(w3, 3, B, H);
   scalar_t* __restrict__ dhptr = ptr<scalar_t>(dh);
   const scalar_t* __restrict__ rp = ptr<scalar_t>(rmask);
   scalar_t* __restrict__ dx0 = ptr<scalar_t>(dxw);
@@ -196,7 +198,7 @@ void gru_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmask
                                         zht);
       };
       block_rows(inner_parallel, b0, nb, H, step_rows);
-      step_products<scalar_t>(dhm, dhm_lp, dr + poff, TBH, w3, 3, nb, H);
+      step_products<scalar_t>(dhm, dhm_lp, dr + poff, TBH, w3, 3, nb, H, nullptr, w3p);
     }
     final_dh_range<scalar_t>(poff, poff + PBH, BH, PBH, poff, 3, dm, rp, dhptr);
   };

@@ -126,6 +126,7 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& b_in, const Tensor& wt, c
   scalar_t* __restrict__ o0 = ptr<scalar_t>(out);
   const bool lp = wt.scalar_type() != xw.scalar_type();
   const Slots at_(save, T, 4);
+  const Tensor wtp = padded_for_steps(wt, 4, B, H);  // the kernel's own step products, where they apply
   // The whole recurrence of rows [b0, b1): a row's state depends on that row alone, so that row blocks run apart.
   auto rows_run = [&](int64_t b0, int64_t b1, bool inner_parallel) {
     const int64_t nb = b1 - b0, PBH = nb * H, poff = b0 * H;
@@ -145,9 +146,9 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& b_in, const Tensor& wt, c
       // (4, nb, H): (h(t-1) * m_k) @ W_k^T; with `sh` (inference with an all-ones mask, products small enough
       // for one call: one_call_when_shared), h(t-1) itself for every gate, read from the state
       if (sh)
-        step_products<scalar_t>(pre, pre_lp, hs0 + at_.state(t) * BH + poff, 0, wt, 4, nb, H);
+        step_products<scalar_t>(pre, pre_lp, hs0 + at_.state(t) * BH + poff, 0, wt, 4, nb, H, nullptr, wtp);
       else
-        step_products<scalar_t>(pre, pre_lp, hmb + at_.saved(t) * BH + poff, hm_gate, wt, 4, nb, H, &ku);
+        step_products<scalar_t>(pre, pre_lp, hmb + at_.saved(t) * BH + poff, hm_gate, wt, 4, nb, H, &ku, wtp);
       const scalar_t* __restrict__ x = x0 + t * BH;  // gate k at x + k * TBH
       scalar_t* __restrict__ g = g0 + at_.saved(t) * 4 * BH;
       const scalar_t* __restrict__ hprev = hs0 + at_.state(t) * BH;
@@ -219,6 +220,7 @@ void lstm_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmas
   const int64_t T = gates.size(0), B = gates.size(2), H = gates.size(3), BH = B * H, TBH = T * BH;
   const bool lp = w3.scalar_type() != dh.scalar_type();
   const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
+  const Tensor w3p = padded_for_steps(w3, 4, B, H);
   scalar_t* __restrict__ dhp = ptr<scalar_t>(dh);
   scalar_t* __restrict__ dcp = ptr<scalar_t>(dc);
   const scalar_t* __restrict__ rp = ptr<scalar_t>(rmask);
@@ -252,7 +254,7 @@ void lstm_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmas
                                          vt, zht, zct);
       };
       block_rows(inner_parallel, b0, nb, H, step_rows);
-      step_products<scalar_t>(dhm, dhm_lp, dp + poff, TBH, w3, 4, nb, H);  // (4, nb, H_in): d(h(t-1) * m_k)
+      step_products<scalar_t>(dhm, dhm_lp, dp + poff, TBH, w3, 4, nb, H, nullptr, w3p);  // (4, nb, H_in): d(h(t-1) * m_k)
     }
     final_dh_range<scalar_t>(poff, poff + PBH, BH, PBH, poff, 4, dm, rp, dhp);
   };

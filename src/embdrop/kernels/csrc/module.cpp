@@ -53,6 +53,28 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("masked_projection", &embdrop::masked_projection);
   m.def("onednn_gemm_available", &embdrop::onednn_gemm_available);
   m.def("set_row_blocks", &embdrop::set_row_blocks);
+  m.def("set_own_products", &embdrop::set_own_products);
+  m.def("own_products", &embdrop::own_products);
+  m.def("own_product_sizes", &embdrop::own_product_sizes);
+  m.def("pad_columns", &embdrop::pad_columns);
+  // (G, M, K) x (G, K, N) for the tests and benchmarks/step_products.py: the library's products, or with bp (b
+  // padded by pad_columns) the kernel's own
+  m.def("gate_products", [](at::Tensor a, at::Tensor b, std::optional<at::Tensor> bp) {
+    TORCH_CHECK(a.dim() == 3 && b.dim() == 3 && a.size(0) == b.size(0) && a.size(2) == b.size(1) &&
+                    a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat && a.is_contiguous() &&
+                    b.is_contiguous() && (!bp || (bp->dim() == 3 && bp->size(0) == b.size(0) &&
+                    bp->size(1) == b.size(1) && bp->size(2) >= b.size(2) && bp->is_contiguous())),
+                "embdrop gate_products: expected contiguous float32 (G, M, K), (G, K, N) and (G, K, >= N), got ",
+                a.sizes(), ", ", b.sizes(), (bp ? bp->sizes() : at::IntArrayRef{}));
+    at::Tensor out = at::empty({a.size(0), a.size(1), b.size(2)}, a.options());
+    if (bp)
+      embdrop::own_gate_products(out.data_ptr<float>(), a.data_ptr<float>(), a.size(1) * a.size(2),
+                                 bp->data_ptr<float>(), bp->size(2), a.size(0), a.size(1), a.size(2), b.size(2));
+    else
+      embdrop::gate_products(out.data_ptr<float>(), a.data_ptr<float>(), a.size(1) * a.size(2), b.data_ptr<float>(),
+                             a.size(0), a.size(1), a.size(2), b.size(2));
+    return out;
+  });
   m.def("pool_held_bytes", &embdrop::pool_held_bytes);
   m.def("pooled_contiguous", &embdrop::pooled_contiguous);
   m.def("set_pool_cap_mb", &embdrop::set_pool_cap_mb);

@@ -1,0 +1,98 @@
+"""The recurrences' own per-step products (csrc/products.cpp): right, equal to the library's to the bit where the
+kernel uses them, and a layer's training step the same with them as without."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import embdrop
+
+
+@pytest.fixture
+def ext(fused_kernel):
+    e = fused_kernel.extension()
+    yield e
+    e.set_own_products(True)
+
+
+def _operands(G, M, K, N, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(G, M, K, generator=g), torch.randn(G, K, N, generator=g)
+
+
+@settings(max_examples=60, deadline=None)
+@given(G=st.integers(1, 4), M=st.integers(1, 20), K=st.integers(1, 1100), N=st.integers(1, 80), seed=st.integers(0, 9))
+def test_own_products_are_the_products(fused_kernel, G, M, K, N, seed):
+    ext = fused_kernel.extension()
+    a, b = _operands(G, M, K, N, seed)
+    got = ext.gate_products(a, b, ext.pad_columns(b))
+    want = torch.bmm(a.double(), b.double())
+    # float32 sums of K terms: within K units in the last place of the sum of the terms' sizes
+    bound = K * 2.0**-24 * torch.bmm(a.abs().double(), b.abs().double()) + 1e-30
+    assert got.shape == (G, M, N)
+    assert ((got.double() - want).abs() <= bound).all()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    G=st.integers(1, 4),
+    M=st.integers(1, 40),
+    H=st.sampled_from([12, 16, 31, 64, 100, 128, 150, 192, 200, 256, 333, 512, 513, 650, 1024]),
+    seed=st.integers(0, 9),
+    one_thread=st.booleans(),  # as in a row block's thread, where the small products run on MKL's single thread
+)
+def test_equal_to_the_library_to_the_bit_where_the_kernel_uses_them(fused_kernel, G, M, H, seed, one_thread):
+    ext = fused_kernel.extension()
+    a, b = _operands(G, M, H, H, seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1 if one_thread else threads)
+    try:
+        if ext.own_products(G, M, H, H):  # else the library's call either way
+            assert torch.equal(ext.gate_products(a, b, ext.pad_columns(b)), ext.gate_products(a, b, None))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_the_library_where_the_sums_would_differ(ext):
+    assert ext.own_products(4, 32, 200, 200)  # (64, 35, 200, 200): a block of 32 rows, oneDNN's size
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert ext.own_products(4, 16, 100, 100)  # the reviews LSTM's step: a block of 16 rows, H = 100, on MKL
+        assert not ext.own_products(4, 2, 100, 100)  # MKL sums the smallest products otherwise
+    finally:
+        torch.set_num_threads(threads)
+    assert not ext.own_products(4, 8, 1500, 1500)  # oneDNN's three blocks of K and more
+    ext.set_own_products(False)
+    assert not ext.own_products(4, 32, 200, 200)
+
+
+def _step(kind, kw, B, T, C, H, lengths):
+    torch.manual_seed(3)
+    layer = getattr(embdrop, kind)(C, H, **kw).train()
+    x = torch.randn(B, T, C, requires_grad=True)
+    g = torch.Generator().manual_seed(4)
+    n = torch.randint(1, T + 1, (B,), generator=g) if lengths else None
+    out, _ = layer(x, lengths=n)
+    (out * torch.randn(out.shape, generator=g)).sum().backward()
+    return [out.detach(), x.grad] + [p.grad for p in layer.parameters()]
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("kw", [dict(dropout=0.5, recurrent_dropout=0.5), dict(zoneout=0.1)], ids=["rd", "zoneout"])
+@pytest.mark.parametrize(
+    "shape, lengths", [((32, 7, 20, 100), False), ((24, 5, 16, 64), True), ((64, 3, 8, 200), False)]
+)
+def test_a_training_step_is_the_same_with_and_without_them(ext, kind, kw, shape, lengths):
+    B, T, C, H = shape
+    G = 4 if kind == "LSTM" else 3
+    n = torch.get_num_threads()
+    blocks = n if n > 1 and 2 * n <= B else 1  # one thread's block of rows (csrc/common.h: row_blocks)
+    if not ext.own_product_sizes(G, B // blocks, H, H):
+        pytest.skip("this CPU's library sums these products otherwise: the kernel keeps the library's")
+    ext.set_own_products(False)
+    library = _step(kind, kw, B, T, C, H, lengths)
+    ext.set_own_products(True)
+    own = _step(kind, kw, B, T, C, H, lengths)
+    assert all(torch.equal(a, b) for a, b in zip(library, own, strict=True))
