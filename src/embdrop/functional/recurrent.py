@@ -35,6 +35,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from embdrop import _checks
 from embdrop.functional.apply import apply_mask, keep_scale
 from embdrop.functional.masks import HashedKeep
+from embdrop.functional.steps import roll
 from embdrop.kernels import build, gemm, gpu_recurrence, recurrence, reference
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
@@ -120,8 +121,10 @@ def run(
     at: tuple[int, int],
     opts: Options,
     n: Tensor | None = None,
+    out_shift: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
-    """(B, T, C) -> output (B, T, H), final h (B, H), final c (B, H) or None, in the time order of ``inp``.
+    """(B, T, C) -> output (B, T, H), final h (B, H), final c (B, H) or None, in the time order of ``inp``, or with
+    ``out_shift`` each output row b rotated forward by out_shift[b] along T.
 
     Args:
         inp: the input, batch first; every row post-padded when ``n`` is given.
@@ -132,6 +135,8 @@ def run(
         at: (layer, direction): which of ``masks`` this call applies.
         opts: the layer's rates and flags.
         n: (B,) lengths when some row is padded, else None.
+        out_shift: (B,) int64 rotations in [0, T) of the output (a pre-padded batch's rows, moved to the front for
+            the steps, put back), or None. The CPU kernel writes its output rotated; the other paths rotate it after.
     """
     w_ih, w_hh, b_ih, b_hh = weights
     layer, d = at
@@ -161,9 +166,10 @@ def run(
         if m_in is not None:
             mask = m_in[0].unsqueeze(1) if m_in.dim() == 3 and m_in.shape[0] == 1 and opts.variational else m_in
             inp = inp * (mask * keep_scale(opts.dropout))  # (B, T, C) * (B, 1, C) or (B, T, C)
-        return _torch_layer(inp, h0, c0, (w_ih, w_hh, b_ih, b_hh), opts, n)
+        out, h, c = _torch_layer(inp, h0, c0, (w_ih, w_hh, b_ih, b_hh), opts, n)
+        return (out if out_shift is None else roll(out, -out_shift)), h, c
     masks_in = (m_in, m_rec, zh, zc)
-    return _loop(inp, h0, c0, (w_ih, w_hh, b_ih, b_hh), masks_in, opts, n, zoneout_eval, unit, scan)
+    return _loop(inp, h0, c0, (w_ih, w_hh, b_ih, b_hh), masks_in, opts, (n, out_shift), zoneout_eval, unit, scan)
 
 
 def _torch_layer(inp, h0, c0, weights, opts: Options, n):
@@ -194,11 +200,12 @@ def _torch_layer(inp, h0, c0, weights, opts: Options, n):
     return out, res[1][0], (res[2][0] if lstm else None)
 
 
-def _loop(inp, h0, c0, weights, masks, opts: Options, n, zoneout_eval: bool, unit: bool, scan: bool):
+def _loop(inp, h0, c0, weights, masks, opts: Options, padded, zoneout_eval: bool, unit: bool, scan: bool):
     """The step-by-step recurrence with per-gate masks: the C++ kernel on CPU, the reference loop elsewhere.
     ``masks``: this layer's and direction's (input, recurrent, zoneout h, zoneout c) keep-masks or None."""
     w_ih, w_hh, b_ih, b_hh = weights
     m_in, m_rec, zh, zc = masks
+    n, out_shift = padded  # (B,) lengths and output rotations, or None
     G, T = opts.gates, inp.shape[1]
     gpu = _gpu_loop(inp.device, opts, w_hh.dtype)
     keys = gpu and isinstance(zh, HashedKeep)  # zoneout's masks as keys: hashed in the GPU kernels
@@ -231,11 +238,13 @@ def _loop(inp, h0, c0, weights, masks, opts: Options, n, zoneout_eval: bool, uni
     if use_cpp and torch.is_autocast_enabled("cpu"):  # the recurrent matrix products in autocast's precision
         w_hh = w_hh.to(torch.get_autocast_dtype("cpu"))
     if gpu:
-        return _gpu_steps(xw, (w_hh, b_hh if opts.bias else None), rm, h0, c0, step, (zh, zc), opts)
+        out, h, c = _gpu_steps(xw, (w_hh, b_hh if opts.bias else None), rm, h0, c0, step, (zh, zc), opts)
+        return (out if out_shift is None else roll(out, -out_shift)), h, c
     c = None
+    kernel_shift = out_shift if use_cpp else None  # the kernel writes its output rotated
     if lstm:
         if use_cpp:
-            out, h, c = recurrence.lstm_recurrence(xw, w_hh, rm, h0, c0, step, zh, zc, b_kernel)
+            out, h, c = recurrence.lstm_recurrence(xw, w_hh, rm, h0, c0, step, zh, zc, b_kernel, kernel_shift)
         else:
             out, h, c = reference.lstm_recurrence(xw, w_hh, rm, h0, c0, step, zh, zc, scan=scan)
     elif opts.cell == "rnn":
@@ -243,10 +252,11 @@ def _loop(inp, h0, c0, weights, masks, opts: Options, n, zoneout_eval: bool, uni
     else:
         b_rec = b_hh if opts.bias else None
         if use_cpp:
-            out, h = recurrence.gru_recurrence(xw, w_hh, b_rec, rm, h0, step, zh, b_kernel)
+            out, h = recurrence.gru_recurrence(xw, w_hh, b_rec, rm, h0, step, zh, b_kernel, kernel_shift)
         else:
             out, h = reference.gru_recurrence(xw, w_hh, b_rec, rm, h0, step, zh, opts.reset_after, scan=scan)
-    return out.transpose(0, 1), h, c  # (B, T, H)
+    out = out.transpose(0, 1)  # (B, T, H)
+    return (out if out_shift is None or kernel_shift is not None else roll(out, -out_shift)), h, c
 
 
 def _gpu_steps(xw, weights, rm, h0, c0, step, zones, opts: Options):

@@ -39,7 +39,7 @@ def _check_zone(name: str, z, T: int, B: int, H: int, dtype: torch.dtype) -> Non
     build.expect(name, z, (rows, B, H), (dtype,))
 
 
-def _check_inputs(gates: int, xw, w_hh, rmask, h0, c0, step, b_hh=None, zh=None, zc=None, b_in=None) -> None:
+def _check_inputs(gates: int, xw, w_hh, rmask, h0, c0, step, b_hh=None, zh=None, zc=None, b_in=None, oshift=None):
     """The forward ops' arguments: the kernel reads raw pointers, so a wrong shape would read out of bounds."""
     if not isinstance(xw, Tensor) or xw.dim() != 4 or xw.shape[0] != gates:
         got = _checks.describe(xw) if isinstance(xw, Tensor) else type(xw).__name__
@@ -63,6 +63,19 @@ def _check_inputs(gates: int, xw, w_hh, rmask, h0, c0, step, b_hh=None, zh=None,
     for name, z in (("zoneout_h", zh), ("zoneout_c", zc)):
         if z is not None:
             _check_zone(name, z, T, B, H, xw.dtype)
+    if oshift is not None and oshift.numel() > 0:
+        _check_shift(oshift, T, B)
+
+
+def _check_shift(oshift, T: int, B: int) -> None:
+    """(B,) int64 rotations of the output in [0, T): the kernels write each row's step t at (t + shift) % T."""
+    build.expect("oshift", oshift, (B,), (torch.int64,))
+    if not _checks.tracing() and bool(((oshift < 0) | (oshift >= T)).any()):
+        raise _checks.invalid("oshift", f"rotations in [0, {T})", _checks.describe(oshift))
+
+
+def _shift(oshift: Tensor | None, like: Tensor) -> Tensor:
+    return torch.empty(0, dtype=torch.int64) if oshift is None else oshift.contiguous()
 
 
 def _check_grads(name: str, t, like: Tensor) -> None:
@@ -116,13 +129,14 @@ def _lstm_forward(
     zc: Tensor,
     save: bool,
     b_in: Tensor | None = None,
+    oshift: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    _check_inputs(4, xw, w_hh, rmask, h0, c0, step, zh=zh, zc=zc, b_in=b_in)
+    _check_inputs(4, xw, w_hh, rmask, h0, c0, step, zh=zh, zc=zc, b_in=b_in, oshift=oshift)
     if (zh.numel() > 0) != (zc.numel() > 0):
         raise _checks.invalid("zc", "zoneout factors for c exactly when there are some for h", _checks.describe(zc))
     out, hs, cs, hm, gates, tcs = build.extension().lstm_forward(
         xw.contiguous(), w_hh.contiguous(), rmask.contiguous(), h0.contiguous(), c0.contiguous(), step, zh, zc, save,
-        _bias(b_in, xw),
+        _bias(b_in, xw), _shift(oshift, xw),
     )  # fmt: skip
     # the final h alone (1, B, H): the backward needs no h history, and a (T + 1, B, H) output read at its last step
     # costs a zero-filled (T + 1, B, H) gradient every backward (autograd's select backward)
@@ -147,8 +161,8 @@ def _bias_grad(ctx, dxw: Tensor) -> Tensor | None:
 
 
 @_lstm_forward.register_fake
-def _(xw, w_hh, rmask, h0, c0, step, zh, zc, save, b_in=None):
-    _check_inputs(4, xw, w_hh, rmask, h0, c0, step, zh=zh, zc=zc, b_in=b_in)
+def _(xw, w_hh, rmask, h0, c0, step, zh, zc, save, b_in=None, oshift=None):
+    _check_inputs(4, xw, w_hh, rmask, h0, c0, step, zh=zh, zc=zc, b_in=b_in, oshift=oshift)
     G, T, B, H = xw.shape
     e, S = xw.new_empty, T if save else 1
     states = T + 1 if save else 1
@@ -169,8 +183,11 @@ def _lstm_backward(
     step: Tensor,
     zh: Tensor,
     zc: Tensor,
+    oshift: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     _check_saved(4, cs, w_hh, rmask, hm, gates, tcs, step, (zh, zc))
+    if oshift is not None and oshift.numel() > 0:
+        _check_shift(oshift, gates.shape[0], gates.shape[2])
     for name, t, like in (("dout", dout, _dout_like(dout, cs)), ("dh", dh, cs[0]), ("dc", dc, cs[0])):
         _check_grads(name, t, like)
     dxw, dw, dh0, dc0 = build.extension().lstm_backward(
@@ -186,30 +203,31 @@ def _lstm_backward(
         step,
         zh,
         zc,
+        _shift(oshift, dh),
     )
     return dxw, dw, dh0, dc0
 
 
 @_lstm_backward.register_fake
-def _(dout, dh, dc, w_hh, rmask, cs, hm, gates, tcs, step, zh, zc):
+def _(dout, dh, dc, w_hh, rmask, cs, hm, gates, tcs, step, zh, zc, oshift=None):
     return hm.new_empty(hm.shape), w_hh.new_empty(w_hh.shape), dh.new_empty(dh.shape), dc.new_empty(dc.shape)
 
 
 def _lstm_setup(ctx, inputs, output):
-    xw, w_hh, rmask, h0, c0, step, zh, zc, save, b_in = inputs
+    xw, w_hh, rmask, h0, c0, step, zh, zc, save, b_in, oshift = inputs
     out, hs, cs, hm, gates, tcs = output
     ctx.set_materialize_grads(False)  # the saved-for-backward outputs get no gradient: no zero tensors for them
     ctx.bias_grad = b_in is not None and b_in.requires_grad
-    ctx.save_for_backward(w_hh, rmask, cs, hm, gates, tcs, step, zh, zc)
+    ctx.save_for_backward(w_hh, rmask, cs, hm, gates, tcs, step, zh, zc, oshift)
 
 
 def _lstm_grad(ctx, dout, dhs, dcs, *unused):
-    w_hh, rmask, cs, hm, gates, tcs, step, zh, zc = ctx.saved_tensors
+    w_hh, rmask, cs, hm, gates, tcs, step, zh, zc, oshift = ctx.saved_tensors
     dout = torch.zeros_like(cs[:1]) if dout is None else dout  # no gradient for the output: one step of zeros
     dh = torch.zeros_like(cs[0]) if dhs is None else dhs[-1]  # only the final h (1, B, H) and c are layer outputs
     dc = torch.zeros_like(cs[0]) if dcs is None else dcs[-1]
-    dxw, dw, dh0, dc0 = _lstm_backward(dout, dh, dc, w_hh, rmask, cs, hm, gates, tcs, step, zh, zc)
-    return dxw, dw, None, dh0, dc0, None, None, None, None, _bias_grad(ctx, dxw)
+    dxw, dw, dh0, dc0 = _lstm_backward(dout, dh, dc, w_hh, rmask, cs, hm, gates, tcs, step, zh, zc, oshift)
+    return dxw, dw, None, dh0, dc0, None, None, None, None, _bias_grad(ctx, dxw), None
 
 
 _lstm_forward.register_autograd(_lstm_grad, setup_context=_lstm_setup)
@@ -226,18 +244,19 @@ def _gru_forward(
     zh: Tensor,
     save: bool,
     b_in: Tensor | None = None,
+    oshift: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    _check_inputs(3, xw, w_hh, rmask, h0, None, step, b_hh, zh=zh, b_in=b_in)
+    _check_inputs(3, xw, w_hh, rmask, h0, None, step, b_hh, zh=zh, b_in=b_in, oshift=oshift)
     out, hs, hm, gates, hpn = build.extension().gru_forward(
         xw.contiguous(), w_hh.contiguous(), b_hh.contiguous(), rmask.contiguous(), h0.contiguous(), step, zh, save,
-        _bias(b_in, xw),
+        _bias(b_in, xw), _shift(oshift, xw),
     )  # fmt: skip
     return out, _final(hs), hs, hm, gates, hpn  # the final h on its own, as for the LSTM (hs is saved)
 
 
 @_gru_forward.register_fake
-def _(xw, w_hh, b_hh, rmask, h0, step, zh, save, b_in=None):
-    _check_inputs(3, xw, w_hh, rmask, h0, None, step, b_hh, zh=zh, b_in=b_in)
+def _(xw, w_hh, b_hh, rmask, h0, step, zh, save, b_in=None, oshift=None):
+    _check_inputs(3, xw, w_hh, rmask, h0, None, step, b_hh, zh=zh, b_in=b_in, oshift=oshift)
     G, T, B, H = xw.shape
     e, S = xw.new_empty, T if save else 1
     return e(T, B, H), e(1, B, H), e(T + 1 if save else 1, B, H), e(3, S, B, H), e(S, 3, B, H), e(S, B, H)
@@ -255,37 +274,41 @@ def _gru_backward(
     hpn: Tensor,
     step: Tensor,
     zh: Tensor,
+    oshift: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     _check_saved(3, hs, w_hh, rmask, hm, gates, hpn, step, (zh,))
+    if oshift is not None and oshift.numel() > 0:
+        _check_shift(oshift, gates.shape[0], gates.shape[2])
     for name, t, like in (("dout", dout, _dout_like(dout, hs)), ("dh", dh, hs[0])):
         _check_grads(name, t, like)
     dxw, dw, db, dh0 = build.extension().gru_backward(
-        dout.contiguous(), dh.contiguous(), w_hh.contiguous(), rmask.contiguous(), hs, hm, gates, hpn, step, zh
-    )
+        dout.contiguous(), dh.contiguous(), w_hh.contiguous(), rmask.contiguous(), hs, hm, gates, hpn, step, zh,
+        _shift(oshift, dh),
+    )  # fmt: skip
     return dxw, dw, db, dh0
 
 
 @_gru_backward.register_fake
-def _(dout, dh, w_hh, rmask, hs, hm, gates, hpn, step, zh):
+def _(dout, dh, w_hh, rmask, hs, hm, gates, hpn, step, zh, oshift=None):
     H = dh.shape[-1]
     return hm.new_empty(hm.shape), w_hh.new_empty(w_hh.shape), hm.new_empty(3 * H), dh.new_empty(dh.shape)
 
 
 def _gru_setup(ctx, inputs, output):
-    xw, w_hh, b_hh, rmask, h0, step, zh, save, b_in = inputs
+    xw, w_hh, b_hh, rmask, h0, step, zh, save, b_in, oshift = inputs
     out, h_last, hs, hm, gates, hpn = output
     ctx.set_materialize_grads(False)
     ctx.bias_grad = b_in is not None and b_in.requires_grad
     ctx.has_bias = b_hh.numel() > 0
-    ctx.save_for_backward(w_hh, rmask, hs, hm, gates, hpn, step, zh)
+    ctx.save_for_backward(w_hh, rmask, hs, hm, gates, hpn, step, zh, oshift)
 
 
 def _gru_grad(ctx, dout, dh_last, *unused):
-    w_hh, rmask, hs, hm, gates, hpn, step, zh = ctx.saved_tensors
+    w_hh, rmask, hs, hm, gates, hpn, step, zh, oshift = ctx.saved_tensors
     dout = torch.zeros_like(hs[:1]) if dout is None else dout  # no gradient for the output: one step of zeros
     dh = torch.zeros_like(hs[0]) if dh_last is None else dh_last[-1]
-    dxw, dw, db, dh0 = _gru_backward(dout, dh, w_hh, rmask, hs, hm, gates, hpn, step, zh)
-    return dxw, dw, (db if ctx.has_bias else None), None, dh0, None, None, None, _bias_grad(ctx, dxw)
+    dxw, dw, db, dh0 = _gru_backward(dout, dh, w_hh, rmask, hs, hm, gates, hpn, step, zh, oshift)
+    return dxw, dw, (db if ctx.has_bias else None), None, dh0, None, None, None, _bias_grad(ctx, dxw), None
 
 
 _gru_forward.register_autograd(_gru_grad, setup_context=_gru_setup)
@@ -301,16 +324,19 @@ def lstm_recurrence(
     zoneout_h: Tensor | float | None = None,
     zoneout_c: Tensor | float | None = None,
     b_in: Tensor | None = None,
+    out_shift: Tensor | None = None,
 ):
     """Same contract as :func:`embdrop.kernels.reference.lstm_recurrence`; ``rmask`` is required (all ones for
     none). ``b_in`` (G * H,): the input projection's bias when ``xw`` comes without it (the kernel adds it as it
-    reads xw); None when xw holds it or there is none.
+    reads xw); None when xw holds it or there is none. ``out_shift`` (B,) int64 in [0, T): row b of the output
+    (and of its gradient) rotated forward by out_shift[b] along T, as the kernel writes it (pre-padded rows put
+    back); None for none.
 
     ``w_hh`` may come in a lower precision than ``xw`` (bfloat16 under ``torch.autocast``): the recurrent matrix
     products then run in that precision and the rest in ``xw``'s (see ``csrc/lstm.cpp``)."""
     zh, zc = _zoneout_factors(zoneout_h, h0), _zoneout_factors(zoneout_c, h0)
     save = needs_saving(xw, w_hh, h0, c0, b_in)
-    out, h_last, cs, *_ = _lstm_forward(xw, w_hh, rmask, h0, c0, _step(step), zh, zc, save, b_in)
+    out, h_last, cs, *_ = _lstm_forward(xw, w_hh, rmask, h0, c0, _step(step), zh, zc, save, b_in, out_shift)
     return out, h_last[-1], cs[-1]
 
 
@@ -323,12 +349,14 @@ def gru_recurrence(
     step: Tensor | None = None,
     zoneout_h: Tensor | float | None = None,
     b_in: Tensor | None = None,
+    out_shift: Tensor | None = None,
 ):
     """Same contract as :func:`embdrop.kernels.reference.gru_recurrence` (``reset_after=True``); ``rmask`` is
-    required (all ones for none); ``b_in`` as for :func:`lstm_recurrence` (b_ih)."""
+    required (all ones for none); ``b_in``, ``out_shift`` as for :func:`lstm_recurrence` (b_ih)."""
     b = b_hh if b_hh is not None else xw.new_empty(0)
     zh = _zoneout_factors(zoneout_h, h0)
-    out, h_last, *_ = _gru_forward(xw, w_hh, b, rmask, h0, _step(step), zh, needs_saving(xw, w_hh, b, h0, b_in), b_in)
+    save = needs_saving(xw, w_hh, b, h0, b_in)
+    out, h_last, *_ = _gru_forward(xw, w_hh, b, rmask, h0, _step(step), zh, save, b_in, out_shift)
     return out, h_last[-1]
 
 

@@ -211,16 +211,18 @@ class RecurrentStack(StochasticModule):
             x = padding.roll(x, start)  # pre-padded rows moved to the front: every row is post-padded from here on
         inp = x
         hs, cs = [], []
+        # one layer, one direction: the output's rotation back goes to the run (the CPU kernel writes it rotated)
+        shift = start if rolled and self.num_layers == 1 and self.directions == 1 else None
         for layer in range(self.num_layers):
             outs = []
             for d in range(self.directions):
                 k = layer * self.directions + d
-                o, h, c = self._run(layer, d, inp, h0[k], None if c0 is None else c0[k], masks, n)
+                o, h, c = self._run(layer, d, inp, h0[k], None if c0 is None else c0[k], masks, n, shift)
                 outs.append(o)
                 hs.append(h)
                 cs.append(c)
             inp = outs[0] if len(outs) == 1 else merge(outs[0], outs[1], self.merge_mode)  # (B, T, output_size)
-        out = padding.roll(inp, -start) if rolled else inp
+        out = padding.roll(inp, -start) if rolled and shift is None else inp
         h = torch.stack(hs)
         return (out, (h, torch.stack(cs))) if self.has_cell_state else (out, h)
 
@@ -228,11 +230,11 @@ class RecurrentStack(StochasticModule):
         return dispatch.Options(self.cell, self.dropout, self.recurrent_dropout, self.weight_dropout, self.zoneout,
                                 self.variational, self.bias, self.training)  # fmt: skip
 
-    def _run(self, layer, d, inp, h0, c0, masks: RecurrentMasks | None, n):
-        """One layer, one direction: (B, T, C) -> (B, T, H), final h, final c."""
+    def _run(self, layer, d, inp, h0, c0, masks: RecurrentMasks | None, n, shift=None):
+        """One layer, one direction: (B, T, C) -> (B, T, H) (rows rotated forward by ``shift``), final h, final c."""
         if d == 1:
             inp = padding.reverse(inp, n)
-        out, h, c = dispatch.run(inp, h0, c0, self._weights(layer, d), masks, (layer, d), self._options(), n)
+        out, h, c = dispatch.run(inp, h0, c0, self._weights(layer, d), masks, (layer, d), self._options(), n, shift)
         if d == 1:
             out = padding.reverse(out, n)
         return out, h, c

@@ -201,6 +201,18 @@ constexpr int64_t kOneDnnMacs = int64_t(3) << 20;
 // is faster (an LSTM at (B, H) = (64, 200): 5.6 against 8.5 ms for 35 steps).
 inline bool one_call_when_shared(int64_t G, int64_t nb, int64_t H) { return G * nb * H * H < kOneDnnMacs; }
 
+// Where a row's output of step t goes in a (T, B, H) array, as an offset from step t's place: pre-padded rows of
+// a layer (moved to the front for the steps, functional/recurrent.py) are written back rotated right by s[b], so no
+// roll of the output follows (one gather of (T, B, H) forward, one scatter back); s null: in place.
+struct OutShift {
+  const int64_t* s = nullptr;
+  int64_t t = 0, T = 1, BH = 0;
+  int64_t at(int64_t b) const { return s ? (((t + s[b]) % T) - t) * BH : 0; }
+};
+inline const int64_t* shifts(const Tensor& oshift) {
+  return oshift.numel() ? oshift.data_ptr<int64_t>() : nullptr;
+}
+
 // Batched products (gemm.cpp): out = a @ b for (G, M, K) and (G, K, N), through oneDNN where it is faster.
 void bmm_into(Tensor& out, const Tensor& a, const Tensor& b);
 // A recurrence's step in float32: out (G, M, N) = A_g @ B_g for each gate g, A_g the M rows of K values at
@@ -320,14 +332,16 @@ Tensor batched_product(Tensor a, Tensor b);
 Tensor gate_inputs(Tensor x, Tensor m, double scale);
 Tensor gate_inputs_backward(Tensor d, Tensor m, double scale);
 Tensor masked_projection(Tensor x, Tensor m, double scale, Tensor w);
+// oshift: (B,) int64 rotations of the output along T (OutShift), or an empty tensor for none.
 std::vector<Tensor> lstm_forward(Tensor xw, Tensor w_hh, Tensor rmask, Tensor h0, Tensor c0, Tensor step, Tensor zh,
-                                 Tensor zc, bool save, Tensor b_in);
+                                 Tensor zc, bool save, Tensor b_in, Tensor oshift);
 std::vector<Tensor> lstm_backward(Tensor dout, Tensor dhT, Tensor dcT, Tensor w_hh, Tensor rmask, Tensor cs,
-                                  Tensor hm, Tensor gates, Tensor tcs, Tensor step, Tensor zh, Tensor zc);
+                                  Tensor hm, Tensor gates, Tensor tcs, Tensor step, Tensor zh, Tensor zc,
+                                  Tensor oshift);
 std::vector<Tensor> gru_forward(Tensor xw, Tensor w_hh, Tensor b_hh, Tensor rmask, Tensor h0, Tensor step, Tensor zh,
-                                bool save, Tensor b_in);
+                                bool save, Tensor b_in, Tensor oshift);
 std::vector<Tensor> gru_backward(Tensor dout, Tensor dhT, Tensor w_hh, Tensor rmask, Tensor hs, Tensor hm,
-                                 Tensor gates, Tensor hpn, Tensor step, Tensor zh);
+                                 Tensor gates, Tensor hpn, Tensor step, Tensor zh, Tensor oshift);
 Tensor keep_mask(std::vector<int64_t> shape, int64_t threshold, int64_t seed, at::ScalarType dtype);
 Tensor uniform_keep(std::vector<int64_t> shape, double keep, std::optional<at::Generator> generator);
 Tensor hashed_scale(Tensor x, int64_t threshold, int64_t seed, double value);

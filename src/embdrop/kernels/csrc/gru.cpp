@@ -16,10 +16,10 @@ __attribute__((noinline)) void gru_fwd_rows(int64_t bs, int64_t be, int64_t BH, 
                                             scalar_t* __restrict__ hn, scalar_t* __restrict__ o,
                                             const bool* __restrict__ vt, const scalar_t* __restrict__ zh,
                                             scalar_t* __restrict__ hmn, const scalar_t* __restrict__ rp,
-                                            int64_t hm_gate) {
+                                            int64_t hm_gate, OutShift osh) {
   for (int64_t b = bs; b < be; ++b) {
     const scalar_t vf = (vt ? vt[b] : true) ? scalar_t(1) : scalar_t(0);  // see lstm_fwd_rows
-    const int64_t base = b * H;
+    const int64_t base = b * H, od = osh.at(b);
     for (int64_t u = 0; u < H; ++u) {
       const int64_t j = base + u, q = j - poff;  // q: the entry's place in hpp (see lstm_fwd_rows)
       // bi: the input projection's bias (see lstm.cpp), bp: the recurrent one
@@ -35,7 +35,7 @@ __attribute__((noinline)) void gru_fwd_rows(int64_t bs, int64_t be, int64_t BH, 
       scalar_t h = (scalar_t(1) - z) * n + z * hp;
       if (Z) h = zh[j] * h + (scalar_t(1) - zh[j]) * hp;  // zoneout, as in lstm_fwd_rows
       hnew[j] = vf * h + (scalar_t(1) - vf) * hp;
-      o[j] = vf * h;
+      o[j + od] = vf * h;
     }
     if (hmn) masked_row<scalar_t, 3>(base, base + H, BH, hm_gate, hnew, rp, hmn);
   }
@@ -49,15 +49,17 @@ __attribute__((noinline)) void gru_bwd_rows(int64_t bs, int64_t be, int64_t BH, 
                                             const scalar_t* __restrict__ dm, const scalar_t* __restrict__ rp,
                                             scalar_t* __restrict__ dhptr, scalar_t* __restrict__ dx,
                                             scalar_t* __restrict__ dr, const bool* __restrict__ vt,
-                                            const scalar_t* __restrict__ zh) {
-  const int64_t span = vt ? H : (be - bs) * H;  // as in lstm_fwd_rows (the forward's bias, per unit, keeps rows)
+                                            const scalar_t* __restrict__ zh, OutShift dsh) {
+  // as in lstm_bwd_rows (the forward's bias, per unit, keeps rows)
+  const int64_t span = vt || dsh.s ? H : (be - bs) * H;
   for (int64_t j0 = bs * H; j0 < be * H; j0 += span) {
     const scalar_t vf = (vt ? vt[j0 / H] : true) ? scalar_t(1) : scalar_t(0);
+    const int64_t od = dsh.at(j0 / H);
     for (int64_t j = j0; j < j0 + span; ++j) {
       const int64_t q = j - poff;  // the entry's place in dm (see lstm_bwd_rows)
       const scalar_t dht = dhptr[j] + dm[q] * rp[j] + dm[PBH + q] * rp[BH + j] + dm[2 * PBH + q] * rp[2 * BH + j];
       const scalar_t r = g[j], z = g[BH + j], n = g[2 * BH + j];
-      const scalar_t dhz = vf * (dht + dop[j]);  // d of the step's (zoned) h
+      const scalar_t dhz = vf * (dht + dop[j + od]);  // d of the step's (zoned) h
       const scalar_t zhj = Z ? zh[j] : scalar_t(1);
       const scalar_t dhc = zhj * dhz;  // d of the cell's new h
       const scalar_t dnp = dhc * (scalar_t(1) - z) * (scalar_t(1) - n * n);
@@ -78,7 +80,7 @@ __attribute__((noinline)) void gru_bwd_rows(int64_t bs, int64_t be, int64_t BH, 
 template <typename scalar_t>
 void gru_forward_loop(const Tensor& xw, const Tensor& b_in, const Tensor& wt, const Tensor& b_hh, const Tensor& rmask,
                       const Tensor& step, const Tensor& zh, Tensor& hs, Tensor& hm, Tensor& gates, Tensor& hpn,
-                      Tensor& out, bool shared, bool save, bool kept) {
+                      Tensor& out, bool shared, bool save, bool kept, const int64_t* os) {
   const int64_t T = xw.size(1), B = xw.size(2), H = xw.size(3), BH = B * H, TBH = T * BH;
   const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
   Tensor bias = b_hh.numel() ? b_hh.contiguous() : at::zeros({3 * H}, xw.options());  // (3H,)
@@ -125,10 +127,10 @@ void gru_forward_loop(const Tensor& xw, const Tensor& b_in, const Tensor& wt, co
       auto step_rows = [&](int64_t s0, int64_t e0) {
         if (zht)
           gru_fwd_rows<scalar_t, true>(s0, e0, BH, TBH, H, PBH, poff, hpp, bi, bp, x, g, hprev, hnew, hn, o, vt, zht,
-                                       hmn, rp, hm_gate);
+                                       hmn, rp, hm_gate, OutShift{os, t, T, BH});
         else
           gru_fwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, PBH, poff, hpp, bi, bp, x, g, hprev, hnew, hn, o, vt, zht,
-                                        hmn, rp, hm_gate);
+                                        hmn, rp, hm_gate, OutShift{os, t, T, BH});
       };
       block_rows(inner_parallel, b0, nb, H, step_rows);
     }
@@ -137,7 +139,7 @@ void gru_forward_loop(const Tensor& xw, const Tensor& b_in, const Tensor& wt, co
 }
 
 std::vector<Tensor> gru_forward(Tensor xw, Tensor w_hh, Tensor b_hh, Tensor rmask, Tensor h0, Tensor step,
-                                Tensor zh, bool save, Tensor b_in) {
+                                Tensor zh, bool save, Tensor b_in, Tensor oshift) {
   const int64_t T = xw.size(1), B = xw.size(2), H = xw.size(3);
   auto opts = xw.options();
   Tensor wt = gates_transposed(w_hh, 3, H);  // (3, H_in, H_out), contiguous as for the LSTM
@@ -152,7 +154,8 @@ std::vector<Tensor> gru_forward(Tensor xw, Tensor w_hh, Tensor b_hh, Tensor rmas
   const bool shared = !save && all_ones(rmask);  // as in lstm_forward
   const bool kept = kept_unit_steps(xw, w_hh, save);
   AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "embdrop_gru_forward", [&] {
-    gru_forward_loop<scalar_t>(xw, b_in, wt, b_hh, rmask, st, zht, hs, hm, gates, hpn, out, shared, save, kept);
+    gru_forward_loop<scalar_t>(xw, b_in, wt, b_hh, rmask, st, zht, hs, hm, gates, hpn, out, shared, save, kept,
+                               shifts(oshift));
   });
   if (!save) hs = hs.narrow(0, T % 2, 1);
   return {out, hs, hm, gates, hpn};
@@ -161,7 +164,7 @@ std::vector<Tensor> gru_forward(Tensor xw, Tensor w_hh, Tensor b_hh, Tensor rmas
 template <typename scalar_t>
 void gru_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmask, const Tensor& step,
                        const Tensor& zh, const Tensor& hs, const Tensor& gates, const Tensor& hpn, Tensor& dh,
-                       Tensor& dxw, Tensor& dhp) {
+                       Tensor& dxw, Tensor& dhp, const int64_t* os) {
   const int64_t T = gates.size(0), B = gates.size(2), H = gates.size(3), BH = B * H, TBH = T * BH;
   const bool lp = w3.scalar_type() != dh.scalar_type();
   const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
@@ -189,13 +192,14 @@ void gru_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmask
       scalar_t* __restrict__ dr = dr0 + t * BH;
       const bool* vt = sp ? sp + t * B : nullptr;
       const scalar_t* zht = zone_at<scalar_t>(zh, t, BH);
+      const OutShift dsh{dstep ? os : nullptr, t, T, BH};  // as in the LSTM's loop
       auto step_rows = [&](int64_t s0, int64_t e0) {
         if (zht)
           gru_bwd_rows<scalar_t, true>(s0, e0, BH, TBH, H, PBH, poff, g, hnp, hprev, dop, dm, rp, dhptr, dx, dr, vt,
-                                       zht);
+                                       zht, dsh);
         else
           gru_bwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, PBH, poff, g, hnp, hprev, dop, dm, rp, dhptr, dx, dr, vt,
-                                        zht);
+                                        zht, dsh);
       };
       block_rows(inner_parallel, b0, nb, H, step_rows);
       step_products<scalar_t>(dhm, dhm_lp, dr + poff, TBH, w3, 3, nb, H, nullptr, w3p);
@@ -206,7 +210,7 @@ void gru_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmask
 }
 
 std::vector<Tensor> gru_backward(Tensor dout, Tensor dhT, Tensor w_hh, Tensor rmask, Tensor hs, Tensor hm,
-                                 Tensor gates, Tensor hpn, Tensor step, Tensor zh) {
+                                 Tensor gates, Tensor hpn, Tensor step, Tensor zh, Tensor oshift) {
   const int64_t T = gates.size(0), B = gates.size(2), H = gates.size(3);
   Tensor w3 = w_hh.view({3, H, H});
   Tensor dh = dhT.clone();
@@ -214,7 +218,7 @@ std::vector<Tensor> gru_backward(Tensor dout, Tensor dhT, Tensor w_hh, Tensor rm
   Tensor st = step.numel() ? step : Tensor();
   Tensor zht = zh.numel() ? zh : Tensor();
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "embdrop_gru_backward", [&] {
-    gru_backward_loop<scalar_t>(dout, w3, rmask, st, zht, hs, gates, hpn, dh, dxw, dhp);
+    gru_backward_loop<scalar_t>(dout, w3, rmask, st, zht, hs, gates, hpn, dh, dxw, dhp, shifts(oshift));
   });
   const auto wtype = w_hh.scalar_type();
   Tensor dw = batched_product(dhp.view({3, T * B, H}).transpose(1, 2).to(wtype), hm.view({3, T * B, H}).to(wtype));

@@ -40,12 +40,13 @@ __attribute__((noinline)) void lstm_fwd_rows(int64_t bs, int64_t be, int64_t BH,
                                              scalar_t* __restrict__ o, const bool* __restrict__ vt,
                                              const scalar_t* __restrict__ zh, const scalar_t* __restrict__ zc,
                                              scalar_t* __restrict__ hmn, const scalar_t* __restrict__ rp,
-                                             int64_t hm_gate) {
-  const int64_t span = vt ? H : (be - bs) * H;
+                                             int64_t hm_gate, OutShift osh) {
+  const int64_t span = vt || osh.s ? H : (be - bs) * H;
   for (int64_t j0 = bs * H; j0 < be * H; j0 += span) {
     // 1 at a real step, 0 at a padded one; a blend by multiplication vectorises where a select of bools does not,
     // and is exact for finite values (x * 1 + y * 0 == x)
     const scalar_t vf = (vt ? vt[j0 / H] : true) ? scalar_t(1) : scalar_t(0);
+    const int64_t od = osh.at(j0 / H);  // the row's output place (OutShift)
     for (int64_t j = j0; j < j0 + span; ++j) {
       // q: the entry's place in pre and in the bias tile bt, which hold rows [poff / H, poff / H + PBH / H)
       const int64_t q = j - poff;
@@ -70,7 +71,7 @@ __attribute__((noinline)) void lstm_fwd_rows(int64_t bs, int64_t be, int64_t BH,
       }
       cnew[j] = vf * c + (scalar_t(1) - vf) * cp;
       hnew[j] = vf * h + (scalar_t(1) - vf) * hp;
-      o[j] = vf * h;
+      o[j + od] = vf * h;
     }
     if (hmn) masked_row<scalar_t, 4>(j0, j0 + span, BH, hm_gate, hnew, rp, hmn);
   }
@@ -84,10 +85,12 @@ __attribute__((noinline)) void lstm_bwd_rows(int64_t bs, int64_t be, int64_t BH,
                                              const scalar_t* __restrict__ dm, const scalar_t* __restrict__ rp,
                                              scalar_t* __restrict__ dhp, scalar_t* __restrict__ dcp,
                                              scalar_t* __restrict__ dp, const bool* __restrict__ vt,
-                                             const scalar_t* __restrict__ zh, const scalar_t* __restrict__ zc) {
-  const int64_t span = vt ? H : (be - bs) * H;  // as in lstm_fwd_rows
+                                             const scalar_t* __restrict__ zh, const scalar_t* __restrict__ zc,
+                                             OutShift dsh) {
+  const int64_t span = vt || dsh.s ? H : (be - bs) * H;  // as in lstm_fwd_rows
   for (int64_t j0 = bs * H; j0 < be * H; j0 += span) {
     const scalar_t vf = (vt ? vt[j0 / H] : true) ? scalar_t(1) : scalar_t(0);  // 1 at a real step, 0 at a padded one
+    const int64_t od = dsh.at(j0 / H);  // the row's output gradient, where the forward wrote the output
     for (int64_t j = j0; j < j0 + span; ++j) {
       // dh(t) = what passed through + the recurrent part from step t + 1 (zero at the last step)
       const int64_t q = j - poff;  // the entry's place in dm, which holds rows [poff / H, poff / H + PBH / H)
@@ -95,7 +98,7 @@ __attribute__((noinline)) void lstm_bwd_rows(int64_t bs, int64_t be, int64_t BH,
                            dm[3 * PBH + q] * rp[3 * BH + j];
       const scalar_t i = g[j], f = g[BH + j], gg = g[2 * BH + j], o = g[3 * BH + j], tc = tcp[j];
       const scalar_t dcin = dcp[j];
-      const scalar_t dhz = vf * (dht + dop[j]);  // d of the step's (zoned) h
+      const scalar_t dhz = vf * (dht + dop[j + od]);  // d of the step's (zoned) h
       const scalar_t zhj = Z ? zh[j] : scalar_t(1), zcj = Z ? zc[j] : scalar_t(1);
       const scalar_t dhc = zhj * dhz;  // d of the cell's new h
       const scalar_t dcc = zcj * vf * dcin + dhc * o * (scalar_t(1) - tc * tc);
@@ -113,7 +116,7 @@ __attribute__((noinline)) void lstm_bwd_rows(int64_t bs, int64_t be, int64_t BH,
 template <typename scalar_t>
 void lstm_forward_loop(const Tensor& xw, const Tensor& b_in, const Tensor& wt, const Tensor& rmask, const Tensor& step,
                        const Tensor& zh, const Tensor& zc, Tensor& hs, Tensor& cs, Tensor& hm, Tensor& gates,
-                       Tensor& tcs, Tensor& out, bool shared, bool save, bool kept) {
+                       Tensor& tcs, Tensor& out, bool shared, bool save, bool kept, const int64_t* os) {
   const int64_t T = xw.size(1), B = xw.size(2), H = xw.size(3), BH = B * H, TBH = T * BH;
   const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
   const scalar_t* __restrict__ x0 = ptr<scalar_t>(xw);
@@ -165,7 +168,7 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& b_in, const Tensor& wt, c
         auto rows = [&](auto zoned, auto saving) {
           lstm_fwd_rows<scalar_t, decltype(zoned)::value, decltype(saving)::value>(
               s0, e0, BH, TBH, H, PBH, poff, pp, bt, x, g, hprev, cprev, hnew, cnew, tc, o, vt, zht, zct, hmn, rp,
-              hm_gate);
+              hm_gate, OutShift{os, t, T, BH});
         };
         if (zht && save)
           rows(std::true_type{}, std::true_type{});
@@ -183,7 +186,7 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& b_in, const Tensor& wt, c
 }
 
 std::vector<Tensor> lstm_forward(Tensor xw, Tensor w_hh, Tensor rmask, Tensor h0, Tensor c0, Tensor step, Tensor zh,
-                                 Tensor zc, bool save, Tensor b_in) {
+                                 Tensor zc, bool save, Tensor b_in, Tensor oshift) {
   const int64_t T = xw.size(1), B = xw.size(2), H = xw.size(3);
   auto opts = xw.options();
   // (4, H_in, H_out), made contiguous once: oneDNN's per-step product runs markedly slower on the transposed view
@@ -204,7 +207,8 @@ std::vector<Tensor> lstm_forward(Tensor xw, Tensor w_hh, Tensor rmask, Tensor h0
   const bool shared = !save && all_ones(rmask);
   const bool kept = kept_unit_steps(xw, w_hh, save);
   AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "embdrop_lstm_forward", [&] {
-    lstm_forward_loop<scalar_t>(xw, b_in, wt, rmask, st, zht, zct, hs, cs, hm, gates, tcs, out, shared, save, kept);
+    lstm_forward_loop<scalar_t>(xw, b_in, wt, rmask, st, zht, zct, hs, cs, hm, gates, tcs, out, shared, save, kept,
+                                shifts(oshift));
   });
   if (!save) {  // the final state as a one-step history
     hs = hs.narrow(0, T % 2, 1);
@@ -216,7 +220,7 @@ std::vector<Tensor> lstm_forward(Tensor xw, Tensor w_hh, Tensor rmask, Tensor h0
 template <typename scalar_t>
 void lstm_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmask, const Tensor& step,
                         const Tensor& zh, const Tensor& zc, const Tensor& cs, const Tensor& gates, const Tensor& tcs,
-                        Tensor& dh, Tensor& dc, Tensor& dpre) {
+                        Tensor& dh, Tensor& dc, Tensor& dpre, const int64_t* os) {
   const int64_t T = gates.size(0), B = gates.size(2), H = gates.size(3), BH = B * H, TBH = T * BH;
   const bool lp = w3.scalar_type() != dh.scalar_type();
   const bool* sp = step.defined() ? step.data_ptr<bool>() : nullptr;
@@ -245,13 +249,14 @@ void lstm_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmas
       const bool* vt = sp ? sp + t * B : nullptr;
       const scalar_t* zht = zone_at<scalar_t>(zh, t, BH);
       const scalar_t* zct = zone_at<scalar_t>(zc, t, BH);
+      const OutShift dsh{dstep ? os : nullptr, t, T, BH};  // (1, B, H): the same step for every t, no place
       auto step_rows = [&](int64_t s0, int64_t e0) {
         if (zht)
           lstm_bwd_rows<scalar_t, true>(s0, e0, BH, TBH, H, PBH, poff, g, tcp, cprev, dop, dm, rp, dhp, dcp, dp, vt,
-                                        zht, zct);
+                                        zht, zct, dsh);
         else
           lstm_bwd_rows<scalar_t, false>(s0, e0, BH, TBH, H, PBH, poff, g, tcp, cprev, dop, dm, rp, dhp, dcp, dp,
-                                         vt, zht, zct);
+                                         vt, zht, zct, dsh);
       };
       block_rows(inner_parallel, b0, nb, H, step_rows);
       step_products<scalar_t>(dhm, dhm_lp, dp + poff, TBH, w3, 4, nb, H, nullptr, w3p);  // (4, nb, H_in): d(h(t-1) * m_k)
@@ -262,7 +267,8 @@ void lstm_backward_loop(const Tensor& dout, const Tensor& w3, const Tensor& rmas
 }
 
 std::vector<Tensor> lstm_backward(Tensor dout, Tensor dhT, Tensor dcT, Tensor w_hh, Tensor rmask, Tensor cs,
-                                  Tensor hm, Tensor gates, Tensor tcs, Tensor step, Tensor zh, Tensor zc) {
+                                  Tensor hm, Tensor gates, Tensor tcs, Tensor step, Tensor zh, Tensor zc,
+                                  Tensor oshift) {
   const int64_t T = gates.size(0), B = gates.size(2), H = gates.size(3);
   Tensor w3 = w_hh.view({4, H, H});
   Tensor dh = dhT.clone(), dc = dcT.clone();
@@ -270,7 +276,7 @@ std::vector<Tensor> lstm_backward(Tensor dout, Tensor dhT, Tensor dcT, Tensor w_
   Tensor st = step.numel() ? step : Tensor();
   Tensor zht = zh.numel() ? zh : Tensor(), zct = zc.numel() ? zc : Tensor();
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "embdrop_lstm_backward", [&] {
-    lstm_backward_loop<scalar_t>(dout, w3, rmask, st, zht, zct, cs, gates, tcs, dh, dc, dpre);
+    lstm_backward_loop<scalar_t>(dout, w3, rmask, st, zht, zct, cs, gates, tcs, dh, dc, dpre, shifts(oshift));
   });
   // dW_k = sum over t, b of dpre_k[t, b]^T (h(t-1) * m_k)[b]: one batched GEMM over all steps, on views.
   const auto wtype = w_hh.scalar_type();  // the GEMM's dtype and dW's (see the top of the file)
