@@ -2,9 +2,10 @@
 // call it replaces.
 //
 // A step's products are small: (G, nb, H) x (G, H, H) with nb the rows of one thread's block, 16 x 100 x 100 per
-// gate for the reviews LSTM. A library call costs more than its arithmetic there: MKL's batched GEMM took 16-18 us
-// for the four gates at (nb, H) = (16, 100), oneDNN's matmul 21 us, this code 6.3 us (one thread of the AMD EPYC,
-// AVX-512; 67 against 57 us at (32, 200), 188 against 165 us at (10, 650): benchmarks/step_products.py).
+// gate for the reviews LSTM. A library call costs more than its arithmetic there: for the four gates at
+// (nb, H) = (16, 100) MKL's batched GEMM took 16.9 us a call and this code 9.5 us, a Python call's cost included;
+// 66.0 against 56.6 us at (32, 200) (oneDNN's matmul), 203 against 187 us at (10, 650) (one thread of the AMD
+// EPYC, AVX-512: python benchmarks/step_products.py).
 //
 // Each output entry is one chain of fused multiply-adds over k in order, from zero, as the libraries' kernels sum
 // at these sizes. On the AMD EPYC (AVX-512) the results equal oneDNN's to the bit for N >= 2 and K <= 1024 (oneDNN
