@@ -559,3 +559,29 @@ def test_weight_drop_drawn_in_the_call_equals_its_sampled_masks(kind):
 
     a, b = run(generator=gen(8)), run(masks=layer.sample_masks(x, generator=gen(8)))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("cls", [embdrop.LSTM, embdrop.GRU])
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("rates", [{}, {"recurrent_dropout": 0.4, "dropout": 0.3}], ids=["lengths only", "dropout"])
+def test_one_direction_pre_padding_equals_post_padding_rotated(cls, num_layers, rates):
+    # one layer, one direction: the CPU kernel writes the output rotated back itself (no roll after the run)
+    torch.manual_seed(9)
+    layer = cls(4, 6, num_layers=num_layers, **rates)
+    B, T = 3, 6
+    n = torch.tensor([2, 6, 4])
+    x = torch.randn(B, T, 4, requires_grad=True)
+    post_mask = torch.arange(T).unsqueeze(0) < n.unsqueeze(1)
+    m = layer.sample_masks(x, generator=gen(3)) if rates else None
+    out_post, st_post = layer(x, lengths=post_mask, masks=m)
+    pre = torch.stack([torch.roll(x[b], int(T - n[b]), 0) for b in range(B)])  # each row's real steps moved to the end
+    out_pre, st_pre = layer(pre, lengths=torch.arange(T).unsqueeze(0) >= (T - n).unsqueeze(1), masks=m)
+    want = torch.stack([torch.roll(out_post[b], int(T - n[b]), 0) for b in range(B)])
+    assert torch.equal(out_pre, want)
+    h_post, h_pre = (s[0] if isinstance(s, tuple) else s for s in (st_post, st_pre))
+    assert torch.equal(h_post, h_pre)
+    w = torch.randn(out_pre.shape, generator=gen(4))
+    w_post = torch.stack([torch.roll(w[b], -int(T - n[b]), 0) for b in range(B)])  # the same weights, post-padded
+    (g_post,) = torch.autograd.grad((out_post * w_post).sum(), x)
+    (g_pre,) = torch.autograd.grad((out_pre * w).sum(), x)  # through the roll that built `pre`: x's own layout
+    assert torch.equal(g_pre, g_post)
