@@ -10,12 +10,17 @@
 // Each output entry is one chain of fused multiply-adds over k in order, from zero, as the libraries' kernels sum
 // at these sizes. On the AMD EPYC (AVX-512) the results equal oneDNN's to the bit for N >= 2 and K <= 1024 (oneDNN
 // sums K in blocks of 512, each block a chain of its own, added to the previous ones; the same is done here), and
-// MKL's batched GEMM's for M >= 4 and 12 <= N, K <= 192. own_products() uses them only there, and only where a check
-// run once per process (agrees()) finds the same on the CPU at hand; the library runs everywhere else (MKL's
-// smallest products, oneDNN's products of three K blocks and more), so that a training run's numbers do not change.
+// MKL's batched GEMM's for M >= 4 and 12 <= N, K <= 192. own_products() uses them only there, and only for a shape
+// whose check (the two computed once on the same values, in the same threading) came out the same to the bit on
+// the CPU at hand; the library runs everywhere else (MKL's smallest products, oneDNN's products of three K blocks
+// and more), so that a training run's numbers do not change.
 //
 // The right-hand operand is read from a copy whose rows are padded with zeros to whole vectors (pad_columns, made
 // once per sequence), so that every load is a full vector; the last vector's extra columns are not stored.
+#include <array>
+#include <map>
+#include <mutex>
+
 #include "common.h"
 
 namespace embdrop {
@@ -110,24 +115,39 @@ std::atomic<bool>& own_products_enabled() {
 
 void set_own_products(bool enabled) { own_products_enabled() = enabled; }
 
+bool own_product_sizes(int64_t G, int64_t M, int64_t K, int64_t N) {
+  if (!own_products_enabled() || M < 1 || K < 1 || N < 1 || K > 2 * kOneDnnKBlock) return false;
+  if (G * M * K * N >= kOneDnnMacs) return N >= 2 && onednn_gemm_available();
+  return M >= 4 && N >= 12 && N <= 192 && K <= 192 && mkl_batch_available();
+}
+
 namespace {
 
-// Which library calls the own products reproduce on this CPU, found once per process by computing a few products
-// both ways (deterministic values; torch's random generator is not touched): MKL's batched GEMM, oneDNN's with K in
-// one block, oneDNN's with K in two. A CPU whose library sums otherwise keeps the library there.
-struct Agrees {
-  bool mkl = false, onednn = false, onednn_split = false;
-};
+// The shapes checked so far, with whether the own products summed as the library's: (G, M, K, N, threads, whether
+// in a parallel region), as the library's choice of kernel may depend on each.
+using Shape = std::array<int64_t, 6>;
+std::mutex& checked_lock() {
+  static std::mutex m;
+  return m;
+}
+std::map<Shape, bool>& checked() {
+  static std::map<Shape, bool> m;
+  return m;
+}
+constexpr size_t kMaxChecked = 64;  // shapes past this many (lengths that vary call to call) keep the library's
 
+// The library's and the own products of one shape, computed on the same deterministic values (torch's random
+// generator is not touched; a recurrence's own first step, from a zero state, would agree whatever the sums), and
+// compared to the bit. Once per shape, threading and process: a few small products.
 bool same_products(int64_t G, int64_t M, int64_t K, int64_t N) {
   const auto opts = at::TensorOptions().dtype(at::kFloat);
   Tensor a = at::empty({G, M, K}, opts), b = at::empty({G, K, N}, opts);
   uint32_t state = 0x9e3779b9u;
   for (Tensor* t : {&a, &b}) {
-    float* p = t->data_ptr<float>();
+    float* q = t->data_ptr<float>();
     for (int64_t i = 0; i < t->numel(); ++i) {
       state = state * 1664525u + 1013904223u;
-      p[i] = static_cast<float>(static_cast<int32_t>(state >> 8) - (1 << 23)) / float(1 << 23);  // in [-1, 1)
+      q[i] = static_cast<float>(static_cast<int32_t>(state >> 8) - (1 << 23)) / float(1 << 23);  // in [-1, 1)
     }
   }
   Tensor lib = at::empty({G, M, N}, opts), own = at::empty({G, M, N}, opts);
@@ -135,39 +155,31 @@ bool same_products(int64_t G, int64_t M, int64_t K, int64_t N) {
   gate_products(lib.data_ptr<float>(), a.data_ptr<float>(), M * K, b.data_ptr<float>(), G, M, K, N);
   own_gate_products(own.data_ptr<float>(), a.data_ptr<float>(), M * K, bp.data_ptr<float>(), bp.size(2), G, M, K,
                     N);
-  return at::equal(lib, own);
-}
-
-const Agrees& agrees() {
-  static const Agrees found = [] {
-    Agrees r;
-    if (mkl_batch_available())  // below oneDNN's size; the smallest and largest of the rule below
-      r.mkl = same_products(4, 4, 12, 12) && same_products(4, 7, 100, 100) && same_products(4, 16, 192, 192) &&
-              same_products(3, 5, 64, 64);
-    if (onednn_gemm_available()) {
-      r.onednn = same_products(4, 32, 200, 200) && same_products(4, 3, 512, 512) && same_products(3, 12, 300, 310);
-      r.onednn_split = r.onednn && same_products(1, 100, 650, 64) && same_products(4, 3, 1024, 300);
-    }
-    return r;
-  }();
-  return found;
+  return std::memcmp(lib.data_ptr<float>(), own.data_ptr<float>(), sizeof(float) * G * M * N) == 0;
 }
 
 }  // namespace
-
-bool own_product_sizes(int64_t G, int64_t M, int64_t K, int64_t N) {
-  if (!own_products_enabled() || M < 1 || K < 1 || N < 1 || K > 2 * kOneDnnKBlock) return false;
-  if (G * M * K * N >= kOneDnnMacs)
-    return N >= 2 && (K <= kOneDnnKBlock ? agrees().onednn : agrees().onednn_split);
-  return M >= 4 && N >= 12 && N <= 192 && K <= 192 && agrees().mkl;
-}
 
 bool own_products(int64_t G, int64_t M, int64_t K, int64_t N) {
   // MKL's batched GEMM on several threads may split a gate's rows among them and sum the pieces as its smallest
   // products (G = 1, M = 5 on two threads differed): the own products replace it only where it runs on one thread,
   // in a row block's thread (a parallel region) or with one thread in all
   const bool mkl = G * M * K * N < kOneDnnMacs;
-  return own_product_sizes(G, M, K, N) && (!mkl || at::in_parallel_region() || at::get_num_threads() == 1);
+  if (!own_product_sizes(G, M, K, N) || (mkl && !at::in_parallel_region() && at::get_num_threads() != 1))
+    return false;
+  const Shape key{G, M, K, N, at::get_num_threads(), at::in_parallel_region() ? 1 : 0};
+  thread_local Shape last{};  // a recurrence asks for one shape at every step: no lock after its first
+  thread_local bool last_same = false;
+  if (key == last) return last_same;
+  std::lock_guard<std::mutex> guard(checked_lock());
+  auto it = checked().find(key);
+  if (it == checked().end()) {
+    if (checked().size() >= kMaxChecked) return false;
+    it = checked().emplace(key, same_products(G, M, K, N)).first;
+  }
+  last = key;
+  last_same = it->second;
+  return last_same;
 }
 
 Tensor pad_columns(const Tensor& w) {
