@@ -74,7 +74,7 @@ def _check_shift(oshift, T: int, B: int) -> None:
         raise _checks.invalid("oshift", f"rotations in [0, {T})", _checks.describe(oshift))
 
 
-def _shift(oshift: Tensor | None, like: Tensor) -> Tensor:
+def _shift(oshift: Tensor | None) -> Tensor:
     return torch.empty(0, dtype=torch.int64) if oshift is None else oshift.contiguous()
 
 
@@ -136,7 +136,7 @@ def _lstm_forward(
         raise _checks.invalid("zc", "zoneout factors for c exactly when there are some for h", _checks.describe(zc))
     out, hs, cs, hm, gates, tcs = build.extension().lstm_forward(
         xw.contiguous(), w_hh.contiguous(), rmask.contiguous(), h0.contiguous(), c0.contiguous(), step, zh, zc, save,
-        _bias(b_in, xw), _shift(oshift, xw),
+        _bias(b_in, xw), _shift(oshift),
     )  # fmt: skip
     # the final h alone (1, B, H): the backward needs no h history, and a (T + 1, B, H) output read at its last step
     # costs a zero-filled (T + 1, B, H) gradient every backward (autograd's select backward)
@@ -203,7 +203,7 @@ def _lstm_backward(
         step,
         zh,
         zc,
-        _shift(oshift, dh),
+        _shift(oshift),
     )
     return dxw, dw, dh0, dc0
 
@@ -249,7 +249,7 @@ def _gru_forward(
     _check_inputs(3, xw, w_hh, rmask, h0, None, step, b_hh, zh=zh, b_in=b_in, oshift=oshift)
     out, hs, hm, gates, hpn = build.extension().gru_forward(
         xw.contiguous(), w_hh.contiguous(), b_hh.contiguous(), rmask.contiguous(), h0.contiguous(), step, zh, save,
-        _bias(b_in, xw), _shift(oshift, xw),
+        _bias(b_in, xw), _shift(oshift),
     )  # fmt: skip
     return out, _final(hs), hs, hm, gates, hpn  # the final h on its own, as for the LSTM (hs is saved)
 
@@ -283,7 +283,7 @@ def _gru_backward(
         _check_grads(name, t, like)
     dxw, dw, db, dh0 = build.extension().gru_backward(
         dout.contiguous(), dh.contiguous(), w_hh.contiguous(), rmask.contiguous(), hs, hm, gates, hpn, step, zh,
-        _shift(oshift, dh),
+        _shift(oshift),
     )  # fmt: skip
     return dxw, dw, db, dh0
 

@@ -186,8 +186,9 @@ Tensor pad_columns(const Tensor& w) {
   TORCH_CHECK(w.dim() == 3 && w.scalar_type() == at::kFloat, "embdrop pad_columns: expected a (G, K, N) float32 "
               "tensor, got ", w.sizes(), " ", w.scalar_type());  // fmt: skip
   const int64_t N = w.size(2), NP = (N + kLanes - 1) / kLanes * kLanes;
-  Tensor out = at::zeros({w.size(0), w.size(1), NP}, w.options());
+  Tensor out = at::empty({w.size(0), w.size(1), NP}, w.options());  // one pass: each row copied, its tail zeroed
   out.narrow(2, 0, N).copy_(w);
+  if (NP > N) out.narrow(2, N, NP - N).zero_();
   return out;
 }
 
