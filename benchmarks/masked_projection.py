@@ -6,7 +6,10 @@ With per-gate input masks (``dropout`` of ``embdrop.LSTM``/``GRU``, Keras' seman
 way writes the G masked copies (``gate_inputs``) and multiplies them by the weights (oneDNN's matmul). Per
 (B, T, C, H) and p, for the LSTM (G = 4): median ms of interleaved rounds, the ratio dense / masked (above 1: the
 masked product is faster), and the largest difference between the two. ``functional/recurrent.py`` takes the masked
-product where this table shows it faster (``_skips_dropped``).
+product where this table shows it faster (``_skips_dropped``). A training step makes the masked copies either way
+(their product's gradient needs them) and takes the masked product at the same shapes where its sums are the dense
+product's to the bit on this CPU (checked once per shape): the "training" column compares gate_inputs + bmm with
+gate_inputs + masked_projection, and the last says whether the sums are the same here.
 Run: python benchmarks/masked_projection.py [--rounds 9]
 """
 
@@ -45,18 +48,24 @@ def cell(shape, p: float, rounds: int) -> tuple[float, float, float]:
     def masked():
         return gemm.masked_projection(x, m, s, w)
 
+    def training():  # the masked copies made, then the masked product (gemm.masked_product's forward)
+        gemm.gate_inputs(x, m, s)
+        return masked()
+
     with torch.no_grad():
         diff = (dense() - masked()).abs().max().item()
         reps = max(1, int(2e8 / (2 * G * B * T * C * H)))
-        times = {"dense": [], "masked": []}
+        times = {"dense": [], "masked": [], "training": []}
         for _ in range(rounds):
-            for name, f in (("dense", dense), ("masked", masked)):
+            for name, f in (("dense", dense), ("masked", masked), ("training", training)):
                 t0 = time.perf_counter()
                 for _ in range(reps):
                     f()
                 times[name].append((time.perf_counter() - t0) / reps * 1e3)
-    ratio = statistics.median(d / o for d, o in zip(times["dense"], times["masked"], strict=True))
-    return statistics.median(times["dense"]), statistics.median(times["masked"]), ratio, diff
+    ratio, train = (
+        statistics.median(d / o for d, o in zip(times["dense"], times[k], strict=True)) for k in ("masked", "training")
+    )
+    return statistics.median(times["dense"]), statistics.median(times["masked"]), ratio, train, diff
 
 
 def main() -> None:
@@ -66,14 +75,17 @@ def main() -> None:
     if not build.available():
         raise SystemExit("the fused kernel is not built on this machine: nothing to compare")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; ms per projection (G = 4)")
-    print("| (B, T, C, H) | p | dense (gate_inputs + bmm) | masked_projection | dense / masked | max difference | "
-          "the layers take |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
+    print("| (B, T, C, H) | p | dense (gate_inputs + bmm) | masked_projection | dense / masked | training | "
+          "max difference | the layers take | same sums |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     for shape in SHAPES:
+        B, T, C, H = shape
+        same = build.extension().masked_projection_exact(4, T * B, C, H)
         for p in RATES:
-            d, m, r, diff = cell(shape, p, args.rounds)
+            d, m, r, tr, diff = cell(shape, p, args.rounds)
             taken = "masked" if _skips_dropped(*shape, p) else "dense"
-            print(f"| {shape} | {p} | {d:.3f} | {m:.3f} | {r:.2f}x | {diff:.1e} | {taken} |", flush=True)
+            cells = [shape, p, f"{d:.3f}", f"{m:.3f}", f"{r:.2f}x", f"{tr:.2f}x", f"{diff:.1e}", taken, same]
+            print("| " + " | ".join(map(str, cells)) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -288,12 +288,19 @@ def _project(inp, m_in, w_ih, b_in, G, p, variational):
     # masked once, shared by every gate, expanded (a reshape of the expanded transposed view copied it once per
     # gate, and a masked product of it was written transposed, then copied again).
     if m_in is not None and m_in.dim() == 3 and m_in.shape[0] == G and G > 1 and variational:
-        xw = gemm.masked_projection(inp, m_in, keep_scale(p), w_ih) if _skips_dropped(B, T, C, H, p) else None
+        skip = _skips_dropped(B, T, C, H, p)
+        xw = gemm.masked_projection(inp, m_in, keep_scale(p), w_ih) if skip else None
         if xw is not None:  # (G, T*B, H), without the dropped channels' products (no gradient needed)
             if b_in is not None:
                 xw.add_(b_in.view(G, 1, H))
             return xw.view(G, T, B, H)
         xm = gemm.gate_inputs(inp, m_in, keep_scale(p)).reshape(G, T * B, C)  # gate k sees x * m_k
+        # training: the same product without the dropped channels, where its sums are the dense one's to the bit
+        xw = gemm.masked_product(xm, inp, m_in, keep_scale(p), w_ih) if skip else None
+        if xw is not None:
+            if b_in is not None:
+                xw.add_(b_in.view(G, 1, H))
+            return xw.view(G, T, B, H)
     else:
         xt = inp.transpose(0, 1).contiguous()  # (T, B, C)
         if m_in is not None:

@@ -89,6 +89,49 @@ def gate_inputs(x: Tensor, m: Tensor, scale: float) -> Tensor:
     return x.transpose(0, 1).unsqueeze(0) * (m * scale).unsqueeze(1)
 
 
+@torch.library.custom_op("embdrop::masked_product", mutates_args=())
+def _masked_product(xm: Tensor, w: Tensor, x: Tensor, m: Tensor, scale: float) -> Tensor:
+    G, M = m.shape[0], xm.shape[1]
+    return build.extension().masked_projection(x, m, scale, w).view(G, M, w.shape[0] // G)
+
+
+@_masked_product.register_fake
+def _(xm, w, x, m, scale):
+    return xm.new_empty(xm.shape[0], xm.shape[1], w.shape[0] // m.shape[0])
+
+
+def _masked_product_setup(ctx, inputs, output):
+    ctx.save_for_backward(inputs[0], inputs[1])
+
+
+def _masked_product_grad(ctx, g):
+    xm, w = ctx.saved_tensors
+    G, C = xm.shape[0], xm.shape[2]
+    # bmm's gradients for xm @ w_k^T, the same calls: (G, M, H) x (G, H, C) and (G, C, M) x (G, M, H)
+    gxm = _bmm(g, w.view(G, -1, C)) if ctx.needs_input_grad[0] else None
+    gw = _bmm(xm.transpose(1, 2), g).transpose(1, 2).reshape(w.shape) if ctx.needs_input_grad[1] else None
+    return gxm, gw, None, None, None
+
+
+_masked_product.register_autograd(_masked_product_grad, setup_context=_masked_product_setup)
+build.no_dynamo_import_until_needed(_masked_product)
+
+
+def masked_product(xm: Tensor, x: Tensor, m: Tensor, scale: float, w: Tensor) -> Tensor | None:
+    """``bmm(xm, w_k^T)`` for ``xm = gate_inputs(x, m, scale)`` (G, M, C) as (G, M, H), its forward computed without
+    the dropped channels (:func:`masked_projection`), with bmm's gradients for ``xm`` and ``w``; or None where that
+    would not give the dense product's bits: the kernel's sums differ from the library's at this shape on this CPU
+    (checked once per shape), the tensors are not float32 on CPU, under autocast or tracing, or without the kernel.
+    ``x`` and ``m`` get no gradient through it (``x``'s flows through ``xm``)."""
+    fast = x.device.type == "cpu" and x.dtype == m.dtype == w.dtype == xm.dtype == torch.float32
+    if not fast or m.requires_grad or torch.is_autocast_enabled("cpu") or _checks.tracing() or not build.available():
+        return None
+    G, M, C = xm.shape
+    if not build.extension().masked_projection_exact(G, M, C, w.shape[0] // G):
+        return None
+    return _masked_product(xm, w, x.detach().contiguous(), m.contiguous(), float(scale))
+
+
 def masked_projection(x: Tensor, m: Tensor, scale: float, w: Tensor) -> Tensor | None:
     """Each gate's input projection ``(x[b, t] * m[k, b] * scale) @ w_k^T`` as (G, T * B, H), the product of
     :func:`gate_inputs` with ``w`` (G * H, C), computed without the dropped channels (a product with ``1 - p`` of

@@ -9,10 +9,12 @@
 #include <ATen/ThreadLocalState.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <type_traits>
 #include <vector>
 
@@ -226,6 +228,12 @@ bool mkl_batch_available();
 // products.cpp: whether the kernel's own products of (G, M, K) x (G, K, N) sum as the library call gate_products
 // would make; (G, K, N) float32 with its rows padded with zeros to whole vectors; the products themselves.
 bool own_products(int64_t G, int64_t M, int64_t K, int64_t N);
+// Whether `same` came out true for `key`, computed once per key and process (the library's and the own sums of one
+// shape compared to the bit; false past 64 keys): key = (which check, sizes..., threads, in a parallel region).
+using CheckKey = std::array<int64_t, 7>;
+bool checked_once(const CheckKey& key, const std::function<bool()>& same);
+// Deterministic values in [-1, 1) for those checks, from a linear congruential sequence (torch's generator untouched).
+void fill_check_values(Tensor& t, uint32_t state);
 bool own_product_sizes(int64_t G, int64_t M, int64_t K, int64_t N);  // the same, wherever the call is made
 // Turns the own products off (the library for every step) or on again (the default): benchmarks/step_products.py
 // measures both in one process.
@@ -332,6 +340,12 @@ Tensor batched_product(Tensor a, Tensor b);
 Tensor gate_inputs(Tensor x, Tensor m, double scale);
 Tensor gate_inputs_backward(Tensor d, Tensor m, double scale);
 Tensor masked_projection(Tensor x, Tensor m, double scale, Tensor w);
+// Whether masked_projection's sums equal the dense product's (gate_inputs, then bmm_into) to the bit for
+// (G, M, K) x (G, K, N), checked once per shape and threading on this CPU (a training step may then skip the
+// dropped channels and keep its numbers).
+bool masked_projection_exact(int64_t G, int64_t M, int64_t K, int64_t N);
+// Turns that off (training's input projection always dense) or on again (the default), for benchmarks/recurrent.py.
+void set_masked_products(bool enabled);
 // oshift: (B,) int64 rotations of the output along T (OutShift), or an empty tensor for none.
 std::vector<Tensor> lstm_forward(Tensor xw, Tensor w_hh, Tensor rmask, Tensor h0, Tensor c0, Tensor step, Tensor zh,
                                  Tensor zc, bool save, Tensor b_in, Tensor oshift);

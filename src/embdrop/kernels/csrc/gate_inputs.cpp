@@ -40,12 +40,12 @@ void check(const Tensor& t, const char* name, int64_t dim) {
 // rows a block: 24 accumulators, 2 operand rows and a broadcast in AVX-512's 32 registers; 12 + 2 + 1 of AVX2's 16
 constexpr int kMR = kLanes == 16 ? 12 : 6;
 
-// c[i, :ncols] = sum_k a[k * kMR + i] * w[idx[k] * ldw + (0 .. NV * kLanes)] for the block's mr rows (c's rows ldc
-// apart); a holds the block's rows packed column by column, as the broadcasts read them
+// c[i, :ncols] = (or += with `add`) sum_k a[k * kMR + i] * w[idx[k] * ldw + (0 .. NV * kLanes)] for the block's mr
+// rows (c's rows ldc apart); a holds the block's rows packed column by column, as the broadcasts read them
 template <int mr, int NV>
 __attribute__((noinline)) void kept_product(int64_t K, const float* __restrict__ a, const int32_t* __restrict__ idx,
                                             const float* __restrict__ w, int64_t ldw, float* __restrict__ c,
-                                            int64_t ldc, int ncols) {
+                                            int64_t ldc, int ncols, bool add) {
   vfloat acc[mr][NV];
 #pragma GCC unroll 16
   for (int i = 0; i < mr; ++i)
@@ -64,7 +64,11 @@ __attribute__((noinline)) void kept_product(int64_t K, const float* __restrict__
     }
   }
   for (int i = 0; i < mr; ++i) {
-    if (ncols == NV * kLanes) {
+    if (add) {
+      float row[NV * kLanes];
+      __builtin_memcpy(row, acc[i], sizeof row);
+      for (int j = 0; j < ncols; ++j) c[i * ldc + j] += row[j];
+    } else if (ncols == NV * kLanes) {
       for (int v = 0; v < NV; ++v) __builtin_memcpy(c + i * ldc + v * kLanes, &acc[i][v], sizeof(vfloat));
     } else {
       float row[NV * kLanes];
@@ -77,12 +81,16 @@ __attribute__((noinline)) void kept_product(int64_t K, const float* __restrict__
 // kept_product for a block of 1 <= mr <= kMR rows (a sequence's last block may be short)
 template <int NV, int R = kMR>
 void kept_product_rows(int mr, int64_t K, const float* a, const int32_t* idx, const float* w, int64_t ldw, float* c,
-                       int64_t ldc, int ncols) {
+                       int64_t ldc, int ncols, bool add) {
   if constexpr (R >= 1) {
-    if (mr == R) return kept_product<R, NV>(K, a, idx, w, ldw, c, ldc, ncols);
-    kept_product_rows<NV, R - 1>(mr, K, a, idx, w, ldw, c, ldc, ncols);
+    if (mr == R) return kept_product<R, NV>(K, a, idx, w, ldw, c, ldc, ncols, add);
+    kept_product_rows<NV, R - 1>(mr, K, a, idx, w, ldw, c, ldc, ncols, add);
   }
 }
+
+// oneDNN's float32 GEMM sums K in blocks of this many, each block a chain of its own added to the ones before
+// (products.cpp): the kept channels are summed in the same blocks of channel indices
+constexpr int64_t kKBlock = 512;
 
 }  // namespace
 
@@ -183,16 +191,48 @@ Tensor masked_projection(Tensor x, Tensor m, double scale, Tensor w) {
               // (G, T, B, H): rows t of a sequence are B * H apart
               float* c = op + ((g * T + r0 + blk * kMR) * B + b0 + j) * H + n0;
               const float* panel = wg + (n0 / NR) * C * NR;
-              if (ncols > kLanes)
-                kept_product_rows<2>(mrows, kept[j], a, ix, panel, NR, c, B * H, ncols);
-              else
-                kept_product_rows<1>(mrows, kept[j], a, ix, panel, NR, c, B * H, ncols);
+              for (int64_t k0 = 0, k1 = 0; k0 < kept[j] || k0 == 0; k0 = k1) {  // the kept channels of a K block
+                const int64_t end = (ix[k0 < kept[j] ? k0 : 0] / kKBlock + 1) * kKBlock;
+                k1 = k0;
+                while (k1 < kept[j] && ix[k1] < end) ++k1;
+                const float* ak = a + k0 * kMR;
+                if (ncols > kLanes)
+                  kept_product_rows<2>(mrows, k1 - k0, ak, ix + k0, panel, NR, c, B * H, ncols, k0 > 0);
+                else
+                  kept_product_rows<1>(mrows, k1 - k0, ak, ix + k0, panel, NR, c, B * H, ncols, k0 > 0);
+                if (k1 == k0) break;  // no channel kept: zeros written once
+              }
             }
         }
       }
     }
   });
   return out;
+}
+
+namespace {
+std::atomic<bool> masked_products_on{true};
+}  // namespace
+
+void set_masked_products(bool enabled) { masked_products_on = enabled; }
+
+bool masked_projection_exact(int64_t G, int64_t M, int64_t K, int64_t N) {
+  if (!masked_products_on || G < 1 || M < 1 || K < 1 || N < 1) return false;
+  const CheckKey key{1, G, M, K, N, at::get_num_threads(), at::in_parallel_region() ? 1 : 0};
+  return checked_once(key, [&] {
+    // M sequences of one step: the library's sums do not depend on how the rows split into sequences, the own ones
+    // on nothing but the kept channels (a chain over them in order per K block)
+    const auto opts = at::TensorOptions().dtype(at::kFloat);
+    Tensor x = at::empty({M, 1, K}, opts), m = at::empty({G, M, K}, opts), w = at::empty({G * N, K}, opts);
+    fill_check_values(x, 0x9e3779b9u);
+    fill_check_values(w, 0x7f4a7c15u);
+    fill_check_values(m, 0x2545f491u);
+    m = (m > 0).to(at::kFloat);  // about half the channels dropped
+    Tensor lib = at::empty({G, M, N}, opts);
+    bmm_into(lib, gate_inputs(x, m, 2.0).view({G, M, K}), w.view({G, N, K}).transpose(1, 2));
+    const Tensor own = masked_projection(x, m, 2.0, w);
+    return std::memcmp(lib.data_ptr<float>(), own.data_ptr<float>(), sizeof(float) * G * M * N) == 0;
+  });
 }
 
 Tensor gate_inputs(Tensor x, Tensor m, double scale) {

@@ -51,6 +51,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gate_inputs", &embdrop::gate_inputs);
   m.def("gate_inputs_backward", &embdrop::gate_inputs_backward);
   m.def("masked_projection", &embdrop::masked_projection);
+  m.def("masked_projection_exact", &embdrop::masked_projection_exact);
+  m.def("set_masked_products", &embdrop::set_masked_products);
   m.def("onednn_gemm_available", &embdrop::onednn_gemm_available);
   m.def("set_row_blocks", &embdrop::set_row_blocks);
   m.def("set_own_products", &embdrop::set_own_products);

@@ -17,7 +17,6 @@
 //
 // The right-hand operand is read from a copy whose rows are padded with zeros to whole vectors (pad_columns, made
 // once per sequence), so that every load is a full vector; the last vector's extra columns are not stored.
-#include <array>
 #include <map>
 #include <mutex>
 
@@ -123,33 +122,37 @@ bool own_product_sizes(int64_t G, int64_t M, int64_t K, int64_t N) {
 
 namespace {
 
-// The shapes checked so far, with whether the own products summed as the library's: (G, M, K, N, threads, whether
-// in a parallel region), as the library's choice of kernel may depend on each.
-using Shape = std::array<int64_t, 6>;
+// The shapes checked so far, with whether the kernel's own sums came out as the library's: (what was checked, then
+// its sizes, threads, whether in a parallel region), as the library's choice of kernel may depend on each.
 std::mutex& checked_lock() {
   static std::mutex m;
   return m;
 }
-std::map<Shape, bool>& checked() {
-  static std::map<Shape, bool> m;
+std::map<CheckKey, bool>& checked() {
+  static std::map<CheckKey, bool> m;
   return m;
 }
 constexpr size_t kMaxChecked = 64;  // shapes past this many (lengths that vary call to call) keep the library's
 
-// The library's and the own products of one shape, computed on the same deterministic values (torch's random
-// generator is not touched; a recurrence's own first step, from a zero state, would agree whatever the sums), and
-// compared to the bit. Once per shape, threading and process: a few small products.
+}  // namespace
+
+bool checked_once(const CheckKey& key, const std::function<bool()>& same) {
+  std::lock_guard<std::mutex> guard(checked_lock());
+  auto it = checked().find(key);
+  if (it == checked().end()) {
+    if (checked().size() >= kMaxChecked) return false;
+    it = checked().emplace(key, same()).first;
+  }
+  return it->second;
+}
+
+namespace {
+
 bool same_products(int64_t G, int64_t M, int64_t K, int64_t N) {
   const auto opts = at::TensorOptions().dtype(at::kFloat);
   Tensor a = at::empty({G, M, K}, opts), b = at::empty({G, K, N}, opts);
-  uint32_t state = 0x9e3779b9u;
-  for (Tensor* t : {&a, &b}) {
-    float* q = t->data_ptr<float>();
-    for (int64_t i = 0; i < t->numel(); ++i) {
-      state = state * 1664525u + 1013904223u;
-      q[i] = static_cast<float>(static_cast<int32_t>(state >> 8) - (1 << 23)) / float(1 << 23);  // in [-1, 1)
-    }
-  }
+  fill_check_values(a, 0x9e3779b9u);
+  fill_check_values(b, 0x7f4a7c15u);
   Tensor lib = at::empty({G, M, N}, opts), own = at::empty({G, M, N}, opts);
   const Tensor bp = pad_columns(b);
   gate_products(lib.data_ptr<float>(), a.data_ptr<float>(), M * K, b.data_ptr<float>(), G, M, K, N);
@@ -167,19 +170,21 @@ bool own_products(int64_t G, int64_t M, int64_t K, int64_t N) {
   const bool mkl = G * M * K * N < kOneDnnMacs;
   if (!own_product_sizes(G, M, K, N) || (mkl && !at::in_parallel_region() && at::get_num_threads() != 1))
     return false;
-  const Shape key{G, M, K, N, at::get_num_threads(), at::in_parallel_region() ? 1 : 0};
-  thread_local Shape last{};  // a recurrence asks for one shape at every step: no lock after its first
+  const CheckKey key{0, G, M, K, N, at::get_num_threads(), at::in_parallel_region() ? 1 : 0};
+  thread_local CheckKey last{};  // a recurrence asks for one shape at every step: no lock after its first
   thread_local bool last_same = false;
   if (key == last) return last_same;
-  std::lock_guard<std::mutex> guard(checked_lock());
-  auto it = checked().find(key);
-  if (it == checked().end()) {
-    if (checked().size() >= kMaxChecked) return false;
-    it = checked().emplace(key, same_products(G, M, K, N)).first;
-  }
+  last_same = checked_once(key, [&] { return same_products(G, M, K, N); });
   last = key;
-  last_same = it->second;
   return last_same;
+}
+
+void fill_check_values(Tensor& t, uint32_t state) {
+  float* q = t.data_ptr<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    state = state * 1664525u + 1013904223u;
+    q[i] = static_cast<float>(static_cast<int32_t>(state >> 8) - (1 << 23)) / float(1 << 23);  // in [-1, 1)
+  }
 }
 
 Tensor pad_columns(const Tensor& w) {

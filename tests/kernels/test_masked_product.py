@@ -1,0 +1,133 @@
+"""The training step's input projection without the dropped channels (gemm.masked_product): the dense product's
+bits forward and backward wherever the kernel takes it, the dense product wherever it does not."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import embdrop
+from embdrop.kernels import gemm
+
+
+@pytest.fixture
+def ext(fused_kernel):
+    e = fused_kernel.extension()
+    yield e
+    e.set_masked_products(True)
+
+
+def _operands(G, B, T, C, H, p, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, T, C, generator=g, requires_grad=True)
+    w = torch.randn(G * H, C, generator=g, requires_grad=True)
+    m = (torch.rand(G, B, C, generator=g) >= p).float()
+    return x, w, m, torch.randn(G, T * B, H, generator=g)
+
+
+def _dense(x, w, m, scale):
+    """What the layer computes without the masked product: gate_inputs, then the kernel's bmm."""
+    G, (B, T, C) = m.shape[0], x.shape
+    xm = gemm.gate_inputs(x, m, scale).reshape(G, T * B, C)
+    return gemm.bmm(xm, w.view(G, -1, C).transpose(1, 2))
+
+
+def _masked(x, w, m, scale):
+    G, (B, T, C) = m.shape[0], x.shape
+    xm = gemm.gate_inputs(x, m, scale).reshape(G, T * B, C)
+    return gemm.masked_product(xm, x, m, scale, w)
+
+
+def _with_grads(f, x, w, m, dy):
+    x.grad = w.grad = None
+    y = f(x, w, m, 2.0)
+    if y is None:
+        return None
+    (y * dy).sum().backward()
+    return y.detach(), x.grad, w.grad
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    G=st.sampled_from([3, 4]),
+    B=st.integers(1, 40),
+    T=st.integers(1, 40),
+    C=st.sampled_from([1, 7, 16, 33, 200, 513, 650]),
+    H=st.integers(1, 70),
+    p=st.sampled_from([0.0, 0.3, 0.5, 1.0]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_the_masked_product_is_the_dense_one_to_the_bit_wherever_it_runs(fused_kernel, G, B, T, C, H, p, seed):
+    # C = 513 and 650: oneDNN's second block of K (each block a chain of its own); p = 1: a gate that keeps nothing
+    x, w, m, dy = _operands(G, B, T, C, H, p, seed)
+    want = _with_grads(_dense, x, w, m, dy)
+    got = _with_grads(_masked, x, w, m, dy)
+    if got is None:  # this CPU's library sums this shape otherwise: the layer keeps the dense product
+        assert not fused_kernel.extension().masked_projection_exact(G, T * B, C, H)
+        return
+    assert all(torch.equal(a, b) for a, b in zip(want, got, strict=True))
+
+
+def test_the_masked_product_equals_the_dense_one_at_a_training_shape(ext):
+    x, w, m, dy = _operands(4, 64, 35, 200, 200, 0.5, 0)
+    if not ext.masked_projection_exact(4, 64 * 35, 200, 200):
+        pytest.skip("this CPU's library sums (4, 2240, 200) x (4, 200, 200) otherwise: the dense product runs")
+    want, got = _with_grads(_dense, x, w, m, dy), _with_grads(_masked, x, w, m, dy)
+    assert all(torch.equal(a, b) for a, b in zip(want, got, strict=True))
+
+
+def test_masked_projection_sums_three_blocks_of_k(fused_kernel):
+    # C = 1100: three of oneDNN's blocks of 512 channels, the first of them all dropped for one sequence
+    g = torch.Generator().manual_seed(2)
+    x, w = torch.randn(3, 20, 1100, generator=g), torch.randn(4 * 24, 1100, generator=g)
+    m = (torch.rand(4, 3, 1100, generator=g) > 0.5).float()
+    m[:, 1, :512] = 0
+    with torch.no_grad():
+        got = gemm.masked_projection(x, m, 2.0, w)
+    xm = x.double().transpose(0, 1).unsqueeze(0) * (m.double() * 2.0).unsqueeze(1)  # (G, T, B, C)
+    want = xm.reshape(4, 60, 1100) @ w.double().view(4, 24, 1100).transpose(1, 2)
+    assert torch.allclose(got.double(), want, rtol=1e-5, atol=1e-4)
+
+
+def test_the_masked_product_declines_what_would_change_the_numbers(ext):
+    x, w, m, _ = _operands(4, 2, 20, 8, 5, 0.5, 1)
+    xm = gemm.gate_inputs(x, m, 2.0).reshape(4, 40, 8)
+    assert gemm.masked_product(xm, x, m, 2.0, w) is not None or not ext.masked_projection_exact(4, 40, 8, 5)
+    xd, md, wd = x.double(), m.double(), w.double()
+    assert gemm.masked_product(xm.double(), xd, md, 2.0, wd) is None
+    assert gemm.masked_product(xm, x, m.requires_grad_(), 2.0, w) is None  # a mask with a gradient
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert gemm.masked_product(xm, x, m.detach(), 2.0, w) is None
+    ext.set_masked_products(False)
+    assert not ext.masked_projection_exact(4, 40, 8, 5)
+    assert gemm.masked_product(xm, x, m.detach(), 2.0, w) is None
+
+
+def _step(kind, kw, B, T, C, H, lengths):
+    torch.manual_seed(3)
+    layer = getattr(embdrop, kind)(C, H, **kw).train()
+    x = torch.randn(B, T, C, requires_grad=True)
+    g = torch.Generator().manual_seed(4)
+    n = torch.randint(1, T + 1, (B,), generator=g) if lengths else None
+    out, _ = layer(x, lengths=n)
+    (out * torch.randn(out.shape, generator=g)).sum().backward()
+    return [out.detach(), x.grad] + [p.grad for p in layer.parameters()]
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("kw", [dict(dropout=0.5, recurrent_dropout=0.5), dict(dropout=0.3, recurrent_dropout=0.1)])
+@pytest.mark.parametrize("lengths", [False, True])
+def test_a_training_step_is_the_same_with_the_masked_product_on_and_off(ext, monkeypatch, kind, kw, lengths):
+    B, T, C, H = 12, 20, 40, 24  # T >= 16 and B * T >= 128: the layer takes the product without dropped channels
+    if not ext.masked_projection_exact({"LSTM": 4, "GRU": 3}[kind], B * T, C, H):
+        pytest.skip("this CPU's library sums this product otherwise: the layer keeps the dense one")
+    ran = []
+    product = gemm.masked_product
+    monkeypatch.setattr(gemm, "masked_product", lambda *a: ran.append(product(*a)) or ran[-1])
+    ext.set_masked_products(False)
+    dense = _step(kind, kw, B, T, C, H, lengths)
+    assert ran and ran[-1] is None
+    ext.set_masked_products(True)
+    masked = _step(kind, kw, B, T, C, H, lengths)
+    assert ran[-1] is not None  # the step took it
+    assert all(torch.equal(a, b) for a, b in zip(dense, masked, strict=True))
