@@ -8,7 +8,10 @@ rounds of (baseline time / variant time): 1.0x means as fast as nn.LSTM without 
 order of the variants is shuffled every round. "all rates 0" runs the very computation of the baseline (torch's
 fused layer): its distance from 1.0x is the noise of the table. With --input-grad the input needs a gradient too,
 as a layer's input does after an embedding or another layer (the input's gradient is then part of every step).
+With --dense-projection a column "... dense projection" runs the first variant with the kernel's masked input
+product turned off (the dense product of the masked copies, the same numbers): the two side by side in one process.
 Run: python benchmarks/recurrent.py [--rounds N] [--shapes 32,200,64,100 ...] [--inference | --input-grad]
+[--dense-projection]
 """
 
 from __future__ import annotations
@@ -42,10 +45,13 @@ INFERENCE = {
 }
 
 
-def make_step(model, x):
+def make_step(model, x, masked_product: bool = True):
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    switch = embdrop.kernels.build.extension().set_masked_products if embdrop.kernels.build.available() else None
 
     def step():
+        if switch is not None:
+            switch(masked_product)
         opt.zero_grad(set_to_none=True)
         x.grad = None
         out, _ = model(x)
@@ -64,7 +70,7 @@ def make_forward(model, x, training: bool):
     return forward
 
 
-def bench(kind: str, shape, rounds: int, reps: int, inference: bool = False, input_grad: bool = False):
+def bench(kind: str, shape, rounds: int, reps: int, inference: bool = False, input_grad: bool = False, dense=False):
     B, T, C, H = shape
     torch.manual_seed(0)
     x = torch.randn(B, T, C, requires_grad=input_grad and not inference)
@@ -78,6 +84,9 @@ def bench(kind: str, shape, rounds: int, reps: int, inference: bool = False, inp
         steps |= {name: make_forward(layers[v], x, training) for name, (v, training) in INFERENCE.items()}
     else:
         steps = {"baseline": make_step(base, x)} | {name: make_step(m.train(), x) for name, m in layers.items()}
+        if dense:
+            first = next(iter(VARIANTS))
+            steps[first + ", dense projection"] = make_step(layers[first], x, masked_product=False)
     for s in steps.values():  # warm-up (and the kernel build, on a first run)
         s()
         s()
@@ -107,13 +116,16 @@ def main() -> None:
     ap.add_argument("--shapes", nargs="+", default=None, help="B,T,C,H")
     ap.add_argument("--inference", action="store_true", help="forwards under no_grad, also at B = 1, T = 200")
     ap.add_argument("--input-grad", action="store_true", help="training steps whose input needs a gradient too")
+    ap.add_argument("--dense-projection", action="store_true", help="also the first variant without the masked product")
     args = ap.parse_args()
     if args.inference and args.input_grad:
         ap.error("--input-grad is for training steps; --inference runs without gradients")
     shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes] if args.shapes else SHAPES
     if args.inference and not args.shapes:
         shapes = shapes + [(1, 200, C, H) for C, H in sorted({(s[2], s[3]) for s in SHAPES})]
-    columns = INFERENCE if args.inference else VARIANTS
+    columns = list(INFERENCE if args.inference else VARIANTS)
+    if args.dense_projection and not args.inference:
+        columns.insert(1, columns[0] + ", dense projection")
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, kernel available: "
         f"{embdrop.kernels.build.available()}; ratio = nn.{{LSTM,GRU}} without dropout time / variant time"
@@ -124,7 +136,7 @@ def main() -> None:
     print("|" + "---|" * len(header))
     for kind in args.kinds:
         for shape in shapes:
-            r = bench(kind, shape, args.rounds, args.reps, args.inference, args.input_grad)
+            r = bench(kind, shape, args.rounds, args.reps, args.inference, args.input_grad, args.dense_projection)
             cells = [kind, ",".join(map(str, shape)), f"{r['baseline ms']:.1f}"] + [f"{r[k]:.2f}x" for k in columns]
             print("| " + " | ".join(cells) + " |", flush=True)
 

@@ -272,12 +272,13 @@ def _gpu_steps(xw, weights, rm, h0, c0, step, zones, opts: Options):
     return out.transpose(0, 1), h, None
 
 
-def _skips_dropped(B: int, T: int, C: int, H: int, p: float) -> bool:
+def _skips_dropped(B: int, T: int, C: int, H: int, p: float, training: bool = False) -> bool:
     """Whether the input projection without the dropped channels' products is faster than the dense one, as
     benchmarks/masked_projection.py measured it: from p = 0.3 with sequences of T >= 16 steps and B * T >= 128 rows
     in all, more for larger weights (C * H / 2000: it lays the weights out anew on every call, which fewer rows do
-    not pay back)."""
-    return p >= 0.3 and T >= 16 and max(128, C * H // 2000) <= B * T
+    not pay back). A training step makes the masked copies either way (the gradient needs them), which leaves less
+    to gain: there from p = 0.4."""
+    return p >= (0.4 if training else 0.3) and T >= 16 and max(128, C * H // 2000) <= B * T
 
 
 def _project(inp, m_in, w_ih, b_in, G, p, variational):
@@ -288,15 +289,14 @@ def _project(inp, m_in, w_ih, b_in, G, p, variational):
     # masked once, shared by every gate, expanded (a reshape of the expanded transposed view copied it once per
     # gate, and a masked product of it was written transposed, then copied again).
     if m_in is not None and m_in.dim() == 3 and m_in.shape[0] == G and G > 1 and variational:
-        skip = _skips_dropped(B, T, C, H, p)
-        xw = gemm.masked_projection(inp, m_in, keep_scale(p), w_ih) if skip else None
+        xw = gemm.masked_projection(inp, m_in, keep_scale(p), w_ih) if _skips_dropped(B, T, C, H, p) else None
         if xw is not None:  # (G, T*B, H), without the dropped channels' products (no gradient needed)
             if b_in is not None:
                 xw.add_(b_in.view(G, 1, H))
             return xw.view(G, T, B, H)
         xm = gemm.gate_inputs(inp, m_in, keep_scale(p)).reshape(G, T * B, C)  # gate k sees x * m_k
         # training: the same product without the dropped channels, where its sums are the dense one's to the bit
-        xw = gemm.masked_product(xm, inp, m_in, keep_scale(p), w_ih) if skip else None
+        xw = gemm.masked_product(xm, inp, m_in, keep_scale(p), w_ih) if _skips_dropped(B, T, C, H, p, True) else None
         if xw is not None:
             if b_in is not None:
                 xw.add_(b_in.view(G, 1, H))
