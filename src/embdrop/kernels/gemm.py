@@ -5,8 +5,11 @@
   order of the sums. The recurrences call the same GEMM from C++.
 - :func:`gate_inputs`: the input turned time-first and masked once per gate (``csrc/gate_inputs.cpp``), in one
   pass, bit-identical to torch's ops.
+- :func:`masked_projection` and :func:`masked_product`: each gate's projection of its masked input without the
+  dropped channels' products, for MC-dropout predictions and for training steps (the latter only where its sums
+  are the dense product's to the bit).
 
-Both are torch custom ops with autograd."""
+The ops with a gradient are torch custom ops with autograd."""
 
 from __future__ import annotations
 

@@ -3,8 +3,9 @@
 // new (G, T, B, C) tensor each call, whose first touch page-faults). Its backward sums the gates' gradients times
 // their masks into (B, T, C), again in one pass.
 //
-// masked_projection: the product itself, (x * m_k * scale) @ W_k^T for each gate k, when no gradient is needed
-// (MC-dropout predictions). A dropped input channel adds nothing to any product of its sequence, at every step:
+// masked_projection: the product itself, (x * m_k * scale) @ W_k^T for each gate k: in MC-dropout predictions, and
+// in a training step's forward where its sums are the dense product's to the bit (masked_projection_exact: oneDNN
+// sums K in blocks of 512, so this does too). A dropped input channel adds nothing to any product of its sequence:
 // for one sequence b and gate k, only the kept channels' columns of x_b (T, C) and rows of W_k^T (C, H) enter, a
 // product with (1 - p) of the flops. Written as a register-blocked GEMM of its own (kMR rows x 2 vectors; the kept
 // channels' indices pick the rows of a panel of W_k^T as it goes), since no library GEMM skips a different set of rows
@@ -218,6 +219,9 @@ void set_masked_products(bool enabled) { masked_products_on = enabled; }
 
 bool masked_projection_exact(int64_t G, int64_t M, int64_t K, int64_t N) {
   if (!masked_products_on || G < 1 || M < 1 || K < 1 || N < 1) return false;
+  // the check holds two (G, M, K) copies and two (G, M, N) products on top of the step's own: past 2^25 floats
+  // (128 MiB) the dense product runs, unchecked
+  if (G * M * (K + N) > (int64_t(1) << 24)) return false;
   const CheckKey key{1, G, M, K, N, at::get_num_threads(), at::in_parallel_region() ? 1 : 0};
   return checked_once(key, [&] {
     // M sequences of one step: the library's sums do not depend on how the rows split into sequences, the own ones
