@@ -76,6 +76,24 @@ def test_the_masked_product_equals_the_dense_one_at_a_training_shape(ext):
     assert all(torch.equal(a, b) for a, b in zip(want, got, strict=True))
 
 
+@pytest.mark.parametrize("where", ["x", "w"])
+def test_the_masked_product_keeps_the_dense_product_s_nan_and_inf(fused_kernel, where):
+    # a dropped inf or nan makes the dense product nan (x * 0): the kernel then runs the dense product itself
+    x, w, m, dy = _operands(4, 8, 20, 16, 12, 0.5, 3)
+    m[:, 0, 2] = 0  # channel 2 dropped for sequence 0 in every gate
+    with torch.no_grad():
+        if where == "x":
+            x[0, 3, 2] = float("inf")
+        else:
+            w[7, 2] = float("nan")
+    want, got = _with_grads(_dense, x, w, m, dy), _with_grads(_masked, x, w, m, dy)
+    if got is None:
+        pytest.skip("this CPU's library sums this product otherwise: the dense product runs")
+    assert want[0].isnan().any()
+    # the same values to the bit, nan where nan and inf where inf
+    assert all(torch.allclose(a, b, rtol=0, atol=0, equal_nan=True) for a, b in zip(want, got, strict=True))
+
+
 def test_masked_projection_sums_three_blocks_of_k(fused_kernel):
     # C = 1100: three of oneDNN's blocks of 512 channels, the first of them all dropped for one sequence
     g = torch.Generator().manual_seed(2)
