@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/ThreadLocalState.h>
+#include <immintrin.h>
 
 #include <algorithm>
 #include <array>
@@ -264,6 +265,18 @@ inline vfloat load_v(const float* p) {
   vfloat v;
   __builtin_memcpy(&v, p, sizeof v);
   return v;
+}
+// acc + a * b in every lane as one fused multiply-add, as the libraries' GEMMs sum. Written out: GCC contracts
+// `acc += a * b` only where it chooses, and a one-row, one-vector tile built for AVX2 got a multiply and an add,
+// whose sums differ from the library's (the products' checks then kept the library everywhere on such a CPU).
+inline vfloat fma_v(float a, vfloat b, vfloat acc) {
+#if defined(__AVX512F__)
+  return _mm512_fmadd_ps(_mm512_set1_ps(a), b, acc);
+#elif defined(__FMA__)
+  return _mm256_fmadd_ps(_mm256_set1_ps(a), b, acc);
+#else
+  return acc + a * b;
+#endif
 }
 
 // True when every entry is finite. Products that skip zeros (dropped channels, dropped units) check their operands

@@ -61,7 +61,7 @@ __attribute__((noinline)) void kept_product(int64_t K, const float* __restrict__
     for (int i = 0; i < mr; ++i) {
       const float ai = a[k * kMR + i];
 #pragma GCC unroll 2
-      for (int v = 0; v < NV; ++v) acc[i][v] += ai * b[v];
+      for (int v = 0; v < NV; ++v) acc[i][v] = fma_v(ai, b[v], acc[i][v]);
     }
   }
   for (int i = 0; i < mr; ++i) {

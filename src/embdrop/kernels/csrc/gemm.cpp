@@ -124,9 +124,9 @@ __attribute__((noinline)) void kept_gemv(int64_t K, const float* __restrict__ a,
     const float* wr = w + int64_t(idx[i]) * ldw;
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
-      acc[v] += ai * load_v(wr + v * kLanes);
+      acc[v] = fma_v(ai, load_v(wr + v * kLanes), acc[v]);
     }
-    for (int j = 0; j < rest; ++j) tail[j] += ai * wr[NV * kLanes + j];
+    for (int j = 0; j < rest; ++j) tail[j] = std::fma(ai, wr[NV * kLanes + j], tail[j]);
   }
   std::memcpy(out, acc, ncols * sizeof(float));
 }

@@ -54,7 +54,7 @@ __attribute__((noinline)) void tile(int64_t k0, int64_t k1, const float* __restr
     for (int i = 0; i < MR; ++i) {
       const float s = a[i * lda + k];
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[i][v] += s * bv[v];
+      for (int v = 0; v < NV; ++v) acc[i][v] = fma_v(s, bv[v], acc[i][v]);
     }
   }
   for (int i = 0; i < MR; ++i) {
