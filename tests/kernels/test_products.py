@@ -1,6 +1,11 @@
 """The recurrences' own per-step products (csrc/products.cpp): right, equal to the library's to the bit where the
 kernel uses them, and a layer's training step the same with them as without."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -96,3 +101,51 @@ def test_a_training_step_is_the_same_with_and_without_them(ext, kind, kw, shape,
     ext.set_own_products(True)
     own = _step(kind, kw, B, T, C, H, lengths)
     assert all(torch.equal(a, b) for a, b in zip(library, own, strict=True))
+
+
+def sums_do_not_depend_on_tiles(ext):
+    """Every entry of the kernel's own products is one chain of fused multiply-adds, whatever tile of rows and
+    vectors it lands in: the step products row by row against all rows at once, and the masked input product with
+    each step as a sequence of its own against whole sequences (tiles of 1 to 12 rows, panels of 1 to 4 vectors)."""
+    g = torch.Generator().manual_seed(0)
+    for M, K, N in [(13, 7, 5), (7, 200, 24), (9, 600, 70), (1, 33, 8), (6, 100, 16)]:
+        a, b = torch.randn(2, M, K, generator=g), torch.randn(2, K, N, generator=g)
+        bp = ext.pad_columns(b)
+        full = ext.gate_products(a, b, bp)
+        for i in range(M):
+            assert torch.equal(ext.gate_products(a[:, i : i + 1].contiguous(), b, bp), full[:, i : i + 1])
+    for B, T, C, H in [(3, 13, 40, 24), (2, 7, 600, 8), (5, 25, 33, 40), (1, 1, 9, 5)]:
+        x, w = torch.randn(B, T, C, generator=g), torch.randn(4 * H, C, generator=g)
+        m = (torch.rand(4, B, C, generator=g) > 0.5).float()
+        whole = ext.masked_projection(x, m, 2.0, w).view(4, T, B, H)  # row t * B + b
+        steps = ext.masked_projection(x.reshape(B * T, 1, C), m.repeat_interleave(T, dim=1), 2.0, w)
+        assert torch.equal(steps.view(4, B, T, H).transpose(1, 2), whole)
+
+
+def test_an_entry_s_sum_does_not_depend_on_its_tile(fused_kernel):
+    sums_do_not_depend_on_tiles(fused_kernel.extension())
+
+
+@pytest.mark.slow
+def test_the_avx2_build_sums_as_the_avx512_one_does(tmp_path):
+    # the machines here have AVX-512; the kernel built without it (8-lane vectors, other tiles) must still make every
+    # entry one chain of fused multiply-adds (GCC once left one of its tiles a multiply and an add)
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text() if cpuinfo.exists() else ""
+    if " avx512f" not in flags or " fma" not in flags:
+        pytest.skip("needs a CPU with AVX-512 to build the AVX2 kernel beside the native one")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from embdrop.kernels import build\n"
+        "build._FLAGS = build._FLAGS + ['-mno-avx512f']\n"
+        "import test_products\n"
+        "test_products.sums_do_not_depend_on_tiles(build.extension())\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "EMBDROP_CACHE": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)], env=env, capture_output=True,
+                       text=True, timeout=900)  # fmt: skip
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
+    built = list(tmp_path.rglob("*.so"))
+    code = subprocess.run(["objdump", "-d", str(built[0])], capture_output=True, text=True).stdout if built else ""
+    assert built and "vfmadd" in code and "zmm" not in code  # an AVX2 build, with fused multiply-adds
