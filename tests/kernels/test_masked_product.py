@@ -6,8 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import embdrop
 from embdrop.kernels import gemm
+from step_support import training_step
 
 
 @pytest.fixture
@@ -123,17 +123,6 @@ def test_the_masked_product_declines_what_would_change_the_numbers(ext):
     assert gemm.masked_product(xm, x, m.detach(), 2.0, w) is None
 
 
-def _step(kind, kw, B, T, C, H, lengths):
-    torch.manual_seed(3)
-    layer = getattr(embdrop, kind)(C, H, **kw).train()
-    x = torch.randn(B, T, C, requires_grad=True)
-    g = torch.Generator().manual_seed(4)
-    n = torch.randint(1, T + 1, (B,), generator=g) if lengths else None
-    out, _ = layer(x, lengths=n)
-    (out * torch.randn(out.shape, generator=g)).sum().backward()
-    return [out.detach(), x.grad] + [p.grad for p in layer.parameters()]
-
-
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
 @pytest.mark.parametrize("kw", [dict(dropout=0.5, recurrent_dropout=0.5), dict(dropout=0.4, recurrent_dropout=0.1)])
 @pytest.mark.parametrize("lengths", [False, True])
@@ -145,9 +134,9 @@ def test_a_training_step_is_the_same_with_the_masked_product_on_and_off(ext, mon
     product = gemm.masked_product
     monkeypatch.setattr(gemm, "masked_product", lambda *a: ran.append(product(*a)) or ran[-1])
     ext.set_masked_products(False)
-    dense = _step(kind, kw, B, T, C, H, lengths)
+    dense = training_step(kind, kw, B, T, C, H, lengths)
     assert ran and ran[-1] is None
     ext.set_masked_products(True)
-    masked = _step(kind, kw, B, T, C, H, lengths)
+    masked = training_step(kind, kw, B, T, C, H, lengths)
     assert ran[-1] is not None  # the step took it
     assert all(torch.equal(a, b) for a, b in zip(dense, masked, strict=True))

@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import embdrop
+from step_support import training_step
 
 
 @pytest.fixture
@@ -73,17 +73,6 @@ def test_the_library_where_the_sums_would_differ(ext):
     assert not ext.own_products(4, 32, 200, 200)
 
 
-def _step(kind, kw, B, T, C, H, lengths):
-    torch.manual_seed(3)
-    layer = getattr(embdrop, kind)(C, H, **kw).train()
-    x = torch.randn(B, T, C, requires_grad=True)
-    g = torch.Generator().manual_seed(4)
-    n = torch.randint(1, T + 1, (B,), generator=g) if lengths else None
-    out, _ = layer(x, lengths=n)
-    (out * torch.randn(out.shape, generator=g)).sum().backward()
-    return [out.detach(), x.grad] + [p.grad for p in layer.parameters()]
-
-
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
 @pytest.mark.parametrize("kw", [dict(dropout=0.5, recurrent_dropout=0.5), dict(zoneout=0.1)], ids=["rd", "zoneout"])
 @pytest.mark.parametrize(
@@ -97,9 +86,9 @@ def test_a_training_step_is_the_same_with_and_without_them(ext, kind, kw, shape,
     if not ext.own_product_sizes(G, B // blocks, H, H):
         pytest.skip("this CPU's library sums these products otherwise: the kernel keeps the library's")
     ext.set_own_products(False)
-    library = _step(kind, kw, B, T, C, H, lengths)
+    library = training_step(kind, kw, B, T, C, H, lengths)
     ext.set_own_products(True)
-    own = _step(kind, kw, B, T, C, H, lengths)
+    own = training_step(kind, kw, B, T, C, H, lengths)
     assert all(torch.equal(a, b) for a, b in zip(library, own, strict=True))
 
 
@@ -135,7 +124,7 @@ def test_the_avx2_build_sums_as_the_avx512_one_does(tmp_path):
     if " avx512f" not in flags or " fma" not in flags:
         pytest.skip("needs a CPU with AVX-512 to build the AVX2 kernel beside the native one")
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "import sys; sys.path[:0] = sys.argv[1:]\n"
         "from embdrop.kernels import build\n"
         "build._FLAGS = build._FLAGS + ['-mno-avx512f']\n"
         "import test_products\n"
@@ -143,7 +132,8 @@ def test_the_avx2_build_sums_as_the_avx512_one_does(tmp_path):
         "print('ok')\n"
     )
     env = {**os.environ, "EMBDROP_CACHE": str(tmp_path)}
-    r = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)], env=env, capture_output=True,
+    here = Path(__file__).parent
+    r = subprocess.run([sys.executable, "-c", code, str(here), str(here.parent)], env=env, capture_output=True,
                        text=True, timeout=900)  # fmt: skip
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
     built = list(tmp_path.rglob("*.so"))
