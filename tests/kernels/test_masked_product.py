@@ -116,7 +116,7 @@ def test_the_masked_product_declines_what_would_change_the_numbers(ext):
     assert gemm.masked_product(xm, x, m.requires_grad_(), 2.0, w) is None  # a mask with a gradient
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert gemm.masked_product(xm, x, m.detach(), 2.0, w) is None
-    # a check past 2^25 floats of its own (here 8 GiB) is not made: the dense product runs
+    # a check past 2^25 floats of its own (here 16 GiB) is not made: the dense product runs
     assert not ext.masked_projection_exact(4, 2**20, 256, 256)
     ext.set_masked_products(False)
     assert not ext.masked_projection_exact(4, 40, 8, 5)
