@@ -92,6 +92,14 @@ def gate_inputs(x: Tensor, m: Tensor, scale: float) -> Tensor:
     return x.transpose(0, 1).unsqueeze(0) * (m * scale).unsqueeze(1)
 
 
+def _masked_kernel_takes(*tensors: Tensor) -> bool:
+    """Whether the kernel's masked products take these operands: float32 CPU tensors, not under autocast (which
+    rounds the operands) nor tracing (which keeps torch's ops), the kernel built."""
+    if any(t.device.type != "cpu" or t.dtype != torch.float32 for t in tensors):
+        return False
+    return not torch.is_autocast_enabled("cpu") and not _checks.tracing() and build.available()
+
+
 @torch.library.custom_op("embdrop::masked_product", mutates_args=())
 def _masked_product(xm: Tensor, w: Tensor, x: Tensor, m: Tensor, scale: float) -> Tensor:
     G, M = m.shape[0], xm.shape[1]
@@ -126,8 +134,7 @@ def masked_product(xm: Tensor, x: Tensor, m: Tensor, scale: float, w: Tensor) ->
     would not give the dense product's bits: the kernel's sums differ from the library's at this shape on this CPU
     (checked once per shape), the tensors are not float32 on CPU, under autocast or tracing, or without the kernel.
     ``x`` and ``m`` get no gradient through it (``x``'s flows through ``xm``)."""
-    fast = x.device.type == "cpu" and x.dtype == m.dtype == w.dtype == xm.dtype == torch.float32
-    if not fast or m.requires_grad or torch.is_autocast_enabled("cpu") or _checks.tracing() or not build.available():
+    if m.requires_grad or not _masked_kernel_takes(xm, x, m, w):
         return None
     G, M, C = xm.shape
     if not build.extension().masked_projection_exact(G, M, C, w.shape[0] // G):
@@ -144,8 +151,7 @@ def masked_projection(x: Tensor, m: Tensor, scale: float, w: Tensor) -> Tensor |
     G, B = m.shape[0], x.shape[0]
     if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad or m.requires_grad):
         return None
-    fast = x.device.type == "cpu" and x.dtype == m.dtype == w.dtype == torch.float32 and w.device.type == "cpu"
-    if not fast or torch.is_autocast_enabled("cpu") or _checks.tracing() or not build.available():
+    if not _masked_kernel_takes(x, m, w):
         return None
     out = build.extension().masked_projection(x.contiguous(), m.contiguous(), float(scale), w)
     return out.view(G, x.shape[1] * B, w.shape[0] // G)
