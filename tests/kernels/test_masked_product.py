@@ -1,5 +1,6 @@
-"""The training step's input projection without the dropped channels (gemm.masked_product): the dense product's
-bits forward and backward wherever the kernel takes it, the dense product wherever it does not."""
+"""The training step's input projection without the dropped channels (gemm.masked_product): the dense path's
+values, to the bit, forward and backward (the input's gradient too, csrc/input_grad.cpp) wherever the kernel takes
+it, the dense path wherever it does not."""
 
 import pytest
 import torch
@@ -33,9 +34,7 @@ def _dense(x, w, m, scale):
 
 
 def _masked(x, w, m, scale):
-    G, (B, T, C) = m.shape[0], x.shape
-    xm = gemm.gate_inputs(x, m, scale).reshape(G, T * B, C)
-    return gemm.masked_product(xm, x, m, scale, w)
+    return gemm.masked_product(x, m, scale, w)
 
 
 def _with_grads(f, x, w, m, dy):
@@ -63,14 +62,15 @@ def test_the_masked_product_is_the_dense_one_to_the_bit_wherever_it_runs(fused_k
     want = _with_grads(_dense, x, w, m, dy)
     got = _with_grads(_masked, x, w, m, dy)
     if got is None:  # this CPU's library sums this shape otherwise: the layer keeps the dense product
-        assert not fused_kernel.extension().masked_projection_exact(G, T * B, C, H)
+        e = fused_kernel.extension()
+        assert not e.masked_projection_exact(G, T * B, C, H) and not e.masked_input_grad_exact(G, T * B, H, C)
         return
     assert all(torch.equal(a, b) for a, b in zip(want, got, strict=True))
 
 
 def test_the_masked_product_equals_the_dense_one_at_a_training_shape(ext):
     x, w, m, dy = _operands(4, 64, 35, 200, 200, 0.5, 0)
-    if not ext.masked_projection_exact(4, 64 * 35, 200, 200):
+    if not ext.masked_projection_exact(4, 64 * 35, 200, 200) or not ext.masked_input_grad_exact(4, 2240, 200, 200):
         pytest.skip("this CPU's library sums (4, 2240, 200) x (4, 200, 200) otherwise: the dense product runs")
     want, got = _with_grads(_dense, x, w, m, dy), _with_grads(_masked, x, w, m, dy)
     assert all(torch.equal(a, b) for a, b in zip(want, got, strict=True))
@@ -109,18 +109,18 @@ def test_masked_projection_sums_three_blocks_of_k(fused_kernel):
 
 def test_the_masked_product_declines_what_would_change_the_numbers(ext):
     x, w, m, _ = _operands(4, 2, 20, 8, 5, 0.5, 1)
-    xm = gemm.gate_inputs(x, m, 2.0).reshape(4, 40, 8)
-    assert gemm.masked_product(xm, x, m, 2.0, w) is not None or not ext.masked_projection_exact(4, 40, 8, 5)
-    xd, md, wd = x.double(), m.double(), w.double()
-    assert gemm.masked_product(xm.double(), xd, md, 2.0, wd) is None
-    assert gemm.masked_product(xm, x, m.requires_grad_(), 2.0, w) is None  # a mask with a gradient
+    exact = ext.masked_projection_exact(4, 40, 8, 5) or ext.masked_input_grad_exact(4, 40, 5, 8)
+    assert (gemm.masked_product(x, m, 2.0, w) is not None) == exact
+    assert gemm.masked_product(x.double(), m.double(), 2.0, w.double()) is None
+    assert gemm.masked_product(x, m.requires_grad_(), 2.0, w) is None  # a mask with a gradient
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert gemm.masked_product(xm, x, m.detach(), 2.0, w) is None
+        assert gemm.masked_product(x, m.detach(), 2.0, w) is None
     # a check past 2^25 floats of its own (here 16 GiB) is not made: the dense product runs
     assert not ext.masked_projection_exact(4, 2**20, 256, 256)
+    assert not ext.masked_input_grad_exact(4, 2**20, 256, 256)
     ext.set_masked_products(False)
-    assert not ext.masked_projection_exact(4, 40, 8, 5)
-    assert gemm.masked_product(xm, x, m.detach(), 2.0, w) is None
+    assert not ext.masked_projection_exact(4, 40, 8, 5) and not ext.masked_input_grad_exact(4, 40, 5, 8)
+    assert gemm.masked_product(x, m.detach(), 2.0, w) is None
 
 
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
@@ -130,13 +130,78 @@ def test_a_training_step_is_the_same_with_the_masked_product_on_and_off(ext, mon
     B, T, C, H = 12, 20, 40, 24  # T >= 16 and B * T >= 128: the layer takes the product without dropped channels
     if not ext.masked_projection_exact({"LSTM": 4, "GRU": 3}[kind], B * T, C, H):
         pytest.skip("this CPU's library sums this product otherwise: the layer keeps the dense one")
-    ran = []
-    product = gemm.masked_product
+    ran, grads = [], []
+    product, input_grad = gemm.masked_product, ext.masked_input_grad
     monkeypatch.setattr(gemm, "masked_product", lambda *a: ran.append(product(*a)) or ran[-1])
+    monkeypatch.setattr(ext, "masked_input_grad", lambda *a: grads.append(input_grad(*a)) or grads[-1])
     ext.set_masked_products(False)
     dense = training_step(kind, kw, B, T, C, H, lengths)
-    assert ran and ran[-1] is None
+    assert ran and ran[-1] is None and not grads
     ext.set_masked_products(True)
     masked = training_step(kind, kw, B, T, C, H, lengths)
     assert ran[-1] is not None  # the step took it
+    assert grads or not ext.masked_input_grad_exact(len(ran[-1]), B * T, H, C)  # and its input gradient
     assert all(torch.equal(a, b) for a, b in zip(dense, masked, strict=True))
+
+
+def _dense_input_grad(ext, g, w, m, scale, T):
+    """The input's gradient as the dense path makes it: bmm's gradient for xm, then gate_inputs'."""
+    G, M, _ = g.shape
+    C = w.shape[1]
+    return ext.gate_inputs_backward(gemm.bmm(g, w.view(G, -1, C)).view(G, T, M // T, C), m, scale)
+
+
+def input_grads_match_dense(ext, cases):
+    """For each (G, B, T, C, H, p, seed): the own input gradient equals the dense one's values wherever the check
+    says it may run (the signs of zeros aside: a channel every gate drops is +0 here, either sign there)."""
+    ran = 0
+    for G, B, T, C, H, p, seed in cases:
+        g = torch.Generator().manual_seed(seed)
+        dy, w = torch.randn(G, T * B, H, generator=g), torch.randn(G * H, C, generator=g)
+        m = (torch.rand(G, B, C, generator=g) >= p).float()
+        got, want = ext.masked_input_grad(dy, w, m, 2.0, T), _dense_input_grad(ext, dy, w, m, 2.0, T)
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-3), (G, B, T, C, H, p)  # wherever it runs, the values
+        if ext.masked_input_grad_exact(G, T * B, H, C):  # and where the layer takes it, the bits
+            assert torch.equal(got, want), (G, B, T, C, H, p)
+            ran += 1
+    return ran
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    G=st.sampled_from([3, 4]),
+    B=st.integers(1, 12),
+    T=st.integers(1, 70),
+    C=st.integers(1, 40),
+    H=st.sampled_from([1, 5, 16, 33, 200, 513, 650]),
+    p=st.sampled_from([0.0, 0.3, 0.5, 1.0]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_the_own_input_gradient_is_the_dense_one_wherever_it_runs(fused_kernel, G, B, T, C, H, p, seed):
+    # T up to 70: several tiles of steps, a part vector; H = 513 and 650: two of oneDNN's blocks of the sum over h
+    input_grads_match_dense(fused_kernel.extension(), [(G, B, T, C, H, p, seed)])
+
+
+def test_the_own_input_gradient_runs_at_the_benchmark_shapes(ext):
+    cases = [(4, 64, 35, 200, 200, 0.5, 0), (4, 32, 200, 64, 100, 0.5, 1), (3, 8, 35, 650, 650, 0.5, 2)]
+    if input_grads_match_dense(ext, cases) < len(cases):
+        pytest.skip("this CPU's library sums one of these products otherwise: the dense gradient runs there")
+
+
+@pytest.mark.parametrize("where", ["g", "w"])
+def test_the_own_input_gradient_leaves_nan_and_inf_to_the_dense_path(ext, where):
+    g = torch.Generator().manual_seed(5)
+    dy, w = torch.randn(4, 20 * 8, 12, generator=g), torch.randn(4 * 12, 16, generator=g)
+    m = (torch.rand(4, 8, 16, generator=g) > 0.5).float()
+    m[:, 3, 2] = 0  # channel 2 dropped for sequence 3 in every gate: the dense path makes it nan
+    if where == "g":
+        dy[1, 5 * 8 + 3, 4] = float("inf")
+    else:
+        w[7, 2] = float("nan")
+    assert ext.masked_input_grad(dy, w, m, 2.0, 20) is None
+    x = torch.randn(8, 20, 16, requires_grad=True)
+    if ext.masked_input_grad_exact(4, 160, 12, 16):  # the layer's op then falls back to the dense path's nan
+        out = gemm.masked_product(x, m, 2.0, w)
+        (out * dy).sum().backward()
+        assert torch.allclose(x.grad, _dense_input_grad(ext, dy, w, m, 2.0, 20), rtol=0, atol=0, equal_nan=True)
+        assert x.grad[3, :, 2].isnan().any()

@@ -294,13 +294,14 @@ def _project(inp, m_in, w_ih, b_in, G, p, variational):
             if b_in is not None:
                 xw.add_(b_in.view(G, 1, H))
             return xw.view(G, T, B, H)
-        xm = gemm.gate_inputs(inp, m_in, keep_scale(p)).reshape(G, T * B, C)  # gate k sees x * m_k
-        # training: the same product without the dropped channels, where its sums are the dense one's to the bit
-        xw = gemm.masked_product(xm, inp, m_in, keep_scale(p), w_ih) if _skips_dropped(B, T, C, H, p, True) else None
+        # training: the product and the input's gradient without the dropped channels, where the sums are the dense
+        # path's to the bit
+        xw = gemm.masked_product(inp, m_in, keep_scale(p), w_ih) if _skips_dropped(B, T, C, H, p, True) else None
         if xw is not None:
             if b_in is not None:
                 xw.add_(b_in.view(G, 1, H))
             return xw.view(G, T, B, H)
+        xm = gemm.gate_inputs(inp, m_in, keep_scale(p)).reshape(G, T * B, C)  # gate k sees x * m_k
     else:
         xt = inp.transpose(0, 1).contiguous()  # (T, B, C)
         if m_in is not None:

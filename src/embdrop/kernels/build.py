@@ -25,7 +25,7 @@ _CSRC = Path(__file__).with_name("csrc")
 # In the order ninja starts them: the slowest to compile first (module.cpp, the bindings with torch's Python
 # headers, takes a third of the build's time), so that the cores finish together rather than one compiling it last.
 _SOURCES = ("common.h", "module.cpp", "lstm.cpp", "gru.cpp", "masks.cpp", "gemm.cpp", "gate_inputs.cpp",
-            "embedding.cpp", "pool.cpp", "products.cpp")  # fmt: skip
+            "input_grad.cpp", "embedding.cpp", "pool.cpp", "products.cpp")  # fmt: skip
 # Built for the CPU it runs on (the build happens there; the key below keeps builds for different CPUs apart).
 # -fno-trapping-math lets GCC vectorise the element-wise passes for AVX2 without changing any result (no
 # reassociation, no finite-math assumption): without it GCC 12 leaves them scalar ("control flow in loop").

@@ -101,45 +101,63 @@ def _masked_kernel_takes(*tensors: Tensor) -> bool:
 
 
 @torch.library.custom_op("embdrop::masked_product", mutates_args=())
-def _masked_product(xm: Tensor, w: Tensor, x: Tensor, m: Tensor, scale: float) -> Tensor:
-    G, M = m.shape[0], xm.shape[1]
-    return build.extension().masked_projection(x, m, scale, w).view(G, M, w.shape[0] // G)
+def _masked_product(x: Tensor, w: Tensor, m: Tensor, scale: float, xm: Tensor, forward: bool, backward: bool) -> Tensor:
+    G, (B, T, C) = m.shape[0], x.shape
+    if forward:
+        return build.extension().masked_projection(x, m, scale, w).view(G, T * B, w.shape[0] // G)
+    return build.extension().batched_product(xm, w.view(G, -1, C).transpose(1, 2))
 
 
 @_masked_product.register_fake
-def _(xm, w, x, m, scale):
+def _(x, w, m, scale, xm, forward, backward):
     return xm.new_empty(xm.shape[0], xm.shape[1], w.shape[0] // m.shape[0])
 
 
 def _masked_product_setup(ctx, inputs, output):
-    ctx.save_for_backward(inputs[0], inputs[1])
+    x, w, m, scale, xm, _, backward = inputs
+    ctx.save_for_backward(w, m, xm)
+    ctx.scale, ctx.steps, ctx.backward = scale, x.shape[1], backward
 
 
 def _masked_product_grad(ctx, g):
-    xm, w = ctx.saved_tensors
-    G, C = xm.shape[0], xm.shape[2]
-    # bmm's gradients for xm @ w_k^T, the same calls: (G, M, H) x (G, H, C) and (G, C, M) x (G, M, H)
-    gxm = _bmm(g, w.view(G, -1, C)) if ctx.needs_input_grad[0] else None
-    gw = _bmm(xm.transpose(1, 2), g).transpose(1, 2).reshape(w.shape) if ctx.needs_input_grad[1] else None
-    return gxm, gw, None, None, None
+    w, m, xm = ctx.saved_tensors
+    (G, M, C), T = xm.shape, ctx.steps
+    g = g.contiguous()
+    gx = gw = None
+    if ctx.needs_input_grad[0]:
+        ext = build.extension()
+        # without the dropped channels' products where that gives the dense path's values (None: g or w not finite)
+        gx = ext.masked_input_grad(g, w, m, ctx.scale, T) if ctx.backward else None
+        if gx is None:  # the dense path: bmm's gradient for xm, then gate_inputs' (the same calls)
+            gx = ext.gate_inputs_backward(_bmm(g, w.view(G, -1, C)).view(G, T, M // T, C), m, ctx.scale)
+    if ctx.needs_input_grad[1]:  # bmm's gradient for w_k^T: (G, C, M) x (G, M, H)
+        gw = _bmm(xm.transpose(1, 2), g).transpose(1, 2).reshape(w.shape)
+    return gx, gw, None, None, None, None, None
 
 
 _masked_product.register_autograd(_masked_product_grad, setup_context=_masked_product_setup)
 build.no_dynamo_import_until_needed(_masked_product)
 
 
-def masked_product(xm: Tensor, x: Tensor, m: Tensor, scale: float, w: Tensor) -> Tensor | None:
-    """``bmm(xm, w_k^T)`` for ``xm = gate_inputs(x, m, scale)`` (G, M, C) as (G, M, H), its forward computed without
-    the dropped channels (:func:`masked_projection`), with bmm's gradients for ``xm`` and ``w``; or None where that
-    would not give the dense product's bits: the kernel's sums differ from the library's at this shape on this CPU
-    (checked once per shape), the tensors are not float32 on CPU, under autocast or tracing, or without the kernel.
-    ``x`` and ``m`` get no gradient through it (``x``'s flows through ``xm``)."""
-    if m.requires_grad or not _masked_kernel_takes(xm, x, m, w):
+def masked_product(x: Tensor, m: Tensor, scale: float, w: Tensor) -> Tensor | None:
+    """Each gate's projection ``bmm(xm, w_k^T)`` of its masked input ``xm = gate_inputs(x, m, scale)`` as
+    (G, T * B, H), for a training step, with gradients for ``x`` and ``w``; the forward (:func:`masked_projection`)
+    and the input's gradient (``csrc/input_grad.cpp``) each computed without the dropped channels' products where
+    that gives the dense path's values (checked once per shape on this CPU; the signs of zeros aside), densely where
+    it does not. None where neither applies, or the tensors are not float32 on CPU, under autocast or tracing, a mask
+    with a gradient, or without the kernel: the caller then runs the dense path itself. ``m`` gets no gradient."""
+    if m.requires_grad or not _masked_kernel_takes(x, m, w):
         return None
-    G, M, C = xm.shape
-    if not build.extension().masked_projection_exact(G, M, C, w.shape[0] // G):
+    G, (B, T, C) = m.shape[0], x.shape
+    H = w.shape[0] // G
+    ext = build.extension()
+    forward = ext.masked_projection_exact(G, T * B, C, H)
+    backward = x.requires_grad and ext.masked_input_grad_exact(G, T * B, H, C)
+    if not (forward or backward):
         return None
-    return _masked_product(xm, w, x.detach().contiguous(), m.contiguous(), float(scale))
+    x, m = x.contiguous(), m.contiguous()
+    xm = ext.gate_inputs(x.detach(), m, float(scale)).view(G, T * B, C)  # the weight's gradient reads it
+    return _masked_product(x, w, m, float(scale), xm, forward, backward)
 
 
 def masked_projection(x: Tensor, m: Tensor, scale: float, w: Tensor) -> Tensor | None:

@@ -230,11 +230,16 @@ bool mkl_batch_available();
 // would make; (G, K, N) float32 with its rows padded with zeros to whole vectors; the products themselves.
 bool own_products(int64_t G, int64_t M, int64_t K, int64_t N);
 // Whether `same` came out true for `key`, computed once per key and process (the library's and the own sums of one
-// shape compared to the bit; false past 64 keys): key = (which check, sizes..., threads, in a parallel region).
+// shape compared to the bit; false past 256 keys of one check): key = (which check, sizes..., threads, in a parallel region).
 using CheckKey = std::array<int64_t, 7>;
 bool checked_once(const CheckKey& key, const std::function<bool()>& same);
 // Deterministic values in [-1, 1) for those checks, from a linear congruential sequence (torch's generator untouched).
 void fill_check_values(Tensor& t, uint32_t state);
+// How many sets of values a check compares for a product of `entries` outputs: at least 2^16 entries in all (up to
+// 64 sets), since a few entries of two different sums can come out equal by chance.
+inline int check_trials(int64_t entries) {
+  return static_cast<int>(std::clamp<int64_t>((int64_t(1) << 16) / std::max<int64_t>(entries, 1), 1, 64));
+}
 bool own_product_sizes(int64_t G, int64_t M, int64_t K, int64_t N);  // the same, wherever the call is made
 // Turns the own products off (the library for every step) or on again (the default): benchmarks/step_products.py
 // measures both in one process.
@@ -357,8 +362,16 @@ Tensor masked_projection(Tensor x, Tensor m, double scale, Tensor w);
 // (G, M, K) x (G, K, N), checked once per shape and threading on this CPU (a training step may then skip the
 // dropped channels and keep its numbers).
 bool masked_projection_exact(int64_t G, int64_t M, int64_t K, int64_t N);
-// Turns that off (training's input projection always dense) or on again (the default), for benchmarks/recurrent.py.
+// Turns that off (training's input projection and its input gradient always dense) or on again (the default), for
+// benchmarks/recurrent.py; masked_products_enabled reads it.
 void set_masked_products(bool enabled);
+bool masked_products_enabled();
+// input_grad.cpp: the input's gradient (B, T, C) through gate_inputs and the per-gate projection, g (G, T * B, H),
+// w (G * H, C), m (G, B, C), without the dropped channels' products; undefined where g or w is not finite.
+Tensor masked_input_grad(Tensor g, Tensor w, Tensor m, double scale, int64_t T);
+// Whether its values equal the dense path's (bmm_into, then gate_inputs_backward) for (G, M, H) x (G, H, C) on this
+// CPU, checked once per shape and threading.
+bool masked_input_grad_exact(int64_t G, int64_t M, int64_t H, int64_t C);
 // oshift: (B,) int64 rotations of the output along T (OutShift), or an empty tensor for none.
 std::vector<Tensor> lstm_forward(Tensor xw, Tensor w_hh, Tensor rmask, Tensor h0, Tensor c0, Tensor step, Tensor zh,
                                  Tensor zc, bool save, Tensor b_in, Tensor oshift);

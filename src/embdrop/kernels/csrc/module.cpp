@@ -53,6 +53,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("masked_projection", &embdrop::masked_projection);
   m.def("masked_projection_exact", &embdrop::masked_projection_exact);
   m.def("set_masked_products", &embdrop::set_masked_products);
+  m.def("masked_input_grad", &embdrop::masked_input_grad);
+  m.def("masked_input_grad_exact", &embdrop::masked_input_grad_exact);
   m.def("onednn_gemm_available", &embdrop::onednn_gemm_available);
   m.def("set_row_blocks", &embdrop::set_row_blocks);
   m.def("set_own_products", &embdrop::set_own_products);

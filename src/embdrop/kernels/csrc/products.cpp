@@ -132,7 +132,9 @@ std::map<CheckKey, bool>& checked() {
   static std::map<CheckKey, bool> m;
   return m;
 }
-constexpr size_t kMaxChecked = 64;  // shapes past this many (lengths that vary call to call) keep the library's
+// shapes of one check past this many (lengths that vary call to call: a check costs about two of its products)
+// keep the library's
+constexpr size_t kMaxChecked = 256;
 
 }  // namespace
 
@@ -140,7 +142,9 @@ bool checked_once(const CheckKey& key, const std::function<bool()>& same) {
   std::lock_guard<std::mutex> guard(checked_lock());
   auto it = checked().find(key);
   if (it == checked().end()) {
-    if (checked().size() >= kMaxChecked) return false;
+    size_t same_kind = 0;
+    for (const auto& [k, _] : checked()) same_kind += k[0] == key[0];
+    if (same_kind >= kMaxChecked) return false;
     it = checked().emplace(key, same()).first;
   }
   return it->second;
