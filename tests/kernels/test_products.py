@@ -118,7 +118,8 @@ def test_an_entry_s_sum_does_not_depend_on_its_tile(fused_kernel):
 @pytest.mark.slow
 def test_the_avx2_build_sums_as_the_avx512_one_does(tmp_path):
     # the machines here have AVX-512; the kernel built without it (8-lane vectors, other tiles) must still make every
-    # entry one chain of fused multiply-adds (GCC once left one of its tiles a multiply and an add)
+    # entry one chain of fused multiply-adds (GCC once left one of its tiles a multiply and an add), and the input's
+    # gradient without the dropped channels (other tiles, a transposition without AVX-512) the dense path's values
     cpuinfo = Path("/proc/cpuinfo")
     flags = cpuinfo.read_text() if cpuinfo.exists() else ""
     if " avx512f" not in flags or " fma" not in flags:
@@ -129,6 +130,9 @@ def test_the_avx2_build_sums_as_the_avx512_one_does(tmp_path):
         "build._FLAGS = build._FLAGS + ['-mno-avx512f']\n"
         "import test_products\n"
         "test_products.sums_do_not_depend_on_tiles(build.extension())\n"
+        "import test_masked_product\n"
+        "cases = [(4, 64, 35, 200, 200, 0.5, 0), (3, 5, 70, 33, 650, 0.3, 1), (4, 3, 9, 20, 17, 0.5, 2)]\n"
+        "assert test_masked_product.input_grads_match_dense(build.extension(), cases) == len(cases)\n"
         "print('ok')\n"
     )
     env = {**os.environ, "EMBDROP_CACHE": str(tmp_path)}
