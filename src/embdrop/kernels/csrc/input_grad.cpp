@@ -138,10 +138,13 @@ Tensor masked_input_grad(Tensor g, Tensor w, Tensor m, double scale, int64_t T) 
   {
     const float* src = ptr<float>(wc);
     float* dst = ptr<float>(wt);
-    at::parallel_for(0, G * H, 64, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {  // row r = k * H + h of w
-        const int64_t k = r / H, h = r % H;
-        for (int64_t c = 0; c < C; ++c) dst[(k * C + c) * H + h] = src[r * C + c];
+    const int64_t hb = (H + 15) / 16, cb = (C + 15) / 16;
+    at::parallel_for(0, G * hb, 1, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {  // 16 rows k * H + h0 ... of w, in blocks of 16 x 16
+        const int64_t k = r / hb, h0 = (r % hb) * 16;
+        for (int64_t c0 = 0; c0 < cb * 16; c0 += 16)
+          transpose_block(src + (k * H + h0) * C + c0, C, std::min<int64_t>(16, H - h0), std::min<int64_t>(16, C - c0),
+                          dst + (k * C + c0) * H + h0, H);
       }
     });
   }
