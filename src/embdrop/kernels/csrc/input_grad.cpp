@@ -82,43 +82,6 @@ void tile_rows(int nt, int nc, int64_t H, const float* dt, int64_t ld, const flo
   }
 }
 
-// dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols (both at most 16): a block of a transposition. With
-// AVX-512 one 16 x 16 transpose in registers (missing rows and columns read as zeros, only the block's own written);
-// else a loop.
-inline void transpose_block(const float* __restrict__ src, int64_t lds, int64_t rows, int64_t cols,
-                            float* __restrict__ dst, int64_t ldd) {
-#if defined(__AVX512F__)
-  const __mmask16 in = static_cast<__mmask16>((1u << cols) - 1), out = static_cast<__mmask16>((1u << rows) - 1);
-  __m512 r[16], t[16];
-  for (int i = 0; i < 16; ++i) r[i] = i < rows ? _mm512_maskz_loadu_ps(in, src + i * lds) : _mm512_setzero_ps();
-  for (int i = 0; i < 8; ++i) {  // interleave 32-bit entries of row pairs, then 64-bit pairs, then 128-bit lanes twice
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; ++i) {
-    const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
-    const __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
-    r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-    r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-    r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-    r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-  }
-  for (int i = 0; i < 2; ++i)
-    for (int j = 0; j < 4; ++j) {
-      t[8 * i + j] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + j + 4], 0x88);
-      t[8 * i + j + 4] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + j + 4], 0xdd);
-    }
-  for (int j = 0; j < 8; ++j) {
-    r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
-    r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
-  }
-  for (int j = 0; j < cols; ++j) _mm512_mask_storeu_ps(dst + j * ldd, out, r[j]);
-#else
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < cols; ++j) dst[j * ldd + i] = src[i * lds + j];
-#endif
-}
-
 }  // namespace
 
 Tensor masked_input_grad(Tensor g, Tensor w, Tensor m, double scale, int64_t T) {
