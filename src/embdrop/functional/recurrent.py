@@ -276,8 +276,9 @@ def _skips_dropped(B: int, T: int, C: int, H: int, p: float, training: bool = Fa
     """Whether the input projection without the dropped channels' products is faster than the dense one, as
     benchmarks/masked_projection.py measured it: from p = 0.3 with sequences of T >= 16 steps and B * T >= 128 rows
     in all, more for larger weights (C * H / 2000: it lays the weights out anew on every call, which fewer rows do
-    not pay back). A training step makes the masked copies either way (the gradient needs them), which leaves less
-    to gain: there from p = 0.4."""
+    not pay back). A training step makes the masked copies either way (the weight's gradient needs them), which
+    leaves less to gain: there from p = 0.4, where the input's gradient without the dropped channels
+    (benchmarks/masked_input_grad.py) is faster too."""
     return p >= (0.4 if training else 0.3) and T >= 16 and max(128, C * H // 2000) <= B * T
 
 

@@ -6,8 +6,8 @@
 - :func:`gate_inputs`: the input turned time-first and masked once per gate (``csrc/gate_inputs.cpp``), in one
   pass, bit-identical to torch's ops.
 - :func:`masked_projection` and :func:`masked_product`: each gate's projection of its masked input without the
-  dropped channels' products, for MC-dropout predictions and for training steps (the latter only where its sums
-  are the dense product's to the bit).
+  dropped channels' products, for MC-dropout predictions and for training steps; in training the input's gradient
+  too (``csrc/input_grad.cpp``), each only where its sums are the dense path's to the bit.
 
 The ops with a gradient are torch custom ops with autograd."""
 
