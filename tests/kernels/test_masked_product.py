@@ -63,7 +63,8 @@ def test_the_masked_product_is_the_dense_one_to_the_bit_wherever_it_runs(fused_k
     got = _with_grads(_masked, x, w, m, dy)
     if got is None:  # this CPU's library sums this shape otherwise: the layer keeps the dense product
         e = fused_kernel.extension()
-        assert not e.masked_projection_exact(G, T * B, C, H) and not e.masked_input_grad_exact(G, T * B, H, C)
+        own_grad = torch.get_num_threads() <= B and e.masked_input_grad_exact(G, T * B, H, C)
+        assert not e.masked_projection_exact(G, T * B, C, H) and not own_grad
         return
     assert all(torch.equal(a, b) for a, b in zip(want, got, strict=True))
 
@@ -109,7 +110,8 @@ def test_masked_projection_sums_three_blocks_of_k(fused_kernel):
 
 def test_the_masked_product_declines_what_would_change_the_numbers(ext):
     x, w, m, _ = _operands(4, 2, 20, 8, 5, 0.5, 1)
-    exact = ext.masked_projection_exact(4, 40, 8, 5) or ext.masked_input_grad_exact(4, 40, 5, 8)
+    own_grad = torch.get_num_threads() <= 2 and ext.masked_input_grad_exact(4, 40, 5, 8)  # B = 2 sequences
+    exact = ext.masked_projection_exact(4, 40, 8, 5) or own_grad
     assert (gemm.masked_product(x, m, 2.0, w) is not None) == exact
     assert gemm.masked_product(x.double(), m.double(), 2.0, w.double()) is None
     assert gemm.masked_product(x, m.requires_grad_(), 2.0, w) is None  # a mask with a gradient
@@ -205,3 +207,28 @@ def test_the_own_input_gradient_leaves_nan_and_inf_to_the_dense_path(ext, where)
         (out * dy).sum().backward()
         assert torch.allclose(x.grad, _dense_input_grad(ext, dy, w, m, 2.0, 20), rtol=0, atol=0, equal_nan=True)
         assert x.grad[3, :, 2].isnan().any()
+
+
+def test_fewer_sequences_than_threads_keep_the_dense_input_gradient(ext, monkeypatch):
+    # the own gradient splits its work by sequence: 3 sequences on 4 threads would leave a thread idle
+    calls = []
+    input_grad = ext.masked_input_grad
+    monkeypatch.setattr(ext, "masked_input_grad", lambda *a: calls.append(1) or input_grad(*a))
+    x, w, m, dy = _operands(4, 3, 60, 40, 24, 0.5, 6)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        want = _with_grads(_dense, x, w, m, dy)
+        got = _with_grads(_masked, x, w, m, dy)
+    finally:
+        torch.set_num_threads(threads)
+    assert not calls
+    if got is not None:  # the forward may still skip the dropped channels
+        assert all(torch.equal(a, b) for a, b in zip(want, got, strict=True))
+    torch.set_num_threads(1)
+    try:
+        x.grad = None
+        _with_grads(_masked, x, w, m, dy)
+    finally:
+        torch.set_num_threads(threads)
+    assert calls or not ext.masked_input_grad_exact(4, 180, 24, 40)  # one thread: three sequences are enough

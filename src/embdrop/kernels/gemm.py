@@ -152,7 +152,8 @@ def masked_product(x: Tensor, m: Tensor, scale: float, w: Tensor) -> Tensor | No
     H = w.shape[0] // G
     ext = build.extension()
     forward = ext.masked_projection_exact(G, T * B, C, H)
-    backward = x.requires_grad and ext.masked_input_grad_exact(G, T * B, H, C)
+    # the own input gradient splits its work by sequence: fewer sequences than threads leave threads idle
+    backward = x.requires_grad and torch.get_num_threads() <= B and ext.masked_input_grad_exact(G, T * B, H, C)
     if not (forward or backward):
         return None
     x, m = x.contiguous(), m.contiguous()
