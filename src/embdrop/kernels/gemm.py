@@ -144,8 +144,9 @@ def masked_product(x: Tensor, m: Tensor, scale: float, w: Tensor) -> Tensor | No
     (G, T * B, H), for a training step, with gradients for ``x`` and ``w``; the forward (:func:`masked_projection`)
     and the input's gradient (``csrc/input_grad.cpp``) each computed without the dropped channels' products where
     that gives the dense path's values (checked once per shape on this CPU; the signs of zeros aside; the input's
-    gradient only with at least as many sequences B as threads), densely where it does not. None where neither applies, or the tensors are not float32 on CPU, under autocast or tracing, a mask
-    with a gradient, or without the kernel: the caller then runs the dense path itself. ``m`` gets no gradient."""
+    gradient only with at least as many sequences B as threads), densely where it does not. None where neither
+    applies, or the tensors are not float32 on CPU, under autocast or tracing, a mask with a gradient, or without
+    the kernel: the caller then runs the dense path itself. ``m`` gets no gradient."""
     if m.requires_grad or not _masked_kernel_takes(x, m, w):
         return None
     G, (B, T, C) = m.shape[0], x.shape
