@@ -41,10 +41,18 @@ def _embedding_scaled_grad(ctx, grad):
     E = grad.shape[-1]
     # (N, E), (N,), (N,); ids may be a strided view (a column of a (B, 2) table): the kernel reads them flat
     grad, ids, scale = grad.reshape(-1, E), ids.reshape(-1).contiguous(), scale.reshape(-1).contiguous()
-    if not ctx.sparse:
+    # under create_graph (a gradient penalty) torch's ops, which autograd can differentiate again
+    graph = torch.is_grad_enabled() and grad.requires_grad
+    if not ctx.sparse and not graph:
         backward = _embedding_scaled_backward_impl if build.eager() else _embedding_scaled_backward
         return backward(grad, ids, scale, ctx.num_embeddings, ctx.padding_idx), None, None, None, None
-    if build.eager():  # one op: the scaled values and the padding left out in one pass (the ops below cost more)
+    if not ctx.sparse:
+        values = grad * scale.unsqueeze(1)
+        if ctx.padding_idx >= 0:  # as nn.Embedding: the padding row gets no gradient
+            values = values * (ids != ctx.padding_idx).unsqueeze(1).to(values.dtype)
+        return values.new_zeros(ctx.num_embeddings, E).index_add(0, ids, values), None, None, None, None
+    # one op: the scaled values and the padding left out in one pass (the ops below cost more)
+    if build.eager() and not graph:
         dw = build.extension().embedding_scaled_backward(
             grad.contiguous(), ids, scale, ctx.num_embeddings, ctx.padding_idx, True
         )

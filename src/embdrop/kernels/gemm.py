@@ -18,6 +18,7 @@ from torch import Tensor
 
 from embdrop import _checks
 from embdrop.kernels import build
+from embdrop.kernels.first_order import first_order
 
 
 @torch.library.custom_op("embdrop::bmm", mutates_args=())
@@ -75,6 +76,8 @@ def _gate_inputs_setup(ctx, inputs, output):
 
 def _gate_inputs_grad(ctx, g):
     (m,) = ctx.saved_tensors
+    if torch.is_grad_enabled() and g.requires_grad:  # create_graph: torch's ops, differentiable again
+        return (g * (m * ctx.scale).unsqueeze(1)).sum(0).transpose(0, 1), None, None  # (G, T, B, C) -> (B, T, C)
     return build.extension().gate_inputs_backward(g.contiguous(), m, ctx.scale), None, None
 
 
@@ -132,6 +135,7 @@ def _masked_product_grad(ctx, g):
             gx = ext.gate_inputs_backward(_bmm(g, w.view(G, -1, C)).view(G, T, M // T, C), m, ctx.scale)
     if ctx.needs_input_grad[1]:  # bmm's gradient for w_k^T: (G, C, M) x (G, M, H)
         gw = _bmm(xm.transpose(1, 2), g).transpose(1, 2).reshape(w.shape)
+    gx, gw = first_order("the per-gate masked input projection", (gx, gw), g, w)
     return gx, gw, None, None, None, None, None
 
 

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from embdrop import _checks
 from embdrop.kernels import recurrence
+from embdrop.kernels.first_order import first_order
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,7 @@ class _LSTM(torch.autograd.Function):
                        t, T, B, H, *zone.scalars(True), HAS_NEXT=t < T - 1, POINTWISE=t >= 0, **flags,
                        **_step_blocks(blocks))  # fmt: skip
         dw = _weight_grad(dpre, hs[:T], rm if ctx.has_rm else None).to(w_hh.dtype)
+        dpre, dw, dh0, dc_buf = first_order("the LSTM's recurrence", (dpre, dw, dh0, dc_buf), dout, dh, dc, w_hh, hs)
         return dpre, dw, dh0, dc_buf, None, None, None, None
 
 
@@ -254,6 +256,7 @@ class _GRU(torch.autograd.Function):
         dw = _weight_grad(dpre, hs[:T], rm if ctx.has_rm else None).to(w_hh.dtype)
         db = dpre.sum(dim=(1, 2)).reshape(-1) if ctx.has_bias else None
         dxw = torch.cat([dpre[:2], dxn.unsqueeze(0)])
+        dxw, dw, db, dh0 = first_order("the GRU's recurrence", (dxw, dw, db, dh0), dout, dh, w_hh, hs)
         return dxw, dw, db, dh0, None, None, None, None
 
 

@@ -45,6 +45,9 @@ class _HashedScale(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         key, threshold, value = ctx.args
+        if torch.is_grad_enabled() and grad.requires_grad:  # create_graph: torch's ops, differentiable again
+            mask = keep_mask(tuple(grad.shape), threshold, torch.tensor(key, dtype=torch.int64), grad.dtype)
+            return grad * mask * value, None, None, None
         return build.extension().hashed_scale(grad.contiguous(), threshold, key, value), None, None, None
 
 

@@ -8,6 +8,7 @@ from torch import Tensor
 
 from embdrop import _checks
 from embdrop.kernels import build
+from embdrop.kernels.first_order import first_order
 
 
 def _step(step: Tensor | None) -> Tensor:
@@ -227,6 +228,7 @@ def _lstm_grad(ctx, dout, dhs, dcs, *unused):
     dh = torch.zeros_like(cs[0]) if dhs is None else dhs[-1]  # only the final h (1, B, H) and c are layer outputs
     dc = torch.zeros_like(cs[0]) if dcs is None else dcs[-1]
     dxw, dw, dh0, dc0 = _lstm_backward(dout, dh, dc, w_hh, rmask, cs, hm, gates, tcs, step, zh, zc, oshift)
+    dxw, dw, dh0, dc0 = first_order("the LSTM's recurrence", (dxw, dw, dh0, dc0), dout, dh, dc, w_hh, cs)
     return dxw, dw, None, dh0, dc0, None, None, None, None, _bias_grad(ctx, dxw), None
 
 
@@ -308,6 +310,7 @@ def _gru_grad(ctx, dout, dh_last, *unused):
     dout = torch.zeros_like(hs[:1]) if dout is None else dout  # no gradient for the output: one step of zeros
     dh = torch.zeros_like(hs[0]) if dh_last is None else dh_last[-1]
     dxw, dw, db, dh0 = _gru_backward(dout, dh, w_hh, rmask, hs, hm, gates, hpn, step, zh, oshift)
+    dxw, dw, db, dh0 = first_order("the GRU's recurrence", (dxw, dw, db, dh0), dout, dh, w_hh, hs)
     return dxw, dw, (db if ctx.has_bias else None), None, dh0, None, None, None, _bias_grad(ctx, dxw), None
 
 

@@ -25,7 +25,24 @@ struct EmbeddingHashedFn : public torch::autograd::Function<EmbeddingHashedFn> {
                                                  torch::autograd::variable_list grads) {
     const Tensor& grad = grads[0];
     Tensor dw;
-    if (grad.defined()) {
+    if (grad.defined() && at::GradMode::is_enabled() && grad.requires_grad()) {
+      // create_graph (a gradient penalty): ATen's ops, which autograd can differentiate again
+      const Tensor ids = ctx->get_saved_variables()[0].reshape({-1}).contiguous();
+      const auto key = ctx->saved_data["key"].toIntVector();
+      const int64_t V = ctx->saved_data["V"].toInt(), E = grad.size(-1);
+      Tensor values = grad.reshape({-1, E}) *
+                      word_keep(ids, key[0], key[1], key[2], key[3], key[4], ctx->saved_data["value"].toDouble(),
+                                grad.scalar_type())
+                          .unsqueeze(1);
+      Tensor rows = ids;
+      if (key[4] >= 0) {  // as nn.Embedding: the padding row gets no gradient
+        const Tensor real = ids.ne(key[4]);
+        rows = ids.index({real});
+        values = values.index({real});
+      }
+      dw = ctx->saved_data["sparse"].toBool() ? at::sparse_coo_tensor(rows.unsqueeze(0), values, {V, E})
+                                             : at::zeros({V, E}, values.options()).index_add(0, rows, values);
+    } else if (grad.defined()) {
       const Tensor ids = ctx->get_saved_variables()[0];
       dw = embedding_hashed_backward(grad.reshape({-1, grad.size(-1)}).contiguous(), ids.view(-1),
                                      ctx->saved_data["key"].toIntVector(), ctx->saved_data["value"].toDouble(),
