@@ -42,6 +42,7 @@ def first_order(what: str, grads: tuple, *anchors) -> tuple:
     if anchor is None or not where:
         return grads
     marked = _FirstOrder.apply(what, anchor, *(grads[i] for i in where))
+    marked = marked if isinstance(marked, tuple) else (marked,)
     out = list(grads)
     for i, g in zip(where, marked, strict=True):
         out[i] = g
